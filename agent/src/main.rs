@@ -1,0 +1,4 @@
+//! The `hc-agent` daemon entry point.
+fn main() {
+    println!("hc-agent {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,186 @@
+//! Cloud commands: what the cloud asks the device to change or decide, with
+//! the actor who asked, the per-device sequence number and the cloud's issue
+//! time. Commands travel inside the signed envelope (`envelope`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::access::{Action, ChannelScope, InstallerGrants, Permissions, Validity};
+use crate::ids::{AccountId, AccountRef, Serial, Text};
+use crate::limits::{MAX_AUDIT_REPLY, MAX_DOMAIN_LEN, MAX_SHARES};
+
+/// The signed content of a command envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// The device the command is for; any other device refuses it.
+    pub serial: Serial,
+    /// The cloud account on whose behalf the command was issued.
+    pub actor: AccountRef,
+    /// Grows by at least one per command for this device.
+    pub seq: u64,
+    /// The cloud's clock when it issued the command, Unix seconds.
+    pub issued_at: u64,
+    pub body: CommandBody,
+}
+
+/// Which role a bind gives the binding account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BindRole {
+    /// The account becomes the owner directly.
+    Owner,
+    /// An installer adds the device to a site it manages until handover.
+    Installer,
+}
+
+/// Every command the cloud can send. Wire: variant index, then fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandBody {
+    /// Bind an unbound device to the actor. `proof` shows the actor's
+    /// client knew the verification code printed on the device
+    /// (see [`bind_proof`]).
+    Bind { role: BindRole, proof: [u8; 32] },
+    /// Remove owner, installer and every share.
+    Unbind,
+    /// Share with an account, or replace its share.
+    Share {
+        account: AccountRef,
+        permissions: Permissions,
+        channels: ChannelScope,
+        validity: Option<Validity>,
+    },
+    /// Stop sharing with one or several accounts.
+    Unshare {
+        accounts: heapless::Vec<AccountId, MAX_SHARES>,
+    },
+    /// Stop sharing with everyone.
+    UnshareAll,
+    /// A shared user removes the device from its own account.
+    LeaveShare,
+    /// The owner (the actor) accepted the installer's invitation: the site
+    /// is handed over and the installer keeps only `installer_grants`.
+    Handover { installer_grants: InstallerGrants },
+    /// The owner sets the installer's rights after handover.
+    GrantInstaller { grants: InstallerGrants },
+    /// The owner takes every right from the installer.
+    RevokeInstaller,
+    /// Switch the cloud service for this device.
+    SetCloudService { enabled: bool },
+    /// Change the device domain name (validated on the device).
+    SetDomain { name: Text<MAX_DOMAIN_LEN> },
+    /// Publish the state report now.
+    RequestState,
+    /// Publish up to `max` recent audit entries now.
+    RequestAudit { max: u16 },
+    /// May the actor do `action` on `channel` now? Answered in the ack.
+    Operation {
+        action: Action,
+        channel: Option<u16>,
+    },
+}
+
+/// The kind of a command, without its fields (for audit and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CommandKind {
+    Bind,
+    Unbind,
+    Share,
+    Unshare,
+    UnshareAll,
+    LeaveShare,
+    Handover,
+    GrantInstaller,
+    RevokeInstaller,
+    SetCloudService,
+    SetDomain,
+    RequestState,
+    RequestAudit,
+    Operation,
+}
+
+impl CommandBody {
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            CommandBody::Bind { .. } => CommandKind::Bind,
+            CommandBody::Unbind => CommandKind::Unbind,
+            CommandBody::Share { .. } => CommandKind::Share,
+            CommandBody::Unshare { .. } => CommandKind::Unshare,
+            CommandBody::UnshareAll => CommandKind::UnshareAll,
+            CommandBody::LeaveShare => CommandKind::LeaveShare,
+            CommandBody::Handover { .. } => CommandKind::Handover,
+            CommandBody::GrantInstaller { .. } => CommandKind::GrantInstaller,
+            CommandBody::RevokeInstaller => CommandKind::RevokeInstaller,
+            CommandBody::SetCloudService { .. } => CommandKind::SetCloudService,
+            CommandBody::SetDomain { .. } => CommandKind::SetDomain,
+            CommandBody::RequestState => CommandKind::RequestState,
+            CommandBody::RequestAudit { .. } => CommandKind::RequestAudit,
+            CommandBody::Operation { .. } => CommandKind::Operation,
+        }
+    }
+}
+
+impl CommandKind {
+    /// Largest audit reply a `RequestAudit` can ask for.
+    pub const MAX_AUDIT_REQUEST: usize = MAX_AUDIT_REPLY;
+}
+
+/// Domain separator for the bind proof, so the MAC cannot be reused
+/// for anything else.
+pub const BIND_PROOF_CONTEXT: &[u8] = b"hc-agent/bind/v1";
+
+/// The bind proof: HMAC-SHA256 keyed with the verification code's ASCII
+/// bytes over `BIND_PROOF_CONTEXT || 0x00 || serial || 0x00 || account id`.
+pub fn bind_proof(verification_code: &[u8], serial: &Serial, account: &AccountId) -> [u8; 32] {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, verification_code);
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    bind_proof_message(&mut |part| ctx.update(part), serial, account);
+    let tag = ctx.sign();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Checks a bind proof in constant time.
+pub fn verify_bind_proof(
+    verification_code: &[u8],
+    serial: &Serial,
+    account: &AccountId,
+    proof: &[u8; 32],
+) -> bool {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, verification_code);
+    let mut message = alloc::vec::Vec::with_capacity(64 + serial.len() + account.len());
+    bind_proof_message(&mut |part| message.extend_from_slice(part), serial, account);
+    ring::hmac::verify(&key, &message, proof).is_ok()
+}
+
+fn bind_proof_message(feed: &mut dyn FnMut(&[u8]), serial: &Serial, account: &AccountId) {
+    feed(BIND_PROOF_CONTEXT);
+    feed(&[0]);
+    feed(serial.as_bytes());
+    feed(&[0]);
+    feed(account.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_proof_checks_code_serial_and_account() {
+        let serial = Serial::new("NVR1").unwrap();
+        let alice = AccountId::new("alice").unwrap();
+        let proof = bind_proof(b"ABCDEF", &serial, &alice);
+        assert!(verify_bind_proof(b"ABCDEF", &serial, &alice, &proof));
+        assert!(!verify_bind_proof(b"ABCDEG", &serial, &alice, &proof));
+        assert!(!verify_bind_proof(
+            b"ABCDEF",
+            &Serial::new("NVR2").unwrap(),
+            &alice,
+            &proof
+        ));
+        assert!(!verify_bind_proof(
+            b"ABCDEF",
+            &serial,
+            &AccountId::new("bob").unwrap(),
+            &proof
+        ));
+    }
+}

@@ -1,0 +1,158 @@
+//! The signed command envelope. Layout (normative text in `SPEC.md`):
+//!
+//! ```text
+//! offset 0       u8      format version (ENVELOPE_VERSION)
+//! offset 1       u8      key id
+//! offset 2..n-64         postcard(Command)
+//! offset n-64..n         Ed25519 signature over bytes 0..n-64
+//! ```
+//!
+//! The signature is checked over the exact bytes received, before the
+//! command is decoded; nothing is re-encoded for verification.
+
+use alloc::vec::Vec;
+use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+
+use crate::codec::{self, DecodeError};
+use crate::command::Command;
+use crate::ids::Serial;
+use crate::limits::{MAX_COMMAND_BYTES, MAX_COMMAND_KEYS};
+use crate::reason::Reason;
+
+pub const ENVELOPE_VERSION: u8 = 1;
+pub const SIGNATURE_LEN: usize = 64;
+pub const HEADER_LEN: usize = 2;
+pub const PUBLIC_KEY_LEN: usize = 32;
+
+/// Why an envelope was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("envelope of {0} bytes is over the limit")]
+    TooLarge(usize),
+    #[error("envelope of {0} bytes is too short")]
+    TooShort(usize),
+    #[error("envelope format version {0} is not supported")]
+    UnsupportedVersion(u8),
+    #[error("key id {0} is not pinned on this device")]
+    UnknownKeyId(u8),
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("signed command does not decode: {0}")]
+    Malformed(DecodeError),
+    #[error("command is for another device")]
+    WrongDevice,
+}
+
+impl EnvelopeError {
+    pub fn reason(self) -> Reason {
+        match self {
+            EnvelopeError::TooLarge(_) => Reason::TooLarge,
+            EnvelopeError::TooShort(_) => Reason::Malformed,
+            EnvelopeError::UnsupportedVersion(_) => Reason::UnsupportedVersion,
+            EnvelopeError::UnknownKeyId(_) => Reason::UnknownKeyId,
+            EnvelopeError::BadSignature => Reason::BadSignature,
+            EnvelopeError::Malformed(e) => e.reason(),
+            EnvelopeError::WrongDevice => Reason::WrongDevice,
+        }
+    }
+}
+
+/// The cloud's command verification keys pinned on the device: the current
+/// one and, during a rotation, the next one.
+#[derive(Debug, Clone, Default)]
+pub struct CommandKeys {
+    keys: heapless::Vec<(u8, [u8; PUBLIC_KEY_LEN]), MAX_COMMAND_KEYS>,
+}
+
+impl CommandKeys {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pins a key under an id; false when the ring is full or the id is taken.
+    pub fn pin(&mut self, key_id: u8, public_key: [u8; PUBLIC_KEY_LEN]) -> bool {
+        if self.get(key_id).is_some() {
+            return false;
+        }
+        self.keys.push((key_id, public_key)).is_ok()
+    }
+
+    pub fn get(&self, key_id: u8) -> Option<&[u8; PUBLIC_KEY_LEN]> {
+        self.keys
+            .iter()
+            .find(|(id, _)| *id == key_id)
+            .map(|(_, k)| k)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Verifies and decodes an envelope for `serial`.
+pub fn open(bytes: &[u8], keys: &CommandKeys, serial: &Serial) -> Result<Command, EnvelopeError> {
+    if bytes.len() > MAX_COMMAND_BYTES {
+        return Err(EnvelopeError::TooLarge(bytes.len()));
+    }
+    if bytes.len() < HEADER_LEN + 1 + SIGNATURE_LEN {
+        return Err(EnvelopeError::TooShort(bytes.len()));
+    }
+    if bytes[0] != ENVELOPE_VERSION {
+        return Err(EnvelopeError::UnsupportedVersion(bytes[0]));
+    }
+    let key = keys
+        .get(bytes[1])
+        .ok_or(EnvelopeError::UnknownKeyId(bytes[1]))?;
+    let (signed, signature) = bytes.split_at(bytes.len() - SIGNATURE_LEN);
+    UnparsedPublicKey::new(&ED25519, key)
+        .verify(signed, signature)
+        .map_err(|_| EnvelopeError::BadSignature)?;
+    let command: Command = codec::decode(&signed[HEADER_LEN..], MAX_COMMAND_BYTES)
+        .map_err(EnvelopeError::Malformed)?;
+    if &command.serial != serial {
+        return Err(EnvelopeError::WrongDevice);
+    }
+    Ok(command)
+}
+
+/// The cloud side: a command signing key with its id.
+pub struct CommandSigner {
+    key_id: u8,
+    pair: Ed25519KeyPair,
+}
+
+impl CommandSigner {
+    /// A signer from a 32-byte Ed25519 seed.
+    pub fn from_seed(key_id: u8, seed: &[u8; 32]) -> Result<Self, ring::error::KeyRejected> {
+        Ok(CommandSigner {
+            key_id,
+            pair: Ed25519KeyPair::from_seed_unchecked(seed)?,
+        })
+    }
+
+    pub fn key_id(&self) -> u8 {
+        self.key_id
+    }
+
+    pub fn public_key(&self) -> [u8; PUBLIC_KEY_LEN] {
+        let mut out = [0u8; PUBLIC_KEY_LEN];
+        out.copy_from_slice(self.pair.public_key().as_ref());
+        out
+    }
+
+    /// Encodes and signs a command into an envelope.
+    pub fn seal(&self, command: &Command) -> Result<Vec<u8>, codec::EncodeError> {
+        let body = codec::encode(command, MAX_COMMAND_BYTES - HEADER_LEN - SIGNATURE_LEN)?;
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len() + SIGNATURE_LEN);
+        out.push(ENVELOPE_VERSION);
+        out.push(self.key_id);
+        out.extend_from_slice(&body);
+        let signature = self.pair.sign(&out);
+        out.extend_from_slice(signature.as_ref());
+        Ok(out)
+    }
+}

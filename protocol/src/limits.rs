@@ -1,0 +1,43 @@
+//! Every capacity in the system, in one place. Anything the network or a
+//! local client can grow is bounded by one of these; input over a limit is
+//! refused with a typed error and changes nothing already stored.
+
+/// Largest command envelope accepted on the command topic, in bytes.
+pub const MAX_COMMAND_BYTES: usize = 8 * 1024;
+/// Largest message of any other kind (acks, reports, registrations).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// Largest local-socket frame body (after the 4-byte length prefix).
+pub const MAX_LOCAL_FRAME_BYTES: usize = 16 * 1024;
+
+/// Accounts a device can be shared with.
+pub const MAX_SHARES: usize = 64;
+/// Channels a recorder can have; channel numbers are `1..=MAX_CHANNELS`.
+pub const MAX_CHANNELS: usize = 256;
+/// Command public keys pinned on the device (current and next, for rotation).
+pub const MAX_COMMAND_KEYS: usize = 2;
+/// Outcomes of recent commands kept to answer redeliveries identically.
+pub const RECENT_OUTCOMES: usize = 16;
+
+/// Reports produced while offline and kept for sending after reconnect.
+pub const MAX_QUEUED_REPORTS: usize = 64;
+/// Audit entries the device keeps (oldest dropped first).
+pub const MAX_AUDIT_ENTRIES: usize = 128;
+/// Audit entries returned in one reply or report.
+pub const MAX_AUDIT_REPLY: usize = 32;
+/// External port mappings sent with a domain registration.
+pub const MAX_PORT_MAPPINGS: usize = 8;
+/// Local-socket peers (uids) allowed to connect.
+pub const MAX_LOCAL_PEERS: usize = 16;
+/// Local-socket clients served at once.
+pub const MAX_LOCAL_CLIENTS: usize = 64;
+
+/// Bytes in a device serial number.
+pub const MAX_SERIAL_LEN: usize = 48;
+/// Bytes in a cloud account id.
+pub const MAX_ACCOUNT_ID_LEN: usize = 64;
+/// Bytes in a region code.
+pub const MAX_REGION_LEN: usize = 8;
+/// Bytes in a device domain name (one DNS label).
+pub const MAX_DOMAIN_LEN: usize = 63;
+/// Bytes in the agent version string.
+pub const MAX_VERSION_LEN: usize = 24;

@@ -1,0 +1,136 @@
+//! The local-socket protocol between the agent and the firmware's own
+//! processes (web, streaming and SDK servers). Frames are a 4-byte
+//! big-endian length followed by that many bytes of postcard.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::access::{Action, Decision, LocalLevel, Principal};
+use crate::codec::{self, DecodeError, EncodeError};
+use crate::ids::{DomainName, Serial};
+use crate::limits::{MAX_AUDIT_REPLY, MAX_LOCAL_FRAME_BYTES};
+use crate::messages::{AuditEntry, StateReport};
+use crate::reason::Reason;
+
+pub const FRAME_HEADER_LEN: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocalRequest {
+    /// May `principal` do `action` on `channel` now?
+    Authorize {
+        principal: Principal,
+        action: Action,
+        channel: Option<u16>,
+    },
+    /// The agent's health and switches.
+    Status,
+    /// The whole access list (as the state report).
+    ListAccess,
+    /// Switch platform access; `by` is the level of the device user who
+    /// asked, as authenticated by the calling process. Admin only.
+    SetPlatformAccess { by: LocalLevel, enabled: bool },
+    /// Up to `max` most recent audit entries.
+    RecentAudit { max: u16 },
+}
+
+/// The cloud link as the agent sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LinkState {
+    Connected,
+    Connecting,
+    /// Platform access is off: the link is closed on purpose.
+    Disabled,
+}
+
+/// Where the domain registration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistrationState {
+    NotRegistered,
+    Pending,
+    Registered { expires_at: u64 },
+    NameTaken,
+    Invalid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReply {
+    pub serial: Serial,
+    pub link: LinkState,
+    pub bound: bool,
+    pub handed_over: bool,
+    pub cloud_service: bool,
+    pub platform_access: bool,
+    pub domain: DomainName,
+    pub registration: RegistrationState,
+    pub last_seq: u64,
+    pub clock_trusted: bool,
+    pub reports_queued: u32,
+    pub reports_dropped: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocalReply {
+    Decision(Decision),
+    Status(Box<StatusReply>),
+    Access(Box<StateReport>),
+    Audit(heapless::Vec<AuditEntry, MAX_AUDIT_REPLY>),
+    /// The request was carried out.
+    Done,
+    /// The request was refused or could not be understood.
+    Error(Reason),
+}
+
+/// Encodes a message as one frame: length prefix and body.
+pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, EncodeError> {
+    let body = codec::encode(message, MAX_LOCAL_FRAME_BYTES)?;
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+    // Cannot truncate: body is at most MAX_LOCAL_FRAME_BYTES.
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Reads a frame header; refuses a length over the limit before any body
+/// byte is read, so a client cannot make the agent allocate or wait for it.
+pub fn frame_body_len(header: [u8; FRAME_HEADER_LEN]) -> Result<usize, DecodeError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_LOCAL_FRAME_BYTES {
+        return Err(DecodeError::TooLarge {
+            len,
+            max: MAX_LOCAL_FRAME_BYTES,
+        });
+    }
+    Ok(len)
+}
+
+/// Decodes a frame body.
+pub fn decode_frame_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    codec::decode(body, MAX_LOCAL_FRAME_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_header_is_refused_before_the_body() {
+        let header = ((MAX_LOCAL_FRAME_BYTES + 1) as u32).to_be_bytes();
+        assert!(matches!(
+            frame_body_len(header),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        assert_eq!(frame_body_len(16u32.to_be_bytes()), Ok(16));
+    }
+
+    #[test]
+    fn frame_round_trips() {
+        let frame = encode_frame(&LocalRequest::Status).unwrap();
+        let len = frame_body_len(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(len, frame.len() - 4);
+        assert_eq!(
+            decode_frame_body::<LocalRequest>(&frame[4..]).unwrap(),
+            LocalRequest::Status
+        );
+    }
+}

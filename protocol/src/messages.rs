@@ -1,0 +1,124 @@
+//! Messages the device publishes to the cloud: command acknowledgements,
+//! the retained state report, the retained online/offline status (also the
+//! last-will) and audit reports.
+
+use serde::{Deserialize, Serialize};
+
+use crate::access::{Action, InstallerGrants, LocalLevel, ShareEntry};
+use crate::command::CommandKind;
+use crate::ids::{AccountId, AccountRef, DomainName, Region, Serial, Text};
+use crate::limits::{MAX_AUDIT_REPLY, MAX_SHARES, MAX_VERSION_LEN};
+use crate::reason::Reason;
+
+/// The result of a command or a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Applied (a change), answered (a request) or allowed (an operation).
+    Accepted,
+    /// Refused or denied, with the reason; nothing changed.
+    Refused(Reason),
+}
+
+impl Outcome {
+    pub fn from_result<T>(r: &Result<T, Reason>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Accepted,
+            Err(reason) => Outcome::Refused(*reason),
+        }
+    }
+}
+
+/// The device's acknowledgement of one command envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The command's sequence number; `None` when the envelope could not be
+    /// verified, so no sequence number in it can be trusted.
+    pub seq: Option<u64>,
+    pub outcome: Outcome,
+    /// True when this acknowledges a redelivery of an already handled
+    /// command: the outcome is the one first given, nothing was re-applied.
+    pub redelivered: bool,
+}
+
+/// Who the site belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Binding {
+    Unbound,
+    /// Added to a site by an installer, not handed over yet.
+    InstallerManaged {
+        installer: AccountRef,
+    },
+    /// Owned; `installer` is kept after handover with `installer_grants`.
+    Owned {
+        owner: AccountRef,
+        installer: Option<AccountRef>,
+        installer_grants: InstallerGrants,
+    },
+}
+
+/// The retained state report: everything a cloud or field engineer needs to
+/// see the device's access list and switches. Published after every change
+/// and after every reconnect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateReport {
+    pub serial: Serial,
+    pub agent_version: Text<MAX_VERSION_LEN>,
+    pub region: Region,
+    pub channel_count: u16,
+    pub binding: Binding,
+    pub shares: heapless::Vec<ShareEntry, MAX_SHARES>,
+    pub cloud_service: bool,
+    pub platform_access: bool,
+    pub domain: DomainName,
+    pub last_seq: u64,
+    pub trusted_time_floor: u64,
+    /// Reports that did not fit the offline queue since start-up.
+    pub reports_dropped: u32,
+}
+
+/// The retained online/offline status; the offline form is the last-will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    pub online: bool,
+}
+
+/// Who did something recorded in the audit ring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditActor {
+    Cloud(AccountId),
+    Local(LocalLevel),
+    /// The device itself (start-up, expiry, storage).
+    Device,
+}
+
+/// What was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditEvent {
+    Decision {
+        action: Action,
+        channel: Option<u16>,
+    },
+    Command {
+        kind: CommandKind,
+        seq: u64,
+    },
+    PlatformAccess {
+        enabled: bool,
+    },
+}
+
+/// One audit ring entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: u64,
+    pub actor: AuditActor,
+    pub event: AuditEvent,
+    pub outcome: Outcome,
+}
+
+/// Recent audit entries, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub serial: Serial,
+    pub entries: heapless::Vec<AuditEntry, MAX_AUDIT_REPLY>,
+}
