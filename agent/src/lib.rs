@@ -3,3 +3,6 @@
 //! state on flash. The I/O shell (cloud link, local socket, domain
 //! registration) builds on these.
 #![forbid(unsafe_code)]
+
+pub mod core;
+pub mod store;

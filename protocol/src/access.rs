@@ -44,6 +44,8 @@ actions! {
     CloudServiceSwitch = 10;
     PlatformAccessSwitch = 11;
     Unbind = 12;
+    /// Changing the device domain name.
+    DomainManagement = 13;
 }
 
 impl Action {
@@ -357,7 +359,7 @@ mod tests {
 
     #[test]
     fn permissions_with_unknown_bits_do_not_decode() {
-        let bytes = postcard::to_allocvec(&(1u16 << 13)).unwrap();
+        let bytes = postcard::to_allocvec(&(1u16 << 14)).unwrap();
         assert!(postcard::from_bytes::<Permissions>(&bytes).is_err());
         let ok = Permissions::of(&[Action::LiveView, Action::Unbind]);
         let bytes = postcard::to_allocvec(&ok).unwrap();

@@ -69,6 +69,8 @@ pub struct StatusReply {
     pub reports_dropped: u32,
 }
 
+// One reply exists per connection at a time; the inline audit list is fine.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LocalReply {
     Decision(Decision),

@@ -115,6 +115,9 @@ reasons! {
     UnsupportedVersion = 30, "the message format version is not supported";
     /// The agent is shutting down or overloaded; try again.
     Busy = 31, "the device is busy; try again";
+    /// Share or handover named an account that already holds the device
+    /// (its owner or installer).
+    AlreadyAPrincipal = 32, "the account already holds this device as owner or installer";
 }
 
 impl core::fmt::Display for Reason {

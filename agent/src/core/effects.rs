@@ -1,0 +1,26 @@
+//! Effects: what the core asks the I/O shell to do, in order. The shell
+//! carries them out front to back; `Persist` comes before any `Ack`, and if
+//! persisting fails the shell drops the new state and acknowledges
+//! `StorageFailed` instead.
+
+use protocol::Ack;
+
+/// One thing for the shell to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Write the new state to flash; nothing after this may happen first.
+    Persist,
+    /// Publish this acknowledgement.
+    Ack(Ack),
+    /// Publish the retained state report.
+    PublishState,
+    /// Publish up to this many recent audit entries.
+    PublishAudit { max: u16 },
+    /// The domain name changed: register it again.
+    RegisterDomain,
+    /// Platform access changed: open (true) or close (false) the cloud link.
+    CloudLink { enabled: bool },
+}
+
+/// The effects of one step. Four is the most any step produces.
+pub type Effects = heapless::Vec<Effect, 6>;

@@ -1,0 +1,20 @@
+//! The sans-IO core of the agent: the device state, the access decision,
+//! command application, trusted time and the audit ring. Everything here is
+//! a plain function of (state, input, now) returning effects; nothing reads
+//! a clock, touches a file or a socket. The event loop owns all of that.
+
+pub mod apply;
+pub mod audit;
+pub mod decide;
+pub mod effects;
+pub mod local;
+pub mod state;
+pub mod time;
+
+pub use apply::{apply, Applied};
+pub use audit::AuditRing;
+pub use decide::{decide, role_of, Role};
+pub use effects::{Effect, Effects};
+pub use local::set_platform_access;
+pub use state::{AccessState, DeviceState, Identity, Ledger};
+pub use time::TrustedClock;

@@ -1,0 +1,151 @@
+//! The device state: who holds the device and with what rights (the access
+//! state), which commands were already handled (the ledger), the trusted
+//! clock, and the device's identity. This is exactly what goes to flash.
+
+use protocol::limits::{MAX_SHARES, RECENT_OUTCOMES};
+use protocol::messages::{Binding, StateReport};
+use protocol::{AccountId, AccountRef, DomainName, InstallerGrants, Outcome, Region, Serial, ShareEntry, Text};
+use serde::{Deserialize, Serialize};
+
+use super::time::TrustedClock;
+
+/// Fixed facts about the device, from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub serial: Serial,
+    pub region: Region,
+    pub channel_count: u16,
+    /// The verification code printed on the device label; the key of the
+    /// bind proof.
+    pub verification_code: Text<32>,
+}
+
+/// Who may do what. Every refused command leaves this unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessState {
+    pub binding: Binding,
+    /// Sorted by account id, so a decision finds a share by binary search.
+    pub shares: heapless::Vec<ShareEntry, MAX_SHARES>,
+    pub cloud_service: bool,
+    pub platform_access: bool,
+    pub domain: DomainName,
+}
+
+/// One handled command, kept to answer its redelivery identically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandledCommand {
+    pub seq: u64,
+    pub outcome: Outcome,
+}
+
+/// Which commands were handled: replay protection and redelivery answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Ledger {
+    pub last_seq: u64,
+    /// The most recent handled commands, oldest first.
+    pub recent: heapless::Vec<HandledCommand, RECENT_OUTCOMES>,
+}
+
+impl Ledger {
+    pub fn outcome_of(&self, seq: u64) -> Option<Outcome> {
+        self.recent.iter().rev().find(|h| h.seq == seq).map(|h| h.outcome)
+    }
+
+    pub fn record(&mut self, seq: u64, outcome: Outcome) {
+        if self.recent.is_full() {
+            self.recent.remove(0);
+        }
+        // Cannot fail: a slot was freed above.
+        let _ = self.recent.push(HandledCommand { seq, outcome });
+        self.last_seq = self.last_seq.max(seq);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceState {
+    pub identity: Identity,
+    pub access: AccessState,
+    pub ledger: Ledger,
+    pub clock: TrustedClock,
+}
+
+impl AccessState {
+    /// A freshly reset device: unbound, no shares, both switches on, the
+    /// domain back to its default.
+    pub fn reset(identity: &Identity) -> Result<AccessState, protocol::ids::IdError> {
+        Ok(AccessState {
+            binding: Binding::Unbound,
+            shares: heapless::Vec::new(),
+            cloud_service: true,
+            platform_access: true,
+            domain: DomainName::from_serial(&identity.serial)?,
+        })
+    }
+
+    pub fn owner(&self) -> Option<&AccountRef> {
+        match &self.binding {
+            Binding::Owned { owner, .. } => Some(owner),
+            _ => None,
+        }
+    }
+
+    pub fn installer(&self) -> Option<&AccountRef> {
+        match &self.binding {
+            Binding::Owned { installer, .. } => installer.as_ref(),
+            Binding::InstallerManaged { installer } => Some(installer),
+            Binding::Unbound => None,
+        }
+    }
+
+    pub fn installer_grants(&self) -> Option<&InstallerGrants> {
+        match &self.binding {
+            Binding::Owned { installer: Some(_), installer_grants, .. } => Some(installer_grants),
+            _ => None,
+        }
+    }
+
+    pub fn share_index(&self, account: &str) -> Result<usize, usize> {
+        self.shares.binary_search_by(|s| s.account.id.as_str().cmp(account))
+    }
+
+    pub fn share_of(&self, account: &str) -> Option<&ShareEntry> {
+        self.share_index(account).ok().map(|i| &self.shares[i])
+    }
+
+    /// True when `account` is the owner or installer.
+    pub fn holds_device(&self, account: &AccountId) -> bool {
+        self.owner().is_some_and(|o| &o.id == account) || self.installer().is_some_and(|i| &i.id == account)
+    }
+}
+
+impl DeviceState {
+    /// The state of a device that was never bound.
+    pub fn new(identity: Identity) -> Result<DeviceState, protocol::ids::IdError> {
+        Ok(DeviceState {
+            access: AccessState::reset(&identity)?,
+            identity,
+            ledger: Ledger::default(),
+            clock: TrustedClock::default(),
+        })
+    }
+
+    /// The retained state report the cloud sees.
+    pub fn report(&self, agent_version: &str, reports_dropped: u32) -> StateReport {
+        StateReport {
+            serial: self.identity.serial.clone(),
+            // The version is ours and short; an over-long one is cut to empty
+            // rather than failing a report.
+            agent_version: Text::new(agent_version).unwrap_or_default(),
+            region: self.identity.region.clone(),
+            channel_count: self.identity.channel_count,
+            binding: self.access.binding.clone(),
+            shares: self.access.shares.clone(),
+            cloud_service: self.access.cloud_service,
+            platform_access: self.access.platform_access,
+            domain: self.access.domain.clone(),
+            last_seq: self.ledger.last_seq,
+            trusted_time_floor: self.clock.floor(),
+            reports_dropped,
+        }
+    }
+}

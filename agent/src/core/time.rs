@@ -1,0 +1,107 @@
+//! Trusted time. Validity windows are absolute, so a device whose clock is
+//! wrong could revive expired grants. The device keeps a floor: the newest
+//! cloud-signed issue time it has seen (persisted), raised further by the
+//! device's own clock readings since then (so a rollback while running is
+//! caught too). A clock below the floor is not trusted, and time-limited
+//! grants are then denied.
+
+use protocol::{Reason, Validity};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TrustedClock {
+    /// Newest issue time of a verified cloud command.
+    pub cloud_floor: u64,
+    /// Highest device clock reading since the last cloud time. Re-anchored
+    /// to the cloud's time on every verified command, so a device clock that
+    /// once ran ahead cannot lock time-limited grants out for good.
+    pub observed: u64,
+}
+
+impl TrustedClock {
+    /// The lowest time the device may believe it is.
+    pub fn floor(&self) -> u64 {
+        self.cloud_floor.max(self.observed)
+    }
+
+    pub fn is_trusted(&self, now: u64) -> bool {
+        now >= self.floor()
+    }
+
+    /// A reading of the device clock; a reading below the floor changes
+    /// nothing (it is the rollback the floor exists to catch).
+    pub fn observe(&mut self, now: u64) {
+        self.observed = self.observed.max(now);
+    }
+
+    /// A verified command's issue time.
+    pub fn vouch(&mut self, issued_at: u64) {
+        self.cloud_floor = self.cloud_floor.max(issued_at);
+        self.observed = issued_at;
+    }
+
+    /// Whether a grant with this window holds at `now`.
+    pub fn check_window(&self, window: Option<Validity>, now: u64) -> Result<(), Reason> {
+        let Some(window) = window else {
+            return Ok(());
+        };
+        if !self.is_trusted(now) {
+            return Err(Reason::ClockNotTrusted);
+        }
+        if now < window.not_before {
+            return Err(Reason::NotYetValid);
+        }
+        if now >= window.not_after {
+            return Err(Reason::Expired);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: Option<Validity> = Some(Validity { not_before: 100, not_after: 200 });
+
+    #[test]
+    fn untimed_grants_do_not_depend_on_the_clock() {
+        let clock = TrustedClock { cloud_floor: 1_000, observed: 0 };
+        assert_eq!(clock.check_window(None, 0), Ok(()));
+    }
+
+    #[test]
+    fn window_is_half_open() {
+        let clock = TrustedClock::default();
+        assert_eq!(clock.check_window(WINDOW, 99), Err(Reason::NotYetValid));
+        assert_eq!(clock.check_window(WINDOW, 100), Ok(()));
+        assert_eq!(clock.check_window(WINDOW, 199), Ok(()));
+        assert_eq!(clock.check_window(WINDOW, 200), Err(Reason::Expired));
+    }
+
+    #[test]
+    fn clock_behind_the_cloud_floor_is_not_trusted() {
+        let mut clock = TrustedClock::default();
+        clock.vouch(150);
+        assert_eq!(clock.check_window(WINDOW, 120), Err(Reason::ClockNotTrusted));
+        assert_eq!(clock.check_window(WINDOW, 150), Ok(()));
+    }
+
+    #[test]
+    fn rollback_after_an_observed_reading_is_not_trusted() {
+        let mut clock = TrustedClock::default();
+        clock.observe(250);
+        assert_eq!(clock.check_window(WINDOW, 250), Err(Reason::Expired));
+        clock.observe(150);
+        assert_eq!(clock.check_window(WINDOW, 150), Err(Reason::ClockNotTrusted));
+    }
+
+    #[test]
+    fn cloud_time_re_anchors_a_clock_that_ran_ahead() {
+        let mut clock = TrustedClock::default();
+        clock.observe(10_000);
+        clock.vouch(150);
+        assert_eq!(clock.floor(), 150);
+        assert_eq!(clock.check_window(WINDOW, 160), Ok(()));
+    }
+}
