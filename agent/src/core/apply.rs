@@ -12,7 +12,10 @@ use protocol::access::{Action, Decision, Principal};
 use protocol::command::{verify_bind_proof, BindRole};
 use protocol::limits::MAX_AUDIT_REPLY;
 use protocol::messages::{AuditActor, AuditEntry, AuditEvent, Binding};
-use protocol::{Ack, ChannelScope, Command, CommandBody, DomainName, InstallerGrants, Outcome, Permissions, Reason, ShareEntry};
+use protocol::{
+    Ack, ChannelScope, Command, CommandBody, DomainName, InstallerGrants, Outcome, Permissions,
+    Reason, ShareEntry,
+};
 
 use super::decide::decide;
 use super::effects::{Effect, Effects};
@@ -40,10 +43,16 @@ struct Change {
 
 impl Change {
     fn none() -> Change {
-        Change { access: None, extra: None }
+        Change {
+            access: None,
+            extra: None,
+        }
     }
     fn to(access: AccessState) -> Change {
-        Change { access: Some(access), extra: None }
+        Change {
+            access: Some(access),
+            extra: None,
+        }
     }
 }
 
@@ -52,7 +61,10 @@ pub fn apply(state: &DeviceState, command: &Command, now: u64) -> Applied {
     let audit = |outcome| AuditEntry {
         at: now,
         actor: AuditActor::Cloud(command.actor.id.clone()),
-        event: AuditEvent::Command { kind: command.body.kind(), seq: command.seq },
+        event: AuditEvent::Command {
+            kind: command.body.kind(),
+            seq: command.seq,
+        },
         outcome,
     };
     let refuse_untouched = |reason| {
@@ -91,7 +103,9 @@ pub fn apply(state: &DeviceState, command: &Command, now: u64) -> Applied {
     let mut effects = Effects::new();
     let read_only = matches!(
         command.body,
-        CommandBody::Operation { .. } | CommandBody::RequestState | CommandBody::RequestAudit { .. }
+        CommandBody::Operation { .. }
+            | CommandBody::RequestState
+            | CommandBody::RequestAudit { .. }
     );
     // Read-only commands are not written to flash on their own: operations
     // can be frequent and flash wears. Their ledger entry reaches flash with
@@ -99,7 +113,14 @@ pub fn apply(state: &DeviceState, command: &Command, now: u64) -> Applied {
     if !read_only {
         push(&mut effects, Effect::Persist);
     }
-    push(&mut effects, Effect::Ack(Ack { seq: Some(command.seq), outcome, redelivered: false }));
+    push(
+        &mut effects,
+        Effect::Ack(Ack {
+            seq: Some(command.seq),
+            outcome,
+            redelivered: false,
+        }),
+    );
     if let Ok(change) = result {
         if let Some(access) = change.access {
             next.access = access;
@@ -109,12 +130,25 @@ pub fn apply(state: &DeviceState, command: &Command, now: u64) -> Applied {
             push(&mut effects, extra);
         }
     }
-    Applied { state: next, outcome, redelivered: false, effects, audit: audit(outcome) }
+    Applied {
+        state: next,
+        outcome,
+        redelivered: false,
+        effects,
+        audit: audit(outcome),
+    }
 }
 
 fn ack_only(seq: Option<u64>, outcome: Outcome, redelivered: bool) -> Effects {
     let mut effects = Effects::new();
-    push(&mut effects, Effect::Ack(Ack { seq, outcome, redelivered }));
+    push(
+        &mut effects,
+        Effect::Ack(Ack {
+            seq,
+            outcome,
+            redelivered,
+        }),
+    );
     effects
 }
 
@@ -125,11 +159,25 @@ fn push(effects: &mut Effects, effect: Effect) {
 
 /// May the actor perform this management action? Turns the decision's
 /// generic denial into the more telling "only the owner may".
-fn authorize(state: &DeviceState, command: &Command, action: Action, now: u64) -> Result<(), Reason> {
-    match decide(state, &Principal::Cloud(command.actor.id.clone()), action, None, now) {
+fn authorize(
+    state: &DeviceState,
+    command: &Command,
+    action: Action,
+    now: u64,
+) -> Result<(), Reason> {
+    match decide(
+        state,
+        &Principal::Cloud(command.actor.id.clone()),
+        action,
+        None,
+        now,
+    ) {
         Decision::Allow => Ok(()),
         Decision::Deny(Reason::ActionNotGranted)
-            if matches!(action, Action::ShareManagement | Action::InstallerManagement) =>
+            if matches!(
+                action,
+                Action::ShareManagement | Action::InstallerManagement
+            ) =>
         {
             Err(Reason::NotOwner)
         }
@@ -161,17 +209,28 @@ fn change_for(state: &DeviceState, command: &Command, now: u64) -> Result<Change
                     installer: None,
                     installer_grants: InstallerGrants::default(),
                 },
-                BindRole::Installer => Binding::InstallerManaged { installer: command.actor.clone() },
+                BindRole::Installer => Binding::InstallerManaged {
+                    installer: command.actor.clone(),
+                },
             };
             Ok(Change::to(next))
         }
         CommandBody::Unbind => {
             authorize(state, command, Action::Unbind, now)?;
-            let next = AccessState::reset(&state.identity).map_err(|_| Reason::InvalidDomainName)?;
+            let next =
+                AccessState::reset(&state.identity).map_err(|_| Reason::InvalidDomainName)?;
             let domain_changed = next.domain != access.domain;
-            Ok(Change { access: Some(next), extra: domain_changed.then_some(Effect::RegisterDomain) })
+            Ok(Change {
+                access: Some(next),
+                extra: domain_changed.then_some(Effect::RegisterDomain),
+            })
         }
-        CommandBody::Share { account, permissions, channels, validity } => {
+        CommandBody::Share {
+            account,
+            permissions,
+            channels,
+            validity,
+        } => {
             authorize(state, command, Action::ShareManagement, now)?;
             if account.region != state.identity.region {
                 return Err(Reason::CrossRegion);
@@ -183,11 +242,19 @@ fn change_for(state: &DeviceState, command: &Command, now: u64) -> Result<Change
             if validity.is_some_and(|v| !v.is_well_formed()) {
                 return Err(Reason::InvalidValidity);
             }
-            let entry = ShareEntry { account: account.clone(), permissions: *permissions, channels: *channels, validity: *validity };
+            let entry = ShareEntry {
+                account: account.clone(),
+                permissions: *permissions,
+                channels: *channels,
+                validity: *validity,
+            };
             let mut next = access.clone();
             match next.share_index(&account.id) {
                 Ok(i) => next.shares[i] = entry,
-                Err(i) => next.shares.insert(i, entry).map_err(|_| Reason::CapacityExceeded)?,
+                Err(i) => next
+                    .shares
+                    .insert(i, entry)
+                    .map_err(|_| Reason::CapacityExceeded)?,
             }
             Ok(Change::to(next))
         }
@@ -207,7 +274,9 @@ fn change_for(state: &DeviceState, command: &Command, now: u64) -> Result<Change
             Ok(Change::to(next))
         }
         CommandBody::LeaveShare => {
-            let index = access.share_index(&command.actor.id).map_err(|_| Reason::UnknownShare)?;
+            let index = access
+                .share_index(&command.actor.id)
+                .map_err(|_| Reason::UnknownShare)?;
             if !access.cloud_service {
                 return Err(Reason::CloudServiceDisabled);
             }
@@ -236,7 +305,11 @@ fn change_for(state: &DeviceState, command: &Command, now: u64) -> Result<Change
             check_grants(grants)?;
             let mut next = access.clone();
             match &mut next.binding {
-                Binding::Owned { installer: Some(_), installer_grants, .. } => *installer_grants = *grants,
+                Binding::Owned {
+                    installer: Some(_),
+                    installer_grants,
+                    ..
+                } => *installer_grants = *grants,
                 _ => return Err(Reason::NoInstaller),
             }
             Ok(Change::to(next))
@@ -245,7 +318,11 @@ fn change_for(state: &DeviceState, command: &Command, now: u64) -> Result<Change
             authorize(state, command, Action::InstallerManagement, now)?;
             let mut next = access.clone();
             match &mut next.binding {
-                Binding::Owned { installer: installer @ Some(_), installer_grants, .. } => {
+                Binding::Owned {
+                    installer: installer @ Some(_),
+                    installer_grants,
+                    ..
+                } => {
                     *installer = None;
                     *installer_grants = InstallerGrants::default();
                 }
@@ -270,16 +347,31 @@ fn change_for(state: &DeviceState, command: &Command, now: u64) -> Result<Change
             }
             let mut next = access.clone();
             next.domain = name;
-            Ok(Change { access: Some(next), extra: Some(Effect::RegisterDomain) })
+            Ok(Change {
+                access: Some(next),
+                extra: Some(Effect::RegisterDomain),
+            })
         }
-        CommandBody::RequestState => Ok(Change { access: None, extra: Some(Effect::PublishState) }),
+        CommandBody::RequestState => Ok(Change {
+            access: None,
+            extra: Some(Effect::PublishState),
+        }),
         CommandBody::RequestAudit { max } => {
             authorize(state, command, Action::SiteInfoManagement, now)?;
             let max = (*max).min(MAX_AUDIT_REPLY as u16);
-            Ok(Change { access: None, extra: Some(Effect::PublishAudit { max }) })
+            Ok(Change {
+                access: None,
+                extra: Some(Effect::PublishAudit { max }),
+            })
         }
         CommandBody::Operation { action, channel } => {
-            match decide(state, &Principal::Cloud(command.actor.id.clone()), *action, *channel, now) {
+            match decide(
+                state,
+                &Principal::Cloud(command.actor.id.clone()),
+                *action,
+                *channel,
+                now,
+            ) {
                 Decision::Allow => Ok(Change::none()),
                 Decision::Deny(reason) => Err(reason),
             }
@@ -289,7 +381,11 @@ fn change_for(state: &DeviceState, command: &Command, now: u64) -> Result<Change
 
 /// The owner holds every shareable permission on every channel the device
 /// has; a share can hold no more.
-fn check_share_within_owner_rights(state: &DeviceState, permissions: Permissions, channels: &ChannelScope) -> Result<(), Reason> {
+fn check_share_within_owner_rights(
+    state: &DeviceState,
+    permissions: Permissions,
+    channels: &ChannelScope,
+) -> Result<(), Reason> {
     if !permissions.is_subset_of(Permissions::SHAREABLE) {
         return Err(Reason::ExceedsOwnerRights);
     }

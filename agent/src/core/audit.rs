@@ -28,8 +28,14 @@ impl AuditRing {
 
     /// Up to `max` newest entries, oldest first.
     pub fn recent(&self, max: u16) -> heapless::Vec<AuditEntry, MAX_AUDIT_REPLY> {
-        let take = usize::from(max).min(MAX_AUDIT_REPLY).min(self.entries.len());
-        self.entries.iter().skip(self.entries.len() - take).cloned().collect()
+        let take = usize::from(max)
+            .min(MAX_AUDIT_REPLY)
+            .min(self.entries.len());
+        self.entries
+            .iter()
+            .skip(self.entries.len() - take)
+            .cloned()
+            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -24,15 +24,24 @@ pub fn role_of<'a>(state: &'a DeviceState, account: &str) -> Result<Role<'a>, Re
     let access = &state.access;
     match &access.binding {
         Binding::Unbound => Err(Reason::NotBound),
-        Binding::InstallerManaged { installer } if installer.id.as_str() == account => Ok(Role::SiteInstaller),
+        Binding::InstallerManaged { installer } if installer.id.as_str() == account => {
+            Ok(Role::SiteInstaller)
+        }
         Binding::InstallerManaged { .. } => Err(Reason::NotAPrincipal),
-        Binding::Owned { owner, installer, installer_grants } => {
+        Binding::Owned {
+            owner,
+            installer,
+            installer_grants,
+        } => {
             if owner.id.as_str() == account {
                 Ok(Role::Owner)
             } else if installer.as_ref().is_some_and(|i| i.id.as_str() == account) {
                 Ok(Role::HandedOverInstaller(installer_grants))
             } else {
-                access.share_of(account).map(Role::Shared).ok_or(Reason::NotAPrincipal)
+                access
+                    .share_of(account)
+                    .map(Role::Shared)
+                    .ok_or(Reason::NotAPrincipal)
             }
         }
     }
@@ -41,7 +50,10 @@ pub fn role_of<'a>(state: &'a DeviceState, account: &str) -> Result<Role<'a>, Re
 /// What the owner may do through the cloud: everything but the installer's
 /// switch and the device-local switch.
 const OWNER_ACTIONS: Permissions = Permissions::from_bits(
-    (1 << Action::ALL.len()) - 1 - Action::CloudServiceSwitch.bit() - Action::PlatformAccessSwitch.bit(),
+    (1 << Action::ALL.len())
+        - 1
+        - Action::CloudServiceSwitch.bit()
+        - Action::PlatformAccessSwitch.bit(),
 )
 .expect("owner actions are valid bits");
 
@@ -57,7 +69,13 @@ const SITE_INSTALLER_ACTIONS: Permissions = Permissions::from_bits(
 .expect("site installer actions are valid bits");
 
 /// May `principal` do `action` on `channel` at device time `now`?
-pub fn decide(state: &DeviceState, principal: &Principal, action: Action, channel: Option<u16>, now: u64) -> Decision {
+pub fn decide(
+    state: &DeviceState,
+    principal: &Principal,
+    action: Action,
+    channel: Option<u16>,
+    now: u64,
+) -> Decision {
     let verdict = match principal {
         Principal::Local(level) => decide_local(state, *level, action, channel),
         Principal::Cloud(account) => decide_cloud(state, account.as_str(), action, channel, now),
@@ -68,12 +86,23 @@ pub fn decide(state: &DeviceState, principal: &Principal, action: Action, channe
     }
 }
 
-fn decide_local(state: &DeviceState, level: LocalLevel, action: Action, channel: Option<u16>) -> Result<(), Reason> {
+fn decide_local(
+    state: &DeviceState,
+    level: LocalLevel,
+    action: Action,
+    channel: Option<u16>,
+) -> Result<(), Reason> {
     granted(level.permissions(), action)?;
     check_channel_exists(state, action, channel)
 }
 
-fn decide_cloud(state: &DeviceState, account: &str, action: Action, channel: Option<u16>, now: u64) -> Result<(), Reason> {
+fn decide_cloud(
+    state: &DeviceState,
+    account: &str,
+    action: Action,
+    channel: Option<u16>,
+    now: u64,
+) -> Result<(), Reason> {
     if !state.access.platform_access {
         return Err(Reason::PlatformAccessOff);
     }
@@ -127,7 +156,11 @@ fn granted(permissions: Permissions, action: Action) -> Result<(), Reason> {
 
 /// Channel-scoped actions need a channel the device has; other actions
 /// ignore the channel.
-fn check_channel_exists(state: &DeviceState, action: Action, channel: Option<u16>) -> Result<(), Reason> {
+fn check_channel_exists(
+    state: &DeviceState,
+    action: Action,
+    channel: Option<u16>,
+) -> Result<(), Reason> {
     if !action.is_channel_scoped() {
         return Ok(());
     }

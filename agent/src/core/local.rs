@@ -18,7 +18,13 @@ pub fn set_platform_access(
     enabled: bool,
     now: u64,
 ) -> (Result<(DeviceState, Effects), Reason>, AuditEntry) {
-    let result = match decide(state, &Principal::Local(by), Action::PlatformAccessSwitch, None, now) {
+    let result = match decide(
+        state,
+        &Principal::Local(by),
+        Action::PlatformAccessSwitch,
+        None,
+        now,
+    ) {
         Decision::Deny(reason) => Err(reason),
         Decision::Allow => {
             let mut next = state.clone();

@@ -4,7 +4,9 @@
 
 use protocol::limits::{MAX_SHARES, RECENT_OUTCOMES};
 use protocol::messages::{Binding, StateReport};
-use protocol::{AccountId, AccountRef, DomainName, InstallerGrants, Outcome, Region, Serial, ShareEntry, Text};
+use protocol::{
+    AccountId, AccountRef, DomainName, InstallerGrants, Outcome, Region, Serial, ShareEntry, Text,
+};
 use serde::{Deserialize, Serialize};
 
 use super::time::TrustedClock;
@@ -48,7 +50,11 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn outcome_of(&self, seq: u64) -> Option<Outcome> {
-        self.recent.iter().rev().find(|h| h.seq == seq).map(|h| h.outcome)
+        self.recent
+            .iter()
+            .rev()
+            .find(|h| h.seq == seq)
+            .map(|h| h.outcome)
     }
 
     pub fn record(&mut self, seq: u64, outcome: Outcome) {
@@ -99,13 +105,18 @@ impl AccessState {
 
     pub fn installer_grants(&self) -> Option<&InstallerGrants> {
         match &self.binding {
-            Binding::Owned { installer: Some(_), installer_grants, .. } => Some(installer_grants),
+            Binding::Owned {
+                installer: Some(_),
+                installer_grants,
+                ..
+            } => Some(installer_grants),
             _ => None,
         }
     }
 
     pub fn share_index(&self, account: &str) -> Result<usize, usize> {
-        self.shares.binary_search_by(|s| s.account.id.as_str().cmp(account))
+        self.shares
+            .binary_search_by(|s| s.account.id.as_str().cmp(account))
     }
 
     pub fn share_of(&self, account: &str) -> Option<&ShareEntry> {
@@ -114,7 +125,8 @@ impl AccessState {
 
     /// True when `account` is the owner or installer.
     pub fn holds_device(&self, account: &AccountId) -> bool {
-        self.owner().is_some_and(|o| &o.id == account) || self.installer().is_some_and(|i| &i.id == account)
+        self.owner().is_some_and(|o| &o.id == account)
+            || self.installer().is_some_and(|i| &i.id == account)
     }
 }
 

@@ -62,11 +62,17 @@ impl TrustedClock {
 mod tests {
     use super::*;
 
-    const WINDOW: Option<Validity> = Some(Validity { not_before: 100, not_after: 200 });
+    const WINDOW: Option<Validity> = Some(Validity {
+        not_before: 100,
+        not_after: 200,
+    });
 
     #[test]
     fn untimed_grants_do_not_depend_on_the_clock() {
-        let clock = TrustedClock { cloud_floor: 1_000, observed: 0 };
+        let clock = TrustedClock {
+            cloud_floor: 1_000,
+            observed: 0,
+        };
         assert_eq!(clock.check_window(None, 0), Ok(()));
     }
 
@@ -83,7 +89,10 @@ mod tests {
     fn clock_behind_the_cloud_floor_is_not_trusted() {
         let mut clock = TrustedClock::default();
         clock.vouch(150);
-        assert_eq!(clock.check_window(WINDOW, 120), Err(Reason::ClockNotTrusted));
+        assert_eq!(
+            clock.check_window(WINDOW, 120),
+            Err(Reason::ClockNotTrusted)
+        );
         assert_eq!(clock.check_window(WINDOW, 150), Ok(()));
     }
 
@@ -93,7 +102,10 @@ mod tests {
         clock.observe(250);
         assert_eq!(clock.check_window(WINDOW, 250), Err(Reason::Expired));
         clock.observe(150);
-        assert_eq!(clock.check_window(WINDOW, 150), Err(Reason::ClockNotTrusted));
+        assert_eq!(
+            clock.check_window(WINDOW, 150),
+            Err(Reason::ClockNotTrusted)
+        );
     }
 
     #[test]

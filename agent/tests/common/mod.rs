@@ -1,0 +1,188 @@
+//! A small fixture for driving the core: a device with a known identity,
+//! known accounts, and a helper that issues commands with growing sequence
+//! numbers the way the cloud would.
+#![allow(dead_code)]
+
+use agent::core::{apply, decide, Applied, DeviceState, Identity};
+use protocol::access::{Action, Decision, LocalLevel, Principal};
+use protocol::command::bind_proof;
+use protocol::{
+    AccountId, AccountRef, BindRole, ChannelScope, Command, CommandBody, InstallerGrants, Outcome,
+    Permissions, Reason, Region, Serial, Text, Validity,
+};
+
+pub const SERIAL: &str = "NVR-TEST-0001";
+pub const CODE: &str = "ABCDEF";
+pub const REGION: &str = "EU";
+pub const CHANNELS: u16 = 16;
+pub const T0: u64 = 1_800_000_000;
+
+pub fn identity() -> Identity {
+    Identity {
+        serial: Serial::new(SERIAL).unwrap(),
+        region: Region::new(REGION).unwrap(),
+        channel_count: CHANNELS,
+        verification_code: Text::new(CODE).unwrap(),
+    }
+}
+
+pub fn account(id: &str) -> AccountRef {
+    AccountRef {
+        id: AccountId::new(id).unwrap(),
+        region: Region::new(REGION).unwrap(),
+    }
+}
+
+pub fn foreign(id: &str) -> AccountRef {
+    AccountRef {
+        id: AccountId::new(id).unwrap(),
+        region: Region::new("US").unwrap(),
+    }
+}
+
+pub fn cloud(id: &str) -> Principal {
+    Principal::Cloud(AccountId::new(id).unwrap())
+}
+
+pub fn local(level: LocalLevel) -> Principal {
+    Principal::Local(level)
+}
+
+pub fn proof_for(actor: &str) -> [u8; 32] {
+    bind_proof(
+        CODE.as_bytes(),
+        &Serial::new(SERIAL).unwrap(),
+        &AccountId::new(actor).unwrap(),
+    )
+}
+
+pub fn perms(actions: &[Action]) -> Permissions {
+    Permissions::of(actions)
+}
+
+pub fn window(not_before: u64, not_after: u64) -> Option<Validity> {
+    Some(Validity {
+        not_before,
+        not_after,
+    })
+}
+
+pub fn share(
+    to: AccountRef,
+    actions: &[Action],
+    channels: ChannelScope,
+    validity: Option<Validity>,
+) -> CommandBody {
+    CommandBody::Share {
+        account: to,
+        permissions: perms(actions),
+        channels,
+        validity,
+    }
+}
+
+/// A device and the cloud's view of it: the next sequence number and the
+/// current time.
+pub struct Device {
+    pub state: DeviceState,
+    pub seq: u64,
+    pub now: u64,
+}
+
+impl Device {
+    pub fn new() -> Device {
+        Device {
+            state: DeviceState::new(identity()).unwrap(),
+            seq: 0,
+            now: T0,
+        }
+    }
+
+    /// Owned by alice, no installer.
+    pub fn owned() -> Device {
+        let mut d = Device::new();
+        d.expect_ok(
+            "alice",
+            CommandBody::Bind {
+                role: BindRole::Owner,
+                proof: proof_for("alice"),
+            },
+        );
+        d
+    }
+
+    /// Added to a site by installer "inst", not handed over.
+    pub fn installer_managed() -> Device {
+        let mut d = Device::new();
+        d.expect_ok(
+            "inst",
+            CommandBody::Bind {
+                role: BindRole::Installer,
+                proof: proof_for("inst"),
+            },
+        );
+        d
+    }
+
+    /// Handed over from "inst" to alice with the given grants.
+    pub fn handed_over(grants: InstallerGrants) -> Device {
+        let mut d = Device::installer_managed();
+        d.expect_ok(
+            "alice",
+            CommandBody::Handover {
+                installer_grants: grants,
+            },
+        );
+        d
+    }
+
+    pub fn command(&mut self, actor: AccountRef, body: CommandBody) -> Command {
+        self.seq += 1;
+        Command {
+            serial: Serial::new(SERIAL).unwrap(),
+            actor,
+            seq: self.seq,
+            issued_at: self.now,
+            body,
+        }
+    }
+
+    /// Sends a command as `actor` (home region) and keeps the new state.
+    pub fn run(&mut self, actor: &str, body: CommandBody) -> Applied {
+        let command = self.command(account(actor), body);
+        self.run_command(&command)
+    }
+
+    pub fn run_command(&mut self, command: &Command) -> Applied {
+        let applied = apply(&self.state, command, self.now);
+        self.state = applied.state.clone();
+        applied
+    }
+
+    pub fn expect_ok(&mut self, actor: &str, body: CommandBody) -> Applied {
+        let applied = self.run(actor, body.clone());
+        assert_eq!(applied.outcome, Outcome::Accepted, "{actor} {body:?}");
+        applied
+    }
+
+    /// Sends a command that must be refused with `reason` and must leave
+    /// the access state exactly as it was.
+    pub fn expect_refused(&mut self, actor: &str, body: CommandBody, reason: Reason) -> Applied {
+        let before = self.state.access.clone();
+        let applied = self.run(actor, body.clone());
+        assert_eq!(
+            applied.outcome,
+            Outcome::Refused(reason),
+            "{actor} {body:?}"
+        );
+        assert_eq!(
+            self.state.access, before,
+            "a refusal changed the access state"
+        );
+        applied
+    }
+
+    pub fn decide(&self, principal: &Principal, action: Action, channel: Option<u16>) -> Decision {
+        decide(&self.state, principal, action, channel, self.now)
+    }
+}
