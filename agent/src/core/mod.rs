@@ -8,6 +8,7 @@ pub mod audit;
 pub mod decide;
 pub mod effects;
 pub mod local;
+pub mod outbox;
 pub mod state;
 pub mod time;
 

@@ -1,0 +1,109 @@
+//! The bounded queue of messages for the cloud. Messages wait here while
+//! the link is down and leave in order once it is up. The retained state
+//! report is coalesced (only the newest matters); anything else that does
+//! not fit pushes out the oldest entry, and every such loss is counted and
+//! reported in the state report, never silent.
+
+use std::collections::VecDeque;
+
+use protocol::limits::MAX_QUEUED_REPORTS;
+use protocol::topics::Leaf;
+
+/// One message for the cloud: the leaf of this device's topic tree and
+/// the encoded payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub leaf: Leaf,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: VecDeque<Outgoing>,
+    dropped: u32,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Outbox {
+            queue: VecDeque::with_capacity(MAX_QUEUED_REPORTS),
+            dropped: 0,
+        }
+    }
+
+    /// Queues a message; returns the message pushed out to make room, if any.
+    pub fn push(&mut self, message: Outgoing) -> Option<Outgoing> {
+        if message.leaf == Leaf::State {
+            self.queue.retain(|m| m.leaf != Leaf::State);
+        }
+        let lost = if self.queue.len() >= MAX_QUEUED_REPORTS {
+            self.dropped = self.dropped.saturating_add(1);
+            self.queue.pop_front()
+        } else {
+            None
+        };
+        self.queue.push_back(message);
+        lost
+    }
+
+    /// The next message to send, left in the queue until `sent` is called.
+    pub fn peek(&self) -> Option<&Outgoing> {
+        self.queue.front()
+    }
+
+    /// The front message was handed to the link.
+    pub fn sent(&mut self) {
+        self.queue.pop_front();
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Messages lost to overflow since start-up.
+    pub fn dropped(&self) -> u32 {
+        self.dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(leaf: Leaf, byte: u8) -> Outgoing {
+        Outgoing {
+            leaf,
+            payload: vec![byte],
+        }
+    }
+
+    #[test]
+    fn state_reports_coalesce_to_the_newest() {
+        let mut outbox = Outbox::new();
+        outbox.push(msg(Leaf::State, 1));
+        outbox.push(msg(Leaf::Ack, 2));
+        outbox.push(msg(Leaf::State, 3));
+        assert_eq!(outbox.len(), 2);
+        assert_eq!(outbox.peek(), Some(&msg(Leaf::Ack, 2)));
+        outbox.sent();
+        assert_eq!(outbox.peek(), Some(&msg(Leaf::State, 3)));
+        assert_eq!(outbox.dropped(), 0);
+    }
+
+    #[test]
+    fn overflow_pushes_out_the_oldest_and_is_counted() {
+        let mut outbox = Outbox::new();
+        for i in 0..MAX_QUEUED_REPORTS {
+            assert_eq!(outbox.push(msg(Leaf::Ack, i as u8)), None);
+        }
+        let lost = outbox.push(msg(Leaf::Ack, 200));
+        assert_eq!(lost, Some(msg(Leaf::Ack, 0)));
+        assert_eq!(outbox.dropped(), 1);
+        assert_eq!(outbox.len(), MAX_QUEUED_REPORTS);
+        assert_eq!(outbox.peek(), Some(&msg(Leaf::Ack, 1)));
+    }
+}

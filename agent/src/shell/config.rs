@@ -1,0 +1,360 @@
+//! The agent's configuration file (TOML) and its validation. Everything a
+//! firmware integrator sets lives here; `agent.example.toml` at the crate
+//! root documents each key.
+
+use std::path::{Path, PathBuf};
+
+use protocol::ddns::ServicePorts;
+use protocol::envelope::{CommandKeys, PUBLIC_KEY_LEN};
+use protocol::limits::MAX_LOCAL_PEERS;
+use protocol::{Region, Serial, Text};
+use serde::Deserialize;
+
+use crate::core::Identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub serial: String,
+    pub region: String,
+    pub channels: u16,
+    pub verification_code: String,
+    pub state_dir: PathBuf,
+    pub cloud: CloudConfig,
+    #[serde(default)]
+    pub command_keys: Vec<CommandKeyConfig>,
+    pub local_socket: LocalSocketConfig,
+    #[serde(default)]
+    pub domain: DomainConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudConfig {
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The cloud CA certificate (PEM). The only trust anchor: system roots
+    /// are never used.
+    pub ca: PathBuf,
+    /// The device certificate (PEM); its subject is the serial.
+    pub cert: PathBuf,
+    /// The device private key (PEM); must not be readable by group or others.
+    pub key: PathBuf,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_secs: u64,
+    /// Offer TLS 1.2 (AEAD suites only) as a fallback. Off by default.
+    #[serde(default)]
+    pub allow_tls12: bool,
+    /// Plain MQTT without TLS. For tests on loopback only; never in the field.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    #[serde(default = "default_backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    #[serde(default = "default_backoff_cap_ms")]
+    pub backoff_cap_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandKeyConfig {
+    pub id: u8,
+    /// The Ed25519 public key, 64 hex digits.
+    pub public_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSocketConfig {
+    pub path: PathBuf,
+    /// User ids whose processes may connect.
+    pub allowed_uids: Vec<u32>,
+    /// File mode of the socket (owner and group only by default).
+    #[serde(default = "default_socket_mode")]
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    pub http_port: u16,
+    pub https_port: u16,
+    pub rtsp_port: u16,
+    pub sdk_port: u16,
+    /// A file the firmware rewrites when its service ports change, with
+    /// lines `http=80`, `https=443`, `rtsp=554`, `sdk=8000`, and port
+    /// mappings `map=tcp:80:8080`. Read on every check; overrides the ports
+    /// above.
+    #[serde(default)]
+    pub ports_file: Option<PathBuf>,
+    /// How often the LAN address and ports are checked.
+    #[serde(default = "default_check_secs")]
+    pub check_interval_secs: u64,
+    /// Registrations are never sent more often than this.
+    #[serde(default = "default_min_interval")]
+    pub min_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// error, warn, info, debug or trace.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_port() -> u16 {
+    8883
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn default_backoff_base_ms() -> u64 {
+    1_000
+}
+fn default_backoff_cap_ms() -> u64 {
+    120_000
+}
+fn default_socket_mode() -> u32 {
+    0o660
+}
+fn default_check_secs() -> u64 {
+    30
+}
+fn default_min_interval() -> u64 {
+    60
+}
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for DomainConfig {
+    fn default() -> Self {
+        DomainConfig {
+            http_port: 80,
+            https_port: 443,
+            rtsp_port: 554,
+            sdk_port: 8000,
+            ports_file: None,
+            check_interval_secs: default_check_secs(),
+            min_interval_secs: default_min_interval(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_level(),
+        }
+    }
+}
+
+impl DomainConfig {
+    pub fn ports(&self) -> ServicePorts {
+        ServicePorts {
+            http: self.http_port,
+            https: self.https_port,
+            rtsp: self.rtsp_port,
+            sdk: self.sdk_port,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value that can be checked without touching files.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.identity()?;
+        self.command_keys()?;
+        if self.local_socket.allowed_uids.len() > MAX_LOCAL_PEERS {
+            return Err(invalid(
+                "local_socket.allowed_uids",
+                format!("at most {MAX_LOCAL_PEERS} entries"),
+            ));
+        }
+        if self.local_socket.mode & 0o007 != 0 {
+            return Err(invalid(
+                "local_socket.mode",
+                "must not give others any access",
+            ));
+        }
+        if self.cloud.keep_alive_secs < 5 {
+            return Err(invalid("cloud.keep_alive_secs", "at least 5"));
+        }
+        if self.cloud.backoff_base_ms == 0 || self.cloud.backoff_cap_ms < self.cloud.backoff_base_ms
+        {
+            return Err(invalid(
+                "cloud.backoff_cap_ms",
+                "must be at least backoff_base_ms, which must be > 0",
+            ));
+        }
+        log_level(&self.log.level)?;
+        Ok(())
+    }
+
+    pub fn identity(&self) -> Result<Identity, ConfigError> {
+        let serial = Serial::new(&self.serial).map_err(|e| invalid("serial", e.to_string()))?;
+        protocol::DomainName::from_serial(&serial).map_err(|e| {
+            invalid(
+                "serial",
+                format!("does not give a default domain name: {e}"),
+            )
+        })?;
+        if self.channels == 0 || usize::from(self.channels) > protocol::limits::MAX_CHANNELS {
+            return Err(invalid(
+                "channels",
+                format!("1 to {}", protocol::limits::MAX_CHANNELS),
+            ));
+        }
+        if self.verification_code.len() < 6 {
+            return Err(invalid("verification_code", "at least 6 characters"));
+        }
+        Ok(Identity {
+            serial,
+            region: Region::new(&self.region).map_err(|e| invalid("region", e.to_string()))?,
+            channel_count: self.channels,
+            verification_code: Text::new(&self.verification_code)
+                .map_err(|e| invalid("verification_code", e.to_string()))?,
+        })
+    }
+
+    pub fn command_keys(&self) -> Result<CommandKeys, ConfigError> {
+        if self.command_keys.is_empty() {
+            return Err(invalid(
+                "command_keys",
+                "at least one cloud command key must be pinned",
+            ));
+        }
+        let mut keys = CommandKeys::new();
+        for key in &self.command_keys {
+            let bytes = decode_hex(&key.public_key)
+                .filter(|b| b.len() == PUBLIC_KEY_LEN)
+                .ok_or_else(|| invalid("command_keys.public_key", "must be 64 hex digits"))?;
+            let mut public = [0u8; PUBLIC_KEY_LEN];
+            public.copy_from_slice(&bytes);
+            if !keys.pin(key.id, public) {
+                return Err(invalid(
+                    "command_keys",
+                    "at most two keys, each with its own id",
+                ));
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// Parses a log level name.
+pub fn log_level(name: &str) -> Result<tracing::Level, ConfigError> {
+    name.parse()
+        .map_err(|_| invalid("log.level", "one of error, warn, info, debug, trace"))
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Lower-case hex, for writing keys into configuration files.
+pub fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../agent.example.toml");
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let config: Config = toml::from_str(EXAMPLE).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.command_keys().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_named() {
+        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
+        config.serial = "a/b".into();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid { key: "serial", .. })
+        ));
+        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
+        config.command_keys[0].public_key = "abcd".into();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                key: "command_keys.public_key",
+                ..
+            })
+        ));
+        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
+        config.local_socket.mode = 0o666;
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                key: "local_socket.mode",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let text = format!("{EXAMPLE}\nunknown_key = 1\n");
+        assert!(toml::from_str::<Config>(&text).is_err());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(
+            decode_hex(&encode_hex(&[0, 1, 254, 255])),
+            Some(vec![0, 1, 254, 255])
+        );
+        assert_eq!(decode_hex("zz"), None);
+        assert_eq!(decode_hex("abc"), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! The local socket server: a Unix socket for the firmware's own processes.
+//! Peers are checked against the uid allow-list, frames are size-checked
+//! before their body is read, a bad frame gets an error reply (or, when the
+//! framing itself is lost, a closed connection), and one client's trouble
+//! never touches another client or the cloud link.
+
+use std::cell::Cell;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use protocol::limits::MAX_LOCAL_CLIENTS;
+use protocol::local::{
+    decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, FRAME_HEADER_LEN,
+};
+use protocol::Reason;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, info, warn};
+
+/// A connection that sends nothing for this long is closed, so idle or
+/// stuck clients cannot hold the client slots forever.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Once a frame header arrived, its body must follow within this time.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What answers the requests: the agent.
+pub trait LocalService {
+    fn serve(&self, request: LocalRequest) -> LocalReply;
+}
+
+pub struct LocalServerConfig {
+    pub path: PathBuf,
+    pub allowed_uids: Vec<u32>,
+    pub mode: u32,
+}
+
+/// Binds the socket, replacing a stale socket file left by a previous run.
+pub fn bind(config: &LocalServerConfig) -> io::Result<UnixListener> {
+    remove_stale_socket(&config.path)?;
+    if let Some(parent) = config.path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let listener = UnixListener::bind(&config.path)?;
+    std::fs::set_permissions(&config.path, std::fs::Permissions::from_mode(config.mode))?;
+    Ok(listener)
+}
+
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Accepts clients forever; each is served by its own local task.
+pub async fn serve<S: LocalService + 'static>(
+    listener: UnixListener,
+    allowed_uids: Rc<[u32]>,
+    service: Rc<S>,
+) {
+    let active = Rc::new(Cell::new(0usize));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: back off a moment
+                // instead of spinning.
+                warn!(error = %e, "local socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if active.get() >= MAX_LOCAL_CLIENTS {
+            warn!(
+                limit = MAX_LOCAL_CLIENTS,
+                "local socket client refused: too many clients"
+            );
+            tokio::task::spawn_local(refuse(stream, Reason::Busy));
+            continue;
+        }
+        let uid = match stream.peer_cred() {
+            Ok(cred) => cred.uid(),
+            Err(e) => {
+                warn!(error = %e, "local socket peer credentials unavailable");
+                continue;
+            }
+        };
+        if !allowed_uids.contains(&uid) {
+            warn!(
+                uid,
+                "local socket client refused: uid not on the allow-list"
+            );
+            tokio::task::spawn_local(refuse(stream, Reason::PeerNotAllowed));
+            continue;
+        }
+        active.set(active.get() + 1);
+        let active = active.clone();
+        let service = service.clone();
+        tokio::task::spawn_local(async move {
+            if let Err(e) = serve_client(stream, &*service).await {
+                debug!(uid, error = %e, "local socket client closed");
+            }
+            active.set(active.get() - 1);
+        });
+    }
+}
+
+async fn refuse(mut stream: UnixStream, reason: Reason) {
+    if let Ok(frame) = encode_frame(&LocalReply::Error(reason)) {
+        let _ = tokio::time::timeout(BODY_TIMEOUT, stream.write_all(&frame)).await;
+    }
+}
+
+async fn serve_client<S: LocalService>(mut stream: UnixStream, service: &S) -> io::Result<()> {
+    let mut body = Vec::new();
+    loop {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        match tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut header)).await {
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle")),
+            Ok(read) => read?,
+        };
+        let len = match frame_body_len(header) {
+            Ok(len) => len,
+            Err(e) => {
+                // The framing cannot be trusted any more: answer and close.
+                info!(error = %e, "local socket frame refused");
+                write_reply(&mut stream, &LocalReply::Error(e.reason())).await?;
+                return Ok(());
+            }
+        };
+        body.resize(len, 0);
+        tokio::time::timeout(BODY_TIMEOUT, stream.read_exact(&mut body))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame body"))??;
+        let reply = match decode_frame_body::<LocalRequest>(&body) {
+            Ok(request) => service.serve(request),
+            Err(e) => {
+                info!(error = %e, "local socket request malformed");
+                LocalReply::Error(e.reason())
+            }
+        };
+        write_reply(&mut stream, &reply).await?;
+    }
+}
+
+async fn write_reply(stream: &mut UnixStream, reply: &LocalReply) -> io::Result<()> {
+    let frame = encode_frame(reply)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    tokio::time::timeout(BODY_TIMEOUT, stream.write_all(&frame))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "reply"))?
+}

@@ -1,0 +1,9 @@
+//! The I/O shell around the core: configuration, TLS, the MQTT link, the
+//! local socket server, reading network facts, and the event loop, the one
+//! place that reads the clock and turns events into core inputs and effects
+//! into I/O.
+
+pub mod config;
+pub mod local_server;
+pub mod net_facts;
+pub mod tls;

@@ -1,0 +1,132 @@
+//! The TLS client configuration for the cloud link: rustls with the ring
+//! provider, the cloud CA from the configuration as the only trust anchor,
+//! the device's client certificate, TLS 1.3 (TLS 1.2 with AEAD suites only
+//! when configured).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::{ring as ring_provider, CryptoProvider};
+use rustls::{ClientConfig, RootCertStore, SupportedCipherSuite};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: the CA certificate is not usable: {message}")]
+    BadCa { path: PathBuf, message: String },
+    #[error("{path} is readable by group or others (mode {mode:o}); it must be 0600 or stricter")]
+    KeyTooOpen { path: PathBuf, mode: u32 },
+    #[error("the client certificate and key do not make a usable identity: {0}")]
+    BadIdentity(String),
+}
+
+/// What the TLS layer needs from the configuration.
+pub struct TlsFiles<'a> {
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub allow_tls12: bool,
+}
+
+/// The ring provider limited to AEAD suites (all of ring's are AEAD; the
+/// filter keeps it so if a future version adds others).
+fn provider() -> CryptoProvider {
+    let mut provider = ring_provider::default_provider();
+    provider.cipher_suites.retain(is_aead);
+    provider
+}
+
+fn is_aead(suite: &SupportedCipherSuite) -> bool {
+    let name = format!("{:?}", suite.suite());
+    name.contains("_GCM_") || name.contains("CHACHA20_POLY1305")
+}
+
+/// Refuses a private key file that group or others can read.
+pub fn check_key_permissions(path: &Path) -> Result<(), TlsError> {
+    let meta = std::fs::metadata(path).map_err(|e| TlsError::Read {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(TlsError::KeyTooOpen {
+            path: path.into(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Read {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate { path: path.into() });
+    }
+    Ok(certs)
+}
+
+/// Builds the client configuration, checking every file on the way.
+pub fn client_config(files: &TlsFiles<'_>) -> Result<ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in read_certs(files.ca)? {
+        roots.add(ca).map_err(|e| TlsError::BadCa {
+            path: files.ca.into(),
+            message: e.to_string(),
+        })?;
+    }
+    let chain = read_certs(files.cert)?;
+    check_key_permissions(files.key)?;
+    let key = PrivateKeyDer::from_pem_file(files.key).map_err(|e| TlsError::Read {
+        path: files.key.into(),
+        message: e.to_string(),
+    })?;
+    let versions: &[&rustls::SupportedProtocolVersion] = if files.allow_tls12 {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
+    let config = ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(versions)
+        .map_err(|e| TlsError::BadIdentity(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| TlsError::BadIdentity(e.to_string()))?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_offered_suite_is_aead() {
+        let provider = provider();
+        assert!(!provider.cipher_suites.is_empty());
+        assert!(provider.cipher_suites.iter().all(is_aead));
+    }
+
+    #[test]
+    fn a_group_readable_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("device.key");
+        std::fs::write(&key, b"not a key").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            check_key_permissions(&key),
+            Err(TlsError::KeyTooOpen { mode: 0o640, .. })
+        ));
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_key_permissions(&key).is_ok());
+    }
+}
