@@ -1,0 +1,8 @@
+//! `sim-device` as a library: the parts the simulator binary, the demo and
+//! the integration tests of the workspace share: a throw-away PKI
+//! ([`pki`]), an embedded MQTT broker with mutual TLS ([`broker`]) and a
+//! real mosquitto run as a child process for tests ([`mosquitto`]).
+
+pub mod broker;
+pub mod mosquitto;
+pub mod pki;

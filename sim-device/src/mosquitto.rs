@@ -1,0 +1,411 @@
+//! A real mosquitto (the Debian package) as a child process, for tests: the
+//! third-party broker the agent must work with. One TLS listener on
+//! 127.0.0.1 with client certificates from the [`Pki`] (the certificate CN
+//! is the MQTT user name), no anonymous access, persistence in a temporary
+//! directory, and an ACL that confines each device to its own subtree:
+//!
+//! ```text
+//! device {serial}: read  dev/{serial}/cmd, dev/{serial}/domain/result
+//!                  write dev/{serial}/ack, state, status, audit, domain/register
+//! cloud:           readwrite dev/#
+//! ```
+//!
+//! Tests that need mosquitto call [`skip_without_mosquitto`]: without the
+//! binary they are skipped with a printed reason, unless the environment
+//! variable `CI` is set, in which case they fail.
+//!
+//! Notes:
+//! - Run as root, mosquitto 2 drops privileges to the `mosquitto` user
+//!   before it reads the ACL and the key files (0600, owned by root). The
+//!   configuration therefore says `user root` when this process runs as
+//!   root (mosquitto prints a warning about that into its log).
+//! - mosquitto 2's `tls_version` is a minimum. To offer only TLS 1.2
+//!   ([`TlsVersions::Tls12Only`]), the child gets an `OPENSSL_CONF` with
+//!   `MaxProtocol = TLSv1.2` (and only ECDHE-ECDSA AEAD suites).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::pki::{Pki, CLOUD_CN};
+
+/// How long to wait for mosquitto to listen, and to exit on SIGTERM.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where mosquitto is looked for besides `PATH` (Debian installs it into
+/// /usr/sbin, which is not on every user's `PATH`).
+const EXTRA_DIRS: [&str; 2] = ["/usr/sbin", "/usr/local/sbin"];
+
+/// The device subtree rules, `%u` being the certificate CN.
+const DEVICE_ACL: [&str; 7] = [
+    "pattern read dev/%u/cmd",
+    "pattern read dev/%u/domain/result",
+    "pattern write dev/%u/ack",
+    "pattern write dev/%u/state",
+    "pattern write dev/%u/status",
+    "pattern write dev/%u/audit",
+    "pattern write dev/%u/domain/register",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MosquittoError {
+    #[error("the mosquitto binary was not found (apt-get install mosquitto)")]
+    NotInstalled,
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reserve a port on 127.0.0.1: {0}")]
+    NoPort(#[source] std::io::Error),
+    #[error("cannot start {binary}: {source}")]
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mosquitto exited ({status}) while starting; its log:\n{log}")]
+    Exited { status: String, log: String },
+    #[error("mosquitto did not listen on {addr} within {timeout:?}; its log:\n{log}")]
+    NotListening {
+        addr: SocketAddr,
+        timeout: Duration,
+        log: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MosquittoError + '_ {
+    move |source| MosquittoError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The path of the mosquitto binary, if installed.
+pub fn mosquitto_binary() -> Option<PathBuf> {
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    path_dirs
+        .into_iter()
+        .chain(EXTRA_DIRS.iter().map(PathBuf::from))
+        .map(|dir| dir.join("mosquitto"))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// True if the mosquitto binary is installed.
+pub fn mosquitto_available() -> bool {
+    mosquitto_binary().is_some()
+}
+
+/// For tests: `false` if mosquitto is installed (run the test); `true`
+/// after printing why `test` is skipped if it is not. Panics instead of
+/// skipping when the environment variable `CI` is set: there, a missing
+/// mosquitto is a failure, never a silent pass.
+pub fn skip_without_mosquitto(test: &str) -> bool {
+    if mosquitto_available() {
+        return false;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: mosquitto is not installed and CI is set: install the Debian package `mosquitto`");
+    }
+    eprintln!(
+        "SKIPPED {test}: mosquitto is not installed (apt-get install mosquitto); \
+         set CI=1 to make this a failure"
+    );
+    true
+}
+
+/// The TLS versions the listener offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsVersions {
+    /// TLS 1.3 only (the default, as the design asks of the cloud link).
+    #[default]
+    Tls13Only,
+    /// TLS 1.2 only, AEAD suites only: for the agent's 1.2 fallback.
+    Tls12Only,
+}
+
+/// What to start.
+#[derive(Debug, Clone, Default)]
+pub struct MosquittoConfig {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    pub tls: TlsVersions,
+}
+
+/// A running mosquitto. Stopped on drop; its temporary directory
+/// (configuration, ACL, persistence, log) goes with it.
+#[derive(Debug)]
+pub struct Mosquitto {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    tls: TlsVersions,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto with TLS 1.3 on a free port.
+    pub fn start(pki: &Pki) -> Result<Mosquitto, MosquittoError> {
+        Self::start_with(pki, MosquittoConfig::default())
+    }
+
+    /// Starts mosquitto as configured and returns once it listens.
+    pub fn start_with(pki: &Pki, config: MosquittoConfig) -> Result<Mosquitto, MosquittoError> {
+        let binary = mosquitto_binary().ok_or(MosquittoError::NotInstalled)?;
+        let dir = tempfile::Builder::new()
+            .prefix("sim-mosquitto-")
+            .tempdir()
+            .map_err(io_err(&std::env::temp_dir()))?;
+        let addr = reserve_port(config.port)?;
+        write_files(dir.path(), pki, addr.port(), config.tls)?;
+        let mut mosquitto = Mosquitto {
+            binary,
+            dir,
+            addr,
+            tls: config.tls,
+            child: None,
+        };
+        mosquitto.spawn()?;
+        Ok(mosquitto)
+    }
+
+    /// The listening address (always 127.0.0.1).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The listening port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The host name that matches the PKI's broker certificate.
+    pub fn host(&self) -> &'static str {
+        "localhost"
+    }
+
+    /// The TLS versions offered.
+    pub fn tls(&self) -> TlsVersions {
+        self.tls
+    }
+
+    /// The temporary directory with `mosquitto.conf`, `acl`, `data/` and
+    /// `mosquitto.log`.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What mosquitto logged so far (connections, refusals, errors).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// True while the child process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Stops mosquitto (SIGTERM: it saves its persistence file) and starts
+    /// it again with the same configuration, port and persistence:
+    /// persistent sessions, their queued messages and retained messages
+    /// survive.
+    pub fn restart(&mut self) -> Result<(), MosquittoError> {
+        self.terminate();
+        self.spawn()
+    }
+
+    /// Stops mosquitto (SIGTERM, then SIGKILL after a grace period).
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn spawn(&mut self) -> Result<(), MosquittoError> {
+        let dir = self.dir.path();
+        let log_path = dir.join("mosquitto.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if self.tls == TlsVersions::Tls12Only {
+            command.env("OPENSSL_CONF", dir.join("openssl.cnf"));
+        }
+        let child = command.spawn().map_err(|source| MosquittoError::Spawn {
+            binary: self.binary.clone(),
+            source,
+        })?;
+        self.child = Some(child);
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let child = self.child.as_mut().expect("just spawned");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Err(MosquittoError::Exited {
+                    status: status.to_string(),
+                    log: self.log(),
+                });
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.terminate();
+                return Err(MosquittoError::NotListening {
+                    addr: self.addr,
+                    timeout: START_TIMEOUT,
+                    log: self.log(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+fn reserve_port(port: u16) -> Result<SocketAddr, MosquittoError> {
+    let probe = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+        .map_err(MosquittoError::NoPort)?;
+    let addr = probe.local_addr().map_err(MosquittoError::NoPort)?;
+    drop(probe);
+    Ok(addr)
+}
+
+/// The ACL file: each device confined to its own subtree, the cloud on all.
+pub fn acl_text() -> String {
+    let mut acl =
+        String::from("# Each device (user = certificate CN = serial) on its own subtree.\n");
+    for line in DEVICE_ACL {
+        acl.push_str(line);
+        acl.push('\n');
+    }
+    let _ = write!(acl, "\nuser {CLOUD_CN}\ntopic readwrite dev/#\n");
+    acl
+}
+
+fn write_files(dir: &Path, pki: &Pki, port: u16, tls: TlsVersions) -> Result<(), MosquittoError> {
+    let data = dir.join("data");
+    fs::create_dir_all(&data).map_err(io_err(&data))?;
+    let acl = dir.join("acl");
+    fs::write(&acl, acl_text()).map_err(io_err(&acl))?;
+
+    let mut conf = String::from("# Written by sim-device for a test run.\n");
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Otherwise mosquitto drops to the `mosquitto` user before reading
+        // the ACL and the (root-owned, 0600) key.
+        conf.push_str("user root\n");
+    }
+    let _ = write!(
+        conf,
+        "per_listener_settings false\n\
+         allow_anonymous false\n\
+         acl_file {acl}\n\
+         persistence true\n\
+         persistence_location {data}/\n\
+         log_dest stderr\n\
+         log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
+         connection_messages true\n\
+         \n\
+         listener {port} 127.0.0.1\n\
+         cafile {ca}\n\
+         certfile {cert}\n\
+         keyfile {key}\n\
+         require_certificate true\n\
+         use_identity_as_username true\n",
+        acl = acl.display(),
+        data = data.display(),
+        ca = pki.ca_cert().display(),
+        cert = pki.server().cert.display(),
+        key = pki.server().key.display(),
+    );
+    match tls {
+        TlsVersions::Tls13Only => conf.push_str("tls_version tlsv1.3\n"),
+        TlsVersions::Tls12Only => {
+            conf.push_str(
+                "tls_version tlsv1.2\n\
+                 ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305\n",
+            );
+            // mosquitto has no maximum version setting; OpenSSL has.
+            let openssl = dir.join("openssl.cnf");
+            fs::write(
+                &openssl,
+                "openssl_conf = default_conf\n\
+                 [default_conf]\nssl_conf = ssl_sect\n\
+                 [ssl_sect]\nsystem_default = system_default_sect\n\
+                 [system_default_sect]\nMaxProtocol = TLSv1.2\n",
+            )
+            .map_err(io_err(&openssl))?;
+        }
+    }
+    let conf_path = dir.join("mosquitto.conf");
+    fs::write(&conf_path, conf).map_err(io_err(&conf_path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acl_confines_devices_and_opens_dev_to_the_cloud() {
+        let acl = acl_text();
+        assert!(acl.contains("pattern read dev/%u/cmd\n"));
+        assert!(acl.contains("pattern write dev/%u/domain/register\n"));
+        assert!(acl.ends_with("user cloud\ntopic readwrite dev/#\n"));
+        // Every leaf of the topic tree has exactly one rule, in the right
+        // direction.
+        for leaf in protocol::topics::Leaf::ALL {
+            let access = if leaf.is_inbound() { "read" } else { "write" };
+            let rule = format!("pattern {access} dev/%u/{}\n", leaf.path());
+            assert_eq!(acl.matches(&rule).count(), 1, "{rule}");
+        }
+    }
+}
