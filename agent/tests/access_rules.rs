@@ -997,3 +997,33 @@ fn commands_are_refused_while_platform_access_is_off() {
     d.state = result.unwrap().0;
     d.expect_refused("alice", CommandBody::UnshareAll, Reason::PlatformAccessOff);
 }
+
+#[test]
+fn handover_turns_the_service_back_on_when_the_installer_keeps_no_switch() {
+    let mut d = Device::installer_managed();
+    d.expect_ok("inst", CommandBody::SetCloudService { enabled: false });
+    d.expect_ok(
+        "alice",
+        CommandBody::Handover {
+            installer_grants: InstallerGrants::default(),
+        },
+    );
+    assert!(d.state.access.cloud_service);
+    assert_eq!(
+        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
+        Decision::Allow
+    );
+    // With the switch kept, the installer's choice stands.
+    let mut d = Device::installer_managed();
+    d.expect_ok("inst", CommandBody::SetCloudService { enabled: false });
+    d.expect_ok(
+        "alice",
+        CommandBody::Handover {
+            installer_grants: InstallerGrants {
+                may_disable_cloud: true,
+                ..InstallerGrants::default()
+            },
+        },
+    );
+    assert!(!d.state.access.cloud_service);
+}

@@ -298,6 +298,12 @@ fn change_for(state: &DeviceState, command: &Command, now: u64) -> Result<Change
                 installer: Some(installer.clone()),
                 installer_grants: *installer_grants,
             };
+            // An installer that switched the service off before handover
+            // and keeps no right to switch it would leave the owner locked
+            // out for good: the owner receives a working device.
+            if !installer_grants.may_disable_cloud {
+                next.cloud_service = true;
+            }
             Ok(Change::to(next))
         }
         CommandBody::GrantInstaller { grants } => {
