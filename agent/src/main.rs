@@ -1,4 +1,202 @@
-//! The `hc-agent` daemon entry point.
-fn main() {
-    println!("hc-agent {}", env!("CARGO_PKG_VERSION"));
+//! `hc-agent`: the daemon on the recorder. Reads the configuration, applies
+//! flag overrides, sets up logging and runs the event loop on a
+//! single-threaded runtime until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent::shell::config::{log_level, Config};
+use agent::shell::event_loop;
+use agent::shell::tls::{self, TlsFiles};
+
+const USAGE: &str = "\
+usage: hc-agent [--config PATH] [options]
+
+  --config PATH       configuration file (default /etc/hc-agent/agent.toml)
+  --check-config      validate configuration, certificates, key permissions
+                      and the state directory, then exit (does not connect)
+  --log-level LEVEL   error, warn, info, debug or trace (overrides [log].level)
+  --state-dir PATH    overrides state_dir
+  --socket PATH       overrides [local_socket].path
+  --host HOST         overrides [cloud].host
+  --port PORT         overrides [cloud].port
+  --version           print the version and exit
+  --help              print this help and exit";
+
+struct Flags {
+    config: PathBuf,
+    check_only: bool,
+    log_level: Option<String>,
+    state_dir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    host: Option<String>,
+    port: Option<u16>,
+}
+
+enum Parsed {
+    Run(Flags),
+    Exit(ExitCode),
+}
+
+fn parse_flags() -> Result<Parsed, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut flags = Flags {
+        config: PathBuf::from("/etc/hc-agent/agent.toml"),
+        check_only: false,
+        log_level: None,
+        state_dir: None,
+        socket: None,
+        host: None,
+        port: None,
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("config") => flags.config = parser.value()?.into(),
+            Long("check-config") => flags.check_only = true,
+            Long("log-level") => flags.log_level = Some(parser.value()?.string()?),
+            Long("state-dir") => flags.state_dir = Some(parser.value()?.into()),
+            Long("socket") => flags.socket = Some(parser.value()?.into()),
+            Long("host") => flags.host = Some(parser.value()?.string()?),
+            Long("port") => flags.port = Some(parser.value()?.parse()?),
+            Long("version") => {
+                println!("hc-agent {}", agent::VERSION);
+                return Ok(Parsed::Exit(ExitCode::SUCCESS));
+            }
+            Long("help") | Short('h') => {
+                println!("{USAGE}");
+                return Ok(Parsed::Exit(ExitCode::SUCCESS));
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(Parsed::Run(flags))
+}
+
+fn load_config(flags: &Flags) -> Result<Config, String> {
+    let mut config = Config::load(&flags.config).map_err(|e| e.to_string())?;
+    if let Some(level) = &flags.log_level {
+        config.log.level = level.clone();
+    }
+    if let Some(dir) = &flags.state_dir {
+        config.state_dir = dir.clone();
+    }
+    if let Some(path) = &flags.socket {
+        config.local_socket.path = path.clone();
+    }
+    if let Some(host) = &flags.host {
+        config.cloud.host = host.clone();
+    }
+    if let Some(port) = flags.port {
+        config.cloud.port = port;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+/// Everything `--check-config` verifies, without connecting anywhere.
+fn check_config(config: &Config) -> Result<(), String> {
+    if config.cloud.insecure_plaintext {
+        println!("warning: cloud.insecure_plaintext is set: no TLS (tests only)");
+    } else {
+        tls::client_config(&TlsFiles {
+            ca: &config.cloud.ca,
+            cert: &config.cloud.cert,
+            key: &config.cloud.key,
+            allow_tls12: config.cloud.allow_tls12,
+        })
+        .map_err(|e| e.to_string())?;
+        println!(
+            "ok: CA, client certificate and key ({})",
+            config.cloud.key.display()
+        );
+    }
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| format!("state_dir {}: {e}", config.state_dir.display()))?;
+    let probe = config.state_dir.join(".hc-agent-write-check");
+    std::fs::write(&probe, b"").map_err(|e| {
+        format!(
+            "state_dir {} is not writable: {e}",
+            config.state_dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    println!("ok: state directory {}", config.state_dir.display());
+    println!(
+        "ok: {} command key(s) pinned",
+        config.command_keys().map_err(|e| e.to_string())?.len()
+    );
+    println!(
+        "ok: configuration for serial {} in region {}",
+        config.serial, config.region
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let flags = match parse_flags() {
+        Ok(Parsed::Run(flags)) => flags,
+        Ok(Parsed::Exit(code)) => return code,
+        Err(e) => {
+            eprintln!("hc-agent: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match load_config(&flags) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("hc-agent: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if flags.check_only {
+        return match check_config(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hc-agent: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let level = log_level(&config.log.level).unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hc-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let result = local.block_on(&runtime, event_loop::run(config, shutdown_signal()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "agent could not start");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("signal handlers could not be installed; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
 }

@@ -105,6 +105,10 @@ pub enum AuditEvent {
     PlatformAccess {
         enabled: bool,
     },
+    /// A command envelope failed verification (size, version, key,
+    /// signature, decoding or serial); no actor or sequence number in it
+    /// can be trusted.
+    EnvelopeRefused,
 }
 
 /// One audit ring entry.

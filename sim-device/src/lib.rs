@@ -4,5 +4,8 @@
 //! real mosquitto run as a child process for tests ([`mosquitto`]).
 
 pub mod broker;
+pub mod cloud;
+pub mod demo;
 pub mod mosquitto;
 pub mod pki;
+pub mod recorder;

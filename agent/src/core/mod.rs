@@ -5,7 +5,9 @@
 
 pub mod apply;
 pub mod audit;
+pub mod backoff;
 pub mod decide;
+pub mod domain;
 pub mod effects;
 pub mod local;
 pub mod outbox;

@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 pub struct TrustedClock {
     /// Newest issue time of a verified cloud command.
     pub cloud_floor: u64,
-    /// Highest device clock reading since the last cloud time. Re-anchored
-    /// to the cloud's time on every verified command, so a device clock that
-    /// once ran ahead cannot lock time-limited grants out for good.
+    /// Highest device clock reading or cloud time seen. Never lowered: a
+    /// command's issue time cannot tell "the device clock ran ahead" from
+    /// "the command waited in the broker", and lowering the floor for the
+    /// latter would let a rollback revive an expired grant. The price: a
+    /// device clock that jumped far ahead suspends time-limited grants
+    /// (ClockNotTrusted) until real time passes the jump.
     pub observed: u64,
 }
 
@@ -37,7 +40,7 @@ impl TrustedClock {
     /// A verified command's issue time.
     pub fn vouch(&mut self, issued_at: u64) {
         self.cloud_floor = self.cloud_floor.max(issued_at);
-        self.observed = issued_at;
+        self.observed = self.observed.max(issued_at);
     }
 
     /// Whether a grant with this window holds at `now`.
@@ -109,11 +112,14 @@ mod tests {
     }
 
     #[test]
-    fn cloud_time_re_anchors_a_clock_that_ran_ahead() {
+    fn an_older_cloud_time_never_lowers_the_floor() {
         let mut clock = TrustedClock::default();
-        clock.observe(10_000);
+        clock.observe(250);
         clock.vouch(150);
-        assert_eq!(clock.floor(), 150);
-        assert_eq!(clock.check_window(WINDOW, 160), Ok(()));
+        assert_eq!(clock.floor(), 250);
+        assert_eq!(
+            clock.check_window(WINDOW, 160),
+            Err(Reason::ClockNotTrusted)
+        );
     }
 }

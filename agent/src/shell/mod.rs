@@ -3,7 +3,9 @@
 //! place that reads the clock and turns events into core inputs and effects
 //! into I/O.
 
+pub mod agent;
 pub mod config;
+pub mod event_loop;
 pub mod local_server;
 pub mod net_facts;
 pub mod tls;

@@ -1,1 +1,204 @@
-//! Placeholder: the state store (being written).
+//! The state store: one versioned state file on flash with an integrity
+//! check, written atomically, with the previous good copy kept.
+//!
+//! A save writes `<name>.tmp`, fsyncs it, renames the current `<name>` to
+//! `<name>.prev`, renames the tmp file to `<name>` and fsyncs the
+//! directory. At every crash point, loading finds the old state or the new
+//! one, never a mixture:
+//! - before the first rename: `<name>` is the old state (tmp is ignored);
+//! - between the renames: `<name>` is missing and `<name>.prev` is the old
+//!   state, which load uses;
+//! - after the second rename: `<name>` is the new, fully written state.
+//!
+//! A damaged `<name>` (bit rot, truncation by a broken flash) is reported
+//! and `<name>.prev` used. Only when both are bad does loading fail.
+
+mod faults;
+mod file_format;
+mod flash;
+
+use std::path::{Path, PathBuf};
+
+pub use faults::{Fault, FaultyFlash};
+pub use file_format::{FormatError, FORMAT_VERSION, MAX_PAYLOAD};
+pub use flash::{Flash, RealFlash};
+use protocol::Reason;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state {step} failed for {path}: {source}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state does not encode: {0}")]
+    Encode(FormatError),
+    #[error("no usable state: {name} is {main}; {name}.prev is {prev}")]
+    NoGoodCopy {
+        name: String,
+        main: String,
+        prev: String,
+    },
+}
+
+impl StoreError {
+    /// The reason a refused change carries when its state could not be saved.
+    pub fn reason(&self) -> Reason {
+        Reason::StorageFailed
+    }
+}
+
+/// What loading found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded<T> {
+    /// No state file at all: the first start.
+    Fresh,
+    /// The state file.
+    Main(T),
+    /// The state file was missing or damaged (`problem`); the previous good
+    /// copy is used.
+    Recovered { value: T, problem: String },
+}
+
+pub struct StateStore<F: Flash> {
+    flash: F,
+    dir: PathBuf,
+    main: PathBuf,
+    prev: PathBuf,
+    tmp: PathBuf,
+}
+
+impl<F: Flash> StateStore<F> {
+    /// A store of files named `name`, `name.prev` and `name.tmp` in `dir`.
+    pub fn new(flash: F, dir: PathBuf, name: &str) -> Self {
+        StateStore {
+            main: dir.join(name),
+            prev: dir.join(format!("{name}.prev")),
+            tmp: dir.join(format!("{name}.tmp")),
+            dir,
+            flash,
+        }
+    }
+
+    pub fn flash(&mut self) -> &mut F {
+        &mut self.flash
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.main
+    }
+
+    /// Writes `value` durably. On error, what `load` returns is unchanged.
+    pub fn save<T: Serialize>(&mut self, value: &T) -> Result<(), StoreError> {
+        let payload = postcard::to_allocvec(value)
+            .map_err(|e| StoreError::Encode(FormatError::Payload(e.to_string())))?;
+        let bytes = file_format::encode(&payload).map_err(StoreError::Encode)?;
+        let result = self.write_steps(&bytes);
+        if result.is_err() {
+            let _ = self.flash.remove(&self.tmp);
+        }
+        result
+    }
+
+    fn write_steps(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let io = |step: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { step, path, source }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io("directory creation", &self.dir))?;
+        self.flash
+            .write_new(&self.tmp, bytes)
+            .map_err(io("write", &self.tmp))?;
+        self.flash
+            .sync_file(&self.tmp)
+            .map_err(io("fsync", &self.tmp))?;
+        let had_main = self
+            .flash
+            .read(&self.main)
+            .map_err(io("read", &self.main))?
+            .is_some();
+        if had_main {
+            self.flash
+                .rename(&self.main, &self.prev)
+                .map_err(io("rename to backup", &self.main))?;
+        }
+        if let Err(source) = self.flash.rename(&self.tmp, &self.main) {
+            if had_main {
+                // Put the old state back where it was; load copes either way.
+                let _ = self.flash.rename(&self.prev, &self.main);
+            }
+            return Err(StoreError::Io {
+                step: "rename into place",
+                path: self.tmp.clone(),
+                source,
+            });
+        }
+        self.flash
+            .sync_dir(&self.dir)
+            .map_err(io("directory fsync", &self.dir))?;
+        Ok(())
+    }
+
+    /// Loads the newest good state.
+    pub fn load<T: DeserializeOwned>(&mut self) -> Result<Loaded<T>, StoreError> {
+        // A tmp file is a save that never completed: not a state.
+        let _ = self.flash.remove(&self.tmp);
+        let main = self.read_state::<T>(&self.main.clone())?;
+        let main_problem = match main {
+            Ok(Some(value)) => return Ok(Loaded::Main(value)),
+            Ok(None) => "missing".to_string(),
+            Err(e) => e.to_string(),
+        };
+        match self.read_state::<T>(&self.prev.clone())? {
+            Ok(Some(value)) => Ok(Loaded::Recovered {
+                value,
+                problem: format!("{}: {main_problem}", self.main.display()),
+            }),
+            Ok(None) if main_problem == "missing" => Ok(Loaded::Fresh),
+            Ok(None) => Err(self.no_good_copy(main_problem, "missing".into())),
+            Err(prev) => Err(self.no_good_copy(main_problem, prev.to_string())),
+        }
+    }
+
+    fn no_good_copy(&self, main: String, prev: String) -> StoreError {
+        let name = self
+            .main
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        StoreError::NoGoodCopy { name, main, prev }
+    }
+
+    /// `Ok(None)`: no such file; `Ok(Err)`: a file that is not a good state.
+    fn read_state<T: DeserializeOwned>(
+        &mut self,
+        path: &Path,
+    ) -> Result<Result<Option<T>, FormatError>, StoreError> {
+        let bytes = match self.flash.read(path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Ok(None)),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    step: "read",
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        Ok(file_format::decode(&bytes).and_then(|payload| {
+            let (value, rest) = postcard::take_from_bytes::<T>(payload)
+                .map_err(|e| FormatError::Payload(e.to_string()))?;
+            if rest.is_empty() {
+                Ok(Some(value))
+            } else {
+                Err(FormatError::Payload(format!(
+                    "{} bytes after the state",
+                    rest.len()
+                )))
+            }
+        }))
+    }
+}

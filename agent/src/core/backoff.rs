@@ -1,0 +1,147 @@
+//! Reconnect backoff: full-jitter exponential delays (a uniform draw in
+//! `[0, min(cap, base * 2^attempts)]`), reset once a connection has stayed
+//! up for a stable period, so a flapping link keeps backing off while a
+//! link that was fine for a while reconnects quickly. Randomness and time
+//! come in as arguments.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+    /// A connection up for this long resets the backoff.
+    pub stable_after: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(120),
+            stable_after: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    policy: BackoffPolicy,
+    attempts: u32,
+    connected_at_ms: Option<u64>,
+}
+
+impl Backoff {
+    pub fn new(policy: BackoffPolicy) -> Self {
+        Backoff {
+            policy,
+            attempts: 0,
+            connected_at_ms: None,
+        }
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The upper bound of the next delay.
+    pub fn bound(&self) -> Duration {
+        let base = self.policy.base.as_millis() as u64;
+        let cap = self.policy.cap.as_millis() as u64;
+        let factor = 1u64.checked_shl(self.attempts.min(63)).unwrap_or(u64::MAX);
+        Duration::from_millis(base.saturating_mul(factor).min(cap))
+    }
+
+    /// A connection attempt failed (or a connection was lost): the delay
+    /// before the next attempt, drawn with `random`.
+    pub fn on_connect_failed(&mut self, random: u32) -> Duration {
+        let bound = self.bound().as_millis() as u64;
+        self.attempts = self.attempts.saturating_add(1);
+        self.connected_at_ms = None;
+        // random / 2^32 scaled to [0, bound]; u128 avoids overflow.
+        Duration::from_millis(((u128::from(random) * u128::from(bound + 1)) >> 32) as u64)
+    }
+
+    pub fn on_connected(&mut self, now_ms: u64) {
+        self.connected_at_ms = Some(now_ms);
+    }
+
+    /// The connection dropped at `now_ms`; a stable one resets the backoff.
+    pub fn on_disconnected(&mut self, now_ms: u64) {
+        if let Some(at) = self.connected_at_ms.take() {
+            if now_ms.saturating_sub(at) >= self.policy.stable_after.as_millis() as u64 {
+                self.attempts = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff() -> Backoff {
+        Backoff::new(BackoffPolicy::default())
+    }
+
+    #[test]
+    fn delays_never_exceed_the_exponential_bound_or_the_cap() {
+        let mut b = backoff();
+        for attempt in 0..200u32 {
+            let bound = b.bound();
+            assert!(bound <= Duration::from_secs(120));
+            let expected =
+                Duration::from_secs(1u64.checked_shl(attempt).unwrap_or(u64::MAX).min(120));
+            assert_eq!(bound, expected, "attempt {attempt}");
+            assert!(b.on_connect_failed(u32::MAX) <= bound);
+        }
+        assert_eq!(b.attempts(), 200);
+    }
+
+    #[test]
+    fn the_largest_random_reaches_the_bound_and_zero_gives_no_delay() {
+        let mut b = backoff();
+        b.on_connect_failed(0);
+        b.on_connect_failed(0);
+        assert_eq!(b.bound(), Duration::from_secs(4));
+        assert_eq!(
+            b.clone().on_connect_failed(u32::MAX),
+            Duration::from_secs(4)
+        );
+        assert_eq!(b.on_connect_failed(0), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_stable_connection_resets_and_a_flapping_one_does_not() {
+        let mut b = backoff();
+        for _ in 0..5 {
+            b.on_connect_failed(1);
+        }
+        b.on_connected(1_000);
+        b.on_disconnected(5_000);
+        assert_eq!(b.attempts(), 5, "up for 4 s is not stable");
+        b.on_connected(10_000);
+        b.on_disconnected(70_000);
+        assert_eq!(b.attempts(), 0);
+    }
+
+    #[test]
+    fn the_mean_delay_is_about_half_the_bound() {
+        let mut sum = 0u128;
+        let n = 10_000u32;
+        for i in 0..n {
+            let mut b = backoff();
+            for _ in 0..3 {
+                b.on_connect_failed(0);
+            }
+            // An even spread of randoms over the u32 range.
+            let random = (u64::from(i) * (u64::from(u32::MAX) / u64::from(n))) as u32;
+            sum += b.on_connect_failed(random).as_millis();
+        }
+        let mean = sum / u128::from(n);
+        assert!(
+            (3_900..=4_100).contains(&mean),
+            "mean {mean} ms, bound 8000 ms"
+        );
+    }
+}

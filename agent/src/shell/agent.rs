@@ -1,0 +1,326 @@
+//! The agent: the device state with everything around it (store, keys,
+//! audit ring, outbox, domain registrar), carrying out the core's effects.
+//! It does no network I/O and reads no clock: the event loop hands it
+//! events with the time, and takes messages from its outbox. Its one I/O
+//! is the state store, because an acknowledgement must wait for flash.
+
+use protocol::access::{Action, Decision, LocalLevel, Principal};
+use protocol::codec;
+use protocol::ddns::DomainResult;
+use protocol::envelope::{self, CommandKeys};
+use protocol::limits::{MAX_COMMAND_BYTES, MAX_MESSAGE_BYTES};
+use protocol::local::{LinkState, LocalReply, LocalRequest, StatusReply};
+use protocol::messages::{AuditActor, AuditEntry, AuditEvent, AuditReport, DeviceStatus};
+use protocol::topics::Leaf;
+use protocol::{Ack, Outcome, Reason};
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use crate::core::domain::{NetworkFacts, Registrar};
+use crate::core::outbox::{Outbox, Outgoing};
+use crate::core::{apply, decide, set_platform_access, AuditRing, DeviceState, Effect, Effects};
+use crate::store::{Flash, StateStore};
+
+pub struct Agent<F: Flash> {
+    state: DeviceState,
+    store: StateStore<F>,
+    keys: CommandKeys,
+    audit: AuditRing,
+    outbox: Outbox,
+    registrar: Registrar,
+    link: LinkState,
+}
+
+impl<F: Flash> Agent<F> {
+    pub fn new(
+        state: DeviceState,
+        store: StateStore<F>,
+        keys: CommandKeys,
+        registrar: Registrar,
+    ) -> Self {
+        Agent {
+            state,
+            store,
+            keys,
+            audit: AuditRing::new(),
+            outbox: Outbox::new(),
+            registrar,
+            link: LinkState::Connecting,
+        }
+    }
+
+    pub fn state(&self) -> &DeviceState {
+        &self.state
+    }
+
+    pub fn platform_access(&self) -> bool {
+        self.state.access.platform_access
+    }
+
+    /// A reading of the device clock (see core::time).
+    pub fn observe_clock(&mut self, now: u64) {
+        self.state.clock.observe(now);
+    }
+
+    pub fn set_link(&mut self, link: LinkState) {
+        self.link = link;
+    }
+
+    pub fn registrar(&mut self) -> &mut Registrar {
+        &mut self.registrar
+    }
+
+    /// A command envelope arrived on the command topic.
+    pub fn on_command(&mut self, payload: &[u8], now: u64) {
+        self.observe_clock(now);
+        let command = match envelope::open(payload, &self.keys, &self.state.identity.serial) {
+            Ok(command) => command,
+            Err(e) => {
+                warn!(error = %e, bytes = payload.len(), "command envelope refused");
+                let outcome = Outcome::Refused(e.reason());
+                self.audit.record(AuditEntry {
+                    at: now,
+                    actor: AuditActor::Device,
+                    event: AuditEvent::EnvelopeRefused,
+                    outcome,
+                });
+                self.queue(
+                    Leaf::Ack,
+                    &Ack {
+                        seq: None,
+                        outcome,
+                        redelivered: false,
+                    },
+                );
+                return;
+            }
+        };
+        let applied = apply(&self.state, &command, now);
+        let mut audit = applied.audit.clone();
+        match applied.outcome {
+            Outcome::Accepted => {
+                info!(seq = command.seq, actor = %command.actor.id, kind = ?command.body.kind(), redelivered = applied.redelivered, "command accepted")
+            }
+            Outcome::Refused(reason) => {
+                info!(seq = command.seq, actor = %command.actor.id, kind = ?command.body.kind(), %reason, "command refused")
+            }
+        }
+        if let Err(reason) = self.carry_out(applied.state, &applied.effects) {
+            audit.outcome = Outcome::Refused(reason);
+        }
+        self.audit.record(audit);
+    }
+
+    /// Carries out effects in order. If persisting fails, the new state is
+    /// dropped and every acknowledgement becomes `StorageFailed`: nothing
+    /// is acknowledged that did not reach flash.
+    fn carry_out(&mut self, next: DeviceState, effects: &Effects) -> Result<(), Reason> {
+        if effects.contains(&Effect::Persist) {
+            if let Err(e) = self.store.save(&next) {
+                error!(error = %e, "state could not be written; the change is refused");
+                self.refuse_acks(effects, Reason::StorageFailed);
+                return Err(Reason::StorageFailed);
+            }
+        }
+        let domain_before = self.state.access.domain.clone();
+        self.state = next;
+        for effect in effects {
+            match effect {
+                Effect::Persist => {}
+                Effect::Ack(ack) => self.queue(Leaf::Ack, ack),
+                Effect::PublishState => self.queue_state_report(),
+                Effect::PublishAudit { max } => {
+                    let report = AuditReport {
+                        serial: self.state.identity.serial.clone(),
+                        entries: self.audit.recent(*max),
+                    };
+                    self.queue(Leaf::Audit, &report);
+                }
+                Effect::RegisterDomain => {
+                    if self.state.access.domain != domain_before {
+                        info!(domain = %self.state.access.domain, "domain name changed");
+                    }
+                    self.registrar.set_domain(self.state.access.domain.clone());
+                }
+                Effect::CloudLink { enabled } => {
+                    info!(enabled, "platform access switched");
+                    self.link = if *enabled {
+                        LinkState::Connecting
+                    } else {
+                        LinkState::Disabled
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse_acks(&mut self, effects: &Effects, reason: Reason) {
+        for effect in effects {
+            if let Effect::Ack(ack) = effect {
+                let refused = Ack {
+                    seq: ack.seq,
+                    outcome: Outcome::Refused(reason),
+                    redelivered: false,
+                };
+                self.queue(Leaf::Ack, &refused);
+            }
+        }
+    }
+
+    /// A domain registration result arrived.
+    pub fn on_domain_result(&mut self, payload: &[u8], now: u64, random: u32) {
+        match codec::decode::<DomainResult>(payload, MAX_MESSAGE_BYTES) {
+            Ok(result) => {
+                let before = self.registrar.state();
+                self.registrar.on_result(result, now, random);
+                let after = self.registrar.state();
+                if before != after {
+                    match after {
+                        protocol::local::RegistrationState::NameTaken => {
+                            error!(domain = %self.state.access.domain, "domain name is taken by another device; not retrying until it changes")
+                        }
+                        protocol::local::RegistrationState::Invalid => {
+                            error!(domain = %self.state.access.domain, "domain name refused by the cloud; not retrying until it changes")
+                        }
+                        state => info!(?state, "domain registration"),
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "domain result refused"),
+        }
+    }
+
+    /// Network facts were read; registers the domain if due.
+    pub fn observe_network(&mut self, facts: NetworkFacts, now: u64) {
+        if let Some(registration) = self.registrar.observe(facts, now) {
+            info!(domain = %registration.domain, attempt = registration.attempt, "registering domain");
+            self.queue(Leaf::DomainRegister, &registration);
+        }
+    }
+
+    /// May `principal` do `action` on `channel`? Recorded in the audit ring.
+    pub fn authorize(
+        &mut self,
+        principal: &Principal,
+        action: Action,
+        channel: Option<u16>,
+        now: u64,
+    ) -> Decision {
+        self.observe_clock(now);
+        let decision = decide(&self.state, principal, action, channel, now);
+        let actor = match principal {
+            Principal::Cloud(id) => AuditActor::Cloud(id.clone()),
+            Principal::Local(level) => AuditActor::Local(*level),
+        };
+        let outcome = match decision {
+            Decision::Allow => Outcome::Accepted,
+            Decision::Deny(reason) => Outcome::Refused(reason),
+        };
+        self.audit.record(AuditEntry {
+            at: now,
+            actor,
+            event: AuditEvent::Decision { action, channel },
+            outcome,
+        });
+        decision
+    }
+
+    /// Switches platform access on behalf of a local user.
+    pub fn set_platform_access(
+        &mut self,
+        by: LocalLevel,
+        enabled: bool,
+        now: u64,
+    ) -> Result<(), Reason> {
+        let (result, audit) = set_platform_access(&self.state, by, enabled, now);
+        self.audit.record(audit);
+        let (next, effects) = result?;
+        self.carry_out(next, &effects)
+    }
+
+    /// Answers a local-socket request.
+    pub fn local_request(&mut self, request: LocalRequest, now: u64) -> LocalReply {
+        match request {
+            LocalRequest::Authorize {
+                principal,
+                action,
+                channel,
+            } => LocalReply::Decision(self.authorize(&principal, action, channel, now)),
+            LocalRequest::Status => LocalReply::Status(Box::new(self.status(now))),
+            LocalRequest::ListAccess => LocalReply::Access(Box::new(self.state_report())),
+            LocalRequest::SetPlatformAccess { by, enabled } => {
+                match self.set_platform_access(by, enabled, now) {
+                    Ok(()) => LocalReply::Done,
+                    Err(reason) => LocalReply::Error(reason),
+                }
+            }
+            LocalRequest::RecentAudit { max } => LocalReply::Audit(self.audit.recent(max)),
+        }
+    }
+
+    pub fn status(&self, now: u64) -> StatusReply {
+        let access = &self.state.access;
+        StatusReply {
+            serial: self.state.identity.serial.clone(),
+            link: self.link,
+            bound: access.binding != protocol::messages::Binding::Unbound,
+            handed_over: matches!(
+                access.binding,
+                protocol::messages::Binding::Owned {
+                    installer: Some(_),
+                    ..
+                }
+            ),
+            cloud_service: access.cloud_service,
+            platform_access: access.platform_access,
+            domain: access.domain.clone(),
+            registration: self.registrar.state(),
+            last_seq: self.state.ledger.last_seq,
+            clock_trusted: self.state.clock.is_trusted(now),
+            reports_queued: self.outbox.len() as u32,
+            reports_dropped: self.outbox.dropped(),
+        }
+    }
+
+    pub fn state_report(&self) -> protocol::messages::StateReport {
+        self.state.report(crate::VERSION, self.outbox.dropped())
+    }
+
+    pub fn queue_state_report(&mut self) {
+        let report = self.state_report();
+        self.queue(Leaf::State, &report);
+    }
+
+    /// The retained status payload.
+    pub fn status_payload(online: bool) -> Vec<u8> {
+        // A two-field struct always encodes.
+        codec::encode(&DeviceStatus { online }, MAX_MESSAGE_BYTES).unwrap_or_default()
+    }
+
+    fn queue<T: Serialize>(&mut self, leaf: Leaf, message: &T) {
+        let limit = if leaf == Leaf::Command {
+            MAX_COMMAND_BYTES
+        } else {
+            MAX_MESSAGE_BYTES
+        };
+        match codec::encode(message, limit) {
+            Ok(payload) => {
+                if let Some(lost) = self.outbox.push(Outgoing { leaf, payload }) {
+                    warn!(leaf = ?lost.leaf, dropped = self.outbox.dropped(), "outbox full: oldest message dropped");
+                }
+            }
+            Err(e) => error!(error = %e, ?leaf, "message could not be encoded"),
+        }
+    }
+
+    pub fn outbox(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    /// Writes the state once more (at shutdown: the ledger of read-only
+    /// commands is otherwise written only with the next change).
+    pub fn flush(&mut self) -> Result<(), crate::store::StoreError> {
+        self.store.save(&self.state)
+    }
+}

@@ -1,0 +1,337 @@
+//! The daemon end to end: the real `hc-agent` binary against the embedded
+//! broker over mutual TLS on loopback, with a test cloud that signs
+//! commands. Each test is named after the behaviour it proves.
+
+mod support;
+
+use std::time::Duration;
+
+use agent::client::LocalClient;
+use protocol::access::{Action, Decision, LocalLevel, Principal};
+use protocol::ddns::DomainRegistration;
+use protocol::topics::Leaf;
+use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
+use support::*;
+
+fn share_bob() -> CommandBody {
+    CommandBody::Share {
+        account: account("bob"),
+        permissions: Permissions::of(&[Action::LiveView]),
+        channels: ChannelScope::All,
+        validity: None,
+    }
+}
+
+fn wait_socket(site: &Site) -> LocalClient {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(client) = LocalClient::connect(&site.socket(), Duration::from_secs(5)) {
+            return client;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "local socket never came up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn connects_with_its_client_certificate_and_reports_online_and_state() {
+    let site = Site::new();
+    let cloud = site.cloud();
+    let _agent = site.start_agent(&site.default_config());
+    assert!(
+        cloud.wait_status(true, WAIT),
+        "device never reported online"
+    );
+    let state = cloud.wait_state(|_| true);
+    assert_eq!(state.serial.as_str(), SERIAL);
+}
+
+#[test]
+fn a_signed_command_is_applied_persisted_and_acknowledged() {
+    let site = Site::new();
+    let mut cloud = site.cloud();
+    let mut agent = site.start_agent(&site.default_config());
+    assert!(cloud.wait_status(true, WAIT));
+    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    assert_eq!(cloud.send("alice", share_bob()).outcome, Outcome::Accepted);
+    let state = cloud.wait_state(|s| s.shares.len() == 1);
+    assert_eq!(state.shares[0].account.id.as_str(), "bob");
+    // Persisted: after a restart the share is still there.
+    agent.kill();
+    let _agent = site.start_agent(&site.default_config());
+    let mut client = wait_socket(&site);
+    let decision = client
+        .authorize(
+            Principal::Cloud(AccountId::new("bob").unwrap()),
+            Action::LiveView,
+            Some(1),
+        )
+        .unwrap();
+    assert_eq!(decision, Decision::Allow);
+}
+
+#[test]
+fn wrong_signature_replay_and_oversized_payload_are_refused_and_change_nothing() {
+    let site = Site::new();
+    let mut cloud = site.cloud();
+    let _agent = site.start_agent(&site.default_config());
+    assert!(cloud.wait_status(true, WAIT));
+    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let before = cloud.wait_state(|s| s.last_seq == 1);
+
+    // Wrong signature: one flipped bit in the signature.
+    let command = cloud.command("alice", share_bob());
+    let mut bytes = cloud.seal(&command);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    cloud.publish_raw(bytes);
+    assert_eq!(
+        cloud.wait_ack(None).outcome,
+        Outcome::Refused(Reason::BadSignature)
+    );
+
+    // Replay of the bind (seq 1) after it was applied.
+    let mut replay = cloud.command("alice", CommandBody::UnshareAll);
+    replay.seq = 1;
+    cloud.publish_raw(cloud.seal(&replay));
+    let ack = cloud.wait_ack(Some(1));
+    assert!(
+        ack.redelivered,
+        "seq 1 is the recent bind: answered as a redelivery"
+    );
+    assert_eq!(ack.outcome, Outcome::Accepted);
+    let mut older = cloud.command("alice", CommandBody::UnshareAll);
+    older.seq = 0;
+    cloud.publish_raw(cloud.seal(&older));
+    assert_eq!(
+        cloud.wait_ack(Some(0)).outcome,
+        Outcome::Refused(Reason::ReplayedSequence)
+    );
+
+    // Oversized payload.
+    cloud.publish_raw(vec![1u8; protocol::limits::MAX_COMMAND_BYTES + 1]);
+    assert_eq!(
+        cloud.wait_ack(None).outcome,
+        Outcome::Refused(Reason::TooLarge)
+    );
+
+    // Nothing changed: a state request reports the same access list.
+    assert_eq!(
+        cloud.send("alice", CommandBody::RequestState).outcome,
+        Outcome::Accepted
+    );
+    let after = cloud.wait_state(|s| s.last_seq > before.last_seq);
+    assert_eq!(after.shares, before.shares);
+    assert_eq!(after.binding, before.binding);
+}
+
+#[test]
+fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
+    let mut site = Site::new();
+    let mut cloud = site.cloud();
+    let _agent = site.start_agent(&site.default_config());
+    assert!(cloud.wait_status(true, WAIT));
+    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let mut expected = Vec::new();
+    for round in 0..5 {
+        // Queue commands, restart the broker while they are in flight.
+        for i in 0..4 {
+            let name = format!("user-{round}-{i}");
+            let command = cloud.command(
+                "alice",
+                CommandBody::Share {
+                    account: account(&name),
+                    permissions: Permissions::of(&[Action::Playback]),
+                    channels: ChannelScope::All,
+                    validity: None,
+                },
+            );
+            expected.push(command.seq);
+            cloud.publish_raw(cloud.seal(&command));
+        }
+        site.broker.restart().unwrap();
+    }
+    // Every command is applied exactly once: the share list holds each user
+    // once, and the device's last sequence number is the last command's.
+    let last = *expected.last().unwrap();
+    let mut probe = cloud;
+    assert_eq!(
+        probe.send("alice", CommandBody::RequestState).outcome,
+        Outcome::Accepted
+    );
+    let state = probe.wait_state(|s| s.last_seq == last + 1);
+    let mut names: Vec<String> = state
+        .shares
+        .iter()
+        .map(|s| s.account.id.to_string())
+        .collect();
+    names.dedup();
+    assert_eq!(names.len(), state.shares.len(), "a share was applied twice");
+    // Commands lost in the broker's queue when the cloud client itself was
+    // cut are the cloud's to resend; those the broker delivered are all
+    // applied: at least the first round, which had time to arrive.
+    assert!(state.shares.len() >= 4, "shares: {names:?}");
+}
+
+#[test]
+fn the_last_will_marks_the_device_offline_when_the_agent_is_killed() {
+    let site = Site::new();
+    let cloud = site.cloud();
+    let mut agent = site.start_agent(&site.default_config());
+    assert!(cloud.wait_status(true, WAIT));
+    agent.kill();
+    // The broker notices the dead connection within 1.5 keep-alives (5 s).
+    assert!(
+        cloud.wait_status(false, Duration::from_secs(15)),
+        "no offline status after SIGKILL"
+    );
+}
+
+#[test]
+fn sigterm_marks_the_device_offline_and_exits_cleanly() {
+    let site = Site::new();
+    let cloud = site.cloud();
+    let mut agent = site.start_agent(&site.default_config());
+    assert!(cloud.wait_status(true, WAIT));
+    let status = agent.terminate();
+    assert!(status.success(), "exit status {status}:\n{}", agent.log());
+    assert!(cloud.wait_status(false, Duration::from_secs(3)));
+}
+
+#[test]
+fn a_broker_certificate_from_another_ca_is_refused() {
+    let site = Site::new();
+    let other = site.pki.generate_unrelated().unwrap();
+    let config = site.write_config(other.ca_cert(), "");
+    let cloud = site.cloud();
+    let agent = site.start_agent(&config);
+    assert!(
+        !cloud.wait_status(true, Duration::from_secs(3)),
+        "connected through a broker it must not trust"
+    );
+    assert!(
+        agent.log().contains("cloud connection failed"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn the_local_socket_answers_authorize_under_concurrent_clients_and_survives_garbage() {
+    let site = Site::new();
+    let mut cloud = site.cloud();
+    let _agent = site.start_agent(&site.default_config());
+    assert!(cloud.wait_status(true, WAIT));
+    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    assert_eq!(cloud.send("alice", share_bob()).outcome, Outcome::Accepted);
+    drop(wait_socket(&site));
+
+    let mut garbage = LocalClient::connect(&site.socket(), Duration::from_secs(5)).unwrap();
+    garbage.write_raw(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).unwrap();
+    assert!(matches!(
+        garbage.read_reply(),
+        Ok(protocol::local::LocalReply::Error(Reason::Malformed))
+    ));
+    let mut oversized = LocalClient::connect(&site.socket(), Duration::from_secs(5)).unwrap();
+    oversized.write_raw(&u32::MAX.to_be_bytes()).unwrap();
+    assert!(matches!(
+        oversized.read_reply(),
+        Ok(protocol::local::LocalReply::Error(Reason::TooLarge))
+    ));
+
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let path = site.socket();
+            std::thread::spawn(move || {
+                let mut client = LocalClient::connect(&path, Duration::from_secs(5)).unwrap();
+                for n in 0..200u16 {
+                    let channel = Some(1 + (n + i) % 8);
+                    let bob = client
+                        .authorize(
+                            Principal::Cloud(AccountId::new("bob").unwrap()),
+                            Action::LiveView,
+                            channel,
+                        )
+                        .unwrap();
+                    assert_eq!(bob, Decision::Allow);
+                    let cfg = client
+                        .authorize(
+                            Principal::Cloud(AccountId::new("bob").unwrap()),
+                            Action::ConfigWrite,
+                            None,
+                        )
+                        .unwrap();
+                    assert_eq!(cfg, Decision::Deny(Reason::ActionNotGranted));
+                    let guest = client
+                        .authorize(Principal::Local(LocalLevel::Guest), Action::Ptz, channel)
+                        .unwrap();
+                    assert_eq!(guest, Decision::Deny(Reason::ActionNotGranted));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // The cloud link was not disturbed.
+    assert_eq!(
+        cloud.send("alice", CommandBody::RequestState).outcome,
+        Outcome::Accepted
+    );
+}
+
+#[test]
+fn platform_access_off_closes_the_link_and_keeps_it_closed_until_on() {
+    let site = Site::new();
+    let mut cloud = site.cloud();
+    let _agent = site.start_agent(&site.default_config());
+    assert!(cloud.wait_status(true, WAIT));
+    let mut client = wait_socket(&site);
+    assert_eq!(
+        client
+            .set_platform_access(LocalLevel::Operator, false)
+            .unwrap_err()
+            .to_string(),
+        agent::client::ClientError::Refused(Reason::ActionNotGranted).to_string()
+    );
+    client
+        .set_platform_access(LocalLevel::Admin, false)
+        .unwrap();
+    assert!(cloud.wait_status(false, WAIT));
+    assert!(
+        !cloud.wait_status(true, Duration::from_secs(3)),
+        "link reopened while platform access is off"
+    );
+    assert_eq!(
+        client.status().unwrap().link,
+        protocol::local::LinkState::Disabled
+    );
+    client.set_platform_access(LocalLevel::Admin, true).unwrap();
+    assert!(cloud.wait_status(true, WAIT));
+    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+}
+
+#[test]
+fn the_domain_is_registered_again_after_a_port_change() {
+    let site = Site::new();
+    let cloud = site.cloud();
+    let _agent = site.start_agent(&site.default_config());
+    let first = cloud
+        .wait_for(Leaf::DomainRegister, WAIT, |p| {
+            decode::<DomainRegistration>(&p.payload)
+        })
+        .expect("first registration");
+    assert_eq!(first.ports.http, 80);
+    assert_eq!(first.domain.as_str(), "e2e-nvr-1");
+    std::fs::write(site.ports_file(), "http=8080\nmap=tcp:8080:18080\n").unwrap();
+    let second = cloud
+        .wait_for(Leaf::DomainRegister, WAIT, |p| {
+            decode::<DomainRegistration>(&p.payload).filter(|r| r.ports.http == 8080)
+        })
+        .expect("registration after the port change");
+    assert_eq!(second.mappings.len(), 1);
+    assert!(second.attempt > first.attempt);
+}

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Cross-builds the hc-agent daemon for the recorder targets, checks that each
+# binary is a static ELF for the right machine, prints each stripped size
+# against its budget, and fails if a binary is over budget.
+#
+#   cross/build.sh                 # both targets (plus the host build for reference)
+#   cross/build.sh TRIPLE...       # only these targets (still with the host build)
+#
+# Installs nothing: cross/install-prereqs.sh does that on Debian.
+#
+# Everything target-specific is set as environment variables for the cargo
+# commands run here, never in a global .cargo/config.toml, so host builds
+# (`cargo build`, `cargo test`) are unaffected. Output stays in the normal
+# target dir: target/<triple>/release/hc-agent.
+set -euo pipefail
+
+# ---------------------------------------------------------------------------
+# Size budgets, in bytes, for the stripped static binary. "MB" here means
+# 10^6 bytes (the stricter reading): 1.5 MB = 1,500,000 bytes.
+# ---------------------------------------------------------------------------
+declare -A BUDGET=(
+  [aarch64-unknown-linux-musl]=1500000    # 1.5 MB
+  [armv7-unknown-linux-gnueabihf]=1600000 # 1.6 MB
+)
+DEFAULT_TARGETS=(aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf)
+
+PACKAGE=hc-agent
+BIN=hc-agent
+
+# Per-target settings (checked by hand on this machine kind; see
+# ../shared/TOOLCHAIN.md).
+#   CROSS_PREFIX: the Debian cross binutils/gcc prefix (ring's C parts, strip)
+#   MACHINE:      what `readelf -h` must report as Machine
+#   CLASS:        ELF class
+declare -A CROSS_PREFIX=(
+  [aarch64-unknown-linux-musl]=aarch64-linux-gnu
+  [armv7-unknown-linux-gnueabihf]=arm-linux-gnueabihf
+)
+declare -A MACHINE=(
+  [aarch64-unknown-linux-musl]=AArch64
+  [armv7-unknown-linux-gnueabihf]=ARM
+)
+declare -A CLASS=(
+  [aarch64-unknown-linux-musl]=ELF64
+  [armv7-unknown-linux-gnueabihf]=ELF32
+)
+
+# The environment for one target's cargo build, as NAME=VALUE words for `env`.
+# The RUSTFLAGS go into CARGO_TARGET_<TRIPLE>_RUSTFLAGS so they apply to that
+# target only (never to build scripts or proc macros built for the host).
+target_env() {
+  case "$1" in
+    aarch64-unknown-linux-musl)
+      # musl targets link statically by default; rust-lld links against the
+      # self-contained musl shipped with the target's standard library. The
+      # Debian glibc cross gcc only compiles ring's C/asm (no libc calls).
+      echo CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+      echo CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
+      echo AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar
+      ;;
+    armv7-unknown-linux-gnueabihf)
+      # Static glibc from libc6-dev-armhf-cross.
+      echo CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc
+      echo "CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUSTFLAGS=-C target-feature=+crt-static"
+      echo CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc
+      echo AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar
+      ;;
+    *)
+      echo "build.sh: unknown target $1 (known: ${!BUDGET[*]})" >&2
+      return 1
+      ;;
+  esac
+}
+
+cd "$(dirname "$0")/.."
+WORKSPACE=$PWD
+
+die() { echo "build.sh: $*" >&2; exit 1; }
+
+if [ "$#" -gt 0 ]; then
+  TARGETS=("$@")
+else
+  TARGETS=("${DEFAULT_TARGETS[@]}")
+fi
+for t in "${TARGETS[@]}"; do
+  [ -n "${BUDGET[$t]:-}" ] || die "unknown target '$t' (known: ${DEFAULT_TARGETS[*]})"
+done
+
+# ---------------------------------------------------------------------------
+# Prerequisites: check, explain, never install.
+# ---------------------------------------------------------------------------
+missing=()
+command -v cargo >/dev/null 2>&1 || missing+=("cargo (install Rust with rustup)")
+command -v readelf >/dev/null 2>&1 || missing+=("readelf (apt-get install binutils)")
+command -v file >/dev/null 2>&1 || missing+=("file (apt-get install file)")
+if command -v rustup >/dev/null 2>&1; then
+  installed_targets=$(rustup target list --installed 2>/dev/null || true)
+else
+  installed_targets=""
+fi
+for t in "${TARGETS[@]}"; do
+  if command -v rustup >/dev/null 2>&1; then
+    grep -qx "$t" <<<"$installed_targets" ||
+      missing+=("Rust standard library for $t (rustup target add $t)")
+  elif command -v rustc >/dev/null 2>&1; then
+    [ -d "$(rustc --print sysroot)/lib/rustlib/$t/lib" ] ||
+      missing+=("Rust standard library for $t (no rustup: install rust-std for $t)")
+  fi
+  p=${CROSS_PREFIX[$t]}
+  if ! command -v "$p-gcc" >/dev/null 2>&1; then
+    missing+=("$p-gcc for $t (apt-get install gcc-$p)")
+  elif [ "$t" = armv7-unknown-linux-gnueabihf ] &&
+    [ "$("$p-gcc" -print-file-name=libc.a)" = libc.a ]; then
+    # +crt-static links glibc's libc.a from the cross C library package.
+    missing+=("static glibc for $t (apt-get install libc6-dev-armhf-cross)")
+  fi
+  command -v "$p-strip" >/dev/null 2>&1 ||
+    missing+=("$p-strip for $t (apt-get install binutils-$p)")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "build.sh: missing prerequisites:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  echo "On Debian, cross/install-prereqs.sh installs all of them (as root)." >&2
+  exit 2
+fi
+
+# Flags given to the whole environment would override the per-target ones
+# (cargo: RUSTFLAGS wins over target.<triple>.rustflags) and could drop
+# +crt-static, so they are not used here.
+for v in RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS; do
+  if [ -n "${!v:-}" ]; then
+    echo "build.sh: note: ignoring $v from the environment (per-target flags are set here)" >&2
+    unset "$v"
+  fi
+done
+
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --locked |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+[ -n "$TARGET_DIR" ] || TARGET_DIR=$WORKSPACE/target
+
+echo "== commit $(git -C "$WORKSPACE" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(
+  [ -n "$(git -C "$WORKSPACE" status --porcelain 2>/dev/null)" ] && echo ' (with uncommitted changes)')"
+echo "== $(rustc --version)"
+
+# ---------------------------------------------------------------------------
+# Build and check each target.
+# ---------------------------------------------------------------------------
+declare -A SIZE_BUILT SIZE_STRIPPED SIZE_CHECKED VERDICT
+fail=0
+
+for t in "${TARGETS[@]}"; do
+  echo
+  echo "== cargo build --release -p $PACKAGE --bin $BIN --target $t"
+  mapfile -t envs < <(target_env "$t")
+  printf '   %s\n' "${envs[@]}"
+  env "${envs[@]}" cargo build --release --locked -p "$PACKAGE" --bin "$BIN" --target "$t"
+
+  out=$TARGET_DIR/$t/release/$BIN
+  [ -f "$out" ] || die "$t: expected $out after the build"
+
+  # Static ELF for the right machine: class and machine from the header,
+  # no program interpreter, no shared-library dependencies.
+  hdr=$(readelf -h "$out")
+  grep -q "Class:[[:space:]]*${CLASS[$t]}" <<<"$hdr" ||
+    die "$t: $out is not ${CLASS[$t]}: $(grep Class: <<<"$hdr")"
+  grep -q "Machine:[[:space:]]*${MACHINE[$t]}\$" <<<"$hdr" ||
+    die "$t: $out is not for ${MACHINE[$t]}: $(grep Machine: <<<"$hdr")"
+  if readelf -l "$out" | grep -q INTERP; then
+    die "$t: $out has a program interpreter (dynamically linked): $(file -b "$out")"
+  fi
+  if readelf -d "$out" 2>/dev/null | grep -q '(NEEDED)'; then
+    die "$t: $out needs shared libraries: $(readelf -d "$out" | grep NEEDED | tr -s ' ')"
+  fi
+  desc=$(file -b "$out")
+  case "$desc" in
+    *"statically linked"* | *"static-pie linked"*) ;;
+    *) die "$t: file(1) does not call $out static: $desc" ;;
+  esac
+  echo "   $desc"
+
+  # The release profile strips (strip = true); strip again with the cross
+  # binutils to confirm nothing is left, and report both sizes.
+  SIZE_BUILT[$t]=$(stat -c %s "$out")
+  "${CROSS_PREFIX[$t]}-strip" -o "$out.stripped" "$out"
+  SIZE_STRIPPED[$t]=$(stat -c %s "$out.stripped")
+
+  # The budget applies to the artifact as built (the larger of the two).
+  size=${SIZE_BUILT[$t]}
+  if [ "${SIZE_STRIPPED[$t]}" -gt "$size" ]; then size=${SIZE_STRIPPED[$t]}; fi
+  SIZE_CHECKED[$t]=$size
+  if [ "$size" -le "${BUDGET[$t]}" ]; then
+    VERDICT[$t]=OK
+  else
+    VERDICT[$t]=OVER
+    fail=1
+  fi
+done
+
+# ---------------------------------------------------------------------------
+# Host build for reference (dynamically linked, no budget).
+# ---------------------------------------------------------------------------
+echo
+echo "== cargo build --release -p $PACKAGE --bin $BIN (host, for reference)"
+cargo build --release --locked -p "$PACKAGE" --bin "$BIN"
+host_out=$TARGET_DIR/release/$BIN
+host_triple=$(rustc -vV | sed -n 's/^host: //p')
+host_size=$(stat -c %s "$host_out")
+
+# ---------------------------------------------------------------------------
+# Report.
+# ---------------------------------------------------------------------------
+echo
+echo "Sizes in bytes (budget: 1 MB = 1,000,000 bytes). 'built' is target/<triple>/release/$BIN"
+echo "(release profile, strip = true); 're-stripped' is the same after <cross>-strip."
+printf '%-32s %12s %12s %12s  %s\n' TARGET BUILT RE-STRIPPED BUDGET RESULT
+for t in "${TARGETS[@]}"; do
+  printf '%-32s %12d %12d %12d  %s\n' "$t" "${SIZE_BUILT[$t]}" "${SIZE_STRIPPED[$t]}" \
+    "${BUDGET[$t]}" "${VERDICT[$t]}"
+done
+printf '%-32s %12d %12s %12s  %s\n' "$host_triple" "$host_size" - - "reference (host, dynamic)"
+
+if [ "$fail" -ne 0 ]; then
+  echo
+  for t in "${TARGETS[@]}"; do
+    [ "${VERDICT[$t]}" = OVER ] &&
+      echo "build.sh: $t: $BIN is over budget by $((SIZE_CHECKED[$t] - BUDGET[$t])) bytes" >&2
+  done
+  exit 1
+fi

@@ -1,0 +1,674 @@
+//! The demo: the whole product story against a real broker, the simulated
+//! cloud and one simulated recorder running the real agent, with readable,
+//! numbered steps. Each step prints what was done, the outcome, and
+//! whether it is what the product promises:
+//!
+//! ```text
+//!   step 7: installer sends a sixth invitation today -> You can send at most five invitations in one day [ok]
+//! ```
+//!
+//! [`run`] is what `sim-device demo` calls; the tests call it too. It
+//! returns a [`DemoReport`]; setup failures (no broker, no agent) are
+//! errors, outcomes that differ from the promise are failed steps.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use protocol::access::{Action, Decision, Principal};
+use protocol::{AccountId, ChannelScope, ChannelSet, Grant, Permissions, Reason, Serial, Validity};
+
+use crate::broker::{BrokerConfig, EmbeddedBroker};
+use crate::cloud::driver::{load_or_create_seed, CloudOptions};
+use crate::cloud::model::{
+    CloudError, CloudModel, Contact, DeviceGrant, DeviceSelection, InstallerPermissions, PerDevice,
+    SiteStatus,
+};
+use crate::cloud::{Cloud, DriverError};
+use crate::mosquitto::{Mosquitto, MosquittoError};
+use crate::pki::{Pki, PkiError};
+use crate::recorder::{Recorder, RecorderError, RecorderSpec};
+
+/// The demo recorder.
+pub const SERIAL: &str = "SIM-NVR-0001";
+/// Its verification code (on the label).
+pub const CODE: &str = "KQ7XWA";
+const REGION: &str = "EU";
+/// How long the demo waits for the recorder to come online.
+const ONLINE_WAIT: Duration = Duration::from_secs(10);
+/// How long the demo waits for a domain registration.
+const REGISTRATION_WAIT: Duration = Duration::from_secs(8);
+
+/// Which broker the story runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerKind {
+    /// The embedded rumqttd broker with mutual TLS (no setup needed).
+    #[default]
+    Embedded,
+    /// mosquitto (the Debian package) with TLS, client certificates and the
+    /// per-device ACL.
+    Mosquitto,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    pub broker: BrokerKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("PKI: {0}")]
+    Pki(#[from] PkiError),
+    #[error("embedded broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error("mosquitto: {0}")]
+    Mosquitto(#[from] MosquittoError),
+    #[error("cloud: {0}")]
+    Cloud(#[from] DriverError),
+    #[error("recorder: {0}")]
+    Recorder(#[from] RecorderError),
+    #[error("cloud setup: {0}")]
+    Setup(#[from] CloudError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One step of the story.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepResult {
+    pub number: usize,
+    pub what: String,
+    pub outcome: String,
+    /// What the product promises.
+    pub expected: String,
+    pub ok: bool,
+}
+
+/// The whole run.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub broker: BrokerKind,
+    pub steps: Vec<StepResult>,
+    pub elapsed: Duration,
+}
+
+impl DemoReport {
+    /// True when every outcome is what the product promises.
+    pub fn passed(&self) -> bool {
+        !self.steps.is_empty() && self.steps.iter().all(|s| s.ok)
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &StepResult> {
+        self.steps.iter().filter(|s| !s.ok)
+    }
+
+    /// The closing line.
+    pub fn summary(&self) -> String {
+        let failed = self.failures().count();
+        let broker = match self.broker {
+            BrokerKind::Embedded => "embedded broker",
+            BrokerKind::Mosquitto => "mosquitto",
+        };
+        if failed == 0 {
+            format!(
+                "demo passed: {} steps, every outcome as the product promises ({broker}, {:.1} s)",
+                self.steps.len(),
+                self.elapsed.as_secs_f64()
+            )
+        } else {
+            format!(
+                "demo FAILED: {failed} of {} steps differ from what the product promises ({broker}, {:.1} s)",
+                self.steps.len(),
+                self.elapsed.as_secs_f64()
+            )
+        }
+    }
+}
+
+/// Records and prints the steps.
+struct Story<'a> {
+    out: &'a mut dyn Write,
+    steps: Vec<StepResult>,
+}
+
+impl Story<'_> {
+    fn section(&mut self, title: &str) {
+        let _ = writeln!(self.out, "\n{title}");
+    }
+
+    fn note(&mut self, text: &str) {
+        let _ = writeln!(self.out, "  {text}");
+    }
+
+    fn step(
+        &mut self,
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        outcome: impl Into<String>,
+    ) {
+        let (what, expected, outcome) = (what.into(), expected.into(), outcome.into());
+        let ok = outcome == expected;
+        let number = self.steps.len() + 1;
+        let verdict = if ok {
+            "[ok]".to_owned()
+        } else {
+            format!("[FAILED: the product promises: {expected}]")
+        };
+        let _ = writeln!(self.out, "  step {number}: {what} -> {outcome} {verdict}");
+        let _ = self.out.flush();
+        self.steps.push(StepResult {
+            number,
+            what,
+            outcome,
+            expected,
+            ok,
+        });
+    }
+}
+
+fn decision_text(decision: &Result<Decision, RecorderError>) -> String {
+    match decision {
+        Ok(Decision::Allow) => "allowed".into(),
+        Ok(Decision::Deny(reason)) => denied(*reason),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+fn denied(reason: Reason) -> String {
+    format!("denied: {reason}")
+}
+
+fn result_text(result: &Result<(), CloudError>, ok: &str) -> String {
+    match result {
+        Ok(()) => ok.to_owned(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn err_text(result: Result<impl std::fmt::Debug, CloudError>) -> String {
+    match result {
+        Ok(value) => format!("unexpectedly accepted: {value:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Runs the story, printing each step to `out`.
+pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
+    let started = Instant::now();
+    let dir = tempfile::Builder::new().prefix("sim-demo-").tempdir()?;
+    let pki = Pki::generate(dir.path().join("pki"), &[SERIAL])?;
+    let seed = load_or_create_seed(pki.dir())?;
+
+    // Keep the broker alive for the whole story.
+    let (_embedded, _mosquitto, port, broker_text) = match options.broker {
+        BrokerKind::Embedded => {
+            let broker = EmbeddedBroker::start(BrokerConfig::from_pki(&pki))?;
+            let port = broker.port();
+            let text = format!("embedded MQTT broker (mutual TLS) on 127.0.0.1:{port}");
+            (Some(broker), None, port, text)
+        }
+        BrokerKind::Mosquitto => {
+            let mosquitto = Mosquitto::start(&pki)?;
+            let port = mosquitto.port();
+            let text = format!(
+                "mosquitto (TLS 1.3, client certificates, per-device ACL) on 127.0.0.1:{port}"
+            );
+            (None, Some(mosquitto), port, text)
+        }
+    };
+    let host = "127.0.0.1";
+    let _ = writeln!(
+        out,
+        "sim-device demo: {broker_text}; simulated cloud; recorder {SERIAL} ({REGION}, 8 channels) running the real agent"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut story = Story {
+        out,
+        steps: Vec::new(),
+    };
+    let result = runtime.block_on(async {
+        let mut model = CloudModel::new();
+        model.register_device(SERIAL, CODE, REGION)?;
+        let people = People::register(&mut model)?;
+        let options = CloudOptions::with_seed(&pki, host, port, seed);
+        let cloud = Cloud::connect(options, model).await?;
+        let mut spec = RecorderSpec::new(SERIAL);
+        spec.region = REGION.into();
+        spec.verification_code = CODE.into();
+        let recorder = Recorder::start(&pki, host, port, cloud.public_key(), spec)?;
+        let told = tell(&mut story, &cloud, &recorder, &people).await;
+        cloud.shutdown().await;
+        recorder.stop()?;
+        told
+    });
+    result?;
+    let report = DemoReport {
+        broker: options.broker,
+        steps: story.steps,
+        elapsed: started.elapsed(),
+    };
+    let _ = writeln!(story.out, "\n{}", report.summary());
+    Ok(report)
+}
+
+/// The accounts of the story.
+struct People {
+    installer: AccountId,
+    frank: AccountId,
+    fiona: AccountId,
+    steve: AccountId,
+}
+
+impl People {
+    fn register(model: &mut CloudModel) -> Result<People, CloudError> {
+        let installer = model.register_account(
+            "acme-security",
+            Some("ops@acme-security.example"),
+            None,
+            "EU",
+        )?;
+        let frank = model.register_account("frank", Some("frank@example.com"), None, "EU")?;
+        let fiona = model.register_account("fiona", None, Some("+49 151 0000 0002"), "EU")?;
+        model.register_account("ursula", Some("ursula@example.com"), None, "US")?;
+        let steve = model.register_account("steve", Some("steve@example.com"), None, "EU")?;
+        Ok(People {
+            installer,
+            frank,
+            fiona,
+            steve,
+        })
+    }
+}
+
+async fn tell(
+    story: &mut Story<'_>,
+    cloud: &Cloud,
+    recorder: &Recorder,
+    people: &People,
+) -> Result<(), DemoError> {
+    let serial = Serial::new(SERIAL).map_err(|e| CloudError::Invalid {
+        what: "serial",
+        message: e.to_string(),
+    })?;
+    let installer = &people.installer;
+    let who = |id: &AccountId| Principal::Cloud(id.clone());
+
+    story.section("The installer sets up the site");
+    let online = cloud.wait_online(&serial, true, ONLINE_WAIT).await;
+    story.step(
+        format!("recorder {SERIAL} connects to the cloud"),
+        "online",
+        if online { "online" } else { "not online" },
+    );
+    let site = cloud.with_model(|m| m.create_site(installer, "Bakery, Main St"))?;
+    let status = cloud.with_model(|m| m.site_status(site))?;
+    story.step(
+        "installer creates the site \"Bakery, Main St\"",
+        SiteStatus::NotInvited.to_string(),
+        status.to_string(),
+    );
+    let wrong = cloud.add_to_site(installer, site, SERIAL, "AAAAAA").await;
+    story.step(
+        format!("installer adds {SERIAL} with a wrong verification code"),
+        CloudError::WrongVerificationCode.to_string(),
+        result_text(&wrong, "added"),
+    );
+    let added = cloud.add_to_site(installer, site, SERIAL, CODE).await;
+    story.step(
+        format!("installer adds {SERIAL} to the site with its verification code"),
+        "added",
+        result_text(&added, "added"),
+    );
+
+    story.section("Handover: the installer invites the site owner");
+    let now = cloud.now();
+    let this_device = || DeviceSelection::Only(vec![serial.clone()]);
+    let permissions = InstallerPermissions {
+        site_info: Some(Grant { validity: None }),
+        live_view: Some(DeviceGrant {
+            devices: this_device(),
+            validity: Some(Validity {
+                not_before: now - 60,
+                not_after: now + 3600,
+            }),
+        }),
+        playback: Some(DeviceGrant {
+            devices: this_device(),
+            validity: Some(Validity {
+                not_before: now - 7200,
+                not_after: now - 3600,
+            }),
+        }),
+        configuration: Some(DeviceGrant {
+            devices: this_device(),
+            validity: Some(Validity {
+                not_before: now + 3600,
+                not_after: now + 7200,
+            }),
+        }),
+        allow_disable_cloud: true,
+    };
+    story.note(
+        "asked permissions: site information; live view valid now for 1 h; playback ended 1 h ago; \
+         configuration from 1 h from now; \"Allow me to disable the cloud service\"",
+    );
+    let first = cloud.with_model(|m| {
+        m.invite(
+            installer,
+            site,
+            Contact::email("olivia@example.com")?,
+            permissions.clone(),
+            "Handover of the bakery's recorder",
+            now,
+        )
+    })?;
+    let status = cloud.with_model(|m| m.site_status(site))?;
+    story.step(
+        "installer invites the owner by email olivia@example.com (no account yet)",
+        SiteStatus::NotRegistered.to_string(),
+        status.to_string(),
+    );
+    let mut resent = Vec::new();
+    for _ in 0..4 {
+        resent.push(cloud.with_model(|m| m.resend_invitation(installer, site, now)));
+    }
+    let sent = cloud.with_model(|m| m.invitations_sent_today(site, now))?;
+    let resend_text = match resent.iter().find_map(|r| r.as_ref().err()) {
+        Some(e) => e.to_string(),
+        None => format!("{sent} invitations sent today"),
+    };
+    story.step(
+        "installer resends the invitation 4 times before it is accepted",
+        "5 invitations sent today",
+        resend_text,
+    );
+    let sixth = cloud.with_model(|m| m.resend_invitation(installer, site, now));
+    story.step(
+        "installer sends a sixth invitation today",
+        CloudError::InvitationLimit.to_string(),
+        err_text(sixth),
+    );
+    let olivia = cloud.with_model(|m| {
+        m.register_account(
+            "olivia",
+            Some("olivia@example.com"),
+            Some("+49 151 0000 0001"),
+            "EU",
+        )
+    })?;
+    let status = cloud.with_model(|m| m.site_status(site))?;
+    story.step(
+        "olivia registers an account with olivia@example.com",
+        SiteStatus::NotAccepted.to_string(),
+        status.to_string(),
+    );
+    let old = cloud.accept_invitation(first, &olivia).await;
+    story.step(
+        "olivia opens the first invitation (a newer one was sent since)",
+        CloudError::InvitationInvalid.to_string(),
+        err_text(old),
+    );
+    let current = cloud.with_model(|m| {
+        m.site(site)
+            .ok()
+            .and_then(|s| s.current_invitation())
+            .map(|i| i.id)
+    });
+    let accepted = match current {
+        Some(id) => match cloud.accept_invitation(id, &olivia).await {
+            Ok(results) => {
+                let status = cloud.with_model(|m| m.site_status(site))?;
+                let devices: Vec<String> = results
+                    .iter()
+                    .map(|(s, r)| format!("{s}: {}", result_text(r, "handed over")))
+                    .collect();
+                format!("{status} ({})", devices.join(", "))
+            }
+            Err(e) => e.to_string(),
+        },
+        None => "no current invitation".into(),
+    };
+    story.step(
+        "olivia accepts the current invitation",
+        format!("{} ({SERIAL}: handed over)", SiteStatus::HandedOver),
+        accepted,
+    );
+    story.step(
+        "olivia's live view of channel 1 (the streaming server asks the agent)",
+        "allowed",
+        decision_text(&recorder.live_view(&who(&olivia), 1)),
+    );
+
+    story.section("Sharing");
+    let live_and_playback = Permissions::of(&[Action::LiveView, Action::Playback]);
+    let shared = cloud
+        .share(
+            &olivia,
+            SERIAL,
+            "frank@example.com",
+            live_and_playback,
+            ChannelScope::All,
+            None,
+        )
+        .await;
+    story.step(
+        "olivia shares with frank@example.com (live view, playback)",
+        "Shared",
+        result_text(&shared, "Shared"),
+    );
+    let now = cloud.now();
+    let two_channels = ChannelSet::from_channels(&[1, 2]).unwrap_or_default();
+    let shared = cloud
+        .share(
+            &olivia,
+            SERIAL,
+            "+49 151 0000 0002",
+            Permissions::of(&[Action::LiveView]),
+            ChannelScope::Only(two_channels),
+            Some(Validity {
+                not_before: now - 60,
+                not_after: now + 86_400,
+            }),
+        )
+        .await;
+    story.step(
+        "olivia shares with the phone number +49 151 0000 0002 (live view of channels 1-2, for 24 h)",
+        "Shared",
+        result_text(&shared, "Shared"),
+    );
+    let missing = cloud
+        .share(
+            &olivia,
+            SERIAL,
+            "nobody@example.com",
+            live_and_playback,
+            ChannelScope::All,
+            None,
+        )
+        .await;
+    story.step(
+        "olivia shares with nobody@example.com",
+        CloudError::AccountNotFound.to_string(),
+        result_text(&missing, "Shared"),
+    );
+    let cross = cloud
+        .share(
+            &olivia,
+            SERIAL,
+            "ursula@example.com",
+            live_and_playback,
+            ChannelScope::All,
+            None,
+        )
+        .await;
+    story.step(
+        "olivia shares with ursula@example.com (an account in region US)",
+        CloudError::CrossRegionShare.to_string(),
+        result_text(&cross, "Shared"),
+    );
+    story.step(
+        format!("olivia views the accounts {SERIAL} is shared to"),
+        "frank@example.com, +4915100000002",
+        list_text(cloud, &olivia),
+    );
+    story.step(
+        "frank's live view of channel 1",
+        "allowed",
+        decision_text(&recorder.live_view(&who(&people.frank), 1)),
+    );
+    story.step(
+        "frank changes the configuration (the web server asks the agent)",
+        denied(Reason::ActionNotGranted),
+        decision_text(&recorder.configure(&who(&people.frank))),
+    );
+    story.step(
+        "fiona's live view of channel 3 (her share covers channels 1-2)",
+        denied(Reason::ChannelOutOfScope),
+        decision_text(&recorder.live_view(&who(&people.fiona), 3)),
+    );
+
+    story.section("The installer's permissions after handover");
+    story.step(
+        "installer's live view of channel 1 (granted, valid now)",
+        "allowed",
+        decision_text(&recorder.live_view(&who(installer), 1)),
+    );
+    story.step(
+        "installer's playback of channel 1 (granted until 1 h ago)",
+        denied(Reason::Expired),
+        decision_text(&recorder.playback(&who(installer), 1)),
+    );
+    story.step(
+        "installer changes the configuration (granted from 1 h from now)",
+        denied(Reason::NotYetValid),
+        decision_text(&recorder.configure(&who(installer))),
+    );
+
+    story.section("The cloud service switch");
+    let off = cloud
+        .set_cloud_service_for_site(installer, site, false)
+        .await;
+    story.step(
+        "installer turns the cloud service off for all devices of the site",
+        format!("{SERIAL}: off"),
+        per_device_text(off, "off"),
+    );
+    story.step(
+        "olivia's live view of channel 1",
+        denied(Reason::CloudServiceDisabled),
+        decision_text(&recorder.live_view(&who(&olivia), 1)),
+    );
+    story.step(
+        "frank's live view of channel 1",
+        denied(Reason::CloudServiceDisabled),
+        decision_text(&recorder.live_view(&who(&people.frank), 1)),
+    );
+    story.step(
+        "installer's live view of channel 1 (the installer is not cut off)",
+        "allowed",
+        decision_text(&recorder.live_view(&who(installer), 1)),
+    );
+    let on = cloud.set_cloud_service(installer, SERIAL, true).await;
+    story.step(
+        format!("installer turns the cloud service of {SERIAL} on again"),
+        "on",
+        result_text(&on, "on"),
+    );
+    story.step(
+        "olivia's live view of channel 1",
+        "allowed",
+        decision_text(&recorder.live_view(&who(&olivia), 1)),
+    );
+
+    story.section("The device domain name");
+    let changed = cloud.set_domain(&olivia, SERIAL, "bakery-main-st").await;
+    let registered = match changed {
+        Ok(()) => match cloud
+            .wait_registration(&serial, "bakery-main-st", REGISTRATION_WAIT)
+            .await
+        {
+            Some(r) => format!(
+                "changed; the device registered it from {}",
+                crate::cloud::model::ip_text(&r.public_address)
+            ),
+            None => "changed, but the device did not register it".into(),
+        },
+        Err(e) => e.to_string(),
+    };
+    story.step(
+        "olivia changes the domain name to bakery-main-st",
+        "changed; the device registered it from 127.0.0.1",
+        registered,
+    );
+    let resolve = |who: &AccountId| match cloud.resolve_domain(who, "bakery-main-st") {
+        Ok(r) => format!("{r}"),
+        Err(e) => e.to_string(),
+    };
+    let address = "127.0.0.1 http 80 https 443 rtsp 554 sdk 8000";
+    story.step("olivia resolves bakery-main-st", address, resolve(&olivia));
+    story.step(
+        "frank (valid share) resolves bakery-main-st",
+        address,
+        resolve(&people.frank),
+    );
+    story.step(
+        "steve (no share) resolves bakery-main-st",
+        CloudError::DomainNotShared.to_string(),
+        resolve(&people.steve),
+    );
+
+    story.section("Deleting shares");
+    let left = cloud.leave_share(&people.fiona, SERIAL).await;
+    story.step(
+        "fiona deletes the shared device from her side",
+        "deleted",
+        result_text(&left, "deleted"),
+    );
+    story.step(
+        format!("olivia views the accounts {SERIAL} is shared to"),
+        "frank@example.com",
+        list_text(cloud, &olivia),
+    );
+    let removed = cloud.unshare(&olivia, SERIAL, &["frank@example.com"]).await;
+    story.step(
+        "olivia deletes the share of frank@example.com",
+        "deleted",
+        result_text(&removed, "deleted"),
+    );
+    story.step(
+        "frank's live view of channel 1, right after",
+        denied(Reason::NotAPrincipal),
+        decision_text(&recorder.live_view(&who(&people.frank), 1)),
+    );
+    story.step(
+        "frank resolves bakery-main-st",
+        CloudError::DomainNotShared.to_string(),
+        resolve(&people.frank),
+    );
+    Ok(())
+}
+
+fn list_text(cloud: &Cloud, owner: &AccountId) -> String {
+    match cloud.with_model(|m| m.list_shares(owner, SERIAL)) {
+        Ok(list) if list.is_empty() => "none".into(),
+        Ok(list) => list
+            .iter()
+            .map(|s| s.label())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn per_device_text(results: Result<PerDevice<()>, CloudError>, ok: &str) -> String {
+    match results {
+        Ok(list) => list
+            .iter()
+            .map(|(s, r)| format!("{s}: {}", result_text(r, ok)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(e) => e.to_string(),
+    }
+}

@@ -1,0 +1,452 @@
+//! A simulated recorder: the real agent library running in-process, with
+//! simulated channels and firmware clients.
+//!
+//! [`Recorder::start`] writes an agent configuration (`agent.toml`, the
+//! same file `hc-agent --config` reads) into the recorder's directory:
+//! serial, region, channels, verification code, state directory, the
+//! broker on loopback with the PKI's CA and the device's certificate, the
+//! cloud's command key pinned, a local socket in the directory that only
+//! the current user may use, and the domain ports. It then runs
+//! `agent::shell::event_loop::run` on its own thread, on a current-thread
+//! tokio runtime inside a `LocalSet`, until [`Recorder::stop`].
+//!
+//! The firmware clients ([`Recorder::live_view`], [`Recorder::playback`],
+//! [`Recorder::configure`]) do what the recorder's streaming and web
+//! servers do: ask the agent over the local socket before serving, and
+//! serve only on `Allow`. They return the agent's decision.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use agent::client::{ClientError, LocalClient};
+use agent::shell::config::{encode_hex, Config};
+use protocol::access::{Action, Decision, Principal};
+use protocol::local::StatusReply;
+
+use crate::cloud::driver::COMMAND_KEY_ID;
+use crate::pki::Pki;
+
+/// How long [`Recorder::start`] waits for the agent's local socket.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a firmware client waits for the agent's answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("the PKI has no certificate for device {0}")]
+    NoCertificate(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("agent configuration: {0}")]
+    Config(String),
+    #[error("the agent stopped: {0}")]
+    AgentStopped(String),
+    #[error("the agent's local socket {path} did not come up within {timeout:?}")]
+    NotReady { path: PathBuf, timeout: Duration },
+    #[error("{0}")]
+    Client(#[from] ClientError),
+}
+
+/// What the recorder is.
+#[derive(Debug, Clone)]
+pub struct RecorderSpec {
+    pub serial: String,
+    pub region: String,
+    pub channels: u16,
+    /// The code printed on the label.
+    pub verification_code: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub rtsp_port: u16,
+    pub sdk_port: u16,
+    /// The agent's log level (its logs go to the process's global
+    /// `tracing` subscriber, if any).
+    pub log_level: String,
+}
+
+impl RecorderSpec {
+    /// An 8-channel EU recorder with code `ABCDEF` and the usual ports.
+    pub fn new(serial: &str) -> RecorderSpec {
+        RecorderSpec {
+            serial: serial.to_owned(),
+            region: "EU".into(),
+            channels: 8,
+            verification_code: "ABCDEF".into(),
+            http_port: 80,
+            https_port: 443,
+            rtsp_port: 554,
+            sdk_port: 8000,
+            log_level: "warn".into(),
+        }
+    }
+}
+
+/// Where the recorder keeps its files.
+#[derive(Debug)]
+enum Home {
+    Temporary(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+impl Home {
+    fn path(&self) -> &Path {
+        match self {
+            Home::Temporary(dir) => dir.path(),
+            Home::Given(path) => path,
+        }
+    }
+}
+
+/// A running simulated recorder. Stops on drop.
+#[derive(Debug)]
+pub struct Recorder {
+    spec: RecorderSpec,
+    home: Home,
+    config_path: PathBuf,
+    socket: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+fn toml_str(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn path_str(path: &Path) -> String {
+    toml_str(&path.to_string_lossy())
+}
+
+/// The effective uid of this process: the one the agent's socket allows.
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The agent configuration text for a recorder whose files live in `dir`.
+pub fn config_text(
+    spec: &RecorderSpec,
+    dir: &Path,
+    pki: &Pki,
+    broker_host: &str,
+    broker_port: u16,
+    command_key: &[u8; 32],
+) -> Result<String, RecorderError> {
+    let device = pki
+        .device(&spec.serial)
+        .ok_or_else(|| RecorderError::NoCertificate(spec.serial.clone()))?;
+    let mut text = String::new();
+    let _ = write!(
+        text,
+        "# Written by sim-device for the simulated recorder {serial}.\n\
+         serial = {serial_q}\n\
+         region = {region}\n\
+         channels = {channels}\n\
+         verification_code = {code}\n\
+         state_dir = {state}\n\
+         \n\
+         [cloud]\n\
+         host = {host}\n\
+         port = {port}\n\
+         ca = {ca}\n\
+         cert = {cert}\n\
+         key = {key}\n\
+         keep_alive_secs = 5\n\
+         backoff_base_ms = 200\n\
+         backoff_cap_ms = 2000\n\
+         \n\
+         [[command_keys]]\n\
+         id = {key_id}\n\
+         public_key = {public}\n\
+         \n\
+         [local_socket]\n\
+         path = {socket}\n\
+         allowed_uids = [{uid}]\n\
+         mode = 0o600\n\
+         \n\
+         [domain]\n\
+         http_port = {http}\n\
+         https_port = {https}\n\
+         rtsp_port = {rtsp}\n\
+         sdk_port = {sdk}\n\
+         check_interval_secs = 1\n\
+         min_interval_secs = 1\n\
+         \n\
+         [log]\n\
+         level = {level}\n",
+        serial = spec.serial,
+        serial_q = toml_str(&spec.serial),
+        region = toml_str(&spec.region),
+        channels = spec.channels,
+        code = toml_str(&spec.verification_code),
+        state = path_str(&dir.join("state")),
+        host = toml_str(broker_host),
+        port = broker_port,
+        ca = path_str(pki.ca_cert()),
+        cert = path_str(&device.cert),
+        key = path_str(&device.key),
+        key_id = COMMAND_KEY_ID,
+        public = toml_str(&encode_hex(command_key)),
+        socket = path_str(&dir.join("agent.sock")),
+        uid = current_uid(),
+        http = spec.http_port,
+        https = spec.https_port,
+        rtsp = spec.rtsp_port,
+        sdk = spec.sdk_port,
+        level = toml_str(&spec.log_level),
+    );
+    Ok(text)
+}
+
+impl Recorder {
+    /// Starts a recorder with its files in a fresh temporary directory.
+    /// `broker_host` must match the broker certificate (`127.0.0.1` or
+    /// `localhost` for the PKI's); `command_key` is the cloud's command
+    /// public key. Returns once the agent's local socket answers.
+    pub fn start(
+        pki: &Pki,
+        broker_host: &str,
+        broker_port: u16,
+        command_key: [u8; 32],
+        spec: RecorderSpec,
+    ) -> Result<Recorder, RecorderError> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("sim-recorder-{}-", spec.serial))
+            .tempdir()
+            .map_err(|source| RecorderError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        Self::start_with_home(
+            pki,
+            broker_host,
+            broker_port,
+            command_key,
+            spec,
+            Home::Temporary(dir),
+        )
+    }
+
+    /// The same with its files (configuration, state, socket) in `dir`,
+    /// which is kept: a restarted recorder finds its state again.
+    pub fn start_in(
+        dir: &Path,
+        pki: &Pki,
+        broker_host: &str,
+        broker_port: u16,
+        command_key: [u8; 32],
+        spec: RecorderSpec,
+    ) -> Result<Recorder, RecorderError> {
+        // Absolute, so that the configuration works from any directory.
+        std::fs::create_dir_all(dir).map_err(|source| RecorderError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let dir = dir.canonicalize().map_err(|source| RecorderError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Self::start_with_home(
+            pki,
+            broker_host,
+            broker_port,
+            command_key,
+            spec,
+            Home::Given(dir),
+        )
+    }
+
+    fn start_with_home(
+        pki: &Pki,
+        broker_host: &str,
+        broker_port: u16,
+        command_key: [u8; 32],
+        spec: RecorderSpec,
+        home: Home,
+    ) -> Result<Recorder, RecorderError> {
+        let dir = home.path().to_owned();
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RecorderError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir.join("state")).map_err(io(&dir))?;
+        let text = config_text(&spec, &dir, pki, broker_host, broker_port, &command_key)?;
+        let config_path = dir.join("agent.toml");
+        std::fs::write(&config_path, text).map_err(io(&config_path))?;
+        let config =
+            Config::load(&config_path).map_err(|e| RecorderError::Config(e.to_string()))?;
+        let socket = config.local_socket.path.clone();
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("agent-{}", spec.serial))
+            .spawn(move || run_agent(config, stop_rx))
+            .map_err(io(&dir))?;
+        let mut recorder = Recorder {
+            spec,
+            home,
+            config_path,
+            socket,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        recorder.wait_ready()?;
+        Ok(recorder)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), RecorderError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                let message = match self.thread.take().map(JoinHandle::join) {
+                    Some(Ok(Err(message))) => message,
+                    Some(Err(_)) => "the agent thread panicked".into(),
+                    _ => "the agent ended at start".into(),
+                };
+                return Err(RecorderError::AgentStopped(message));
+            }
+            if LocalClient::connect(&self.socket, CLIENT_TIMEOUT)
+                .and_then(|mut c| c.status())
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RecorderError::NotReady {
+                    path: self.socket.clone(),
+                    timeout: READY_TIMEOUT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn serial(&self) -> &str {
+        &self.spec.serial
+    }
+
+    pub fn spec(&self) -> &RecorderSpec {
+        &self.spec
+    }
+
+    /// The recorder's directory (configuration, state, socket).
+    pub fn dir(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// The agent configuration file it runs with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The agent's local socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// True while the agent runs.
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// A fresh connection to the agent, as a firmware process opens one.
+    pub fn client(&self) -> Result<LocalClient, RecorderError> {
+        Ok(LocalClient::connect(&self.socket, CLIENT_TIMEOUT)?)
+    }
+
+    /// Asks the agent: may `principal` do `action` on `channel` now?
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        channel: Option<u16>,
+    ) -> Result<Decision, RecorderError> {
+        Ok(self
+            .client()?
+            .authorize(principal.clone(), action, channel)?)
+    }
+
+    /// The streaming server is asked for live view of `channel`: it asks
+    /// the agent and streams only on `Allow`.
+    pub fn live_view(
+        &self,
+        principal: &Principal,
+        channel: u16,
+    ) -> Result<Decision, RecorderError> {
+        self.authorize(principal, Action::LiveView, Some(channel))
+    }
+
+    /// The streaming server is asked for playback of `channel`.
+    pub fn playback(&self, principal: &Principal, channel: u16) -> Result<Decision, RecorderError> {
+        self.authorize(principal, Action::Playback, Some(channel))
+    }
+
+    /// The web server is asked to change the configuration.
+    pub fn configure(&self, principal: &Principal) -> Result<Decision, RecorderError> {
+        self.authorize(principal, Action::ConfigWrite, None)
+    }
+
+    /// The agent's status (link, switches, domain registration).
+    pub fn status(&self) -> Result<StatusReply, RecorderError> {
+        Ok(self.client()?.status()?)
+    }
+
+    /// Stops the agent (it marks the device offline on its way out) and
+    /// waits for it.
+    pub fn stop(mut self) -> Result<(), RecorderError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), RecorderError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(message))) => Err(RecorderError::AgentStopped(message)),
+            Some(Err(_)) => Err(RecorderError::AgentStopped(
+                "the agent thread panicked".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// The agent thread: a current-thread runtime with a `LocalSet`, as on the
+/// device.
+fn run_agent(config: Config, stop: tokio::sync::oneshot::Receiver<()>) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot build a runtime: {e}"))?;
+    let local = tokio::task::LocalSet::new();
+    let shutdown = async move {
+        let _ = stop.await;
+    };
+    local
+        .block_on(&runtime, agent::shell::event_loop::run(config, shutdown))
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,70 @@
+//! The demo story, run in-process exactly as `sim-device demo` runs it:
+//! against the embedded TLS broker, and against mosquitto (TLS, client
+//! certificates, per-device ACL) when it is installed. Without mosquitto
+//! the second test is skipped with a printed reason, unless the
+//! environment variable `CI` is set: then it fails.
+
+use sim_device::demo::{self, BrokerKind, DemoOptions, DemoReport};
+use sim_device::mosquitto::skip_without_mosquitto;
+
+fn run(broker: BrokerKind) -> (DemoReport, String) {
+    let mut out = Vec::new();
+    let report = demo::run(&DemoOptions { broker }, &mut out).expect("the demo sets up");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    print!("{text}");
+    (report, text)
+}
+
+fn assert_passed(report: &DemoReport, text: &str) {
+    let failed: Vec<String> = report
+        .failures()
+        .map(|s| {
+            format!(
+                "step {}: {} -> {} (promised: {})",
+                s.number, s.what, s.outcome, s.expected
+            )
+        })
+        .collect();
+    assert!(
+        report.passed(),
+        "failed steps:\n{}\n\n{text}",
+        failed.join("\n")
+    );
+    assert!(report.steps.len() >= 30, "the whole story runs");
+    assert!(text.contains("  step 1: "), "{text}");
+    assert!(
+        text.lines().last().unwrap_or("").starts_with("demo passed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_demo_story_keeps_every_promise_on_the_embedded_broker() {
+    let (report, text) = run(BrokerKind::Embedded);
+    assert_passed(&report, &text);
+    // The story's key outcomes, as the product words them.
+    for promised in [
+        "You can send at most five invitations in one day [ok]",
+        "-> Shared [ok]",
+        "The account doesn't exist [ok]",
+        "Cross-regional share operation is not allowed [ok]",
+        "(CloudServiceDisabled) [ok]",
+        "(NotAPrincipal) [ok]",
+    ] {
+        assert!(text.contains(promised), "missing {promised:?}:\n{text}");
+    }
+    assert!(
+        report.elapsed.as_secs() < 20,
+        "the demo took {:?}",
+        report.elapsed
+    );
+}
+
+#[test]
+fn the_demo_story_keeps_every_promise_on_mosquitto() {
+    if skip_without_mosquitto("the_demo_story_keeps_every_promise_on_mosquitto") {
+        return;
+    }
+    let (report, text) = run(BrokerKind::Mosquitto);
+    assert_passed(&report, &text);
+}
