@@ -27,17 +27,15 @@ pub const CODE: &str = "ABCDEF";
 pub const SEED: [u8; 32] = [7; 32];
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// The agent binary: the one cargo built for these tests, or for the
-/// measurement example, `HC_AGENT_BIN` (a release build).
+/// The agent binary: `HC_AGENT_BIN` when set (a release build, or a QEMU
+/// wrapper for a cross build), else the one cargo built for these tests.
 pub fn agent_binary() -> &'static str {
-    match option_env!("CARGO_BIN_EXE_hc-agent") {
-        Some(path) => path,
-        None => Box::leak(
-            std::env::var("HC_AGENT_BIN")
-                .unwrap_or_else(|_| "target/release/hc-agent".into())
-                .into_boxed_str(),
-        ),
+    // A runtime HC_AGENT_BIN wins so the same tests can drive a cross-built
+    // binary through a QEMU wrapper script (cross/qemu-agent.sh).
+    if let Ok(path) = std::env::var("HC_AGENT_BIN") {
+        return Box::leak(path.into_boxed_str());
     }
+    option_env!("CARGO_BIN_EXE_hc-agent").unwrap_or("target/release/hc-agent")
 }
 
 pub fn signer() -> CommandSigner {
