@@ -66,6 +66,11 @@ impl<F: Flash> Agent<F> {
         self.link = link;
     }
 
+    /// The flash under the state store (tests arm faults through it).
+    pub fn store_flash(&mut self) -> &mut F {
+        self.store.flash()
+    }
+
     pub fn registrar(&mut self) -> &mut Registrar {
         &mut self.registrar
     }

@@ -136,9 +136,22 @@ impl<F: Flash> StateStore<F> {
                 source,
             });
         }
-        self.flash
-            .sync_dir(&self.dir)
-            .map_err(io("directory fsync", &self.dir))?;
+        if let Err(source) = self.flash.sync_dir(&self.dir) {
+            // The new file is in place but not known to be durable, and the
+            // caller will refuse the change: undo it, so that a restart
+            // cannot bring back a change that was never acknowledged.
+            if had_main {
+                let _ = self.flash.rename(&self.prev, &self.main);
+            } else {
+                let _ = self.flash.remove(&self.main);
+            }
+            let _ = self.flash.sync_dir(&self.dir);
+            return Err(StoreError::Io {
+                step: "directory fsync",
+                path: self.dir.clone(),
+                source,
+            });
+        }
         Ok(())
     }
 

@@ -1,0 +1,298 @@
+//! The state store under disk faults and damage, through the fault-injecting
+//! flash: every failed save leaves what `load` returns unchanged, a damaged
+//! state file falls back to the previous good copy, and only two bad copies
+//! make loading fail. The last tests drive the agent itself: a command whose
+//! state cannot reach flash is refused with `StorageFailed`, and nothing of
+//! it stays in memory or on disk.
+
+mod common;
+
+use agent::core::domain::{Registrar, RegistrarPolicy};
+use agent::core::DeviceState;
+use agent::shell::agent::Agent;
+use agent::store::{Fault, FaultyFlash, Loaded, RealFlash, StateStore, StoreError};
+use common::*;
+use protocol::access::Action;
+use protocol::codec;
+use protocol::envelope::{CommandKeys, CommandSigner};
+use protocol::limits::MAX_MESSAGE_BYTES;
+use protocol::topics::Leaf;
+use protocol::{Ack, ChannelScope, Outcome, Reason};
+
+/// Two distinct states: a device with an owner, and the same with a share.
+fn old_and_new() -> (DeviceState, DeviceState) {
+    let mut device = Device::owned();
+    let old = device.state.clone();
+    device.expect_ok(
+        "alice",
+        share(account("bob"), &[Action::LiveView], ChannelScope::All, None),
+    );
+    (old, device.state)
+}
+
+fn faulty_store(dir: &std::path::Path) -> StateStore<FaultyFlash> {
+    StateStore::new(FaultyFlash::new(), dir.to_owned(), "state")
+}
+
+fn load_main(store: &mut StateStore<FaultyFlash>) -> DeviceState {
+    match store.load::<DeviceState>().expect("load") {
+        Loaded::Main(state) => state,
+        other => panic!("expected the main state file, got {other:?}"),
+    }
+}
+
+/// Saves `old`, arms `fault`, tries to save `new`: the save fails and the
+/// store still loads `old`; once the fault is gone, `new` saves and loads.
+fn failed_save_keeps_old_state(fault: Fault) {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = old_and_new();
+    let mut store = faulty_store(dir.path());
+    store.save(&old).unwrap();
+
+    store.flash().arm(fault);
+    let error = store
+        .save(&new)
+        .expect_err("the armed fault must fail the save");
+    assert!(matches!(error, StoreError::Io { .. }), "{error}");
+    assert_eq!(error.reason(), Reason::StorageFailed);
+    assert_eq!(
+        load_main(&mut store),
+        old,
+        "{fault:?} changed the stored state"
+    );
+    assert!(
+        !dir.path().join("state.tmp").exists(),
+        "tmp file left behind"
+    );
+
+    store.flash().disarm();
+    store.save(&new).unwrap();
+    assert_eq!(load_main(&mut store), new);
+}
+
+#[test]
+fn short_write_fails_the_save_and_keeps_the_old_state() {
+    failed_save_keeps_old_state(Fault::ShortWrite);
+}
+
+#[test]
+fn full_disk_fails_the_save_and_keeps_the_old_state() {
+    failed_save_keeps_old_state(Fault::DiskFull);
+}
+
+#[test]
+fn failed_fsync_fails_the_save_and_keeps_the_old_state() {
+    failed_save_keeps_old_state(Fault::FailedSync);
+}
+
+#[test]
+fn failed_rename_fails_the_save_and_keeps_the_old_state() {
+    failed_save_keeps_old_state(Fault::FailedRename);
+}
+
+#[test]
+fn failed_directory_fsync_fails_the_save_and_keeps_the_old_state() {
+    failed_save_keeps_old_state(Fault::FailedDirSync);
+}
+
+#[test]
+fn full_disk_reports_no_space_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = old_and_new();
+    let mut store = faulty_store(dir.path());
+    store.save(&old).unwrap();
+    store.flash().arm(Fault::DiskFull);
+    match store.save(&new) {
+        Err(StoreError::Io { step, source, .. }) => {
+            assert_eq!(step, "write");
+            assert_eq!(source.raw_os_error(), Some(28), "{source}");
+        }
+        other => panic!("expected a write error, got {other:?}"),
+    }
+}
+
+#[test]
+fn power_cut_at_every_step_of_a_save_loads_the_old_or_the_new_state() {
+    let (old, new) = old_and_new();
+    // A save is at most a handful of flash operations; cut after each.
+    for cut_after in 0..12 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = faulty_store(dir.path());
+        store.save(&old).unwrap();
+        store.flash().arm(Fault::PowerCutAfter(cut_after));
+        let saved = store.save(&new).is_ok();
+        store.flash().disarm();
+
+        // A fresh store, as after the reboot.
+        let mut rebooted = StateStore::new(RealFlash, dir.path().to_owned(), "state");
+        let loaded = match rebooted
+            .load::<DeviceState>()
+            .expect("load after power cut")
+        {
+            Loaded::Main(state) | Loaded::Recovered { value: state, .. } => state,
+            Loaded::Fresh => panic!("cut after {cut_after}: the old state vanished"),
+        };
+        if saved {
+            assert_eq!(
+                loaded, new,
+                "cut after {cut_after}: an acknowledged save was lost"
+            );
+        } else {
+            assert!(
+                loaded == old || loaded == new,
+                "cut after {cut_after}: a half state loaded"
+            );
+        }
+    }
+}
+
+#[test]
+fn first_start_loads_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = faulty_store(dir.path());
+    assert_eq!(store.load::<DeviceState>().unwrap(), Loaded::Fresh);
+}
+
+#[test]
+fn a_corrupt_state_file_is_reported_and_the_previous_copy_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = old_and_new();
+    let mut store = faulty_store(dir.path());
+    store.save(&old).unwrap();
+    store.save(&new).unwrap();
+
+    let path = dir.path().join("state");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+
+    match store.load::<DeviceState>().unwrap() {
+        Loaded::Recovered { value, problem } => {
+            assert_eq!(value, old);
+            assert!(
+                problem.contains("state"),
+                "problem names the file: {problem}"
+            );
+        }
+        other => panic!("expected recovery from state.prev, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_truncated_state_file_is_reported_and_the_previous_copy_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = old_and_new();
+    let mut store = faulty_store(dir.path());
+    store.save(&old).unwrap();
+    store.save(&new).unwrap();
+
+    let path = dir.path().join("state");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+
+    match store.load::<DeviceState>().unwrap() {
+        Loaded::Recovered { value, .. } => assert_eq!(value, old),
+        other => panic!("expected recovery from state.prev, got {other:?}"),
+    }
+}
+
+#[test]
+fn both_copies_damaged_is_an_error_never_a_half_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = old_and_new();
+    let mut store = faulty_store(dir.path());
+    store.save(&old).unwrap();
+    store.save(&new).unwrap();
+    std::fs::write(dir.path().join("state"), b"garbage").unwrap();
+    std::fs::write(dir.path().join("state.prev"), b"").unwrap();
+
+    match store.load::<DeviceState>() {
+        Err(StoreError::NoGoodCopy { main, prev, .. }) => {
+            assert!(!main.is_empty() && !prev.is_empty());
+        }
+        other => panic!("expected NoGoodCopy, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_leftover_tmp_file_is_ignored_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = old_and_new();
+    let mut store = faulty_store(dir.path());
+    store.save(&old).unwrap();
+    // A save that was cut before its rename: a complete but unpublished file.
+    let mut other = faulty_store(&dir.path().join("elsewhere"));
+    other.save(&new).unwrap();
+    std::fs::copy(
+        dir.path().join("elsewhere/state"),
+        dir.path().join("state.tmp"),
+    )
+    .unwrap();
+
+    assert_eq!(load_main(&mut store), old);
+    assert!(!dir.path().join("state.tmp").exists());
+}
+
+// --- the agent on a failing flash ---------------------------------------
+
+fn agent_on(dir: &std::path::Path, state: DeviceState) -> (Agent<FaultyFlash>, CommandSigner) {
+    let signer = CommandSigner::from_seed(1, &[9; 32]).unwrap();
+    let mut keys = CommandKeys::new();
+    keys.pin(1, signer.public_key());
+    let mut store = faulty_store(dir);
+    store.save(&state).unwrap();
+    let registrar = Registrar::new(state.access.domain.clone(), RegistrarPolicy::default());
+    (Agent::new(state, store, keys, registrar), signer)
+}
+
+fn acks(agent: &mut Agent<FaultyFlash>) -> Vec<Ack> {
+    let mut out = Vec::new();
+    while let Some(message) = agent.outbox().peek().cloned() {
+        agent.outbox().sent();
+        if message.leaf == Leaf::Ack {
+            out.push(codec::decode::<Ack>(&message.payload, MAX_MESSAGE_BYTES).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_command_whose_state_cannot_reach_flash_is_refused_and_leaves_nothing_behind() {
+    for fault in [
+        Fault::ShortWrite,
+        Fault::DiskFull,
+        Fault::FailedSync,
+        Fault::FailedRename,
+        Fault::FailedDirSync,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut device = Device::owned();
+        let before = device.state.clone();
+        let (mut agent, signer) = agent_on(dir.path(), before.clone());
+        let command = device.command(
+            account("alice"),
+            share(account("bob"), &[Action::LiveView], ChannelScope::All, None),
+        );
+        let envelope = signer.seal(&command).unwrap();
+
+        agent.store_flash().arm(fault);
+        agent.on_command(&envelope, T0);
+        let refused = acks(&mut agent);
+        assert_eq!(refused.len(), 1, "{fault:?}");
+        assert_eq!(refused[0].seq, Some(command.seq));
+        assert_eq!(refused[0].outcome, Outcome::Refused(Reason::StorageFailed));
+        assert_eq!(agent.state(), &before, "{fault:?}: memory changed");
+        let mut disk = faulty_store(dir.path());
+        assert_eq!(load_main(&mut disk), before, "{fault:?}: disk changed");
+
+        // The cloud redelivers once the flash works again: applied once.
+        agent.store_flash().disarm();
+        agent.on_command(&envelope, T0 + 1);
+        let accepted = acks(&mut agent);
+        assert_eq!(accepted.len(), 1);
+        assert_eq!(accepted[0].outcome, Outcome::Accepted, "{fault:?}");
+        assert_eq!(agent.state().access.shares.len(), 1);
+        assert_eq!(load_main(&mut disk), agent.state().clone());
+    }
+}
