@@ -16,6 +16,13 @@
 //!     Runs a simulated recorder (the real agent) in the foreground; its
 //!     configuration, state and socket live in D (default DIR/recorders/S).
 //!
+//! sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded |
+//!                  --broker HOST:PORT --pki DIR] [--no-restart] [--deadline SECS]
+//!     N simulated devices, each with its own TLS session and access list,
+//!     against a broker: connect-time percentiles, memory per device, K
+//!     signed commands' acknowledgement latency, and the reconnect curve
+//!     after restarting the broker (when the fleet started it).
+//!
 //! Field-engineer commands against a running broker, as the cloud:
 //! sim-device status  [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
 //! sim-device service on|off [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
@@ -34,6 +41,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use lexopt::prelude::*;
 use protocol::access::Action;
@@ -42,6 +50,7 @@ use sim_device::broker::{BrokerConfig, EmbeddedBroker};
 use sim_device::cloud::driver::{load_or_create_seed, load_seed, now_secs};
 use sim_device::cloud::field::{self, BindAs, Target};
 use sim_device::demo::{self, BrokerKind, DemoOptions};
+use sim_device::fleet::{self, FleetOptions};
 use sim_device::pki::Pki;
 use sim_device::recorder::{Recorder, RecorderSpec};
 
@@ -50,6 +59,8 @@ usage:
   sim-device demo [--mosquitto]
   sim-device broker --pki DIR [--port P] [--serial S]...
   sim-device recorder [--pki DIR] [--broker HOST:PORT] --serial S [--region R] [--channels N] [--code C] [--dir D]
+  sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded | --broker HOST:PORT --pki DIR]
+                   [--no-restart] [--deadline SECS]
   sim-device status  [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
   sim-device service on|off [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
   sim-device share   [--pki DIR] [--broker HOST:PORT] --serial S --to ACCOUNT-ID [--region R]
@@ -95,6 +106,7 @@ fn run() -> Result<ExitCode, Fatal> {
     };
     match command.as_str() {
         "demo" => demo_command(parser),
+        "fleet" => fleet_command(parser),
         "broker" => broker_command(parser),
         "recorder" => recorder_command(parser),
         "status" | "service" | "share" | "unshare" | "bind" => field_command(&command, parser),
@@ -142,6 +154,205 @@ fn demo_command(mut parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+// ------------------------------------------------------------------ fleet
+
+fn fleet_command(mut parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
+    #[derive(PartialEq)]
+    enum Where {
+        Embedded,
+        Mosquitto,
+        External,
+    }
+    let mut options = FleetOptions::default();
+    let mut place = Where::Embedded;
+    let mut broker: Option<String> = None;
+    let mut pki_dir: Option<PathBuf> = None;
+    let mut restart = true;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("devices") => options.devices = parser.value()?.parse()?,
+            Long("commands") => options.commands = parser.value()?.parse()?,
+            Long("deadline") => {
+                options.connect_deadline = Duration::from_secs(parser.value()?.parse()?)
+            }
+            Long("mosquitto") => place = Where::Mosquitto,
+            Long("embedded") => place = Where::Embedded,
+            Long("broker") => {
+                broker = Some(parser.value()?.string()?);
+                place = Where::External;
+            }
+            Long("pki") => pki_dir = Some(parser.value()?.into()),
+            Long("no-restart") => restart = false,
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    if options.devices == 0 {
+        return Err(Fatal("--devices must be at least 1".into()));
+    }
+    let fd_limit = fleet::raise_fd_limit();
+    if (fd_limit as usize) < options.devices + 64 {
+        return Err(Fatal(format!(
+            "{} devices need as many open files; this process may open {fd_limit} (raise the hard limit: ulimit -Hn)",
+            options.devices
+        )));
+    }
+    let serial_names = fleet::serials(&options);
+    let serial_refs: Vec<&str> = serial_names.iter().map(String::as_str).collect();
+    let scratch = tempfile::Builder::new()
+        .prefix("sim-fleet-")
+        .tempdir()
+        .map_err(|e| Fatal(format!("temporary directory: {e}")))?;
+    let started = Instant::now();
+    let pki = match (&place, &pki_dir) {
+        (Where::External, Some(dir)) => Pki::load(dir).map_err(|e| Fatal(format!("--pki: {e}")))?,
+        (Where::External, None) => return Err(Fatal("--broker needs --pki DIR (the broker's PKI, with device certificates for the fleet serials)".into())),
+        (_, Some(dir)) => Pki::load_or_generate(dir, &serial_refs).map_err(|e| Fatal(format!("--pki: {e}")))?,
+        (_, None) => Pki::generate(scratch.path(), &serial_refs).map_err(|e| Fatal(format!("PKI: {e}")))?,
+    };
+    let mut pki = pki;
+    for serial in &serial_refs {
+        if pki.device(serial).is_none() {
+            pki.add_device(serial)
+                .map_err(|e| Fatal(format!("PKI: {e}")))?;
+        }
+    }
+    println!(
+        "fleet: {} devices; PKI ready in {:.1} s",
+        options.devices,
+        started.elapsed().as_secs_f64()
+    );
+    let mut embedded: Option<EmbeddedBroker> = None;
+    let mut mosquitto: Option<sim_device::mosquitto::Mosquitto> = None;
+    let target = match place {
+        Where::Embedded => {
+            let b = EmbeddedBroker::start(BrokerConfig::from_pki(&pki))
+                .map_err(|e| Fatal(format!("embedded broker: {e}")))?;
+            let target = fleet::Target {
+                host: b.host().into(),
+                port: b.port(),
+            };
+            embedded = Some(b);
+            println!("broker: embedded rumqttd on port {}", target.port);
+            target
+        }
+        Where::Mosquitto => {
+            let m = sim_device::mosquitto::Mosquitto::start(&pki)
+                .map_err(|e| Fatal(format!("mosquitto: {e}")))?;
+            let target = fleet::Target {
+                host: m.host().into(),
+                port: m.port(),
+            };
+            mosquitto = Some(m);
+            println!(
+                "broker: mosquitto on port {} (TLS 1.3, client certificates, per-device ACL)",
+                target.port
+            );
+            target
+        }
+        Where::External => {
+            let text = broker.unwrap_or_default();
+            let (host, port) = text
+                .rsplit_once(':')
+                .ok_or_else(|| Fatal(format!("--broker {text:?}: expected HOST:PORT")))?;
+            println!("broker: {text} (not restarted: the fleet did not start it)");
+            fleet::Target {
+                host: host.into(),
+                port: port.parse()?,
+            }
+        }
+    };
+    let restartable: Option<&mut dyn fleet::Restartable> = if !restart {
+        None
+    } else if let Some(b) = embedded.as_mut() {
+        Some(b)
+    } else if let Some(m) = mosquitto.as_mut() {
+        Some(m)
+    } else {
+        None
+    };
+    let mut seed = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+        .map_err(|_| Fatal("no randomness for the command key".into()))?;
+    let mut progress = |line: &str| println!("  {line}");
+    let report = runtime()?
+        .block_on(fleet::run(
+            &options,
+            &pki,
+            &target,
+            seed,
+            restartable,
+            &mut progress,
+        ))
+        .map_err(|e| Fatal(e.to_string()))?;
+    Ok(print_fleet_verdict(&report))
+}
+
+/// Prints the figures against the targets; failure if one is missed.
+fn print_fleet_verdict(report: &fleet::FleetReport) -> ExitCode {
+    const MAX_CONNECT: Duration = Duration::from_secs(60);
+    const MAX_BYTES_PER_DEVICE: u64 = 64 * 1024;
+    let mut missed = false;
+    let mut verdict = |ok: bool, what: String| {
+        missed |= !ok;
+        println!("  [{}] {what}", if ok { "ok" } else { "MISSED" });
+    };
+    println!("targets:");
+    verdict(
+        report.all_connected_after <= MAX_CONNECT,
+        format!(
+            "all {} connected within 60 s: {:.2} s",
+            report.devices,
+            report.all_connected_after.as_secs_f64()
+        ),
+    );
+    verdict(
+        report.bytes_per_device() <= MAX_BYTES_PER_DEVICE,
+        format!(
+            "memory per device under 64 KiB: {:.1} KiB",
+            report.bytes_per_device() as f64 / 1024.0
+        ),
+    );
+    if report.command_latency.count > 0 || report.commands_unanswered > 0 {
+        verdict(
+            report.commands_unanswered == 0 && report.commands_refused == 0,
+            format!(
+                "every command acknowledged as applied: {} applied, {} refused, {} unanswered",
+                report.command_latency.count, report.commands_refused, report.commands_unanswered
+            ),
+        );
+    }
+    if let Some(curve) = &report.reconnect {
+        verdict(
+            report.reconnected == report.devices,
+            format!(
+                "all {} reconnected after the restart: {}",
+                report.devices, report.reconnected
+            ),
+        );
+        verdict(
+            curve.peak_to_mean() <= 2.0,
+            format!(
+                "reconnect rate within twice its mean: peak {} per {} ms, mean {:.1}, ratio {:.2}",
+                curve.peak(),
+                curve.bucket.as_millis(),
+                curve.mean(),
+                curve.peak_to_mean()
+            ),
+        );
+        let bars: Vec<String> = curve.counts.iter().map(|c| c.to_string()).collect();
+        println!(
+            "  reconnects per {} ms: {}",
+            curve.bucket.as_millis(),
+            bars.join(" ")
+        );
+    }
+    if missed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 // ------------------------------------------------------------------ broker and recorder
