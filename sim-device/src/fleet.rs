@@ -44,6 +44,8 @@ const SHARES_PER_DEVICE: usize = 4;
 const REGION: &str = "EU";
 const CODE: &str = "ABCDEF";
 const CHANNELS: u16 = 8;
+/// The agent's own connection timeout (shell::event_loop).
+const AGENT_CONNECT_TIMEOUT_SECS: u64 = 10;
 /// Width of one bar of the reconnect curve.
 const CURVE_BUCKET: Duration = Duration::from_millis(250);
 
@@ -209,6 +211,29 @@ pub struct FleetReport {
     pub commands_unanswered: usize,
     pub reconnect: Option<ReconnectCurve>,
     pub reconnected: usize,
+    /// Failed attempts by kind while the fleet first connected.
+    pub connect_failures: Vec<(&'static str, usize)>,
+    /// Failed attempts by kind after the broker restart.
+    pub reconnect_failures: Vec<(&'static str, usize)>,
+}
+
+fn report_failure(counts: &mut Vec<(&'static str, usize)>, kind: &'static str) {
+    match counts.iter_mut().find(|(k, _)| *k == kind) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((kind, 1)),
+    }
+}
+
+/// "3 timed out, 1 connection refused", or "none".
+pub fn describe_failures(counts: &[(&'static str, usize)]) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl FleetReport {
@@ -230,6 +255,27 @@ enum DeviceEvent {
         took: Duration,
     },
     Disconnected,
+    /// An attempt to connect failed, and how.
+    Failed(&'static str),
+}
+
+/// A short name for why a connection attempt failed, for the report.
+fn failure_kind(error: &rumqttc::ConnectionError) -> &'static str {
+    use rumqttc::ConnectionError as E;
+    match error {
+        E::Io(e) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused",
+            std::io::ErrorKind::ConnectionReset => "connection reset",
+            std::io::ErrorKind::TimedOut => "timed out",
+            std::io::ErrorKind::UnexpectedEof => "closed by the broker",
+            _ => "other I/O error",
+        },
+        E::NetworkTimeout | E::FlushTimeout => "timed out",
+        E::Tls(_) => "TLS error",
+        E::ConnectionRefused(_) => "refused by the broker (CONNACK)",
+        E::MqttState(_) => "connection lost",
+        _ => "other",
+    }
 }
 
 /// The resident set size of this process, from /proc.
@@ -403,7 +449,10 @@ impl Device {
                         self.eventloop.pending = std::collections::VecDeque::new();
                     }
                 }
-                Err(_) => {
+                Err(error) => {
+                    if !connected {
+                        let _ = events.send(DeviceEvent::Failed(failure_kind(&error)));
+                    }
                     if permit.is_some() {
                         // Give the slot to another device while this one waits.
                         permit = None;
@@ -634,6 +683,10 @@ pub async fn run(
         let tls = device_tls(pki, name)?;
         let (client, mut eventloop) =
             AsyncClient::new(mqtt_options(name, target, tls, Duration::from_secs(60)), 8);
+        // As the agent: a handshake queued behind a busy broker is not dead.
+        eventloop
+            .network_options
+            .set_connection_timeout(AGENT_CONNECT_TIMEOUT_SECS);
         // rumqttc reserves room for 100 events per connection (14 KiB); a
         // device sees one at a time, and the queue grows if it must.
         eventloop.state.events = std::collections::VecDeque::new();
@@ -657,6 +710,7 @@ pub async fn run(
     drop(events_tx);
 
     let mut connected_at: Vec<Option<Duration>> = vec![None; options.devices];
+    let mut connect_failures = Vec::new();
     let mut connected = 0usize;
     let deadline = started + options.connect_deadline;
     while connected < options.devices {
@@ -674,6 +728,7 @@ pub async fn run(
                     }
                 }
             }
+            Ok(Some(DeviceEvent::Failed(kind))) => report_failure(&mut connect_failures, kind),
             Ok(Some(DeviceEvent::Disconnected)) => {}
             Ok(None) | Err(_) => break,
         }
@@ -690,14 +745,16 @@ pub async fn run(
         connect: Percentiles::of(&mut connect_times),
         rss_before_bytes: rss_empty,
         rss_connected_bytes: rss_connected,
+        connect_failures,
         ..FleetReport::default()
     };
     progress(&format!(
-        "{connected}/{} connected in {:.2} s; connect time {}; {:.1} KiB per connected device (process RSS growth / devices)",
+        "{connected}/{} connected in {:.2} s; connect time {}; {:.1} KiB per connected device (process RSS growth / devices); failed attempts: {}",
         options.devices,
         all_connected_after.as_secs_f64(),
         report.connect,
-        report.bytes_per_device() as f64 / 1024.0
+        report.bytes_per_device() as f64 / 1024.0,
+        describe_failures(&report.connect_failures)
     ));
     if connected < options.devices {
         for handle in handles {
@@ -744,11 +801,18 @@ pub async fn run(
                         reconnect_times.push(at.saturating_duration_since(back));
                     }
                 }
+                Ok(Some(DeviceEvent::Failed(kind))) => {
+                    report_failure(&mut report.reconnect_failures, kind)
+                }
                 Ok(Some(DeviceEvent::Disconnected)) => {}
                 Ok(None) | Err(_) => break,
             }
         }
         report.reconnected = reconnect_times.len();
+        progress(&format!(
+            "failed attempts while reconnecting: {}",
+            describe_failures(&report.reconnect_failures)
+        ));
         let curve = ReconnectCurve::from_times(reconnect_times, CURVE_BUCKET);
         progress(&format!(
             "{}/{} reconnected, the last {:.2} s after the broker was back; peak {} per {} ms, mean {:.1}, peak/mean {:.2}",
