@@ -477,7 +477,7 @@ impl Device {
                 let applied = apply(&self.state, &command, now);
                 self.state = applied.state;
                 applied.effects.iter().find_map(|effect| match effect {
-                    Effect::Ack(ack) => Some(ack.clone()),
+                    Effect::Ack(ack) => Some(*ack),
                     _ => None,
                 })
             }
