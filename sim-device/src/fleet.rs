@@ -82,6 +82,8 @@ pub struct FleetOptions {
     pub commands: usize,
     /// The serial prefix; device i is `{prefix}-{i:05}`.
     pub prefix: String,
+    /// The agent's `reconnect_spread_ms` (see agent::core::backoff).
+    pub reconnect_spread: Duration,
 }
 
 impl Default for FleetOptions {
@@ -91,6 +93,7 @@ impl Default for FleetOptions {
             connect_deadline: Duration::from_secs(60),
             commands: 1000,
             prefix: "FLEET".into(),
+            reconnect_spread: BackoffPolicy::default().reconnect_spread,
         }
     }
 }
@@ -409,6 +412,7 @@ struct Device {
     serial: Serial,
     state: DeviceState,
     keys: Arc<CommandKeys>,
+    backoff: BackoffPolicy,
     client: AsyncClient,
     eventloop: EventLoop,
 }
@@ -420,7 +424,7 @@ impl Device {
         first_connect: Arc<Semaphore>,
     ) {
         let rng = SystemRandom::new();
-        let mut backoff = Backoff::new(BackoffPolicy::default());
+        let mut backoff = Backoff::new(self.backoff);
         let started = Instant::now();
         let millis = || started.elapsed().as_millis() as u64;
         let mut permit = first_connect.acquire_owned().await.ok();
@@ -695,6 +699,10 @@ pub async fn run(
             state: initial_state(&serial, now)?,
             serial: serial.clone(),
             keys: keys.clone(),
+            backoff: BackoffPolicy {
+                reconnect_spread: options.reconnect_spread,
+                ..BackoffPolicy::default()
+            },
             client,
             eventloop,
         };

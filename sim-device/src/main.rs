@@ -18,6 +18,7 @@
 //!
 //! sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded |
 //!                  --broker HOST:PORT --pki DIR] [--no-restart] [--deadline SECS]
+//!                  [--reconnect-spread SECS]
 //!     N simulated devices, each with its own TLS session and access list,
 //!     against a broker: connect-time percentiles, memory per device, K
 //!     signed commands' acknowledgement latency, and the reconnect curve
@@ -60,7 +61,7 @@ usage:
   sim-device broker --pki DIR [--port P] [--serial S]...
   sim-device recorder [--pki DIR] [--broker HOST:PORT] --serial S [--region R] [--channels N] [--code C] [--dir D]
   sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded | --broker HOST:PORT --pki DIR]
-                   [--no-restart] [--deadline SECS]
+                   [--no-restart] [--deadline SECS] [--reconnect-spread SECS]
   sim-device status  [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
   sim-device service on|off [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
   sim-device share   [--pki DIR] [--broker HOST:PORT] --serial S --to ACCOUNT-ID [--region R]
@@ -185,6 +186,9 @@ fn fleet_command(mut parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
             }
             Long("pki") => pki_dir = Some(parser.value()?.into()),
             Long("no-restart") => restart = false,
+            Long("reconnect-spread") => {
+                options.reconnect_spread = Duration::from_secs(parser.value()?.parse()?)
+            }
             _ => return Err(arg.unexpected().into()),
         }
     }

@@ -17,6 +17,7 @@ fn options(devices: usize) -> FleetOptions {
         connect_deadline: Duration::from_secs(30),
         commands: devices * 3,
         prefix: "FLT".into(),
+        ..FleetOptions::default()
     }
 }
 

@@ -3,6 +3,12 @@
 //! up for a stable period, so a flapping link keeps backing off while a
 //! link that was fine for a while reconnects quickly. Randomness and time
 //! come in as arguments.
+//!
+//! After losing a connection that was up, the delays start from the
+//! reconnect spread instead of the base: when a broker restarts, a whole
+//! fleet loses its connections in the same instant, and a spread sized to
+//! how fast the brokers accept handshakes keeps the fleet from coming back
+//! in the same second. By default the spread equals the base.
 
 use std::time::Duration;
 
@@ -12,6 +18,8 @@ pub struct BackoffPolicy {
     pub cap: Duration,
     /// A connection up for this long resets the backoff.
     pub stable_after: Duration,
+    /// Where the delays start after losing an established connection.
+    pub reconnect_spread: Duration,
 }
 
 impl Default for BackoffPolicy {
@@ -20,6 +28,7 @@ impl Default for BackoffPolicy {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(120),
             stable_after: Duration::from_secs(60),
+            reconnect_spread: Duration::from_secs(1),
         }
     }
 }
@@ -29,6 +38,8 @@ pub struct Backoff {
     policy: BackoffPolicy,
     attempts: u32,
     connected_at_ms: Option<u64>,
+    /// An established connection was lost and none came up since.
+    after_loss: bool,
 }
 
 impl Backoff {
@@ -37,6 +48,7 @@ impl Backoff {
             policy,
             attempts: 0,
             connected_at_ms: None,
+            after_loss: false,
         }
     }
 
@@ -46,7 +58,12 @@ impl Backoff {
 
     /// The upper bound of the next delay.
     pub fn bound(&self) -> Duration {
-        let base = self.policy.base.as_millis() as u64;
+        let start = if self.after_loss {
+            self.policy.base.max(self.policy.reconnect_spread)
+        } else {
+            self.policy.base
+        };
+        let base = start.as_millis() as u64;
         let cap = self.policy.cap.as_millis() as u64;
         let factor = 1u64.checked_shl(self.attempts.min(63)).unwrap_or(u64::MAX);
         Duration::from_millis(base.saturating_mul(factor).min(cap))
@@ -64,11 +81,13 @@ impl Backoff {
 
     pub fn on_connected(&mut self, now_ms: u64) {
         self.connected_at_ms = Some(now_ms);
+        self.after_loss = false;
     }
 
     /// The connection dropped at `now_ms`; a stable one resets the backoff.
     pub fn on_disconnected(&mut self, now_ms: u64) {
         if let Some(at) = self.connected_at_ms.take() {
+            self.after_loss = true;
             if now_ms.saturating_sub(at) >= self.policy.stable_after.as_millis() as u64 {
                 self.attempts = 0;
             }
@@ -123,6 +142,36 @@ mod tests {
         b.on_connected(10_000);
         b.on_disconnected(70_000);
         assert_eq!(b.attempts(), 0);
+    }
+
+    #[test]
+    fn after_losing_a_connection_delays_start_from_the_spread() {
+        let mut b = Backoff::new(BackoffPolicy {
+            reconnect_spread: Duration::from_secs(15),
+            ..BackoffPolicy::default()
+        });
+        assert_eq!(
+            b.bound(),
+            Duration::from_secs(1),
+            "a first connect uses the base"
+        );
+        b.on_connected(0);
+        b.on_disconnected(120_000);
+        assert_eq!(b.bound(), Duration::from_secs(15));
+        assert_eq!(b.on_connect_failed(u32::MAX), Duration::from_secs(15));
+        assert_eq!(b.bound(), Duration::from_secs(30));
+        b.on_connected(200_000);
+        assert_eq!(b.attempts(), 1);
+        b.on_disconnected(300_000);
+        assert_eq!(b.bound(), Duration::from_secs(15), "stable again: reset");
+    }
+
+    #[test]
+    fn the_default_spread_is_the_base() {
+        let mut b = backoff();
+        b.on_connected(0);
+        b.on_disconnected(120_000);
+        assert_eq!(b.bound(), Duration::from_secs(1));
     }
 
     #[test]

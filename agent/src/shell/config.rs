@@ -75,6 +75,10 @@ pub struct CloudConfig {
     pub backoff_base_ms: u64,
     #[serde(default = "default_backoff_cap_ms")]
     pub backoff_cap_ms: u64,
+    /// After losing an established connection, delays start from this
+    /// instead of the base (see core::backoff); size it to the fleet.
+    #[serde(default = "default_backoff_base_ms")]
+    pub reconnect_spread_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

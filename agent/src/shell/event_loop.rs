@@ -221,6 +221,7 @@ async fn cloud_loop(
     let mut backoff = Backoff::new(BackoffPolicy {
         base: Duration::from_millis(config.cloud.backoff_base_ms),
         cap: Duration::from_millis(config.cloud.backoff_cap_ms),
+        reconnect_spread: Duration::from_millis(config.cloud.reconnect_spread_ms),
         ..BackoffPolicy::default()
     });
     let started = Instant::now();
