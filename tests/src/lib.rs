@@ -1,1 +1,2 @@
-//! Helpers shared by the end-to-end scenarios in `tests/tests/`.
+//! End-to-end scenarios across the protocol, agent and simulator crates
+//! live in `tests/tests/`; this library is empty on purpose.
