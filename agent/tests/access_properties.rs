@@ -1006,6 +1006,30 @@ proptest! {
     }
 }
 
+proptest! {
+    // Real files: fewer cases than the in-memory properties.
+    #![proptest_config(ProptestConfig { cases: 24, ..config() })]
+
+    /// The state after every step is saved through the state store (real
+    /// files, the atomic write path) and loads back unchanged.
+    #[test]
+    fn state_after_apply_round_trips_through_the_store(run in run()) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = agent::store::StateStore::new(
+            agent::store::RealFlash,
+            dir.path().to_owned(),
+            "state",
+        );
+        run.play(|e| {
+            store.save(e.after).expect("state saves");
+            match store.load::<DeviceState>().expect("state loads") {
+                agent::store::Loaded::Main(loaded) => assert_eq!(&loaded, e.after),
+                other => panic!("expected the main file, got {other:?}"),
+            }
+        });
+    }
+}
+
 // ---- strategies for decision probes ----
 
 /// Mostly pool accounts (often shared users), sometimes local users.
