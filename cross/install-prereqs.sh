@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs what cross/build.sh and cross/qemu-smoke.sh need on a Debian
-# machine: the cross C compilers (the linker for armv7, and the C parts of
-# `ring` for both targets), their C libraries, QEMU user mode, and the two
-# Rust standard libraries. Run as root (or with sudo available).
+# Installs what cross/build.sh, cross/qemu-smoke.sh and cross/qemu-e2e.sh
+# need on a Debian machine: the cross C compilers (the linker for armv7, and
+# the C parts of `ring` for both targets), their C libraries, QEMU user mode,
+# and the two Rust standard libraries. Run as root (or with sudo available).
 #
 #   cross/install-prereqs.sh
 #
