@@ -1,0 +1,104 @@
+//! The local socket: a byte stream from a firmware process, cut into
+//! frames (4-byte big-endian length, then the body) and served the way the
+//! agent's local server does: a header over the limit is answered with an
+//! error and closes the connection before any body byte is read; a body
+//! that does not decode is answered with an error; a request is served by
+//! a real `Agent` (in-memory flash) standing in one of the fixture states.
+//! Every reply must fit a frame and decode back to itself.
+//!
+//! With the first input byte odd, the stream is read by the client side
+//! instead: frames decoded as replies.
+#![no_main]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use agent::core::domain::{Registrar, RegistrarPolicy};
+use agent::shell::agent::Agent;
+use agent::store::StateStore;
+use hc_fuzz::{keys, start_states, MemFlash, T0};
+use libfuzzer_sys::fuzz_target;
+use protocol::codec::DecodeError;
+use protocol::limits::MAX_LOCAL_FRAME_BYTES;
+use protocol::local::{
+    decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, FRAME_HEADER_LEN,
+};
+
+/// The state store writes through the flash, but creates its directory on
+/// the real file system first.
+fn state_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| std::env::temp_dir().join("hc-fuzz-state"))
+}
+
+/// Splits a stream into frames: `Ok(body)` for each complete frame, then
+/// `Err` for a refused header (and nothing after it).
+fn frames(mut stream: &[u8]) -> Vec<Result<&[u8], DecodeError>> {
+    let mut out = Vec::new();
+    while stream.len() >= FRAME_HEADER_LEN {
+        let (header, rest) = stream.split_at(FRAME_HEADER_LEN);
+        match frame_body_len(header.try_into().unwrap()) {
+            Err(e) => {
+                assert!(matches!(e, DecodeError::TooLarge { len, max }
+                    if len > max && max == MAX_LOCAL_FRAME_BYTES));
+                out.push(Err(e));
+                break;
+            }
+            Ok(len) if len > rest.len() => break,
+            Ok(len) => {
+                out.push(Ok(&rest[..len]));
+                stream = &rest[len..];
+            }
+        }
+    }
+    out
+}
+
+fn round_trip_reply(reply: &LocalReply) {
+    let frame = encode_frame(reply).expect("every reply fits a frame");
+    let len = frame_body_len(frame[..FRAME_HEADER_LEN].try_into().unwrap()).unwrap();
+    assert_eq!(len, frame.len() - FRAME_HEADER_LEN);
+    assert_eq!(
+        decode_frame_body::<LocalReply>(&frame[FRAME_HEADER_LEN..]).as_ref(),
+        Ok(reply)
+    );
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, stream)) = data.split_first() else {
+        return;
+    };
+    if mode & 1 == 1 {
+        for body in frames(stream).into_iter().flatten() {
+            if let Ok(reply) = decode_frame_body::<LocalReply>(body) {
+                round_trip_reply(&reply);
+            }
+        }
+        return;
+    }
+    let state = start_states()[usize::from(mode >> 1) % 4].clone();
+    let store = StateStore::new(MemFlash::default(), state_dir().clone(), "state");
+    let registrar = Registrar::new(state.access.domain.clone(), RegistrarPolicy::default());
+    let mut agent = Agent::new(state, store, keys().clone(), registrar);
+    for (i, frame) in frames(stream).into_iter().enumerate() {
+        let now = T0 + 60 * i as u64;
+        let reply = match frame {
+            Err(e) => LocalReply::Error(e.reason()),
+            Ok(body) => match decode_frame_body::<LocalRequest>(body) {
+                Ok(request) => {
+                    let was = agent.state().clone();
+                    let is_switch = matches!(request, LocalRequest::SetPlatformAccess { .. });
+                    let reply = agent.local_request(request, now);
+                    // Only the switch changes the access state, and only
+                    // when it is answered Done.
+                    if !(is_switch && reply == LocalReply::Done) {
+                        assert_eq!(agent.state().access, was.access);
+                    }
+                    reply
+                }
+                Err(e) => LocalReply::Error(e.reason()),
+            },
+        };
+        round_trip_reply(&reply);
+    }
+});
