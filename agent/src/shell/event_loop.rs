@@ -232,6 +232,13 @@ async fn cloud_loop(
     let mut next_network_check = Instant::now();
     let check_interval = Duration::from_secs(config.domain.check_interval_secs.max(1));
     let mut tick = tokio::time::interval(TICK);
+    // A link cut without a FIN shows only as silence. rumqttc notices it
+    // when a ping stays unanswered at the next ping, up to two keep-alive
+    // intervals after the cut; the broker is answering every ping, so
+    // silence for 1.5 intervals (the bound MQTT gives the server) is
+    // already a dead link.
+    let silence_limit = Duration::from_secs(config.cloud.keep_alive_secs) * 3 / 2;
+    let mut last_incoming = Instant::now();
     tokio::pin!(shutdown);
 
     loop {
@@ -275,7 +282,21 @@ async fn cloud_loop(
             _ = sleep_until(reconnect_at), if reconnect_at.is_some() => {
                 reconnect_at = None;
             }
+            _ = tokio::time::sleep_until(last_incoming + silence_limit), if connected => {
+                eventloop.clean();
+                connected = false;
+                backoff.on_disconnected(millis());
+                let delay = backoff.on_connect_failed(random_u32(&rng));
+                warn!(silent_ms = last_incoming.elapsed().as_millis() as u64, retry_in_ms = delay.as_millis() as u64, "cloud link lost: nothing from the broker for 1.5 keep-alive intervals");
+                let mut agent = shared.agent.borrow_mut();
+                agent.set_link(LinkState::Connecting);
+                agent.registrar().on_disconnected();
+                reconnect_at = Some(Instant::now() + delay);
+            }
             event = eventloop.poll(), if polling && reconnect_at.is_none() => {
+                if let Ok(Event::Incoming(_)) = &event {
+                    last_incoming = Instant::now();
+                }
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         info!(session_present = ack.session_present, "connected to the cloud");

@@ -3,6 +3,14 @@
 //! temp dir, and a test "cloud" MQTT client that signs commands.
 #![allow(dead_code)]
 
+// Added for the fault, bad-input and TLS suites (faults.rs, bad_input.rs,
+// tls_refusals.rs); nothing above changes for the other tests.
+pub mod cloud;
+pub mod config;
+pub mod local;
+pub mod model;
+pub mod proxy;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};

@@ -1,0 +1,147 @@
+//! The agent's own core as the reference model: the state a device must
+//! have after a list of commands, computed in process with
+//! `agent::core::apply`, to compare with what the real binary reports.
+
+use agent::core::{apply, AccessState, DeviceState, Identity};
+use protocol::access::Action;
+use protocol::messages::StateReport;
+use protocol::{
+    AccountId, ChannelScope, Command, CommandBody, Outcome, Permissions, Region, Serial, Text,
+};
+
+use super::{account, CODE, SERIAL};
+
+/// The identity the site's agent configuration gives the device.
+pub fn identity() -> Identity {
+    Identity {
+        serial: Serial::new(SERIAL).unwrap(),
+        region: Region::new("EU").unwrap(),
+        channel_count: 8,
+        verification_code: Text::new(CODE).unwrap(),
+    }
+}
+
+/// Applies commands in order, each once, as a correct device does.
+pub struct Model {
+    pub state: DeviceState,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model {
+            state: DeviceState::new(identity()).unwrap(),
+        }
+    }
+}
+
+impl Model {
+    /// Applies `command` (at its own issue time) and returns its outcome.
+    pub fn apply(&mut self, command: &Command) -> Outcome {
+        let applied = apply(&self.state, command, command.issued_at);
+        self.state = applied.state;
+        applied.outcome
+    }
+
+    pub fn access(&self) -> &AccessState {
+        &self.state.access
+    }
+}
+
+/// The access part of a state report, to compare with a model's.
+pub fn access_of(report: &StateReport) -> AccessState {
+    AccessState {
+        binding: report.binding.clone(),
+        shares: report.shares.clone(),
+        cloud_service: report.cloud_service,
+        platform_access: report.platform_access,
+        domain: report.domain.clone(),
+    }
+}
+
+/// Command `seq` (≥ 2) of a stream in which applying any command twice
+/// shows: blocks of three share a temporary account, give one of four
+/// kept accounts a permission set that changes every time, and take the
+/// temporary share back. A second `Unshare` is refused (`UnknownShare`),
+/// a late second temporary `Share` leaves a share that should be gone,
+/// and a late second kept `Share` leaves an outdated permission set.
+pub fn stream_body(seq: u64) -> CommandBody {
+    let share = |name: String, permissions: Permissions| CommandBody::Share {
+        account: account(&name),
+        permissions,
+        channels: ChannelScope::All,
+        validity: None,
+    };
+    match seq % 3 {
+        2 => share(format!("tmp-{seq}"), Permissions::of(&[Action::LiveView])),
+        0 => {
+            // A non-empty shareable set that differs from the previous one
+            // given to the same account.
+            let bits = 1 + (seq / 12) % 0x7f;
+            share(
+                format!("keep-{}", (seq / 3) % 4),
+                Permissions::from_bits(bits as u16).unwrap(),
+            )
+        }
+        _ => CommandBody::Unshare {
+            accounts: [AccountId::new(&format!("tmp-{}", seq - 2)).unwrap()]
+                .into_iter()
+                .collect(),
+        },
+    }
+}
+
+/// `Bind { role: Owner }` for `owner`, with the right proof.
+pub fn bind_owner_body(owner: &str) -> CommandBody {
+    CommandBody::Bind {
+        role: protocol::BindRole::Owner,
+        proof: protocol::command::bind_proof(
+            CODE.as_bytes(),
+            &Serial::new(SERIAL).unwrap(),
+            &AccountId::new(owner).unwrap(),
+        ),
+    }
+}
+
+/// For each sequence number, how many log lines of the agent say it applied
+/// that command fresh ("command accepted ... redelivered=false" or "command
+/// refused", which is only logged for fresh commands and replays).
+pub fn fresh_applications(log: &str) -> std::collections::BTreeMap<u64, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        let fresh = line.contains("command accepted") && line.contains("redelivered=false");
+        if !fresh {
+            continue;
+        }
+        if let Some(seq) = field(line, "seq=") {
+            *counts.entry(seq).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The number after `name` in a log line.
+pub fn field(line: &str, name: &str) -> Option<u64> {
+    let start = line.find(name)? + name.len();
+    let digits: String = line[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// A small deterministic random source (xorshift64).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
