@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Performance report for hc-agent, side by side with the tools users would
+# otherwise pick (issue 8). One command:
+#
+#     perf/run.sh
+#
+# Builds what it needs (release), runs every measurement on this machine
+# and writes a markdown report to stdout and to target/perf-report.md
+# (details of the run in target/perf-details.log).
+#
+#   1. access decisions: agent::core::decide vs cedar-policy (perf/, its own
+#      Cargo.lock; built into target/perf)
+#   2. memory and size: the agent vs mosquitto_sub, one TLS session each to
+#      the same mosquitto
+#   3. domain registration: the agent vs inadyn, RSS
+#   4. end to end: command -> ack through mosquitto, local-socket authorize
+#   5. start-up: spawn -> MQTT connected, spawn -> full list in force
+#
+# Needs the Debian packages mosquitto, mosquitto-clients and inadyn; as root
+# it installs the missing ones with apt-get. Everything runs on loopback and
+# takes about half a minute once built (the first build takes ~10 min on
+# 2 cores: the workspace's release profile, then the perf crate).
+#
+# Environment: PERF_BROKER_NODELAY=0 runs everything with mosquitto's
+# default (Nagle's algorithm on the broker's sockets); PERF_OPERATIONS=N
+# changes the command sample (default 2000).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+report=target/perf-report.md
+details=target/perf-details.log
+mkdir -p target
+
+log() { printf 'perf: %s\n' "$*" >&2; }
+
+# ---- the peers
+missing=()
+command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v inadyn >/dev/null || [ -x /usr/sbin/inadyn ] || missing+=(inadyn)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing ${missing[*]}"
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    else
+        log "missing Debian packages: ${missing[*]} (apt-get install ${missing[*]})"
+        exit 1
+    fi
+fi
+
+# ---- builds, one after the other (one release build at a time)
+log "building hc-agent and the measure example (release)"
+cargo build --release --locked -p hc-agent --bin hc-agent --example measure >&2
+log "building the Cedar comparison (perf/, release)"
+# Not --locked: perf/Cargo.lock follows the path dependencies (hc-agent,
+# hc-protocol) as their manifests change.
+cargo build --release --manifest-path perf/Cargo.toml --target-dir target/perf \
+    --bin cedar-compare >&2
+
+# ---- runs
+: >"$details"
+rows=$(mktemp)
+trap 'rm -f "$rows"' EXIT
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+log "1/2 access decisions: decide vs cedar-policy"
+if ! target/perf/release/cedar-compare >>"$rows" 2> >(tee -a "$details" >&2); then
+    cat "$rows" >&2
+    log "FAILED: agent::core::decide and cedar-policy disagree (see above)"
+    exit 1
+fi
+log "2/2 daemon: memory, size, domain registration, end to end, start-up"
+HC_AGENT_BIN="$root/target/release/hc-agent" target/release/examples/measure \
+    >>"$rows" 2> >(tee -a "$details" >&2)
+sleep 0.2 # let tee finish
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- the report
+cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
+{
+    echo "# hc-agent performance report"
+    echo
+    echo "Run by \`perf/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)')."
+    echo
+    echo "- Machine: $(nproc) CPUs (\`nproc\`), ${cpu:-unknown CPU}, $(uname -m)"
+    echo "- Kernel: $(uname -sr)"
+    echo "- Toolchain: $(rustc --version)"
+    echo "- Load average (1, 5, 15 min) before: ${load_before}; after: ${load_after}"
+    echo
+    echo "| # | Measurement | hc-agent | Peer | Peer figure | Ratio | Target | Met |"
+    echo "|---|---|---|---|---|---|---|---|"
+    cat "$rows"
+    echo
+    echo "Details of the run:"
+    echo
+    echo '```text'
+    cat "$details"
+    echo '```'
+} | tee "$report"
+log "written to $report"
