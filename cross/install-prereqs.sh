@@ -46,5 +46,7 @@ fi
 cd "$(dirname "$0")/.."
 echo "== rustup target add ${RUST_TARGETS[*]}"
 rustup target add "${RUST_TARGETS[@]}"
+echo "== rustup component add rust-src"
+rustup component add rust-src
 
 echo "== done; now run cross/build.sh"

@@ -14,7 +14,7 @@
 #   HC_CROSS_TARGET  aarch64-unknown-linux-musl (default) or
 #                    armv7-unknown-linux-gnueabihf
 #   HC_CROSS_BIN     the binary to run (default:
-#                    ${CARGO_TARGET_DIR:-<workspace>/target}/<target>/release/hc-agent,
+#                    ${CARGO_TARGET_DIR:-<workspace>/target}/cross/<target>/release/hc-agent,
 #                    as built by cross/build.sh)
 #   HC_CROSS_CALL_LOG  if set, one line per start is appended to this file
 #                    (cross/qemu-e2e.sh uses it to prove QEMU really ran)
@@ -35,7 +35,7 @@ if [ -n "${HC_CROSS_BIN:-}" ]; then
   bin=$HC_CROSS_BIN
 else
   here=$(cd "$(dirname "$0")" && pwd)
-  bin=${CARGO_TARGET_DIR:-$here/../target}/$target/release/hc-agent
+  bin=${CARGO_TARGET_DIR:-$here/../target}/cross/$target/release/hc-agent
 fi
 if [ ! -x "$bin" ]; then
   echo "qemu-agent.sh: no $bin (run cross/build.sh $target)" >&2

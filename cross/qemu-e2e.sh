@@ -97,7 +97,7 @@ run_tests() {
   shift 3
   HC_AGENT_BIN=$WRAPPER \
     HC_CROSS_TARGET=$t \
-    HC_CROSS_BIN=$TARGET_DIR/$t/release/hc-agent \
+    HC_CROSS_BIN=$TARGET_DIR/cross/$t/release/hc-agent \
     HC_CROSS_CALL_LOG=$calls \
     cargo test -p hc-agent --test daemon --locked -- --exact "$@" --test-threads=1 \
     >>"$log" 2>&1
@@ -108,7 +108,7 @@ overall=0
 
 for t in "${TARGETS[@]}"; do
   q=${QEMU[$t]}
-  bin=$TARGET_DIR/$t/release/hc-agent
+  bin=$TARGET_DIR/cross/$t/release/hc-agent
   log=$LOG_DIR/$t.log
   calls=$LOG_DIR/$t.calls
   : >"$log"

@@ -47,7 +47,7 @@ for t in "${TARGETS[@]}"; do
     exit 2
   fi
   command -v "$q" >/dev/null 2>&1 || missing+=("$q (apt-get install qemu-user, or cross/install-prereqs.sh)")
-  [ -x "$TARGET_DIR/$t/release/$BIN" ] || missing+=("$TARGET_DIR/$t/release/$BIN (run cross/build.sh)")
+  [ -x "$TARGET_DIR/cross/$t/release/$BIN" ] || missing+=("$TARGET_DIR/cross/$t/release/$BIN (run cross/build.sh)")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "qemu-smoke: missing prerequisites:" >&2
@@ -65,7 +65,7 @@ run() {
   local t=$1
   shift
   set +e
-  OUT=$(timeout "$TIMEOUT" "${QEMU[$t]}" -cpu "${CPU[$t]}" "$TARGET_DIR/$t/release/$BIN" "$@" \
+  OUT=$(timeout "$TIMEOUT" "${QEMU[$t]}" -cpu "${CPU[$t]}" "$TARGET_DIR/cross/$t/release/$BIN" "$@" \
     </dev/null 2>&1)
   RC=$?
   set -e
