@@ -691,6 +691,7 @@ pub async fn run(
         eventloop
             .network_options
             .set_connection_timeout(AGENT_CONNECT_TIMEOUT_SECS);
+        eventloop.network_options.set_tcp_nodelay(true);
         // rumqttc reserves room for 100 events per connection (14 KiB); a
         // device sees one at a time, and the queue grows if it must.
         eventloop.state.events = std::collections::VecDeque::new();

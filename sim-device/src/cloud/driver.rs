@@ -314,6 +314,8 @@ impl Cloud {
         eventloop
             .network_options
             .set_connection_timeout(options.connect_timeout.as_secs().max(1));
+        // Small messages must not wait for Nagle (about 40 ms each).
+        eventloop.network_options.set_tcp_nodelay(true);
         let shared = Arc::new(Mutex::new(Shared {
             model,
             links: HashMap::new(),
