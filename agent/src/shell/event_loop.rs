@@ -4,6 +4,7 @@
 //! and the agent's outbox becomes MQTT publishes.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use protocol::local::{LinkState, LocalReply, LocalRequest};
 use protocol::topics::{self, Leaf};
 use ring::rand::{SecureRandom, SystemRandom};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, QoS,
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS,
     TlsConfiguration, Transport,
 };
 use tokio::sync::Notify;
@@ -39,6 +40,9 @@ const MAX_INCOMING_PACKET: usize = 256 * 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often the clock is read when nothing else happens.
 const TICK: Duration = Duration::from_secs(1);
+/// QoS 1 publishes the MQTT client keeps in flight. Our own publishes are
+/// kept below it (see `room`).
+const INFLIGHT: u16 = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -114,7 +118,7 @@ fn mqtt_options(config: &Config, tls_config: Option<Arc<rustls::ClientConfig>>) 
     options.set_clean_session(false);
     options.set_manual_acks(true);
     options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_MESSAGE_BYTES + 512);
-    options.set_inflight(32);
+    options.set_inflight(INFLIGHT);
     let serial = protocol::Serial::new(&config.serial).ok();
     if let Some(serial) = serial {
         options.set_last_will(LastWill::new(
@@ -239,6 +243,11 @@ async fn cloud_loop(
     // already a dead link.
     let silence_limit = Duration::from_secs(config.cloud.keep_alive_secs) * 3 / 2;
     let mut last_incoming = Instant::now();
+    // The broker's QoS 1 messages we handled and still owe a PUBACK, oldest
+    // first (see send_pubacks).
+    let mut pubacks: VecDeque<Publish> = VecDeque::new();
+    // Our publishes in the MQTT client's queue, not yet written.
+    let mut queued: usize = 0;
     tokio::pin!(shutdown);
 
     loop {
@@ -285,6 +294,7 @@ async fn cloud_loop(
             _ = tokio::time::sleep_until(last_incoming + silence_limit), if connected => {
                 eventloop.clean();
                 connected = false;
+                pubacks.clear();
                 backoff.on_disconnected(millis());
                 let delay = backoff.on_connect_failed(random_u32(&rng));
                 warn!(silent_ms = last_incoming.elapsed().as_millis() as u64, retry_in_ms = delay.as_millis() as u64, "cloud link lost: nothing from the broker for 1.5 keep-alive intervals");
@@ -301,6 +311,9 @@ async fn cloud_loop(
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         info!(session_present = ack.session_present, "connected to the cloud");
                         connected = true;
+                        // What the last connection left unacknowledged is
+                        // sent again first.
+                        queued = eventloop.pending.iter().filter(|r| matches!(r, rumqttc::Request::Publish(_))).count() + 1;
                         backoff.on_connected(millis());
                         subscribe(&client, &serial);
                         let _ = client.try_publish(topics::topic(&serial, Leaf::Status), QoS::AtLeastOnce, true, Agent::<RealFlash>::status_payload(true));
@@ -319,15 +332,23 @@ async fn cloud_loop(
                         }
                         // Queue our answers before the broker's acknowledgement,
                         // so a lost connection redelivers rather than loses.
-                        drain_outbox(&client, &shared.agent);
-                        if let Err(e) = client.try_ack(&publish) {
-                            warn!(error = %e, "could not acknowledge to the broker; the command will be redelivered");
-                        }
+                        let mut handled = publish;
+                        handled.payload = Default::default();
+                        pubacks.push_back(handled);
+                        queued += drain_outbox(&client, &shared.agent, room(&eventloop, queued));
+                        send_pubacks(&client, &mut pubacks);
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                        queued = queued.saturating_sub(1);
+                        debug!(pkid, "mqtt publish written");
                     }
                     Ok(other) => debug!(event = ?other, "mqtt"),
                     Err(e) => {
                         let was_connected = connected;
                         connected = false;
+                        // The broker redelivers what this connection did
+                        // not acknowledge.
+                        pubacks.clear();
                         if was_connected {
                             backoff.on_disconnected(millis());
                         }
@@ -342,7 +363,8 @@ async fn cloud_loop(
             }
         }
         if connected {
-            drain_outbox(&client, &shared.agent);
+            queued += drain_outbox(&client, &shared.agent, room(&eventloop, queued));
+            send_pubacks(&client, &mut pubacks);
         }
     }
 
@@ -375,12 +397,24 @@ fn subscribe(client: &AsyncClient, serial: &protocol::Serial) {
     }
 }
 
-/// Hands queued messages to the MQTT client while it has room; what does
-/// not fit stays queued for the next round.
-fn drain_outbox(client: &AsyncClient, agent: &RefCell<Agent<RealFlash>>) {
+/// How many more of our publishes the MQTT client may take. It stops
+/// sending anything, PUBACKs included, while `INFLIGHT` publishes await the
+/// broker's acknowledgement; a broker that in turn holds its
+/// acknowledgements back until it gets ours (rumqttd does, once its own
+/// window towards the device is full) would then wait forever. So our
+/// publishes, queued or in flight, stay below that limit, with room for the
+/// online status.
+fn room(eventloop: &EventLoop, queued: usize) -> usize {
+    usize::from(INFLIGHT - 2).saturating_sub(usize::from(eventloop.state.inflight()) + queued)
+}
+
+/// Hands up to `room` queued messages to the MQTT client while it has room;
+/// what does not fit stays queued for the next round. Returns how many.
+fn drain_outbox(client: &AsyncClient, agent: &RefCell<Agent<RealFlash>>, room: usize) -> usize {
     let mut agent = agent.borrow_mut();
     let serial = agent.state().identity.serial.clone();
-    while let Some(message) = agent.outbox().peek() {
+    let mut handed = 0;
+    while let Some(message) = agent.outbox().peek().filter(|_| handed < room) {
         let topic = topics::topic(&serial, message.leaf);
         match client.try_publish(
             topic,
@@ -388,9 +422,30 @@ fn drain_outbox(client: &AsyncClient, agent: &RefCell<Agent<RealFlash>>) {
             message.leaf.is_retained(),
             message.payload.clone(),
         ) {
-            Ok(()) => agent.outbox().sent(),
+            Ok(()) => {
+                agent.outbox().sent();
+                handed += 1;
+            }
             Err(_) => break,
         }
+    }
+    handed
+}
+
+/// Acknowledges handled messages to the broker, in order, as far as the
+/// MQTT client's queue has room; the rest is retried on the next round.
+/// A message is handled, and its answers are in the outbox (which outlives
+/// the connection), before it gets here. A PUBACK must never be dropped:
+/// the broker redelivers an unacknowledged message only on a new connection
+/// and keeps it in the connection's in-flight window meanwhile; once the
+/// window is full it delivers nothing more while pings keep the connection
+/// up, and the device would stop receiving commands.
+fn send_pubacks(client: &AsyncClient, pubacks: &mut VecDeque<Publish>) {
+    while let Some(publish) = pubacks.front() {
+        if client.try_ack(publish).is_err() {
+            break;
+        }
+        pubacks.pop_front();
     }
 }
 

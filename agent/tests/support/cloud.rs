@@ -232,3 +232,28 @@ impl RecordingCloud {
             .filter(move |a| a.seq == Some(seq))
     }
 }
+
+impl super::TestCloud {
+    /// The next `n` acks in arrival order (fewer after `within`); other
+    /// messages are dropped.
+    pub fn collect_acks(&self, n: usize, within: Duration) -> Vec<Ack> {
+        let topic = topics::topic(&Serial::new(SERIAL).unwrap(), Leaf::Ack);
+        let deadline = Instant::now() + within;
+        let mut acks = Vec::with_capacity(n);
+        while acks.len() < n {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.rx.recv_timeout(left) {
+                Ok(p) if p.topic == topic => {
+                    if let Some(ack) = decode::<Ack>(&p.payload) {
+                        acks.push(ack);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        acks
+    }
+}
