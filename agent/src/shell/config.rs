@@ -289,7 +289,9 @@ pub fn log_level(name: &str) -> Result<tracing::Level, ConfigError> {
         .map_err(|_| invalid("log.level", "one of error, warn, info, debug, trace"))
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
+/// Hex (either case, surrounding blanks ignored) to bytes; `None` if it is
+/// not whole bytes of hex.
+pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
     if text.len() % 2 != 0 {
         return None;

@@ -132,7 +132,7 @@ pub fn load_seed(pki_dir: &Path) -> Result<[u8; 32], DriverError> {
             "{e} (the cloud command key is created by `sim-device broker --pki DIR` or the demo)"
         ),
     })?;
-    let bytes = decode_hex(text.trim()).filter(|b| b.len() == 32);
+    let bytes = agent::shell::config::decode_hex(&text).filter(|b| b.len() == 32);
     let bytes = bytes.ok_or_else(|| DriverError::Seed {
         path,
         message: "must hold 64 hex digits".into(),
@@ -140,16 +140,6 @@ pub fn load_seed(pki_dir: &Path) -> Result<[u8; 32], DriverError> {
     let mut seed = [0u8; 32];
     seed.copy_from_slice(&bytes);
     Ok(seed)
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// The signer for a seed.
