@@ -221,6 +221,10 @@ async fn cloud_loop(
     let serial = shared.agent.borrow().state().identity.serial.clone();
     let (client, mut eventloop) = AsyncClient::new(mqtt_options(config, tls_config), 64);
     eventloop.network_options.set_connection_timeout(10);
+    // rumqttc writes and flushes each packet on its own: with Nagle's
+    // algorithm an acknowledgement could wait ~40 ms for the broker's
+    // delayed ACK of the packet before it (measured in docs/PERFORMANCE.md).
+    eventloop.network_options.set_tcp_nodelay(true);
     let rng = SystemRandom::new();
     let mut backoff = Backoff::new(BackoffPolicy {
         base: Duration::from_millis(config.cloud.backoff_base_ms),
