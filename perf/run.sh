@@ -64,16 +64,34 @@ cargo build --release --manifest-path perf/Cargo.toml --target-dir target/perf \
 rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-log "1/2 access decisions: decide vs cedar-policy"
+log "1/3 access decisions: decide vs cedar-policy"
 if ! target/perf/release/cedar-compare >>"$rows" 2> >(tee -a "$details" >&2); then
     cat "$rows" >&2
     log "FAILED: agent::core::decide and cedar-policy disagree (see above)"
     exit 1
 fi
-log "2/2 daemon: memory, size, domain registration, end to end, start-up"
+log "2/3 daemon: memory, size, domain registration, end to end, start-up"
 HC_AGENT_BIN="$root/target/release/hc-agent" target/release/examples/measure \
     >>"$rows" 2> >(tee -a "$details" >&2)
 sleep 0.2 # let tee finish
+# The device build: static musl, std rebuilt as cross/build.sh does. Its
+# memory is the figure for a recorder (no shared glibc, no NSS modules).
+musl=x86_64-unknown-linux-musl
+if rustup target list --installed 2>/dev/null | grep -qx "$musl" &&
+    [ -d "$(rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
+    log "3/3 the same daemon figures for the static musl build (as shipped on devices)"
+    RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/cross CC_x86_64_unknown_linux_musl=gcc \
+        CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C force-unwind-tables=no" \
+        cargo build --release --locked -Zbuild-std=std,panic_abort -Zbuild-std-features= \
+        -p hc-agent --bin hc-agent --target "$musl" >&2
+    HC_AGENT_BIN="$root/target/cross/$musl/release/hc-agent" target/release/examples/measure \
+        2> >(sed 's/^measure:/measure (static musl):/' | tee -a "$details" >&2) |
+        sed -n -e 's/^| 2 | Idle RSS, one TLS session/| 2 | Idle RSS of the static musl build (as on devices), one TLS session/p' \
+            -e 's/^| 2 | Size on disk (x86_64, stripped)/| 2 | Size on disk (x86_64 static musl, libc included)/p' >>"$rows"
+    sleep 0.2
+else
+    log "3/3 skipped: rustup target add $musl and rustup component add rust-src for the static build's figures"
+fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the report

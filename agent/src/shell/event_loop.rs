@@ -225,6 +225,9 @@ async fn cloud_loop(
     // algorithm an acknowledgement could wait ~40 ms for the broker's
     // delayed ACK of the packet before it (measured in docs/PERFORMANCE.md).
     eventloop.network_options.set_tcp_nodelay(true);
+    // rumqttc reserves room for 100 events (14 KiB) that the loop below,
+    // taking one event at a time, never needs; the queue grows if it must.
+    eventloop.state.events = VecDeque::new();
     let rng = SystemRandom::new();
     let mut backoff = Backoff::new(BackoffPolicy {
         base: Duration::from_millis(config.cloud.backoff_base_ms),
