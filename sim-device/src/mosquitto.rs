@@ -362,7 +362,8 @@ fn write_files(dir: &Path, pki: &Pki, port: u16, tls: TlsVersions) -> Result<(),
          certfile {cert}\n\
          keyfile {key}\n\
          require_certificate true\n\
-         use_identity_as_username true\n",
+         use_identity_as_username true\n\
+         use_username_as_clientid true\n",
         acl = acl.display(),
         data = data.display(),
         ca = pki.ca_cert().display(),

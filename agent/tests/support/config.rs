@@ -124,3 +124,17 @@ pub fn current_uid() -> u32 {
 pub fn read_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+impl Site {
+    /// A site whose embedded broker is started from `broker(&pki)` instead
+    /// of the PKI's own mutual-TLS configuration.
+    pub fn with_broker(
+        broker: impl FnOnce(&sim_device::pki::Pki) -> sim_device::broker::BrokerConfig,
+    ) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = sim_device::pki::Pki::generate(dir.path().join("pki"), &[SERIAL]).unwrap();
+        let config = broker(&pki);
+        let broker = sim_device::broker::EmbeddedBroker::start(config).unwrap();
+        Site { dir, pki, broker }
+    }
+}
