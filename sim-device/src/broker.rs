@@ -255,13 +255,31 @@ impl EmbeddedBroker {
         let router_tx = Router::new(0, config.router_config()).spawn();
         let factory: ServerFactory =
             Arc::new(move |settings| Server::new(settings, router_tx.clone(), V4));
-        let listener = spawn_listener(&factory, &config, addr)?;
-        Ok(EmbeddedBroker {
-            addr,
-            config,
-            factory,
-            listener: Some(listener),
-        })
+        // A free port found by binding and closing it can be taken by
+        // another process (or an outgoing connection) before the broker
+        // binds it: with any port allowed, try another.
+        let attempts = if config.port == 0 { PORT_ATTEMPTS } else { 1 };
+        let mut addr = addr;
+        let mut attempt = 1;
+        loop {
+            match spawn_listener(&factory, &config, addr) {
+                Ok(listener) => {
+                    return Ok(EmbeddedBroker {
+                        addr,
+                        config,
+                        factory,
+                        listener: Some(listener),
+                    })
+                }
+                Err(BrokerError::Failed(_) | BrokerError::NotListening { .. })
+                    if attempt < attempts =>
+                {
+                    attempt += 1;
+                    addr = reserve_port(0)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The listening address (always 127.0.0.1).
@@ -322,6 +340,9 @@ impl Drop for EmbeddedBroker {
         self.stop_listener();
     }
 }
+
+/// How many free ports `start` tries when any port will do.
+const PORT_ATTEMPTS: u32 = 5;
 
 /// `port` on 127.0.0.1 if it is free, or a free port if `port` is 0.
 fn reserve_port(port: u16) -> Result<SocketAddr, BrokerError> {
