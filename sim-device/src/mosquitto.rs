@@ -177,7 +177,20 @@ impl Mosquitto {
             tls: config.tls,
             child: None,
         };
-        mosquitto.spawn()?;
+        // A free port found by binding and closing it can be taken before
+        // mosquitto binds it (it then exits): with any port allowed, try
+        // another.
+        let attempts = if config.port == 0 { 5 } else { 1 };
+        for attempt in 1.. {
+            match mosquitto.spawn() {
+                Ok(()) => break,
+                Err(MosquittoError::Exited { .. }) if attempt < attempts => {
+                    mosquitto.addr = reserve_port(0)?;
+                    write_files(mosquitto.dir.path(), pki, mosquitto.addr.port(), config.tls)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(mosquitto)
     }
 
