@@ -123,6 +123,24 @@ impl AccessState {
         self.share_index(account).ok().map(|i| &self.shares[i])
     }
 
+    /// The earliest end of a time-limited grant (share or installer grant)
+    /// that lies after `after`: the moment from which a clock rolled back to
+    /// `after` could revive that grant.
+    pub fn next_expiry_after(&self, after: u64) -> Option<u64> {
+        let shares = self.shares.iter().filter_map(|s| s.validity);
+        let installer = self.installer_grants().into_iter().flat_map(|g| {
+            [g.site_info, g.configuration, g.live_view, g.playback]
+                .into_iter()
+                .flatten()
+                .filter_map(|grant| grant.validity)
+        });
+        shares
+            .chain(installer)
+            .map(|v| v.not_after)
+            .filter(|&end| end > after)
+            .min()
+    }
+
     /// True when `account` is the owner or installer.
     pub fn holds_device(&self, account: &AccountId) -> bool {
         self.owner().is_some_and(|o| &o.id == account)
@@ -139,6 +157,18 @@ impl DeviceState {
             ledger: Ledger::default(),
             clock: TrustedClock::default(),
         })
+    }
+
+    /// The trusted-time floor must reach flash now: since `persisted_floor`
+    /// (the floor in the last state written) the floor has passed the end of
+    /// a time-limited grant, and after a power cut a clock rolled back below
+    /// that end would revive the grant. Between such moments the floor may
+    /// lag on flash without widening any grant, so flash is written only
+    /// this often (plus with every change).
+    pub fn clock_checkpoint_due(&self, persisted_floor: u64) -> bool {
+        self.access
+            .next_expiry_after(persisted_floor)
+            .is_some_and(|end| self.clock.floor() >= end)
     }
 
     /// The retained state report the cloud sees.
@@ -159,5 +189,77 @@ impl DeviceState {
             trusted_time_floor: self.clock.floor(),
             reports_dropped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::access::{Action, Grant, Validity};
+    use protocol::{ChannelScope, Permissions};
+
+    fn window(not_before: u64, not_after: u64) -> Option<Validity> {
+        Some(Validity {
+            not_before,
+            not_after,
+        })
+    }
+
+    fn device() -> DeviceState {
+        let identity = Identity {
+            serial: Serial::new("S1").unwrap(),
+            region: Region::new("EU").unwrap(),
+            channel_count: 4,
+            verification_code: Text::new("ABCDEF").unwrap(),
+        };
+        let mut state = DeviceState::new(identity).unwrap();
+        let account = |id| AccountRef {
+            id: AccountId::new(id).unwrap(),
+            region: Region::new("EU").unwrap(),
+        };
+        state.access.binding = Binding::Owned {
+            owner: account("alice"),
+            installer: Some(account("inst")),
+            installer_grants: InstallerGrants {
+                live_view: Some(Grant {
+                    validity: window(0, 300),
+                }),
+                playback: Some(Grant { validity: None }),
+                ..InstallerGrants::default()
+            },
+        };
+        for (id, validity) in [("bob", window(0, 200)), ("carol", None)] {
+            state
+                .access
+                .shares
+                .push(ShareEntry {
+                    account: account(id),
+                    permissions: Permissions::of(&[Action::LiveView]),
+                    channels: ChannelScope::All,
+                    validity,
+                })
+                .unwrap();
+        }
+        state
+    }
+
+    #[test]
+    fn the_next_expiry_covers_shares_and_installer_grants_and_skips_untimed_ones() {
+        let state = device();
+        assert_eq!(state.access.next_expiry_after(0), Some(200));
+        assert_eq!(state.access.next_expiry_after(200), Some(300));
+        assert_eq!(state.access.next_expiry_after(300), None);
+    }
+
+    #[test]
+    fn a_clock_checkpoint_is_due_once_the_floor_reaches_an_end_not_yet_on_flash() {
+        let mut state = device();
+        state.clock.observe(199);
+        assert!(!state.clock_checkpoint_due(0));
+        state.clock.observe(200);
+        assert!(state.clock_checkpoint_due(0));
+        assert!(!state.clock_checkpoint_due(200), "already on flash");
+        state.clock.vouch(300);
+        assert!(state.clock_checkpoint_due(200));
     }
 }

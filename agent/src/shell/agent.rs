@@ -29,6 +29,9 @@ pub struct Agent<F: Flash> {
     outbox: Outbox,
     registrar: Registrar,
     link: LinkState,
+    /// The trusted-time floor in the state last read from or written to
+    /// flash (see `DeviceState::clock_checkpoint_due`).
+    persisted_floor: u64,
 }
 
 impl<F: Flash> Agent<F> {
@@ -39,6 +42,7 @@ impl<F: Flash> Agent<F> {
         registrar: Registrar,
     ) -> Self {
         Agent {
+            persisted_floor: state.clock.floor(),
             state,
             store,
             keys,
@@ -60,6 +64,32 @@ impl<F: Flash> Agent<F> {
     /// A reading of the device clock (see core::time).
     pub fn observe_clock(&mut self, now: u64) {
         self.state.clock.observe(now);
+        self.checkpoint_clock();
+    }
+
+    /// Writes the state when the trusted-time floor has passed the end of
+    /// a grant since it was last written, so that no power cut can take the
+    /// floor back below that end. A failed write is retried at the next
+    /// reading; the decisions in memory are not affected by it.
+    fn checkpoint_clock(&mut self) {
+        if !self.state.clock_checkpoint_due(self.persisted_floor) {
+            return;
+        }
+        let state = self.state.clone();
+        match self.save(&state) {
+            Ok(()) => info!(
+                floor = self.persisted_floor,
+                "trusted-time floor written: a grant ended"
+            ),
+            Err(e) => error!(error = %e, "trusted-time floor could not be written; retrying"),
+        }
+    }
+
+    /// Every write of the state goes through here.
+    fn save(&mut self, state: &DeviceState) -> Result<(), crate::store::StoreError> {
+        self.store.save(state)?;
+        self.persisted_floor = state.clock.floor();
+        Ok(())
     }
 
     pub fn set_link(&mut self, link: LinkState) {
@@ -114,6 +144,9 @@ impl<F: Flash> Agent<F> {
             audit.outcome = Outcome::Refused(reason);
         }
         self.audit.record(audit);
+        // A read-only command is not written by itself, but its issue time
+        // may have carried the floor past a grant's end.
+        self.checkpoint_clock();
     }
 
     /// Carries out effects in order. If persisting fails, the new state is
@@ -121,7 +154,7 @@ impl<F: Flash> Agent<F> {
     /// is acknowledged that did not reach flash.
     fn carry_out(&mut self, next: DeviceState, effects: &Effects) -> Result<(), Reason> {
         if effects.contains(&Effect::Persist) {
-            if let Err(e) = self.store.save(&next) {
+            if let Err(e) = self.save(&next) {
                 error!(error = %e, "state could not be written; the change is refused");
                 self.refuse_acks(effects, Reason::StorageFailed);
                 return Err(Reason::StorageFailed);
@@ -326,6 +359,7 @@ impl<F: Flash> Agent<F> {
     /// Writes the state once more (at shutdown: the ledger of read-only
     /// commands is otherwise written only with the next change).
     pub fn flush(&mut self) -> Result<(), crate::store::StoreError> {
-        self.store.save(&self.state)
+        let state = self.state.clone();
+        self.save(&state)
     }
 }
