@@ -198,6 +198,52 @@ fn a_truncated_state_file_is_reported_and_the_previous_copy_used() {
 }
 
 #[test]
+fn after_recovering_from_a_damaged_file_a_save_cut_at_any_step_keeps_a_good_copy() {
+    let (old, new) = old_and_new();
+    let mut third = new.clone();
+    third.ledger.record(99, Outcome::Accepted);
+    for cut_after in 0..12 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = faulty_store(dir.path());
+        store.save(&old).unwrap();
+        store.save(&new).unwrap();
+        // `state` rots; the device restarts on `state.prev` (old).
+        let path = dir.path().join("state");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut store = faulty_store(dir.path());
+        assert!(matches!(
+            store.load::<DeviceState>().unwrap(),
+            Loaded::Recovered { .. }
+        ));
+
+        // The next save is cut short: the damaged file must not have
+        // pushed the last good copy out.
+        store.flash().arm(Fault::PowerCutAfter(cut_after));
+        let saved = store.save(&third).is_ok();
+        store.flash().disarm();
+        let mut rebooted = StateStore::new(RealFlash, dir.path().to_owned(), "state");
+        let loaded = match rebooted.load::<DeviceState>() {
+            Ok(Loaded::Main(state) | Loaded::Recovered { value: state, .. }) => state,
+            other => panic!("cut after {cut_after}: no good copy left: {other:?}"),
+        };
+        if saved {
+            assert_eq!(
+                loaded, third,
+                "cut after {cut_after}: a saved state was lost"
+            );
+        } else {
+            assert!(
+                loaded == old || loaded == third,
+                "cut after {cut_after}: neither the recovered nor the new state"
+            );
+        }
+    }
+}
+
+#[test]
 fn both_copies_damaged_is_an_error_never_a_half_state() {
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = old_and_new();

@@ -11,7 +11,9 @@
 //! - after the second rename: `<name>` is the new, fully written state.
 //!
 //! A damaged `<name>` (bit rot, truncation by a broken flash) is reported
-//! and `<name>.prev` used. Only when both are bad does loading fail.
+//! and `<name>.prev` used. Only when both are bad does loading fail. The
+//! next save then writes over the damaged `<name>` and leaves `<name>.prev`,
+//! the last good copy, in place.
 
 mod faults;
 mod file_format;
@@ -115,11 +117,14 @@ impl<F: Flash> StateStore<F> {
         self.flash
             .sync_file(&self.tmp)
             .map_err(io("fsync", &self.tmp))?;
+        // Only a good current file becomes the backup: after a load that
+        // fell back to `<name>.prev`, that copy is the last good state and a
+        // damaged `<name>` must not replace it.
         let had_main = self
             .flash
             .read(&self.main)
             .map_err(io("read", &self.main))?
-            .is_some();
+            .is_some_and(|current| file_format::decode(&current).is_ok());
         if had_main {
             self.flash
                 .rename(&self.main, &self.prev)
