@@ -241,6 +241,10 @@ async fn cloud_loop(
     let mut polling = true;
     let mut reconnect_at: Option<Instant> = None;
     let mut next_network_check = Instant::now();
+    // The network facts being read (it may wait for DNS), at most one.
+    let mut facts_check: Option<
+        std::pin::Pin<Box<dyn Future<Output = Option<NetworkFacts>> + '_>>,
+    > = None;
     let check_interval = Duration::from_secs(config.domain.check_interval_secs.max(1));
     let mut tick = tokio::time::interval(TICK);
     // A link cut without a FIN shows only as silence. rumqttc notices it
@@ -288,11 +292,15 @@ async fn cloud_loop(
             _ = tick.tick() => {
                 let now = now_secs();
                 shared.agent.borrow_mut().observe_clock(now);
-                if connected && Instant::now() >= next_network_check {
+                if connected && facts_check.is_none() && Instant::now() >= next_network_check {
                     next_network_check = Instant::now() + check_interval;
-                    if let Some(facts) = read_network_facts(config) {
-                        shared.agent.borrow_mut().observe_network(facts, now);
-                    }
+                    facts_check = Some(Box::pin(read_network_facts(config)));
+                }
+            }
+            facts = async { facts_check.as_mut().expect("guarded").await }, if facts_check.is_some() => {
+                facts_check = None;
+                if let (Some(facts), true) = (facts, connected) {
+                    shared.agent.borrow_mut().observe_network(facts, now_secs());
                 }
             }
             _ = sleep_until(reconnect_at), if reconnect_at.is_some() => {
@@ -476,14 +484,15 @@ fn log_connection_error(error: &ConnectionError, was_connected: bool, retry_in: 
     }
 }
 
-fn read_network_facts(config: &Config) -> Option<NetworkFacts> {
-    let lan_address = match net_facts::lan_address_towards(&config.cloud.host, config.cloud.port) {
-        Ok(address) => address,
-        Err(e) => {
-            warn!(error = %e, "LAN address unknown; domain registration waits");
-            return None;
-        }
-    };
+async fn read_network_facts(config: &Config) -> Option<NetworkFacts> {
+    let lan_address =
+        match net_facts::lan_address_towards(&config.cloud.host, config.cloud.port).await {
+            Ok(address) => address,
+            Err(e) => {
+                warn!(error = %e, "LAN address unknown; domain registration waits");
+                return None;
+            }
+        };
     let defaults = config.domain.ports();
     let (ports, mappings) = match &config.domain.ports_file {
         None => (defaults, heapless::Vec::new()),

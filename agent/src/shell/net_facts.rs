@@ -4,8 +4,9 @@
 //! firmware rewrites).
 
 use std::io;
-use std::net::{IpAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, UdpSocket};
 use std::path::Path;
+use std::time::Duration;
 
 use protocol::ddns::{IpAddress, PortMapping, ServicePorts, Transport};
 use protocol::limits::MAX_PORT_MAPPINGS;
@@ -18,11 +19,19 @@ pub enum PortsFileError {
     TooManyMappings,
 }
 
-/// The local address the kernel would use to reach `host:port`. Connecting
-/// a UDP socket sends nothing; it only picks the route.
-pub fn lan_address_towards(host: &str, port: u16) -> io::Result<IpAddress> {
-    let target = (host, port)
-        .to_socket_addrs()?
+/// How long a lookup of the cloud host may take before this check is
+/// given up (the next one retries).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The local address the kernel would use to reach `host:port`. The name
+/// is resolved off the event loop's thread (a slow DNS server must not
+/// stall the local socket or the MQTT keep-alive); connecting a UDP socket
+/// sends nothing, it only picks the route.
+pub async fn lan_address_towards(host: &str, port: u16) -> io::Result<IpAddress> {
+    let mut targets = tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "cloud host lookup timed out"))??;
+    let target = targets
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "cloud host has no address"))?;
     let bind = if target.is_ipv4() {
@@ -167,9 +176,16 @@ mod tests {
 
     #[test]
     fn loopback_route_gives_a_loopback_address() {
-        assert_eq!(
-            lan_address_towards("127.0.0.1", 8883).unwrap(),
-            IpAddress::V4([127, 0, 0, 1])
-        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for host in ["127.0.0.1", "localhost"] {
+            let address = runtime.block_on(lan_address_towards(host, 8883)).unwrap();
+            assert!(
+                matches!(address, IpAddress::V4([127, 0, 0, 1]) | IpAddress::V6(_)),
+                "{host}: {address:?}"
+            );
+        }
     }
 }
