@@ -135,7 +135,7 @@ fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
     let _agent = site.start_agent(&site.default_config());
     assert!(cloud.wait_status(true, WAIT));
     assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
-    let mut expected = Vec::new();
+    let mut sent = Vec::new();
     for round in 0..5 {
         // Queue commands, restart the broker while they are in flight.
         for i in 0..4 {
@@ -149,31 +149,59 @@ fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
                     validity: None,
                 },
             );
-            expected.push(command.seq);
-            cloud.publish_raw(cloud.seal(&command));
+            let envelope = cloud.seal(&command);
+            cloud.publish_raw(envelope.clone());
+            sent.push((command.seq, envelope));
         }
         site.broker.restart().unwrap();
     }
-    // Every command is applied exactly once: the share list holds each user
-    // once, and the device's last sequence number is the last command's.
-    let last = *expected.last().unwrap();
-    let mut probe = cloud;
+    // The cut also hit the cloud's own client, so some publishes never
+    // reached the broker: the cloud resends every command it has no
+    // acknowledgement for. The device answers an applied one again with
+    // its outcome, and refuses one that was overtaken by a later sequence
+    // number (it was never applied): the cloud issues that one anew.
+    let mut overtaken = Vec::new();
+    for (seq, envelope) in &sent {
+        cloud.publish_raw(envelope.clone());
+        match cloud.wait_ack(Some(*seq)).outcome {
+            Outcome::Accepted => {}
+            Outcome::Refused(Reason::ReplayedSequence) => overtaken.push(*seq),
+            other => panic!("seq {seq}: {other:?}"),
+        }
+    }
+    for seq in &overtaken {
+        let name = format!("user-{}-{}", (seq - 2) / 4, (seq - 2) % 4);
+        let ack = cloud.send(
+            "alice",
+            CommandBody::Share {
+                account: account(&name),
+                permissions: Permissions::of(&[Action::Playback]),
+                channels: ChannelScope::All,
+                validity: None,
+            },
+        );
+        assert_eq!(ack.outcome, Outcome::Accepted, "{name} issued anew");
+    }
+    let last = cloud.seq;
     assert_eq!(
-        probe.send("alice", CommandBody::RequestState).outcome,
+        cloud.send("alice", CommandBody::RequestState).outcome,
         Outcome::Accepted
     );
-    let state = probe.wait_state(|s| s.last_seq == last + 1);
+    let state = cloud.wait_state(|s| s.last_seq == last + 1);
     let mut names: Vec<String> = state
         .shares
         .iter()
         .map(|s| s.account.id.to_string())
         .collect();
+    names.sort();
     names.dedup();
     assert_eq!(names.len(), state.shares.len(), "a share was applied twice");
-    // Commands lost in the broker's queue when the cloud client itself was
-    // cut are the cloud's to resend; those the broker delivered are all
-    // applied: at least the first round, which had time to arrive.
-    assert!(state.shares.len() >= 4, "shares: {names:?}");
+    assert_eq!(state.shares.len(), sent.len(), "shares: {names:?}");
+    println!(
+        "5 broker restarts, {} commands: {} overtaken and issued anew, every share applied once",
+        sent.len(),
+        overtaken.len()
+    );
 }
 
 #[test]
@@ -212,10 +240,23 @@ fn a_broker_certificate_from_another_ca_is_refused() {
         !cloud.wait_status(true, Duration::from_secs(3)),
         "connected through a broker it must not trust"
     );
+    let log = agent.log();
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cloud connection failed"))
+        .collect();
+    assert!(failures.len() >= 2, "retried with backoff:\n{log}");
     assert!(
-        agent.log().contains("cloud connection failed"),
-        "{}",
-        agent.log()
+        failures.iter().all(|l| l.contains("UnknownIssuer")),
+        "every attempt fails on the unknown issuer:\n{log}"
+    );
+    assert!(!log.contains("connected to the cloud"), "{log}");
+    drop(agent);
+    // Control: the same configuration with the cloud's own CA connects.
+    let _agent = site.start_agent(&site.default_config());
+    assert!(
+        cloud.wait_status(true, WAIT),
+        "the right CA did not connect"
     );
 }
 
@@ -334,4 +375,19 @@ fn the_domain_is_registered_again_after_a_port_change() {
         .expect("registration after the port change");
     assert_eq!(second.mappings.len(), 1);
     assert!(second.attempt > first.attempt);
+}
+
+#[test]
+fn the_local_socket_is_created_with_a_mode_that_shuts_out_other_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = Site::new();
+    let _agent = site.start_agent(&site.default_config());
+    let _local = support::local::wait_local(&site.socket());
+    let mode = std::fs::metadata(site.socket())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    // The configured default: owner and group (the firmware's processes).
+    assert_eq!(mode, 0o660, "socket mode {mode:o}");
 }
