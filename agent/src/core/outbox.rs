@@ -2,7 +2,12 @@
 //! the link is down and leave in order once it is up. The retained state
 //! report is coalesced (only the newest matters); anything else that does
 //! not fit pushes out the oldest entry, and every such loss is counted and
-//! reported in the state report, never silent.
+//! reported in the state report, never silent. Acknowledgements are the
+//! last to go: an overflow pushes out the oldest audit reply or domain
+//! registration first (re-requested or re-sent in time), then the state
+//! report (queued again with the next change and every reconnect), and only
+//! a queue of nothing but acknowledgements loses one (the cloud then
+//! resends that command and gets its outcome again).
 
 use std::collections::VecDeque;
 
@@ -38,7 +43,11 @@ impl Outbox {
         }
         let lost = if self.queue.len() >= MAX_QUEUED_REPORTS {
             self.dropped = self.dropped.saturating_add(1);
-            self.queue.pop_front()
+            let oldest = |keep: &[Leaf]| self.queue.iter().position(|m| !keep.contains(&m.leaf));
+            let victim = oldest(&[Leaf::Ack, Leaf::State])
+                .or_else(|| oldest(&[Leaf::Ack]))
+                .unwrap_or(0);
+            self.queue.remove(victim)
         } else {
             None
         };
@@ -105,5 +114,23 @@ mod tests {
         assert_eq!(outbox.dropped(), 1);
         assert_eq!(outbox.len(), MAX_QUEUED_REPORTS);
         assert_eq!(outbox.peek(), Some(&msg(Leaf::Ack, 1)));
+    }
+
+    #[test]
+    fn overflow_pushes_out_other_messages_before_any_acknowledgement() {
+        let mut outbox = Outbox::new();
+        outbox.push(msg(Leaf::Ack, 0));
+        outbox.push(msg(Leaf::State, 2));
+        outbox.push(msg(Leaf::Audit, 1));
+        for i in 3..MAX_QUEUED_REPORTS {
+            outbox.push(msg(Leaf::Ack, i as u8));
+        }
+        assert_eq!(outbox.push(msg(Leaf::Ack, 200)), Some(msg(Leaf::Audit, 1)));
+        assert_eq!(outbox.push(msg(Leaf::Ack, 201)), Some(msg(Leaf::State, 2)));
+        assert_eq!(outbox.dropped(), 2);
+        // Only acknowledgements left: the oldest of them goes, still counted.
+        assert_eq!(outbox.push(msg(Leaf::Ack, 202)), Some(msg(Leaf::Ack, 0)));
+        assert_eq!(outbox.dropped(), 3);
+        assert_eq!(outbox.len(), MAX_QUEUED_REPORTS);
     }
 }
