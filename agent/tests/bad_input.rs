@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use agent::client::LocalClient;
 use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::limits::{MAX_COMMAND_BYTES, MAX_LOCAL_CLIENTS, MAX_LOCAL_FRAME_BYTES, MAX_SHARES};
-use protocol::local::{LocalReply, LocalRequest};
-use protocol::messages::StateReport;
+use protocol::local::{LinkState, LocalReply, LocalRequest};
+use protocol::messages::{AuditEvent, StateReport};
 use protocol::{
     AccountId, Ack, ChannelScope, ChannelSet, Command, CommandBody, Outcome, Permissions, Reason,
     Serial, Validity,
@@ -1070,6 +1070,7 @@ fn local_socket_peer_not_on_the_allow_list_is_refused_and_the_agent_keeps_servin
     let config = site.write_agent_config(&AgentConfig {
         file: "strangers.toml".into(),
         allowed_uids: vec![uid.wrapping_add(4242)],
+        admin_uids: vec![],
         ..site.agent_config()
     });
     let mut cloud = site.cloud();
@@ -1100,6 +1101,50 @@ fn local_socket_peer_not_on_the_allow_list_is_refused_and_the_agent_keeps_servin
     // The cloud side goes on.
     assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
     println!("local socket: a peer with uid {uid} not on the allow-list [{}] refused 3 times with PeerNotAllowed and closed; the cloud link served a bind after", uid.wrapping_add(4242));
+}
+
+#[test]
+fn a_process_not_on_admin_uids_cannot_switch_platform_access_whatever_level_it_claims() {
+    let site = Site::new();
+    let config = site.write_agent_config(&AgentConfig {
+        file: "no-admins.toml".into(),
+        admin_uids: vec![],
+        ..site.agent_config()
+    });
+    let mut cloud = site.cloud();
+    let _agent = site.start_agent(&config);
+    assert!(cloud.wait_status(true, WAIT));
+    let mut local = wait_local(&site.socket());
+    for enabled in [false, true, false] {
+        match local.set_platform_access(LocalLevel::Admin, enabled) {
+            Err(agent::client::ClientError::Refused(Reason::PeerNotAllowed)) => {}
+            other => panic!("switch to {enabled} by a claimed admin: {other:?}"),
+        }
+    }
+    let status = local.status().unwrap();
+    assert!(status.platform_access, "the switch moved");
+    assert_eq!(status.link, LinkState::Connected);
+    let audit = local.recent_audit(8).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| matches!(e.event, AuditEvent::PlatformAccess { .. })
+                && e.outcome == Outcome::Refused(Reason::PeerNotAllowed)),
+        "the refusal is audited: {audit:?}"
+    );
+    // Still serving the cloud and the other requests.
+    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    assert_eq!(
+        local
+            .authorize(
+                Principal::Cloud(AccountId::new("alice").unwrap()),
+                Action::LiveView,
+                Some(1)
+            )
+            .unwrap(),
+        Decision::Allow
+    );
+    println!("platform-access switch from a process not on admin_uids, claiming Admin: refused 3 times with PeerNotAllowed and audited; link and cloud untouched");
 }
 
 #[test]

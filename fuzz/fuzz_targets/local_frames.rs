@@ -88,7 +88,13 @@ fuzz_target!(|data: &[u8]| {
                 Ok(request) => {
                     let was = agent.state().clone();
                     let is_switch = matches!(request, LocalRequest::SetPlatformAccess { .. });
-                    let reply = agent.local_request(request, now);
+                    // Every other frame comes from a process that is not
+                    // on admin_uids: its switch must be refused.
+                    let may_switch = i % 2 == 0;
+                    let reply = agent.local_request(request, may_switch, now);
+                    if is_switch && !may_switch {
+                        assert_eq!(reply, LocalReply::Error(protocol::Reason::PeerNotAllowed));
+                    }
                     // Only the switch changes the access state, and only
                     // when it is answered Done.
                     if !(is_switch && reply == LocalReply::Done) {

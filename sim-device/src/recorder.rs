@@ -180,6 +180,7 @@ pub fn config_text(
          [local_socket]\n\
          path = {socket}\n\
          allowed_uids = [{uid}]\n\
+         admin_uids = [{uid}]\n\
          mode = 0o600\n\
          \n\
          [domain]\n\

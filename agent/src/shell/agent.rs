@@ -277,8 +277,14 @@ impl<F: Flash> Agent<F> {
         self.carry_out(next, &effects)
     }
 
-    /// Answers a local-socket request.
-    pub fn local_request(&mut self, request: LocalRequest, now: u64) -> LocalReply {
+    /// Answers a local-socket request from a process that `may_switch`
+    /// platform access (its uid is on `local_socket.admin_uids`), or not.
+    pub fn local_request(
+        &mut self,
+        request: LocalRequest,
+        may_switch: bool,
+        now: u64,
+    ) -> LocalReply {
         match request {
             LocalRequest::Authorize {
                 principal,
@@ -287,6 +293,19 @@ impl<F: Flash> Agent<F> {
             } => LocalReply::Decision(self.authorize(&principal, action, channel, now)),
             LocalRequest::Status => LocalReply::Status(Box::new(self.status(now))),
             LocalRequest::ListAccess => LocalReply::Access(Box::new(self.state_report())),
+            LocalRequest::SetPlatformAccess { by, enabled } if !may_switch => {
+                warn!(
+                    ?by,
+                    enabled, "platform access switch refused: the process is not on admin_uids"
+                );
+                self.audit.record(AuditEntry {
+                    at: now,
+                    actor: AuditActor::Local(by),
+                    event: AuditEvent::PlatformAccess { enabled },
+                    outcome: Outcome::Refused(Reason::PeerNotAllowed),
+                });
+                LocalReply::Error(Reason::PeerNotAllowed)
+            }
             LocalRequest::SetPlatformAccess { by, enabled } => {
                 match self.set_platform_access(by, enabled, now) {
                     Ok(()) => LocalReply::Done,

@@ -95,6 +95,13 @@ pub struct LocalSocketConfig {
     pub path: PathBuf,
     /// User ids whose processes may connect.
     pub allowed_uids: Vec<u32>,
+    /// User ids whose processes may switch platform access on behalf of
+    /// the device admin: the process that authenticated the admin (the web
+    /// server, say). Each must also be in `allowed_uids`. The request's own
+    /// "admin" level is the caller's word; this list is the device's.
+    /// Default: none, so no process can cut the cloud link until set.
+    #[serde(default)]
+    pub admin_uids: Vec<u32>,
     /// File mode of the socket (owner and group only by default).
     #[serde(default = "default_socket_mode")]
     pub mode: u32,
@@ -210,6 +217,17 @@ impl Config {
             return Err(invalid(
                 "local_socket.allowed_uids",
                 format!("at most {MAX_LOCAL_PEERS} entries"),
+            ));
+        }
+        if let Some(uid) = self
+            .local_socket
+            .admin_uids
+            .iter()
+            .find(|uid| !self.local_socket.allowed_uids.contains(uid))
+        {
+            return Err(invalid(
+                "local_socket.admin_uids",
+                format!("uid {uid} is not in allowed_uids"),
             ));
         }
         if self.local_socket.mode & 0o007 != 0 {
@@ -343,6 +361,15 @@ mod tests {
             config.validate(),
             Err(ConfigError::Invalid {
                 key: "local_socket.mode",
+                ..
+            })
+        ));
+        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
+        config.local_socket.admin_uids = vec![4242];
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                key: "local_socket.admin_uids",
                 ..
             })
         ));

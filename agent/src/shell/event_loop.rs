@@ -141,12 +141,17 @@ fn mqtt_options(config: &Config, tls_config: Option<Arc<rustls::ClientConfig>>) 
 struct SharedService {
     agent: RefCell<Agent<RealFlash>>,
     changed: Notify,
+    admin_uids: Vec<u32>,
 }
 
 impl LocalService for SharedService {
-    fn serve(&self, request: LocalRequest) -> LocalReply {
+    fn serve(&self, request: LocalRequest, peer_uid: u32) -> LocalReply {
         let changes_link = matches!(request, LocalRequest::SetPlatformAccess { .. });
-        let reply = self.agent.borrow_mut().local_request(request, now_secs());
+        let may_switch = self.admin_uids.contains(&peer_uid);
+        let reply = self
+            .agent
+            .borrow_mut()
+            .local_request(request, may_switch, now_secs());
         if changes_link {
             self.changed.notify_one();
         }
@@ -184,6 +189,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let shared = Rc::new(SharedService {
         agent: RefCell::new(Agent::new(state, store, keys, registrar)),
         changed: Notify::new(),
+        admin_uids: config.local_socket.admin_uids.clone(),
     });
 
     let socket_config = LocalServerConfig {

@@ -26,9 +26,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Once a frame header arrived, its body must follow within this time.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What answers the requests: the agent.
+/// What answers the requests: the agent. `peer_uid` is the client's uid
+/// from the kernel (SO_PEERCRED), already on the allow-list.
 pub trait LocalService {
-    fn serve(&self, request: LocalRequest) -> LocalReply;
+    fn serve(&self, request: LocalRequest, peer_uid: u32) -> LocalReply;
 }
 
 pub struct LocalServerConfig {
@@ -105,7 +106,7 @@ pub async fn serve<S: LocalService + 'static>(
         let active = active.clone();
         let service = service.clone();
         tokio::task::spawn_local(async move {
-            if let Err(e) = serve_client(stream, &*service).await {
+            if let Err(e) = serve_client(stream, uid, &*service).await {
                 debug!(uid, error = %e, "local socket client closed");
             }
             active.set(active.get() - 1);
@@ -119,7 +120,11 @@ async fn refuse(mut stream: UnixStream, reason: Reason) {
     }
 }
 
-async fn serve_client<S: LocalService>(mut stream: UnixStream, service: &S) -> io::Result<()> {
+async fn serve_client<S: LocalService>(
+    mut stream: UnixStream,
+    uid: u32,
+    service: &S,
+) -> io::Result<()> {
     let mut body = Vec::new();
     loop {
         let mut header = [0u8; FRAME_HEADER_LEN];
@@ -141,7 +146,7 @@ async fn serve_client<S: LocalService>(mut stream: UnixStream, service: &S) -> i
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame body"))??;
         let reply = match decode_frame_body::<LocalRequest>(&body) {
-            Ok(request) => service.serve(request),
+            Ok(request) => service.serve(request, uid),
             Err(e) => {
                 info!(error = %e, "local socket request malformed");
                 LocalReply::Error(e.reason())

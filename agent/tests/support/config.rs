@@ -23,6 +23,8 @@ pub struct AgentConfig {
     pub backoff_cap_ms: u64,
     /// The local socket's uid allow-list.
     pub allowed_uids: Vec<u32>,
+    /// Of those, the uids that may switch platform access.
+    pub admin_uids: Vec<u32>,
     /// Appended to `[cloud]` (e.g. `allow_tls12 = true`).
     pub cloud_extra: String,
 }
@@ -39,6 +41,7 @@ impl Site {
             backoff_base_ms: 100,
             backoff_cap_ms: 1000,
             allowed_uids: vec![current_uid()],
+            admin_uids: vec![current_uid()],
             cloud_extra: String::new(),
         }
     }
@@ -49,7 +52,14 @@ impl Site {
             .pki
             .device(&config.cert_of)
             .unwrap_or_else(|| panic!("no device certificate for {}", config.cert_of));
-        let uids: Vec<String> = config.allowed_uids.iter().map(u32::to_string).collect();
+        let list = |uids: &[u32]| {
+            uids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let uids = list(&config.allowed_uids);
+        let admin_uids = list(&config.admin_uids);
         let text = format!(
             r#"serial = "{SERIAL}"
 region = "EU"
@@ -75,6 +85,7 @@ public_key = "{public}"
 [local_socket]
 path = "{socket}"
 allowed_uids = [{uids}]
+admin_uids = [{admin_uids}]
 
 [domain]
 http_port = 80
@@ -99,7 +110,7 @@ level = "debug"
             extra = config.cloud_extra,
             public = agent::shell::config::encode_hex(&signer().public_key()),
             socket = self.socket().display(),
-            uids = uids.join(", "),
+            uids = uids,
             ports = self.ports_file().display(),
         );
         let path = self.dir.path().join(&config.file);

@@ -112,6 +112,7 @@ public_key = "{public}"
 [local_socket]
 path = "{socket}"
 allowed_uids = [{uid}]
+admin_uids = [{uid}]
 
 [domain]
 http_port = 80
