@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use agent::shell::config::{log_level, Config};
 use agent::shell::event_loop;
 use agent::shell::tls::{self, TlsFiles};
+use rustls_pki_types::UnixTime;
 
 const USAGE: &str = "\
 usage: hc-agent [--config PATH] [options]
@@ -94,42 +95,91 @@ fn load_config(flags: &Flags) -> Result<Config, String> {
     Ok(config)
 }
 
-/// Everything `--check-config` verifies, without connecting anywhere.
+/// A certificate that ends within this time is reported (still valid).
+const CERT_WARNING: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Everything `--check-config` verifies, without connecting anywhere and
+/// without leaving anything behind.
 fn check_config(config: &Config) -> Result<(), String> {
     if config.cloud.insecure_plaintext {
         println!("warning: cloud.insecure_plaintext is set: no TLS (tests only)");
     } else {
-        tls::client_config(&TlsFiles {
+        let files = TlsFiles {
             ca: &config.cloud.ca,
             cert: &config.cloud.cert,
             key: &config.cloud.key,
             allow_tls12: config.cloud.allow_tls12,
-        })
-        .map_err(|e| e.to_string())?;
+        };
+        tls::client_config(&files).map_err(|e| e.to_string())?;
+        let now = std::time::SystemTime::now();
+        tls::check_client_certificate(&files, UnixTime::since_unix_epoch(since_epoch(now)))
+            .map_err(|e| e.to_string())?;
         println!(
-            "ok: CA, client certificate and key ({})",
+            "ok: CA {}, client certificate {} (chains to the CA, valid now, for client authentication), key {} (mode 0600 or stricter)",
+            config.cloud.ca.display(),
+            config.cloud.cert.display(),
             config.cloud.key.display()
         );
-    }
-    std::fs::create_dir_all(&config.state_dir)
-        .map_err(|e| format!("state_dir {}: {e}", config.state_dir.display()))?;
-    let probe = config.state_dir.join(".hc-agent-write-check");
-    std::fs::write(&probe, b"").map_err(|e| {
-        format!(
-            "state_dir {} is not writable: {e}",
-            config.state_dir.display()
+        if tls::check_client_certificate(
+            &files,
+            UnixTime::since_unix_epoch(since_epoch(now + CERT_WARNING)),
         )
-    })?;
-    let _ = std::fs::remove_file(&probe);
-    println!("ok: state directory {}", config.state_dir.display());
+        .is_err()
+        {
+            println!("warning: the client certificate is no longer valid in 30 days: renew it");
+        }
+    }
+    check_writable_dir(&config.state_dir, "state_dir")?;
+    if let Some(parent) = config.local_socket.path.parent() {
+        check_writable_dir(parent, "local_socket.path's directory")?;
+    }
     println!(
         "ok: {} command key(s) pinned",
         config.command_keys().map_err(|e| e.to_string())?.len()
     );
     println!(
+        "ok: local socket {} for uids {:?}, platform switch for uids {:?}",
+        config.local_socket.path.display(),
+        config.local_socket.allowed_uids,
+        config.local_socket.admin_uids
+    );
+    println!(
         "ok: configuration for serial {} in region {}",
         config.serial, config.region
     );
+    Ok(())
+}
+
+fn since_epoch(at: std::time::SystemTime) -> std::time::Duration {
+    at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+}
+
+/// The agent can create files in `dir`, or create `dir` itself. Probed
+/// with a file (or directory) that is removed at once.
+fn check_writable_dir(dir: &std::path::Path, what: &str) -> Result<(), String> {
+    let shown = dir.display();
+    if dir.is_dir() {
+        let probe = dir.join(".hc-agent-write-check");
+        std::fs::write(&probe, b"").map_err(|e| format!("{what} {shown} is not writable: {e}"))?;
+        let _ = std::fs::remove_file(&probe);
+        println!("ok: {what} {shown} is writable");
+        return Ok(());
+    }
+    // Missing: the agent creates it (and its missing parents) at start.
+    let existing = dir
+        .ancestors()
+        .find(|a| a.exists())
+        .filter(|a| a.is_dir())
+        .ok_or_else(|| format!("{what} {shown} cannot be created: a parent is not a directory"))?;
+    let probe = existing.join(".hc-agent-write-check");
+    std::fs::create_dir(&probe).map_err(|e| {
+        format!(
+            "{what} {shown} does not exist and cannot be created under {}: {e}",
+            existing.display()
+        )
+    })?;
+    let _ = std::fs::remove_dir(&probe);
+    println!("ok: {what} {shown} does not exist yet; the agent will create it");
     Ok(())
 }
 

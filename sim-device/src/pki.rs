@@ -285,6 +285,23 @@ impl Pki {
         Ok(files)
     }
 
+    /// A client certificate for `serial`, signed by this CA, that expired on
+    /// 2021-01-01, in `{dir}/expired/{serial}.{pem,key}`.
+    pub fn expired_device(&self, serial: &str) -> Result<CertFiles, PkiError> {
+        check_serial(serial)?;
+        let dir = self.dir.join("expired");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let files = CertFiles::in_dir(&dir, serial);
+        issue(
+            &self.issuer()?,
+            &files,
+            serial,
+            Role::Client,
+            Validity::Expired,
+        )?;
+        Ok(files)
+    }
+
     /// The directory the PKI lives in.
     pub fn dir(&self) -> &Path {
         &self.dir

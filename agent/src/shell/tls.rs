@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::{ring as ring_provider, CryptoProvider};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -24,6 +25,8 @@ pub enum TlsError {
     KeyTooOpen { path: PathBuf, mode: u32 },
     #[error("the client certificate and key do not make a usable identity: {0}")]
     BadIdentity(String),
+    #[error("{path}: the client certificate is not one the cloud would accept: {message}")]
+    BadClientCertificate { path: PathBuf, message: String },
 }
 
 /// What the TLS layer needs from the configuration.
@@ -76,15 +79,42 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-/// Builds the client configuration, checking every file on the way.
-pub fn client_config(files: &TlsFiles<'_>) -> Result<ClientConfig, TlsError> {
+fn read_roots(ca: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for ca in read_certs(files.ca)? {
-        roots.add(ca).map_err(|e| TlsError::BadCa {
-            path: files.ca.into(),
+    for cert in read_certs(ca)? {
+        roots.add(cert).map_err(|e| TlsError::BadCa {
+            path: ca.into(),
             message: e.to_string(),
         })?;
     }
+    Ok(roots)
+}
+
+/// Checks the client certificate as a broker trusting the pinned CA would:
+/// it chains to that CA, is valid for client authentication and is valid
+/// at `at`. (The cloud runs the same checks; a bad certificate found here
+/// is a field visit saved.)
+pub fn check_client_certificate(files: &TlsFiles<'_>, at: UnixTime) -> Result<(), TlsError> {
+    let roots = read_roots(files.ca)?;
+    let chain = read_certs(files.cert)?;
+    let bad = |message: String| TlsError::BadClientCertificate {
+        path: files.cert.into(),
+        message,
+    };
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+    let (end_entity, intermediates) = chain.split_first().ok_or_else(|| bad("empty".into()))?;
+    verifier
+        .verify_client_cert(end_entity, intermediates, at)
+        .map(|_| ())
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Builds the client configuration, checking every file on the way.
+pub fn client_config(files: &TlsFiles<'_>) -> Result<ClientConfig, TlsError> {
+    let roots = read_roots(files.ca)?;
     let chain = read_certs(files.cert)?;
     check_key_permissions(files.key)?;
     let key = PrivateKeyDer::from_pem_file(files.key).map_err(|e| TlsError::Read {

@@ -1,0 +1,137 @@
+//! `hc-agent --check-config`, the real binary: a good configuration passes
+//! and leaves nothing behind; each bad certificate, key or directory fails
+//! with exit status 1 and a message that names the problem, without
+//! connecting anywhere.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::*;
+
+fn check(config: &Path) -> Output {
+    Command::new(agent_binary())
+        .arg("--config")
+        .arg(config)
+        .arg("--check-config")
+        .output()
+        .expect("run hc-agent")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Rewrites the default configuration with `from` replaced by `to`.
+fn config_with(site: &Site, name: &str, from: &str, to: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(site.default_config()).unwrap();
+    assert!(text.contains(from), "{from} not in the configuration");
+    let path = site.dir.path().join(name);
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+    path
+}
+
+fn fails_with(output: &Output, expected: &str) {
+    let all = text(output);
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(all.contains(expected), "expected {expected:?} in:\n{all}");
+}
+
+#[test]
+fn a_good_configuration_passes_and_leaves_nothing_behind() {
+    let site = Site::new();
+    let output = check(&site.default_config());
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    for line in [
+        "ok: CA",
+        "chains to the CA, valid now, for client authentication",
+        "ok: state_dir",
+        "ok: 1 command key(s) pinned",
+        "ok: configuration for serial E2E-NVR-1",
+    ] {
+        assert!(all.contains(line), "{line:?} missing in:\n{all}");
+    }
+    assert!(!site.state_dir().exists(), "the check created state_dir");
+    assert!(!site.socket().exists(), "the check created the socket");
+}
+
+#[test]
+fn a_key_readable_by_others_fails() {
+    let site = Site::new();
+    let key = &site.pki.device(SERIAL).unwrap().key;
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    fails_with(
+        &check(&site.default_config()),
+        "readable by group or others",
+    );
+}
+
+#[test]
+fn an_expired_client_certificate_fails() {
+    let site = Site::new();
+    let expired = site.pki.expired_device(SERIAL).unwrap();
+    let device = site.pki.device(SERIAL).unwrap();
+    let config = config_with(
+        &site,
+        "expired.toml",
+        &device.cert.display().to_string(),
+        &expired.cert.display().to_string(),
+    );
+    let config_text = std::fs::read_to_string(&config).unwrap().replace(
+        &device.key.display().to_string(),
+        &expired.key.display().to_string(),
+    );
+    std::fs::write(&config, config_text).unwrap();
+    fails_with(&check(&config), "certificate expired");
+}
+
+#[test]
+fn a_client_certificate_of_another_ca_fails() {
+    let site = Site::new();
+    let other = site.pki.generate_unrelated().unwrap();
+    let theirs = other.device(SERIAL).unwrap();
+    let ours = site.pki.device(SERIAL).unwrap();
+    let config = config_with(
+        &site,
+        "other-ca.toml",
+        &ours.cert.display().to_string(),
+        &theirs.cert.display().to_string(),
+    );
+    let config_text = std::fs::read_to_string(&config).unwrap().replace(
+        &ours.key.display().to_string(),
+        &theirs.key.display().to_string(),
+    );
+    std::fs::write(&config, config_text).unwrap();
+    fails_with(&check(&config), "UnknownIssuer");
+}
+
+#[test]
+fn a_missing_certificate_fails_naming_the_file() {
+    let site = Site::new();
+    let cert = site.pki.device(SERIAL).unwrap().cert.display().to_string();
+    let config = config_with(&site, "missing.toml", &cert, "/nonexistent/device.pem");
+    fails_with(&check(&config), "/nonexistent/device.pem");
+}
+
+#[test]
+fn a_state_dir_that_cannot_be_created_fails() {
+    let site = Site::new();
+    let state = site.state_dir().display().to_string();
+    // A regular file where a parent directory should be.
+    let blocker = site.dir.path().join("a-file");
+    std::fs::write(&blocker, b"").unwrap();
+    let config = config_with(
+        &site,
+        "state.toml",
+        &format!("state_dir = \"{state}\""),
+        &format!("state_dir = \"{}/state\"", blocker.display()),
+    );
+    fails_with(&check(&config), "state_dir");
+}
