@@ -8,6 +8,12 @@ pub const MAX_COMMAND_BYTES: usize = 8 * 1024;
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// Largest local-socket frame body (after the 4-byte length prefix).
 pub const MAX_LOCAL_FRAME_BYTES: usize = 16 * 1024;
+/// Largest MQTT packet the device reads. Above the message limits, so that
+/// an oversized command is read and refused with a reason (`TooLarge`)
+/// instead of breaking the connection and being redelivered forever.
+pub const MAX_MQTT_PACKET_BYTES: usize = 256 * 1024;
+/// Largest state file payload on flash (the encoded device state).
+pub const MAX_STATE_FILE_BYTES: usize = 64 * 1024;
 
 /// Accounts a device can be shared with.
 pub const MAX_SHARES: usize = 64;
@@ -39,5 +45,7 @@ pub const MAX_ACCOUNT_ID_LEN: usize = 64;
 pub const MAX_REGION_LEN: usize = 8;
 /// Bytes in a device domain name (one DNS label).
 pub const MAX_DOMAIN_LEN: usize = 63;
+/// Bytes in the device's verification code (printed on its label).
+pub const MAX_VERIFICATION_CODE_LEN: usize = 32;
 /// Bytes in the agent version string.
 pub const MAX_VERSION_LEN: usize = 24;

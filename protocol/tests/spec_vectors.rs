@@ -982,6 +982,8 @@ const LIMITS: &[(&str, usize)] = &[
     ("MAX_COMMAND_BYTES", limits::MAX_COMMAND_BYTES),
     ("MAX_MESSAGE_BYTES", limits::MAX_MESSAGE_BYTES),
     ("MAX_LOCAL_FRAME_BYTES", limits::MAX_LOCAL_FRAME_BYTES),
+    ("MAX_MQTT_PACKET_BYTES", limits::MAX_MQTT_PACKET_BYTES),
+    ("MAX_STATE_FILE_BYTES", limits::MAX_STATE_FILE_BYTES),
     ("MAX_SHARES", limits::MAX_SHARES),
     ("MAX_CHANNELS", limits::MAX_CHANNELS),
     ("MAX_COMMAND_KEYS", limits::MAX_COMMAND_KEYS),
@@ -996,6 +998,10 @@ const LIMITS: &[(&str, usize)] = &[
     ("MAX_ACCOUNT_ID_LEN", limits::MAX_ACCOUNT_ID_LEN),
     ("MAX_REGION_LEN", limits::MAX_REGION_LEN),
     ("MAX_DOMAIN_LEN", limits::MAX_DOMAIN_LEN),
+    (
+        "MAX_VERIFICATION_CODE_LEN",
+        limits::MAX_VERIFICATION_CODE_LEN,
+    ),
     ("MAX_VERSION_LEN", limits::MAX_VERSION_LEN),
 ];
 

@@ -2,7 +2,7 @@
 //! state), which commands were already handled (the ledger), the trusted
 //! clock, and the device's identity. This is exactly what goes to flash.
 
-use protocol::limits::{MAX_SHARES, RECENT_OUTCOMES};
+use protocol::limits::{MAX_SHARES, MAX_VERIFICATION_CODE_LEN, RECENT_OUTCOMES};
 use protocol::messages::{Binding, StateReport};
 use protocol::{
     AccountId, AccountRef, DomainName, InstallerGrants, Outcome, Region, Serial, ShareEntry, Text,
@@ -19,7 +19,7 @@ pub struct Identity {
     pub channel_count: u16,
     /// The verification code printed on the device label; the key of the
     /// bind proof.
-    pub verification_code: Text<32>,
+    pub verification_code: Text<MAX_VERIFICATION_CODE_LEN>,
 }
 
 /// Who may do what. Every refused command leaves this unchanged.

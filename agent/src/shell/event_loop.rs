@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use protocol::limits::MAX_MESSAGE_BYTES;
+use protocol::limits::{MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES};
 use protocol::local::{LinkState, LocalReply, LocalRequest};
 use protocol::topics::{self, Leaf};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -32,10 +32,6 @@ use crate::core::domain::{NetworkFacts, Registrar, RegistrarPolicy};
 use crate::core::DeviceState;
 use crate::store::{Loaded, RealFlash, StateStore};
 
-/// Incoming packets up to this size are read and then judged by the
-/// protocol's own limits, so an oversized command is refused with a reason
-/// instead of breaking the connection (and being redelivered forever).
-const MAX_INCOMING_PACKET: usize = 256 * 1024;
 /// How long shutdown waits for the offline status to leave.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often the clock is read when nothing else happens.
@@ -117,7 +113,7 @@ fn mqtt_options(config: &Config, tls_config: Option<Arc<rustls::ClientConfig>>) 
     options.set_keep_alive(Duration::from_secs(config.cloud.keep_alive_secs));
     options.set_clean_session(false);
     options.set_manual_acks(true);
-    options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_MESSAGE_BYTES + 512);
+    options.set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MESSAGE_BYTES + 512);
     options.set_inflight(INFLIGHT);
     let serial = protocol::Serial::new(&config.serial).ok();
     if let Some(serial) = serial {

@@ -13,7 +13,7 @@ use ring::digest::{digest, SHA256};
 pub const MAGIC: &[u8; 4] = b"HCST";
 pub const FORMAT_VERSION: u16 = 1;
 /// The largest state payload; a full access list is about 12 KiB.
-pub const MAX_PAYLOAD: usize = 64 * 1024;
+pub const MAX_PAYLOAD: usize = protocol::limits::MAX_STATE_FILE_BYTES;
 const HEADER_LEN: usize = 10;
 const DIGEST_LEN: usize = 32;
 
