@@ -2,6 +2,8 @@
 //! local clients: topics, the signed command envelope, every message, the
 //! closed set of reason codes and every capacity. No I/O; `no_std` + `alloc`
 //! capable (the `std` feature, on by default, only adds `std::error::Error`).
+//! On a target without an operating system, add the `custom-getrandom`
+//! feature (ring links a random source; CI builds `aarch64-unknown-none`).
 //!
 //! `SPEC.md` beside this crate is the normative description; its test
 //! vectors are regenerated and compared by `tests/spec_vectors.rs`.
