@@ -26,7 +26,7 @@
 //!
 //! Field-engineer commands against a running broker, as the cloud:
 //! sim-device status  [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
-//! sim-device service on|off [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
+//! sim-device service on|off [--pki DIR] [--broker HOST:PORT] (--serial S [--serial S]... | --site INSTALLER-ID)
 //! sim-device share   [--pki DIR] [--broker HOST:PORT] --serial S --to ACCOUNT-ID
 //!                    [--region R] [--permissions live-view,playback,...]
 //!                    [--channels all|1,2,...] [--hours H]
@@ -36,8 +36,11 @@
 //! ```
 //!
 //! `--pki` defaults to `./sim-pki`, `--broker` to `127.0.0.1:8883`.
-//! Exit status: 0 done, 1 an operation failed (refused, network busy), 2
-//! usage or setup error.
+//! `service --site INSTALLER-ID` switches every device whose retained state
+//! report names that installer (docs/SIMULATOR.md). A device whose retained
+//! status says offline is reported as offline at once, without sending.
+//! Exit status: 0 done, 1 an operation failed (refused, offline, network
+//! busy; for `status`: a device not online), 2 usage or setup error.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -63,7 +66,7 @@ usage:
   sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded | --broker HOST:PORT --pki DIR]
                    [--no-restart] [--deadline SECS] [--reconnect-spread SECS]
   sim-device status  [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
-  sim-device service on|off [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
+  sim-device service on|off [--pki DIR] [--broker HOST:PORT] (--serial S [--serial S]... | --site INSTALLER-ID)
   sim-device share   [--pki DIR] [--broker HOST:PORT] --serial S --to ACCOUNT-ID [--region R]
                      [--permissions live-view,playback,...] [--channels all|1,2,...] [--hours H]
   sim-device unshare [--pki DIR] [--broker HOST:PORT] --serial S (--account ACCOUNT-ID... | --all)
@@ -72,8 +75,12 @@ usage:
 
 --pki defaults to ./sim-pki and --broker to 127.0.0.1:8883. The field-engineer
 commands (status, service, share, unshare, bind) connect as the PKI's `cloud`
-certificate and sign with its command key; a device that does not answer
-within 3 s gives \"Network busy\".
+certificate and sign with its command key. `service --site INSTALLER-ID`
+switches every device whose retained state report names that installer.
+A device whose retained status says offline fails at once with \"device S is
+offline\"; an online device that does not answer within 3 s gives \"Network
+busy\". Exit status: 0 done, 1 an operation failed (for status: a device not
+online), 2 usage error.
 ";
 
 /// A usage or setup error: exit status 2.
@@ -454,6 +461,7 @@ struct FieldArgs {
     pki: Option<PathBuf>,
     broker: Option<String>,
     serials: Vec<String>,
+    site: Option<String>,
     positional: Vec<String>,
     to: Option<String>,
     region: Option<String>,
@@ -475,6 +483,10 @@ fn parse_field(mut parser: lexopt::Parser) -> Result<FieldArgs, Fatal> {
             Long("pki") => a.pki = Some(parser.value()?.into()),
             Long("broker") => a.broker = Some(string(parser.value()?)?),
             Long("serial") => a.serials.push(string(parser.value()?)?),
+            Long("site") if a.site.is_some() => {
+                return Err(Fatal("service: one --site INSTALLER-ID at a time".into()))
+            }
+            Long("site") => a.site = Some(string(parser.value()?)?),
             Long("to") => a.to = Some(string(parser.value()?)?),
             Long("region") => a.region = Some(string(parser.value()?)?),
             Long("permissions") => a.permissions = Some(string(parser.value()?)?),
@@ -532,8 +544,17 @@ fn field_command(command: &str, parser: lexopt::Parser) -> Result<ExitCode, Fata
     let a = parse_field(parser)?;
     let pki = a.pki.clone().unwrap_or_else(|| PathBuf::from("sim-pki"));
     let (host, port) = parse_broker(a.broker.as_deref().unwrap_or("127.0.0.1:8883"))?;
-    if a.serials.is_empty() {
-        return Err(Fatal(format!("{command}: --serial S is required")));
+    match (&a.site, a.serials.is_empty()) {
+        (Some(_), _) if command != "service" => {
+            return Err(Fatal(format!("{command}: --site is for `service` only")))
+        }
+        (Some(_), false) => {
+            return Err(Fatal(
+                "service: give --serial S... or --site INSTALLER-ID, not both".into(),
+            ))
+        }
+        (None, true) => return Err(Fatal(format!("{command}: --serial S is required"))),
+        _ => {}
     }
     let target = Target::new(&pki, &host, port);
     let rt = runtime()?;
@@ -544,7 +565,12 @@ fn field_command(command: &str, parser: lexopt::Parser) -> Result<ExitCode, Fata
                 let mut ok = true;
                 for serial in &a.serials {
                     match field::status(&cloud, serial).await {
-                        Ok(text) => print!("{text}"),
+                        Ok(view) => {
+                            // Like `systemctl status`: the text either way,
+                            // success only for a device that is up.
+                            ok &= view.is_healthy();
+                            print!("{}", view.text());
+                        }
                         Err(e) => {
                             ok = false;
                             println!("{serial}: {e}");
@@ -561,6 +587,11 @@ fn field_command(command: &str, parser: lexopt::Parser) -> Result<ExitCode, Fata
                     _ => return Err(Fatal("service: say `on` or `off`".into())),
                 };
                 let cloud = target.connect().await?;
+                if let Some(installer) = &a.site {
+                    let ok = service_site(&cloud, installer, enabled).await;
+                    cloud.shutdown().await;
+                    return Ok(exit(ok));
+                }
                 let mut ok = true;
                 for serial in &a.serials {
                     let result = field::service(&cloud, serial, enabled).await;
@@ -662,7 +693,25 @@ fn on_off(on: bool) -> &'static str {
     }
 }
 
-fn report(serial: &str, done: &str, result: Result<(), sim_device::cloud::CloudError>) {
+/// Switches a whole site, one line per device and a summary; true if
+/// every device was switched.
+async fn service_site(cloud: &sim_device::cloud::Cloud, installer: &str, enabled: bool) -> bool {
+    match field::service_for_site(cloud, installer, enabled).await {
+        Ok(switch) => {
+            for (serial, result) in &switch.outcomes {
+                println!("{}", switch.line(serial, result));
+            }
+            println!("{}", switch.summary());
+            switch.all_switched()
+        }
+        Err(e) => {
+            println!("site of installer {installer}: {e}");
+            false
+        }
+    }
+}
+
+fn report(serial: &str, done: &str, result: Result<(), field::OperationError>) {
     match result {
         Ok(()) => println!("{serial}: {done}"),
         Err(e) => println!("{serial}: {e}"),

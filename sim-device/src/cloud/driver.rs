@@ -399,6 +399,33 @@ impl Cloud {
         .await
     }
 
+    /// Waits until the device's retained status (online or offline) is
+    /// known; `None` if it is still unknown after `timeout`.
+    pub async fn wait_status_known(&self, serial: &Serial, timeout: Duration) -> Option<bool> {
+        self.wait_until(Instant::now() + timeout, |s| {
+            s.links.get(serial).is_some_and(|l| l.online.is_some())
+        })
+        .await;
+        self.online(serial)
+    }
+
+    /// Waits until no message has arrived for `quiet`, or `limit` passed:
+    /// the retained states and statuses a fresh subscription brings come
+    /// in one burst, so a quiet gap means they are all here.
+    pub async fn wait_quiet(&self, quiet: Duration, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut changes = self.changes.clone();
+        loop {
+            changes.borrow_and_update();
+            let gap_end = (Instant::now() + quiet).min(deadline);
+            match tokio::time::timeout_at(gap_end, changes.changed()).await {
+                // Something arrived: start a new gap, unless time is up.
+                Ok(Ok(())) if Instant::now() < deadline => {}
+                _ => return,
+            }
+        }
+    }
+
     /// Waits for a state report of the device that satisfies `check`.
     pub async fn wait_state(
         &self,
