@@ -15,6 +15,10 @@
 #   3. domain registration: the agent vs inadyn, RSS
 #   4. end to end: command -> ack through mosquitto, local-socket authorize
 #   5. start-up: spawn -> MQTT connected, spawn -> full list in force
+#   6. fleet: `sim-device fleet` (PERF_FLEET_DEVICES devices, default 1000,
+#      each with its own TLS session and access list) on mosquitto: connect
+#      percentiles, memory per device, command -> ack with all of them
+#      connected, the reconnect curve after a broker restart
 #
 # Needs the Debian packages mosquitto, mosquitto-clients and inadyn; as root
 # it installs the missing ones with apt-get. Everything runs on loopback and
@@ -23,7 +27,8 @@
 #
 # Environment: PERF_BROKER_NODELAY=0 runs everything with mosquitto's
 # default (Nagle's algorithm on the broker's sockets); PERF_OPERATIONS=N
-# changes the command sample (default 2000).
+# changes the command sample (default 2000); PERF_FLEET_DEVICES=N the
+# fleet size (default 1000; 0 skips the fleet).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,19 +63,24 @@ log "building the Cedar comparison (perf/, release)"
 # hc-protocol) as their manifests change.
 cargo build --release --manifest-path perf/Cargo.toml --target-dir target/perf \
     --bin cedar-compare >&2
+fleet_devices=${PERF_FLEET_DEVICES:-1000}
+if [ "$fleet_devices" -gt 0 ]; then
+    log "building the simulator (sim profile) for the fleet"
+    cargo build --profile sim --locked -p sim-device --bin sim-device >&2
+fi
 
 # ---- runs
 : >"$details"
 rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-log "1/3 access decisions: decide vs cedar-policy"
+log "1/4 access decisions: decide vs cedar-policy"
 if ! target/perf/release/cedar-compare >>"$rows" 2> >(tee -a "$details" >&2); then
     cat "$rows" >&2
     log "FAILED: agent::core::decide and cedar-policy disagree (see above)"
     exit 1
 fi
-log "2/3 daemon: memory, size, domain registration, end to end, start-up"
+log "2/4 daemon: memory, size, domain registration, end to end, start-up"
 HC_AGENT_BIN="$root/target/release/hc-agent" target/release/examples/measure \
     >>"$rows" 2> >(tee -a "$details" >&2)
 sleep 0.2 # let tee finish
@@ -79,7 +89,7 @@ sleep 0.2 # let tee finish
 musl=x86_64-unknown-linux-musl
 if rustup target list --installed 2>/dev/null | grep -qx "$musl" &&
     [ -d "$(rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
-    log "3/3 the same daemon figures for the static musl build (as shipped on devices)"
+    log "3/4 the same daemon figures for the static musl build (as shipped on devices)"
     RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/cross CC_x86_64_unknown_linux_musl=gcc \
         CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C force-unwind-tables=no" \
         cargo build --release --locked -Zbuild-std=std,panic_abort -Zbuild-std-features= \
@@ -90,7 +100,26 @@ if rustup target list --installed 2>/dev/null | grep -qx "$musl" &&
             -e 's/^| 2 | Size on disk (x86_64, stripped)/| 2 | Size on disk (x86_64 static musl, libc included)/p' >>"$rows"
     sleep 0.2
 else
-    log "3/3 skipped: rustup target add $musl and rustup component add rust-src for the static build's figures"
+    log "3/4 skipped: rustup target add $musl and rustup component add rust-src for the static build's figures"
+fi
+if [ "$fleet_devices" -gt 0 ]; then
+    commands=$((fleet_devices * 2))
+    log "4/4 fleet: $fleet_devices devices, $commands commands, a broker restart (mosquitto)"
+    fleet_log=$(mktemp)
+    if ! target/sim/sim-device fleet --devices "$fleet_devices" --commands "$commands" --mosquitto \
+        >"$fleet_log" 2>&1; then
+        cat "$fleet_log" >&2
+        log "FAILED: the fleet run (above)"
+        exit 1
+    fi
+    sed 's/^/fleet: /' "$fleet_log" >>"$details"
+    cat "$fleet_log" >&2
+    # The figures, from the fleet's own summary lines.
+    pct='p50 \([0-9.]*\) ms, p90 [0-9.]* ms, p99 \([0-9.]*\) ms, p99.9 \([0-9.]*\) ms, max \([0-9.]*\) ms'
+    sed -n "s/^  \([0-9]*\) commands over \([0-9]*\) devices.*: $pct.*/| 4 | Command -> ack over TLS via mosquitto with \2 simulated devices connected (n=\1) p50 \/ p99 \/ p99.9 | \3 ms \/ \4 ms \/ \5 ms |  |  |  |  |  |/p" "$fleet_log" >>"$rows"
+    sed -n "s/^  \([0-9]*\)\/[0-9]* connected in \([0-9.]*\) s; connect time $pct.*; \([0-9.]*\) KiB per connected device.*/| 6 | Fleet: \1 devices connected in \2 s; connect p50 \/ p99 \/ max | \3 ms \/ \4 ms \/ \6 ms |  |  |  | within 60 s | |\n| 6 | Fleet: memory per simulated device (RSS growth \/ devices) | \7 KiB |  |  |  | < 64 KiB | |/p" "$fleet_log" >>"$rows"
+    sed -n "s/^  \([0-9]*\)\/[0-9]* reconnected, the last \([0-9.]*\) s after the broker was back; peak \([0-9]*\) per 250 ms, mean \([0-9.]*\), peak\/mean \([0-9.]*\).*/| 6 | Fleet: reconnect after a broker restart (default backoff): all \1 back after \2 s; peak \/ mean per 250 ms | \3 \/ \4 = \5 |  |  |  | within 2x | |/p" "$fleet_log" >>"$rows"
+    rm -f "$fleet_log"
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
