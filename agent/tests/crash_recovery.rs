@@ -84,6 +84,9 @@ fn sigkill_during_persist_never_leaves_a_half_state_nor_loses_an_acknowledged_ch
     let mut last_acked = 1u64;
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let mut recovered_from_backup = 0;
+    // Kills that hit a save: a tmp file was left, or state.prev was
+    // needed, or the state on flash was written but not yet acknowledged.
+    let mut inside_a_save = 0;
     for kill in 0..KILLS {
         let mut child = Process::new(&exe)
             .args([
@@ -129,8 +132,10 @@ fn sigkill_during_persist_never_leaves_a_half_state_nor_loses_an_acknowledged_ch
             }
         }
         let _ = child.wait();
+        let tmp_left = dir.path().join("state.tmp").exists();
 
         let mut store = StateStore::new(RealFlash, dir.path().into(), "state");
+        let mut from_backup = false;
         let state = match store
             .load::<DeviceState>()
             .unwrap_or_else(|e| panic!("kill {kill}: state does not load: {e}"))
@@ -145,10 +150,14 @@ fn sigkill_during_persist_never_leaves_a_half_state_nor_loses_an_acknowledged_ch
             Loaded::Main(state) => state,
             Loaded::Recovered { value, .. } => {
                 recovered_from_backup += 1;
+                from_backup = true;
                 value
             }
         };
         let seq = state.ledger.last_seq;
+        if tmp_left || from_backup || seq == last_acked + 1 {
+            inside_a_save += 1;
+        }
         assert!(
             seq >= last_acked,
             "kill {kill}: acknowledged seq {last_acked} lost, state is at {seq}"
@@ -164,5 +173,10 @@ fn sigkill_during_persist_never_leaves_a_half_state_nor_loses_an_acknowledged_ch
         );
         last_acked = seq;
     }
-    println!("{KILLS} kills survived; last seq {last_acked}; {recovered_from_backup} loads used the previous copy");
+    println!("{KILLS} kills survived; last seq {last_acked}; {inside_a_save} landed inside a save; {recovered_from_backup} loads used the previous copy");
+    // The kills must exercise the save itself, not only the gaps between.
+    assert!(
+        inside_a_save >= KILLS / 10,
+        "only {inside_a_save} of {KILLS} kills landed inside a save"
+    );
 }
