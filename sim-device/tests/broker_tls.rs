@@ -12,6 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use protocol::topics::{topic, Leaf};
+use protocol::Serial;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, LastWill, MqttOptions, Packet, Publish, QoS,
     SubscribeReasonCode, TlsConfiguration, Transport,
@@ -523,20 +525,52 @@ async fn mosquitto_confines_device_writes_to_its_own_subtree() {
     let (_dir, pki) = pki(&["S1", "S2"]);
     let broker = mosquitto(&pki);
     let port = broker.port();
+    let s1_serial = Serial::new("S1").unwrap();
+    let s2_serial = Serial::new("S2").unwrap();
+    // Every leaf of S2's subtree, whichever way it normally flows, and the
+    // one S1 ends with.
+    let forged: Vec<String> = Leaf::ALL
+        .into_iter()
+        .map(|leaf| topic(&s2_serial, leaf))
+        .collect();
+    let own = topic(&s1_serial, Leaf::Ack);
     let mut cloud = cloud(port, &pki).connect().await.unwrap();
-    cloud.subscribe("dev/+/ack").await;
-    cloud.subscribe("dev/S2/cmd").await;
+    for filter in forged.iter().chain([&own]) {
+        assert_eq!(
+            cloud.subscribe(filter).await,
+            SubscribeReasonCode::Success(QoS::AtLeastOnce),
+            "the cloud subscribes to {filter}"
+        );
+    }
 
     let mut s1 = device(port, &pki, "S1").connect().await.unwrap();
     // Refused publishes are still acknowledged in MQTT 3.1.1, then dropped.
-    s1.publish("dev/S2/ack", false, b"forged".to_vec()).await;
-    s1.publish("dev/S2/cmd", false, b"forged".to_vec()).await;
-    s1.publish("dev/S1/ack", false, b"mine".to_vec()).await;
+    // Retained where the real messages are, so a forgery that got through
+    // would also stay for later subscribers.
+    for (leaf, forged_topic) in Leaf::ALL.into_iter().zip(&forged) {
+        s1.publish(forged_topic, leaf.is_retained(), b"forged".to_vec())
+            .await;
+    }
+    s1.publish(&own, false, b"mine".to_vec()).await;
     // In order from one publisher: a forged message would have come first.
     let got = cloud.next_publish().await;
     assert_eq!(
         (got.topic.as_str(), got.payload.as_ref()),
-        ("dev/S1/ack", &b"mine"[..])
+        (own.as_str(), &b"mine"[..]),
+        "the first message the cloud got"
+    );
+    // And nothing after it either.
+    while let Ok(Some(packet)) =
+        tokio::time::timeout(Duration::from_millis(300), cloud.rx.recv()).await
+    {
+        if let Packet::Publish(p) = packet {
+            panic!("the cloud received {} ({:?})", p.topic, p.payload);
+        }
+    }
+    eprintln!(
+        "S1 forged {} publishes, one per leaf of S2's subtree ({}): none reached the cloud",
+        forged.len(),
+        forged.join(", ")
     );
 }
 
