@@ -132,16 +132,18 @@ impl<F: Flash> Agent<F> {
         };
         let applied = apply(&self.state, &command, now);
         let mut audit = applied.audit.clone();
-        match applied.outcome {
+        // Logged once the outcome is final: a change whose state cannot
+        // reach flash is refused, not accepted.
+        if let Err(reason) = self.carry_out(applied.state, &applied.effects) {
+            audit.outcome = Outcome::Refused(reason);
+        }
+        match audit.outcome {
             Outcome::Accepted => {
                 info!(seq = command.seq, actor = %command.actor.id, kind = ?command.body.kind(), redelivered = applied.redelivered, "command accepted")
             }
             Outcome::Refused(reason) => {
-                info!(seq = command.seq, actor = %command.actor.id, kind = ?command.body.kind(), %reason, "command refused")
+                info!(seq = command.seq, actor = %command.actor.id, kind = ?command.body.kind(), %reason, redelivered = applied.redelivered, "command refused")
             }
-        }
-        if let Err(reason) = self.carry_out(applied.state, &applied.effects) {
-            audit.outcome = Outcome::Refused(reason);
         }
         self.audit.record(audit);
         // A read-only command is not written by itself, but its issue time

@@ -103,8 +103,8 @@ pub fn bind_owner_body(owner: &str) -> CommandBody {
 }
 
 /// For each sequence number, how many log lines of the agent say it applied
-/// that command fresh ("command accepted ... redelivered=false" or "command
-/// refused", which is only logged for fresh commands and replays).
+/// that command fresh ("command accepted ... redelivered=false"; the line
+/// is written once the state reached flash).
 pub fn fresh_applications(log: &str) -> std::collections::BTreeMap<u64, usize> {
     let mut counts = std::collections::BTreeMap::new();
     for line in log.lines() {
