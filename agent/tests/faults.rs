@@ -308,7 +308,7 @@ fn agent_sigkilled_120_times_during_command_handling_never_half_applies_nor_lose
         // at a uniform random time within a round trip (before it
         // arrives, while it is verified, applied, written, acknowledged,
         // or just after), or at a random time after the agent logged that
-        // it accepted it, which is right before the state is written.
+        // it verified it, which is right before it is applied and written.
         let seq = new_command(&mut cloud, &mut model, &mut history, &mut envelopes);
         let mut log = LogTail::new(&site.agent_log_path());
         cloud.publish(&envelopes[seq as usize]);
@@ -317,7 +317,7 @@ fn agent_sigkilled_120_times_during_command_handling_never_half_applies_nor_lose
             let delay = rng.range(0, arrival.as_micros() as u64 * 5 / 4 + 1);
             std::thread::sleep(Duration::from_micros(delay));
         } else {
-            let marker = format!("command accepted seq={seq} ");
+            let marker = format!("command verified seq={seq} ");
             assert!(
                 log.wait_for(&marker, WAIT),
                 "kill {kill}: command {seq} never handled"
@@ -333,6 +333,12 @@ fn agent_sigkilled_120_times_during_command_handling_never_half_applies_nor_lose
     // A last start: the final state is the model's after every command.
     let _agent = site.start_agent(&config);
     if let Some(seq) = in_flight {
+        // The last kill's command, counted like the others.
+        match (on_flash == seq, cloud.acks_for(seq).count() > 0) {
+            (false, _) => not_applied += 1,
+            (true, false) => applied_unacked += 1,
+            (true, true) => applied_acked += 1,
+        }
         cloud.send_until_acked(seq, &envelopes[seq as usize], Duration::from_secs(3), WAIT);
     }
     let report = state_of(&site.socket());

@@ -14,7 +14,7 @@ use protocol::messages::{AuditActor, AuditEntry, AuditEvent, AuditReport, Device
 use protocol::topics::Leaf;
 use protocol::{Ack, Outcome, Reason};
 use serde::Serialize;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::core::domain::{NetworkFacts, Registrar};
 use crate::core::outbox::{Outbox, Outgoing};
@@ -130,6 +130,7 @@ impl<F: Flash> Agent<F> {
                 return;
             }
         };
+        debug!(seq = command.seq, kind = ?command.body.kind(), "command verified");
         let applied = apply(&self.state, &command, now);
         let mut audit = applied.audit.clone();
         // Logged once the outcome is final: a change whose state cannot
