@@ -490,16 +490,27 @@ async fn mosquitto_confines_device_reads_to_its_own_subtree() {
     let broker = mosquitto(&pki);
     let port = broker.port();
     let mut s1 = device(port, &pki, "S1").connect().await.unwrap();
-    let other = s1.subscribe("dev/S2/cmd").await;
+    let s2 = Serial::new("S2").unwrap();
+    let other = s1.subscribe(&topic(&s2, Leaf::Command)).await;
     eprintln!("S1 subscribing to dev/S2/cmd: {other:?}");
-    // A wildcard over every device must not leak either.
+    // Every one of S2's leaves, and a wildcard over every device, must not
+    // leak either.
+    for leaf in Leaf::ALL {
+        s1.subscribe(&topic(&s2, leaf)).await;
+    }
     s1.subscribe("dev/#").await;
     s1.subscribe("dev/S1/cmd").await;
 
     let mut cloud = cloud(port, &pki).connect().await.unwrap();
-    cloud.publish("dev/S2/cmd", false, b"for S2".to_vec()).await;
+    // The cloud writes every leaf of S2's tree (state and status retained,
+    // as S2 itself would: the state report carries S2's access list).
+    for leaf in Leaf::ALL {
+        cloud
+            .publish(&topic(&s2, leaf), leaf.is_retained(), b"for S2".to_vec())
+            .await;
+    }
     cloud.publish("dev/S1/cmd", false, b"for S1".to_vec()).await;
-    // Messages from one publisher arrive in order: S2's command would have
+    // Messages from one publisher arrive in order: any of S2's would have
     // come first.
     let got = s1.next_publish().await;
     assert_eq!(
