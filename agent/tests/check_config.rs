@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use sim_device::pki::CertFiles;
 use support::*;
 
 fn check(config: &Path) -> Output {
@@ -73,22 +74,29 @@ fn a_key_readable_by_others_fails() {
     );
 }
 
+/// The default configuration with the device's certificate and key
+/// replaced by `identity`'s.
+fn config_with_identity(site: &Site, name: &str, identity: &CertFiles) -> std::path::PathBuf {
+    let ours = site.pki.device(SERIAL).unwrap();
+    let path = config_with(
+        site,
+        name,
+        &ours.cert.display().to_string(),
+        &identity.cert.display().to_string(),
+    );
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &ours.key.display().to_string(),
+        &identity.key.display().to_string(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[test]
 fn an_expired_client_certificate_fails() {
     let site = Site::new();
     let expired = site.pki.expired_device(SERIAL).unwrap();
-    let device = site.pki.device(SERIAL).unwrap();
-    let config = config_with(
-        &site,
-        "expired.toml",
-        &device.cert.display().to_string(),
-        &expired.cert.display().to_string(),
-    );
-    let config_text = std::fs::read_to_string(&config).unwrap().replace(
-        &device.key.display().to_string(),
-        &expired.key.display().to_string(),
-    );
-    std::fs::write(&config, config_text).unwrap();
+    let config = config_with_identity(&site, "expired.toml", &expired);
     fails_with(&check(&config), "certificate expired");
 }
 
@@ -96,19 +104,7 @@ fn an_expired_client_certificate_fails() {
 fn a_client_certificate_of_another_ca_fails() {
     let site = Site::new();
     let other = site.pki.generate_unrelated().unwrap();
-    let theirs = other.device(SERIAL).unwrap();
-    let ours = site.pki.device(SERIAL).unwrap();
-    let config = config_with(
-        &site,
-        "other-ca.toml",
-        &ours.cert.display().to_string(),
-        &theirs.cert.display().to_string(),
-    );
-    let config_text = std::fs::read_to_string(&config).unwrap().replace(
-        &ours.key.display().to_string(),
-        &theirs.key.display().to_string(),
-    );
-    std::fs::write(&config, config_text).unwrap();
+    let config = config_with_identity(&site, "other-ca.toml", other.device(SERIAL).unwrap());
     fails_with(&check(&config), "UnknownIssuer");
 }
 

@@ -128,6 +128,15 @@ fn wrong_signature_replay_and_oversized_payload_are_refused_and_change_nothing()
     assert_eq!(after.binding, before.binding);
 }
 
+fn playback_share(name: &str) -> CommandBody {
+    CommandBody::Share {
+        account: account(name),
+        permissions: Permissions::of(&[Action::Playback]),
+        channels: ChannelScope::All,
+        validity: None,
+    }
+}
+
 #[test]
 fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
     let mut site = Site::new();
@@ -139,16 +148,7 @@ fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
     for round in 0..5 {
         // Queue commands, restart the broker while they are in flight.
         for i in 0..4 {
-            let name = format!("user-{round}-{i}");
-            let command = cloud.command(
-                "alice",
-                CommandBody::Share {
-                    account: account(&name),
-                    permissions: Permissions::of(&[Action::Playback]),
-                    channels: ChannelScope::All,
-                    validity: None,
-                },
-            );
+            let command = cloud.command("alice", playback_share(&format!("user-{round}-{i}")));
             let envelope = cloud.seal(&command);
             cloud.publish_raw(envelope.clone());
             sent.push((command.seq, envelope));
@@ -171,15 +171,7 @@ fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
     }
     for seq in &overtaken {
         let name = format!("user-{}-{}", (seq - 2) / 4, (seq - 2) % 4);
-        let ack = cloud.send(
-            "alice",
-            CommandBody::Share {
-                account: account(&name),
-                permissions: Permissions::of(&[Action::Playback]),
-                channels: ChannelScope::All,
-                validity: None,
-            },
-        );
+        let ack = cloud.send("alice", playback_share(&name));
         assert_eq!(ack.outcome, Outcome::Accepted, "{name} issued anew");
     }
     let last = cloud.seq;

@@ -41,6 +41,14 @@ fn load_main(store: &mut StateStore<FaultyFlash>) -> DeviceState {
     }
 }
 
+/// Bit rot: one bit flipped in the middle of the file.
+fn flip_a_bit_in_the_middle(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(path, &bytes).unwrap();
+}
+
 /// Saves `old`, arms `fault`, tries to save `new`: the save fails and the
 /// store still loads `old`; once the fault is gone, `new` saves and loads.
 fn failed_save_keeps_old_state(fault: Fault) {
@@ -161,11 +169,7 @@ fn a_corrupt_state_file_is_reported_and_the_previous_copy_used() {
     store.save(&old).unwrap();
     store.save(&new).unwrap();
 
-    let path = dir.path().join("state");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x40;
-    std::fs::write(&path, &bytes).unwrap();
+    flip_a_bit_in_the_middle(&dir.path().join("state"));
 
     match store.load::<DeviceState>().unwrap() {
         Loaded::Recovered { value, problem } => {
@@ -208,11 +212,7 @@ fn after_recovering_from_a_damaged_file_a_save_cut_at_any_step_keeps_a_good_copy
         store.save(&old).unwrap();
         store.save(&new).unwrap();
         // `state` rots; the device restarts on `state.prev` (old).
-        let path = dir.path().join("state");
-        let mut bytes = std::fs::read(&path).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0x40;
-        std::fs::write(&path, &bytes).unwrap();
+        flip_a_bit_in_the_middle(&dir.path().join("state"));
         let mut store = faulty_store(dir.path());
         assert!(matches!(
             store.load::<DeviceState>().unwrap(),

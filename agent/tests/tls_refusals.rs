@@ -65,6 +65,19 @@ fn refused(agent: &AgentProcess, socket: &Path, expected: &[&str]) -> String {
     }
 }
 
+/// The control for a broker-side change: the same agent configuration
+/// connects to a broker with the site's own certificate.
+fn connects_to_a_good_broker(site: &Site) {
+    let good =
+        sim_device::broker::EmbeddedBroker::start(BrokerConfig::from_pki(&site.pki)).unwrap();
+    let config = site.write_agent_config(&AgentConfig {
+        file: "good.toml".into(),
+        port: good.port(),
+        ..site.agent_config()
+    });
+    connects(site, &config);
+}
+
 /// The control: the agent connects with `config`.
 fn connects(site: &Site, config: &Path) {
     let _agent = site.start_agent(config);
@@ -82,14 +95,7 @@ fn an_expired_broker_certificate_is_refused_3_times() {
     let error = refused(&agent, &site.socket(), &["Expired", "expired"]);
     drop(agent);
     // Control: the same CA and configuration, a current certificate.
-    let good =
-        sim_device::broker::EmbeddedBroker::start(BrokerConfig::from_pki(&site.pki)).unwrap();
-    let config = site.write_agent_config(&AgentConfig {
-        file: "good.toml".into(),
-        port: good.port(),
-        ..site.agent_config()
-    });
-    connects(&site, &config);
+    connects_to_a_good_broker(&site);
     println!(
         "expired broker certificate: refused {ATTEMPTS} times ({error}); a current one connects"
     );
@@ -114,14 +120,7 @@ fn a_client_certificate_of_the_right_ca_presented_by_the_broker_is_refused_3_tim
         &["does not allow extended key usage for server authentication"],
     );
     drop(agent);
-    let good =
-        sim_device::broker::EmbeddedBroker::start(BrokerConfig::from_pki(&site.pki)).unwrap();
-    let config = site.write_agent_config(&AgentConfig {
-        file: "good.toml".into(),
-        port: good.port(),
-        ..site.agent_config()
-    });
-    connects(&site, &config);
+    connects_to_a_good_broker(&site);
     println!("a client certificate of the right CA as the broker's: refused {ATTEMPTS} times ({error}); the broker's own connects");
 }
 

@@ -3,7 +3,7 @@
 //! process whether or not it runs an async runtime; one request at a time
 //! per connection.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -29,7 +29,9 @@ pub enum ClientError {
 }
 
 pub struct LocalClient {
-    stream: UnixStream,
+    /// Replies are read through a small buffer: one system call usually
+    /// brings a whole reply (header and body).
+    stream: BufReader<UnixStream>,
 }
 
 impl LocalClient {
@@ -38,7 +40,9 @@ impl LocalClient {
         let stream = UnixStream::connect(path)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        Ok(LocalClient { stream })
+        Ok(LocalClient {
+            stream: BufReader::with_capacity(1024, stream),
+        })
     }
 
     /// Sends one request and reads its reply.
@@ -46,7 +50,7 @@ impl LocalClient {
         let frame = encode_frame(request).map_err(|e| {
             ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
         })?;
-        self.stream.write_all(&frame)?;
+        self.stream.get_mut().write_all(&frame)?;
         self.read_reply()
     }
 
@@ -62,7 +66,7 @@ impl LocalClient {
 
     /// Writes raw bytes to the socket, for tests of the server's framing.
     pub fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.stream.write_all(bytes)?;
+        self.stream.get_mut().write_all(bytes)?;
         Ok(())
     }
 

@@ -159,16 +159,14 @@ impl DeviceState {
         })
     }
 
-    /// The trusted-time floor must reach flash now: since `persisted_floor`
-    /// (the floor in the last state written) the floor has passed the end of
-    /// a time-limited grant, and after a power cut a clock rolled back below
-    /// that end would revive the grant. Between such moments the floor may
+    /// Once this state is on flash, the trusted-time floor at which it must
+    /// be written again: the next end of a time-limited grant. When the
+    /// floor in memory reaches it, a power cut followed by a clock rolled
+    /// back below that end would revive the grant. Until then the floor may
     /// lag on flash without widening any grant, so flash is written only
     /// this often (plus with every change).
-    pub fn clock_checkpoint_due(&self, persisted_floor: u64) -> bool {
-        self.access
-            .next_expiry_after(persisted_floor)
-            .is_some_and(|end| self.clock.floor() >= end)
+    pub fn next_clock_checkpoint(&self) -> Option<u64> {
+        self.access.next_expiry_after(self.clock.floor())
     }
 
     /// The retained state report the cloud sees.
@@ -252,14 +250,12 @@ mod tests {
     }
 
     #[test]
-    fn a_clock_checkpoint_is_due_once_the_floor_reaches_an_end_not_yet_on_flash() {
+    fn the_next_clock_checkpoint_is_the_next_grant_end_above_the_floor() {
         let mut state = device();
-        state.clock.observe(199);
-        assert!(!state.clock_checkpoint_due(0));
+        assert_eq!(state.next_clock_checkpoint(), Some(200));
         state.clock.observe(200);
-        assert!(state.clock_checkpoint_due(0));
-        assert!(!state.clock_checkpoint_due(200), "already on flash");
+        assert_eq!(state.next_clock_checkpoint(), Some(300), "200 is reached");
         state.clock.vouch(300);
-        assert!(state.clock_checkpoint_due(200));
+        assert_eq!(state.next_clock_checkpoint(), None);
     }
 }

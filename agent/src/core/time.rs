@@ -4,7 +4,7 @@
 //! device's own clock readings since then (so a rollback while running is
 //! caught too). A clock below the floor is not trusted, and time-limited
 //! grants are then denied. The floor is written to flash with every change
-//! and whenever it passes a grant's end (`DeviceState::clock_checkpoint_due`),
+//! and whenever it passes a grant's end (`DeviceState::next_clock_checkpoint`),
 //! so a power cut cannot take it back below an end it had passed.
 
 use protocol::{Reason, Validity};

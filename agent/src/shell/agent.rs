@@ -29,9 +29,10 @@ pub struct Agent<F: Flash> {
     outbox: Outbox,
     registrar: Registrar,
     link: LinkState,
-    /// The trusted-time floor in the state last read from or written to
-    /// flash (see `DeviceState::clock_checkpoint_due`).
-    persisted_floor: u64,
+    /// The floor at which the state must be written again, from the state
+    /// last read from or written to flash (`DeviceState::next_clock_checkpoint`).
+    /// Kept here so that a decision does not look at every grant.
+    clock_checkpoint: Option<u64>,
 }
 
 impl<F: Flash> Agent<F> {
@@ -42,7 +43,7 @@ impl<F: Flash> Agent<F> {
         registrar: Registrar,
     ) -> Self {
         Agent {
-            persisted_floor: state.clock.floor(),
+            clock_checkpoint: state.next_clock_checkpoint(),
             state,
             store,
             keys,
@@ -72,13 +73,14 @@ impl<F: Flash> Agent<F> {
     /// floor back below that end. A failed write is retried at the next
     /// reading; the decisions in memory are not affected by it.
     fn checkpoint_clock(&mut self) {
-        if !self.state.clock_checkpoint_due(self.persisted_floor) {
+        let floor = self.state.clock.floor();
+        if self.clock_checkpoint.is_none_or(|end| floor < end) {
             return;
         }
         let state = self.state.clone();
         match self.save(&state) {
             Ok(()) => info!(
-                floor = self.persisted_floor,
+                floor = state.clock.floor(),
                 "trusted-time floor written: a grant ended"
             ),
             Err(e) => error!(error = %e, "trusted-time floor could not be written; retrying"),
@@ -88,7 +90,7 @@ impl<F: Flash> Agent<F> {
     /// Every write of the state goes through here.
     fn save(&mut self, state: &DeviceState) -> Result<(), crate::store::StoreError> {
         self.store.save(state)?;
-        self.persisted_floor = state.clock.floor();
+        self.clock_checkpoint = state.next_clock_checkpoint();
         Ok(())
     }
 
