@@ -46,6 +46,7 @@ TESTS=(
   a_broker_certificate_from_another_ca_is_refused
   platform_access_off_closes_the_link_and_keeps_it_closed_until_on
   the_domain_is_registered_again_after_a_port_change
+  the_local_socket_is_created_with_a_mode_that_shuts_out_other_users
 )
 RETRIES=${HC_QEMU_E2E_RETRIES:-1}
 [[ "$RETRIES" =~ ^[0-9]+$ ]] || { echo "qemu-e2e: HC_QEMU_E2E_RETRIES must be a number" >&2; exit 2; }
