@@ -567,7 +567,7 @@ impl Sim {
                 let now = self.now();
                 self.state.clock.observe(now);
                 let before = self.state.clone();
-                let (result, _audit) = set_platform_access(&before, *level, *enabled, now);
+                let (result, _audit) = set_platform_access(&before, *level, true, *enabled, now);
                 if let Ok((state, _effects)) = result {
                     self.state = state;
                 }

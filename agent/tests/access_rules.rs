@@ -6,7 +6,7 @@ mod common;
 use agent::core::{set_platform_access, Effect};
 use common::*;
 use protocol::access::{Action, Decision, LocalLevel};
-use protocol::messages::Binding;
+use protocol::messages::{AuditEvent, Binding};
 use protocol::{
     BindRole, ChannelScope, ChannelSet, CommandBody, Grant, InstallerGrants, Outcome, Reason, Text,
 };
@@ -271,7 +271,7 @@ fn cloud_service_off_leaves_the_installer_switch_and_local_users_working() {
 #[test]
 fn platform_access_off_denies_every_cloud_action_but_not_local_users() {
     let d = with_bob(&[Action::LiveView], ALL_CHANNELS);
-    let (result, _) = set_platform_access(&d.state, LocalLevel::Admin, false, d.now);
+    let (result, _) = set_platform_access(&d.state, LocalLevel::Admin, true, false, d.now);
     let (state, _) = result.unwrap();
     let d = Device { state, ..d };
     for who in ["alice", "bob", "inst", "mallory"] {
@@ -973,11 +973,11 @@ fn read_only_commands_are_not_written_to_flash() {
 fn only_a_device_admin_switches_platform_access() {
     let d = Device::owned();
     for level in [LocalLevel::Operator, LocalLevel::Guest] {
-        let (result, audit) = set_platform_access(&d.state, level, false, d.now);
+        let (result, audit) = set_platform_access(&d.state, level, true, false, d.now);
         assert_eq!(result.unwrap_err(), Reason::ActionNotGranted);
         assert_eq!(audit.outcome, Outcome::Refused(Reason::ActionNotGranted));
     }
-    let (result, _) = set_platform_access(&d.state, LocalLevel::Admin, false, d.now);
+    let (result, _) = set_platform_access(&d.state, LocalLevel::Admin, true, false, d.now);
     let (state, effects) = result.unwrap();
     assert!(!state.access.platform_access);
     assert_eq!(
@@ -991,9 +991,20 @@ fn only_a_device_admin_switches_platform_access() {
 }
 
 #[test]
+fn only_a_process_on_the_admin_list_switches_platform_access_whatever_level_it_claims() {
+    let d = Device::owned();
+    for level in [LocalLevel::Admin, LocalLevel::Operator, LocalLevel::Guest] {
+        let (result, audit) = set_platform_access(&d.state, level, false, false, d.now);
+        assert_eq!(result.unwrap_err(), Reason::PeerNotAllowed, "{level:?}");
+        assert_eq!(audit.outcome, Outcome::Refused(Reason::PeerNotAllowed));
+        assert_eq!(audit.event, AuditEvent::PlatformAccess { enabled: false });
+    }
+}
+
+#[test]
 fn commands_are_refused_while_platform_access_is_off() {
     let mut d = Device::owned();
-    let (result, _) = set_platform_access(&d.state, LocalLevel::Admin, false, d.now);
+    let (result, _) = set_platform_access(&d.state, LocalLevel::Admin, true, false, d.now);
     d.state = result.unwrap().0;
     d.expect_refused("alice", CommandBody::UnshareAll, Reason::PlatformAccessOff);
 }

@@ -257,7 +257,7 @@ fn decide_performs_no_heap_allocation_per_decision() {
     let full = d.state.clone();
     d.expect_ok("inst", CommandBody::SetCloudService { enabled: false });
     let cloud_off = d.state.clone();
-    let (result, _) = set_platform_access(&full, LocalLevel::Admin, false, NOW);
+    let (result, _) = set_platform_access(&full, LocalLevel::Admin, true, false, NOW);
     let platform_off = result.unwrap().0;
     let states = [full, cloud_off, platform_off];
     let cases = cases();

@@ -61,6 +61,8 @@ enum Step {
     },
     Local {
         level: LocalLevel,
+        /// Asked through a process on `admin_uids`.
+        admin_process: bool,
         enabled: bool,
     },
     /// The cloud's clock moves forward; the device's skew changes.
@@ -306,13 +308,19 @@ fuzz_target!(|data: &[u8]| {
                 let decision = decide(&sim.state, &principal, action, channel, now);
                 check_decision(&sim.state, &principal, action, channel, decision);
             }
-            Step::Local { level, enabled } => {
+            Step::Local {
+                level,
+                admin_process,
+                enabled,
+            } => {
                 let now = sim.now();
                 sim.state.clock.observe(now);
-                let (result, audit) = set_platform_access(&sim.state, level, enabled, now);
+                let (result, audit) =
+                    set_platform_access(&sim.state, level, admin_process, enabled, now);
                 codec::encode(&audit, MAX_MESSAGE_BYTES).expect("audit entry fits");
                 match result {
                     Ok((next, effects)) => {
+                        assert!(admin_process);
                         assert_eq!(level, LocalLevel::Admin);
                         assert_eq!(next.access.platform_access, enabled);
                         assert_eq!(
@@ -321,7 +329,9 @@ fuzz_target!(|data: &[u8]| {
                         );
                         sim.state = next;
                     }
+                    Err(Reason::PeerNotAllowed) => assert!(!admin_process),
                     Err(reason) => {
+                        assert!(admin_process);
                         assert_ne!(level, LocalLevel::Admin);
                         assert_eq!(reason, Reason::ActionNotGranted);
                     }

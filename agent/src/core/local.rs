@@ -1,5 +1,7 @@
 //! Requests that come from the device itself (the local socket) and change
-//! state: the platform-access switch, which only a device admin may flip.
+//! state: the platform-access switch, which only a device admin may flip,
+//! asked through a process the device trusts to have authenticated that
+//! admin (its uid on `local_socket.admin_uids`).
 
 use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::messages::{AuditActor, AuditEntry, AuditEvent};
@@ -9,22 +11,30 @@ use super::decide::decide;
 use super::effects::{Effect, Effects};
 use super::state::DeviceState;
 
-/// Switches platform access. Ok carries the new state and effects (persist,
-/// then open or close the cloud link); Err carries the reason, nothing
-/// changed. Both come with the audit entry to record.
+/// Switches platform access for a local user at level `by`, asked by a
+/// process that is (`admin_process`) or is not on the device's admin list:
+/// `by` is only that process's word. Ok carries the new state and effects
+/// (persist, then open or close the cloud link); Err carries the reason,
+/// nothing changed. Both come with the audit entry to record.
 pub fn set_platform_access(
     state: &DeviceState,
     by: LocalLevel,
+    admin_process: bool,
     enabled: bool,
     now: u64,
 ) -> (Result<(DeviceState, Effects), Reason>, AuditEntry) {
-    let result = match decide(
-        state,
-        &Principal::Local(by),
-        Action::PlatformAccessSwitch,
-        None,
-        now,
-    ) {
+    let decision = if admin_process {
+        decide(
+            state,
+            &Principal::Local(by),
+            Action::PlatformAccessSwitch,
+            None,
+            now,
+        )
+    } else {
+        Decision::Deny(Reason::PeerNotAllowed)
+    };
+    let result = match decision {
         Decision::Deny(reason) => Err(reason),
         Decision::Allow => {
             let mut next = state.clone();

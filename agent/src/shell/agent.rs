@@ -77,21 +77,28 @@ impl<F: Flash> Agent<F> {
         if self.clock_checkpoint.is_none_or(|end| floor < end) {
             return;
         }
-        let state = self.state.clone();
-        match self.save(&state) {
-            Ok(()) => info!(
-                floor = state.clock.floor(),
-                "trusted-time floor written: a grant ended"
-            ),
+        match self.save_current() {
+            Ok(()) => info!(floor, "trusted-time floor written: a grant ended"),
             Err(e) => error!(error = %e, "trusted-time floor could not be written; retrying"),
         }
     }
 
-    /// Every write of the state goes through here.
-    fn save(&mut self, state: &DeviceState) -> Result<(), crate::store::StoreError> {
-        self.store.save(state)?;
-        self.clock_checkpoint = state.next_clock_checkpoint();
+    /// Every write of a state goes through here, so the next clock
+    /// checkpoint always follows what is on flash. (Fields, not `self`, so
+    /// that the state in memory can be written without a copy.)
+    fn save_to(
+        store: &mut StateStore<F>,
+        clock_checkpoint: &mut Option<u64>,
+        state: &DeviceState,
+    ) -> Result<(), crate::store::StoreError> {
+        store.save(state)?;
+        *clock_checkpoint = state.next_clock_checkpoint();
         Ok(())
+    }
+
+    /// Writes the state in memory as it is.
+    fn save_current(&mut self) -> Result<(), crate::store::StoreError> {
+        Self::save_to(&mut self.store, &mut self.clock_checkpoint, &self.state)
     }
 
     pub fn set_link(&mut self, link: LinkState) {
@@ -159,7 +166,7 @@ impl<F: Flash> Agent<F> {
     /// is acknowledged that did not reach flash.
     fn carry_out(&mut self, next: DeviceState, effects: &Effects) -> Result<(), Reason> {
         if effects.contains(&Effect::Persist) {
-            if let Err(e) = self.save(&next) {
+            if let Err(e) = Self::save_to(&mut self.store, &mut self.clock_checkpoint, &next) {
                 error!(error = %e, "state could not be written; the change is refused");
                 self.refuse_acks(effects, Reason::StorageFailed);
                 return Err(Reason::StorageFailed);
@@ -269,14 +276,22 @@ impl<F: Flash> Agent<F> {
         decision
     }
 
-    /// Switches platform access on behalf of a local user.
+    /// Switches platform access on behalf of a local user, asked through a
+    /// process that is (`admin_process`) or is not on `admin_uids`.
     pub fn set_platform_access(
         &mut self,
         by: LocalLevel,
+        admin_process: bool,
         enabled: bool,
         now: u64,
     ) -> Result<(), Reason> {
-        let (result, audit) = set_platform_access(&self.state, by, enabled, now);
+        let (result, audit) = set_platform_access(&self.state, by, admin_process, enabled, now);
+        if let Err(Reason::PeerNotAllowed) = result {
+            warn!(
+                ?by,
+                enabled, "platform access switch refused: the process is not on admin_uids"
+            );
+        }
         self.audit.record(audit);
         let (next, effects) = result?;
         self.carry_out(next, &effects)
@@ -298,21 +313,8 @@ impl<F: Flash> Agent<F> {
             } => LocalReply::Decision(self.authorize(&principal, action, channel, now)),
             LocalRequest::Status => LocalReply::Status(Box::new(self.status(now))),
             LocalRequest::ListAccess => LocalReply::Access(Box::new(self.state_report())),
-            LocalRequest::SetPlatformAccess { by, enabled } if !may_switch => {
-                warn!(
-                    ?by,
-                    enabled, "platform access switch refused: the process is not on admin_uids"
-                );
-                self.audit.record(AuditEntry {
-                    at: now,
-                    actor: AuditActor::Local(by),
-                    event: AuditEvent::PlatformAccess { enabled },
-                    outcome: Outcome::Refused(Reason::PeerNotAllowed),
-                });
-                LocalReply::Error(Reason::PeerNotAllowed)
-            }
             LocalRequest::SetPlatformAccess { by, enabled } => {
-                match self.set_platform_access(by, enabled, now) {
+                match self.set_platform_access(by, may_switch, enabled, now) {
                     Ok(()) => LocalReply::Done,
                     Err(reason) => LocalReply::Error(reason),
                 }
@@ -383,7 +385,6 @@ impl<F: Flash> Agent<F> {
     /// Writes the state once more (at shutdown: the ledger of read-only
     /// commands is otherwise written only with the next change).
     pub fn flush(&mut self) -> Result<(), crate::store::StoreError> {
-        let state = self.state.clone();
-        self.save(&state)
+        self.save_current()
     }
 }
