@@ -112,7 +112,9 @@ fn check_config(config: &Config) -> Result<(), String> {
         };
         tls::client_config(&files).map_err(|e| e.to_string())?;
         let now = std::time::SystemTime::now();
-        tls::check_client_certificate(&files, UnixTime::since_unix_epoch(since_epoch(now)))
+        let certificate = tls::ClientCertificateCheck::load(&files).map_err(|e| e.to_string())?;
+        certificate
+            .valid_at(UnixTime::since_unix_epoch(since_epoch(now)))
             .map_err(|e| e.to_string())?;
         println!(
             "ok: CA {}, client certificate {} (chains to the CA, valid now, for client authentication), key {} (mode 0600 or stricter)",
@@ -120,11 +122,9 @@ fn check_config(config: &Config) -> Result<(), String> {
             config.cloud.cert.display(),
             config.cloud.key.display()
         );
-        if tls::check_client_certificate(
-            &files,
-            UnixTime::since_unix_epoch(since_epoch(now + CERT_WARNING)),
-        )
-        .is_err()
+        if certificate
+            .valid_at(UnixTime::since_unix_epoch(since_epoch(now + CERT_WARNING)))
+            .is_err()
         {
             println!("warning: the client certificate is no longer valid in 30 days: renew it");
         }

@@ -56,6 +56,25 @@ pub enum Binding {
     },
 }
 
+impl Binding {
+    /// The owner, once there is one.
+    pub fn owner(&self) -> Option<&AccountRef> {
+        match self {
+            Binding::Owned { owner, .. } => Some(owner),
+            _ => None,
+        }
+    }
+
+    /// The installer, before or after the handover.
+    pub fn installer(&self) -> Option<&AccountRef> {
+        match self {
+            Binding::Owned { installer, .. } => installer.as_ref(),
+            Binding::InstallerManaged { installer } => Some(installer),
+            Binding::Unbound => None,
+        }
+    }
+}
+
 /// The retained state report: everything a cloud or field engineer needs to
 /// see the device's access list and switches. Published after every change
 /// and after every reconnect.

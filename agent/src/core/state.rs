@@ -89,18 +89,11 @@ impl AccessState {
     }
 
     pub fn owner(&self) -> Option<&AccountRef> {
-        match &self.binding {
-            Binding::Owned { owner, .. } => Some(owner),
-            _ => None,
-        }
+        self.binding.owner()
     }
 
     pub fn installer(&self) -> Option<&AccountRef> {
-        match &self.binding {
-            Binding::Owned { installer, .. } => installer.as_ref(),
-            Binding::InstallerManaged { installer } => Some(installer),
-            Binding::Unbound => None,
-        }
+        self.binding.installer()
     }
 
     pub fn installer_grants(&self) -> Option<&InstallerGrants> {

@@ -90,26 +90,50 @@ fn read_roots(ca: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// Checks the client certificate as a broker trusting the pinned CA would:
-/// it chains to that CA, is valid for client authentication and is valid
-/// at `at`. (The cloud runs the same checks; a bad certificate found here
-/// is a field visit saved.)
-pub fn check_client_certificate(files: &TlsFiles<'_>, at: UnixTime) -> Result<(), TlsError> {
-    let roots = read_roots(files.ca)?;
-    let chain = read_certs(files.cert)?;
-    let bad = |message: String| TlsError::BadClientCertificate {
-        path: files.cert.into(),
-        message,
-    };
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
-    let (end_entity, intermediates) = chain.split_first().ok_or_else(|| bad("empty".into()))?;
-    verifier
-        .verify_client_cert(end_entity, intermediates, at)
-        .map(|_| ())
-        .map_err(|e| bad(e.to_string()))
+/// The client certificate, checked as a broker trusting the pinned CA
+/// would check it: it chains to that CA, is meant for client
+/// authentication, and is valid at the time asked. (The cloud runs the same
+/// checks; a bad certificate found on the bench is a field visit saved.)
+pub struct ClientCertificateCheck {
+    cert: PathBuf,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    chain: Vec<CertificateDer<'static>>,
+}
+
+impl ClientCertificateCheck {
+    /// Reads the CA and the certificate chain once.
+    pub fn load(files: &TlsFiles<'_>) -> Result<Self, TlsError> {
+        let roots = read_roots(files.ca)?;
+        let chain = read_certs(files.cert)?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
+                .build()
+                .map_err(|e| TlsError::BadClientCertificate {
+                    path: files.cert.into(),
+                    message: e.to_string(),
+                })?;
+        Ok(ClientCertificateCheck {
+            cert: files.cert.into(),
+            verifier,
+            chain,
+        })
+    }
+
+    pub fn valid_at(&self, at: UnixTime) -> Result<(), TlsError> {
+        let bad = |message: String| TlsError::BadClientCertificate {
+            path: self.cert.clone(),
+            message,
+        };
+        // read_certs refuses an empty file, so the chain has a first entry.
+        let (end_entity, intermediates) = self
+            .chain
+            .split_first()
+            .ok_or_else(|| bad("empty".into()))?;
+        self.verifier
+            .verify_client_cert(end_entity, intermediates, at)
+            .map(|_| ())
+            .map_err(|e| bad(e.to_string()))
+    }
 }
 
 /// Builds the client configuration, checking every file on the way.

@@ -120,18 +120,18 @@ impl<F: Flash> StateStore<F> {
         // Only a good current file becomes the backup: after a load that
         // fell back to `<name>.prev`, that copy is the last good state and a
         // damaged `<name>` must not replace it.
-        let had_main = self
+        let main_is_good = self
             .flash
             .read(&self.main)
             .map_err(io("read", &self.main))?
             .is_some_and(|current| file_format::decode(&current).is_ok());
-        if had_main {
+        if main_is_good {
             self.flash
                 .rename(&self.main, &self.prev)
                 .map_err(io("rename to backup", &self.main))?;
         }
         if let Err(source) = self.flash.rename(&self.tmp, &self.main) {
-            if had_main {
+            if main_is_good {
                 // Put the old state back where it was; load copes either way.
                 let _ = self.flash.rename(&self.prev, &self.main);
             }
@@ -145,9 +145,11 @@ impl<F: Flash> StateStore<F> {
             // The new file is in place but not known to be durable, and the
             // caller will refuse the change: undo it, so that a restart
             // cannot bring back a change that was never acknowledged.
-            if had_main {
+            if main_is_good {
                 let _ = self.flash.rename(&self.prev, &self.main);
             } else {
+                // No good old `<name>`: without the new one, load falls
+                // back to `<name>.prev` (or finds the first start).
                 let _ = self.flash.remove(&self.main);
             }
             let _ = self.flash.sync_dir(&self.dir);

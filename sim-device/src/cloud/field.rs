@@ -196,18 +196,6 @@ fn unknown_holder(serial: &Serial, role: &'static str) -> CloudError {
     }
 }
 
-/// The installer a report names, before or after the handover.
-fn installer_of(report: &StateReport) -> Option<&AccountRef> {
-    match &report.binding {
-        Binding::InstallerManaged { installer }
-        | Binding::Owned {
-            installer: Some(installer),
-            ..
-        } => Some(installer),
-        _ => None,
-    }
-}
-
 /// What the broker holds about one device.
 #[derive(Debug, Clone)]
 pub struct DeviceView {
@@ -403,7 +391,9 @@ fn share_text(s: &ShareEntry) -> String {
 pub async fn service(cloud: &Cloud, serial: &str, enabled: bool) -> Result<(), OperationError> {
     let serial = serial_of(serial)?;
     let report = reachable(cloud, &serial).await?;
-    let installer = installer_of(&report)
+    let installer = report
+        .binding
+        .installer()
         .cloned()
         .ok_or_else(|| unknown_holder(&serial, "installer"))?;
     let id = cloud.with_model(|m| m.ensure_account(&installer));
@@ -425,7 +415,11 @@ pub async fn discover_site(
                 continue;
             };
             reports_seen += 1;
-            if installer_of(report).is_some_and(|i| &i.id == installer) {
+            if report
+                .binding
+                .installer()
+                .is_some_and(|i| &i.id == installer)
+            {
                 if found.len() == MAX_SITE_DEVICES {
                     return (found, reports_seen, true);
                 }
