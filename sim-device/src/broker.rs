@@ -33,7 +33,7 @@
 //!
 //! [rumqttd]: https://docs.rs/rumqttd/0.20
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -344,19 +344,14 @@ impl Drop for EmbeddedBroker {
 /// How many free ports `start` tries when any port will do.
 const PORT_ATTEMPTS: u32 = 5;
 
-/// `port` on 127.0.0.1 if it is free, or a free port if `port` is 0.
 fn reserve_port(port: u16) -> Result<SocketAddr, BrokerError> {
-    let wanted = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
-    let probe = TcpListener::bind(wanted).map_err(|source| {
+    crate::ports::reserve(port).map_err(|source| {
         if port == 0 {
             BrokerError::NoPort(source)
         } else {
             BrokerError::PortInUse { port, source }
         }
-    })?;
-    let addr = probe.local_addr().map_err(BrokerError::NoPort)?;
-    drop(probe);
-    Ok(addr)
+    })
 }
 
 fn spawn_listener(

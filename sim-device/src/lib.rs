@@ -11,4 +11,5 @@ pub mod demo;
 pub mod fleet;
 pub mod mosquitto;
 pub mod pki;
+pub mod ports;
 pub mod recorder;

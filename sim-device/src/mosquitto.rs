@@ -25,7 +25,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -324,11 +324,7 @@ impl Drop for Mosquitto {
 }
 
 fn reserve_port(port: u16) -> Result<SocketAddr, MosquittoError> {
-    let probe = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-        .map_err(MosquittoError::NoPort)?;
-    let addr = probe.local_addr().map_err(MosquittoError::NoPort)?;
-    drop(probe);
-    Ok(addr)
+    crate::ports::reserve(port).map_err(MosquittoError::NoPort)
 }
 
 /// The ACL file: each device confined to its own subtree, the cloud on all.
