@@ -49,3 +49,8 @@ pub const MAX_DOMAIN_LEN: usize = 63;
 pub const MAX_VERIFICATION_CODE_LEN: usize = 32;
 /// Bytes in the agent version string.
 pub const MAX_VERSION_LEN: usize = 24;
+
+/// The broker's QoS 1 messages the device holds handled but not yet
+/// acknowledged (its PUBACKs queued behind its own publishes). A broker that
+/// sends more without waiting loses the connection and redelivers.
+pub const MAX_UNACKED_INBOUND: usize = 64;

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod decide;
 pub mod domain;
 pub mod effects;
+pub mod link;
 pub mod local;
 pub mod outbox;
 pub mod state;

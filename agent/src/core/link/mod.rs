@@ -1,0 +1,491 @@
+//! The cloud link's connection state, sans-IO (in the manner of
+//! quinn-proto): the driver feeds it what happened on the MQTT connection
+//! (`handle_*`), asks it what to do (`poll_transmit`), what to report
+//! (`poll_event`) and when to call again (`poll_timeout`). Time is a count
+//! of monotonic milliseconds passed in; randomness for the backoff jitter
+//! too. It never reads a clock or touches a socket.
+//!
+//! It owns: whether the link should be up at all (platform access, shutdown),
+//! the connection attempt in flight and its deadline, reconnect backoff,
+//! half-open detection (silence for 1.5 keep-alive intervals), the
+//! acknowledgements owed to the broker, and how many of our own publishes
+//! the MQTT client can take. Every connection attempt has a number; what the
+//! driver reports about an older attempt is stale and ignored, so a late
+//! answer from an abandoned connection can never be taken for the current
+//! one. An attempt ends only by its answer, its error or its own deadline:
+//! nothing else cancels it.
+
+use core::time::Duration;
+
+use heapless::Deque;
+use protocol::limits::MAX_UNACKED_INBOUND;
+use protocol::local::LinkState;
+
+use super::backoff::{Backoff, BackoffPolicy};
+
+/// The link's timing and flow settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkPolicy {
+    /// How long a connection attempt (TCP, TLS, CONNECT, CONNACK) may take.
+    pub connect_timeout: Duration,
+    /// The MQTT keep-alive; the broker answers every ping, so silence for
+    /// 1.5 of these (the bound MQTT gives the server) is a dead link.
+    pub keep_alive: Duration,
+    /// How long a graceful close waits for the DISCONNECT to be written.
+    pub close_grace: Duration,
+    /// Publishes the MQTT client keeps in flight. It stops sending anything,
+    /// acknowledgements included, while that many await the broker's
+    /// acknowledgement, and a broker that holds its own acknowledgements
+    /// back until it gets ours would then wait forever; so our publishes,
+    /// queued or in flight, stay two below it (room for the status).
+    pub inflight_window: u16,
+    /// Reconnect delays.
+    pub backoff: BackoffPolicy,
+}
+
+impl Default for LinkPolicy {
+    fn default() -> Self {
+        LinkPolicy {
+            connect_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(30),
+            close_grace: Duration::from_secs(2),
+            inflight_window: 32,
+            backoff: BackoffPolicy::default(),
+        }
+    }
+}
+
+/// What the driver must do on the MQTT connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transmit {
+    /// Start connection attempt `attempt` (the MQTT client connects).
+    Connect {
+        /// The attempt's number, to tag what the driver reports about it.
+        attempt: u32,
+    },
+    /// Drop attempt `attempt`'s connection now, without a DISCONNECT.
+    Abort {
+        /// The attempt to drop.
+        attempt: u32,
+    },
+    /// Subscribe to the device's inbound topics.
+    Subscribe,
+    /// Publish the retained online/offline status.
+    Status {
+        /// Online (true) or offline (false).
+        online: bool,
+    },
+    /// Send DISCONNECT (after which the broker discards the last will).
+    Disconnect,
+}
+
+/// Why an established connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossCause {
+    /// The connection failed (reset, closed by the broker, a bad packet).
+    Error,
+    /// Nothing came from the broker for 1.5 keep-alive intervals.
+    Silent,
+    /// The broker sent more unacknowledged messages than the device holds.
+    TooManyUnacked,
+}
+
+/// What happened, for the log and for the rest of the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The broker accepted the connection.
+    Connected {
+        /// The broker kept the persistent session.
+        session_present: bool,
+    },
+    /// A connection attempt failed; the next starts after `retry_in`.
+    ConnectFailed {
+        /// The attempt hit its deadline (rather than an error).
+        timed_out: bool,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// An established connection was lost.
+    Lost {
+        /// Why.
+        cause: LossCause,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// The link was closed on purpose (platform access off, or shutdown).
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterClose {
+    /// Platform access off: wait to be enabled again.
+    Disable,
+    /// Shutdown: done for good.
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not wanted: platform access is off.
+    Disabled,
+    /// Next attempt at `until`.
+    Waiting { until: u64 },
+    /// Attempt in flight; abandoned at `deadline`.
+    Connecting { deadline: u64 },
+    /// Up; last heard from the broker at `last_incoming`.
+    Connected { last_incoming: u64 },
+    /// Going offline gracefully; forced at `deadline`.
+    Closing { deadline: u64, then: AfterClose },
+    /// Shut down.
+    Stopped,
+}
+
+/// Most transmits one step queues (a connect ends with subscribe and status;
+/// a close with status, disconnect and abort).
+const TRANSMITS: usize = 4;
+/// Most events one step queues.
+const EVENTS: usize = 2;
+
+/// The link state machine.
+#[derive(Debug)]
+pub struct Link {
+    policy: LinkPolicy,
+    phase: Phase,
+    backoff: Backoff,
+    attempt: u32,
+    transmits: Deque<Transmit, TRANSMITS>,
+    events: Deque<LinkEvent, EVENTS>,
+    /// Packet ids of the broker's messages we handled and still owe a
+    /// PUBACK, oldest first.
+    pubacks: Deque<u16, MAX_UNACKED_INBOUND>,
+    /// Our publishes handed to the MQTT client and not yet written.
+    queued: usize,
+    /// Our publishes written and awaiting the broker's PUBACK.
+    inflight: u16,
+}
+
+impl Link {
+    /// A link that connects at once if `enabled` (platform access on).
+    pub fn new(policy: LinkPolicy, enabled: bool, now: u64) -> Self {
+        Link {
+            policy,
+            phase: if enabled {
+                Phase::Waiting { until: now }
+            } else {
+                Phase::Disabled
+            },
+            backoff: Backoff::new(policy.backoff),
+            attempt: 0,
+            transmits: Deque::new(),
+            events: Deque::new(),
+            pubacks: Deque::new(),
+            queued: 0,
+            inflight: 0,
+        }
+    }
+
+    /// The state as the status reply shows it.
+    pub fn state(&self) -> LinkState {
+        match self.phase {
+            Phase::Connected { .. } => LinkState::Connected,
+            Phase::Waiting { .. } | Phase::Connecting { .. } => LinkState::Connecting,
+            Phase::Disabled | Phase::Closing { .. } | Phase::Stopped => LinkState::Disabled,
+        }
+    }
+
+    /// Up, and messages may be handed to the MQTT client.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.phase, Phase::Connected { .. })
+    }
+
+    /// Shut down for good (after `close`).
+    pub fn is_stopped(&self) -> bool {
+        self.phase == Phase::Stopped
+    }
+
+    /// The next thing to do on the connection.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing that happened.
+    pub fn poll_event(&mut self) -> Option<LinkEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Waiting { until } => Some(until),
+            Phase::Connecting { deadline } | Phase::Closing { deadline, .. } => Some(deadline),
+            Phase::Connected { last_incoming } => Some(last_incoming + self.silence_limit_ms()),
+            Phase::Disabled | Phase::Stopped => None,
+        }
+    }
+
+    fn silence_limit_ms(&self) -> u64 {
+        millis(self.policy.keep_alive) * 3 / 2
+    }
+
+    /// Time has come to `now`: start an attempt, give one up, or detect a
+    /// silent link.
+    pub fn handle_timeout(&mut self, now: u64, random: u32) {
+        match self.phase {
+            Phase::Waiting { until } if now >= until => {
+                self.attempt = self.attempt.wrapping_add(1);
+                self.phase = Phase::Connecting {
+                    deadline: now + millis(self.policy.connect_timeout),
+                };
+                self.transmit(Transmit::Connect {
+                    attempt: self.attempt,
+                });
+            }
+            Phase::Connecting { deadline } if now >= deadline => {
+                self.transmit(Transmit::Abort {
+                    attempt: self.attempt,
+                });
+                self.connect_failed(true, now, random);
+            }
+            Phase::Connected { last_incoming } if now >= last_incoming + self.silence_limit_ms() => {
+                self.transmit(Transmit::Abort {
+                    attempt: self.attempt,
+                });
+                self.lost(LossCause::Silent, now, random);
+            }
+            Phase::Closing { deadline, then } if now >= deadline => self.closed(then),
+            _ => {}
+        }
+    }
+
+    /// The broker accepted attempt `attempt`. `pending_publishes` is what
+    /// the MQTT client will send again first (the last connection's
+    /// unacknowledged publishes).
+    pub fn handle_connack(
+        &mut self,
+        attempt: u32,
+        session_present: bool,
+        pending_publishes: usize,
+        now: u64,
+    ) {
+        if !self.current(attempt) || !matches!(self.phase, Phase::Connecting { .. }) {
+            return;
+        }
+        self.phase = Phase::Connected { last_incoming: now };
+        self.backoff.on_connected(now);
+        self.pubacks.clear();
+        // The online status goes out with what the last connection left.
+        self.queued = pending_publishes + 1;
+        self.transmit(Transmit::Subscribe);
+        self.transmit(Transmit::Status { online: true });
+        self.event(LinkEvent::Connected { session_present });
+    }
+
+    /// Any packet arrived on attempt `attempt`'s connection.
+    pub fn handle_incoming(&mut self, attempt: u32, now: u64) {
+        if let (true, Phase::Connected { last_incoming }) = (self.current(attempt), &mut self.phase)
+        {
+            *last_incoming = now;
+        }
+    }
+
+    /// A QoS 1 message `pkid` was handled (its answers are queued): its
+    /// PUBACK is owed. A broker that exceeds the device's window loses the
+    /// connection (it redelivers on the next).
+    pub fn handle_delivery(&mut self, attempt: u32, pkid: u16, now: u64, random: u32) {
+        if !self.current(attempt) || !self.is_connected() {
+            return;
+        }
+        if self.pubacks.push_back(pkid).is_err() {
+            self.transmit(Transmit::Abort { attempt });
+            self.lost(LossCause::TooManyUnacked, now, random);
+        }
+    }
+
+    /// The MQTT client's count of our publishes awaiting the broker's
+    /// acknowledgement, after the last event.
+    pub fn handle_inflight(&mut self, attempt: u32, inflight: u16) {
+        if self.current(attempt) {
+            self.inflight = inflight;
+        }
+    }
+
+    /// One of our publishes was written to the connection.
+    pub fn handle_written(&mut self, attempt: u32) {
+        if self.current(attempt) {
+            self.queued = self.queued.saturating_sub(1);
+        }
+    }
+
+    /// The DISCONNECT was written: a graceful close is complete.
+    pub fn handle_disconnect_written(&mut self, attempt: u32) {
+        if let (true, Phase::Closing { then, .. }) = (self.current(attempt), self.phase) {
+            self.closed(then);
+        }
+    }
+
+    /// Attempt `attempt` failed to connect, or its connection was lost.
+    pub fn handle_error(&mut self, attempt: u32, now: u64, random: u32) {
+        if !self.current(attempt) {
+            return;
+        }
+        match self.phase {
+            Phase::Connecting { .. } => self.connect_failed(false, now, random),
+            Phase::Connected { .. } => self.lost(LossCause::Error, now, random),
+            Phase::Closing { then, .. } => self.closed(then),
+            Phase::Waiting { .. } | Phase::Disabled | Phase::Stopped => {}
+        }
+    }
+
+    /// Platform access was switched: open or close the link.
+    pub fn set_enabled(&mut self, enabled: bool, now: u64) {
+        match (enabled, self.phase) {
+            (true, Phase::Disabled) => self.phase = Phase::Waiting { until: now },
+            (false, Phase::Waiting { .. } | Phase::Connecting { .. } | Phase::Connected { .. }) => {
+                self.close_with(AfterClose::Disable, now)
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether platform access is on as far as the link knows.
+    pub fn is_enabled(&self) -> bool {
+        !matches!(
+            self.phase,
+            Phase::Disabled
+                | Phase::Closing {
+                    then: AfterClose::Disable,
+                    ..
+                }
+        )
+    }
+
+    /// Shutdown: go offline gracefully if connected, then stop.
+    pub fn close(&mut self, now: u64) {
+        match self.phase {
+            Phase::Stopped => {}
+            Phase::Closing { deadline, .. } => {
+                self.phase = Phase::Closing {
+                    deadline,
+                    then: AfterClose::Stop,
+                }
+            }
+            _ => self.close_with(AfterClose::Stop, now),
+        }
+    }
+
+    fn close_with(&mut self, then: AfterClose, now: u64) {
+        match self.phase {
+            Phase::Connected { .. } => {
+                self.transmit(Transmit::Status { online: false });
+                self.transmit(Transmit::Disconnect);
+                self.phase = Phase::Closing {
+                    deadline: now + millis(self.policy.close_grace),
+                    then,
+                };
+            }
+            Phase::Connecting { .. } => {
+                self.transmit(Transmit::Abort {
+                    attempt: self.attempt,
+                });
+                self.closed(then);
+            }
+            _ => self.closed(then),
+        }
+    }
+
+    fn closed(&mut self, then: AfterClose) {
+        if let Phase::Closing { .. } = self.phase {
+            self.transmit(Transmit::Abort {
+                attempt: self.attempt,
+            });
+        }
+        self.reset_connection();
+        self.phase = match then {
+            AfterClose::Disable => Phase::Disabled,
+            AfterClose::Stop => Phase::Stopped,
+        };
+        self.event(LinkEvent::Closed);
+    }
+
+    /// How many more of our publishes the MQTT client may take now.
+    pub fn publish_room(&self) -> usize {
+        if !self.is_connected() {
+            return 0;
+        }
+        usize::from(self.policy.inflight_window.saturating_sub(2))
+            .saturating_sub(usize::from(self.inflight) + self.queued)
+    }
+
+    /// `count` publishes were handed to the MQTT client.
+    pub fn handed(&mut self, count: usize) {
+        self.queued += count;
+    }
+
+    /// The oldest PUBACK owed, to be handed to the MQTT client. It must
+    /// never be dropped: the broker redelivers an unacknowledged message
+    /// only on a new connection and keeps it in its in-flight window
+    /// meanwhile; once that window is full it delivers nothing more.
+    pub fn next_puback(&self) -> Option<u16> {
+        if self.is_connected() {
+            self.pubacks.front().copied()
+        } else {
+            None
+        }
+    }
+
+    /// The oldest owed PUBACK was handed to the MQTT client.
+    pub fn puback_handed(&mut self) {
+        self.pubacks.pop_front();
+    }
+
+    fn current(&self, attempt: u32) -> bool {
+        attempt == self.attempt
+    }
+
+    fn connect_failed(&mut self, timed_out: bool, now: u64, random: u32) {
+        let retry_in = self.backoff.on_connect_failed(random);
+        self.wait_from(now, retry_in);
+        self.event(LinkEvent::ConnectFailed {
+            timed_out,
+            retry_in,
+        });
+    }
+
+    fn lost(&mut self, cause: LossCause, now: u64, random: u32) {
+        self.backoff.on_disconnected(now);
+        let retry_in = self.backoff.on_connect_failed(random);
+        self.wait_from(now, retry_in);
+        self.event(LinkEvent::Lost { cause, retry_in });
+    }
+
+    fn wait_from(&mut self, now: u64, retry_in: Duration) {
+        self.reset_connection();
+        self.phase = Phase::Waiting {
+            until: now + millis(retry_in),
+        };
+    }
+
+    fn reset_connection(&mut self) {
+        // The broker redelivers what this connection did not acknowledge.
+        self.pubacks.clear();
+        self.queued = 0;
+        self.inflight = 0;
+    }
+
+    fn transmit(&mut self, transmit: Transmit) {
+        // A step queues at most TRANSMITS; the driver empties the queue
+        // after every step.
+        let _ = self.transmits.push_back(transmit);
+    }
+
+    fn event(&mut self, event: LinkEvent) {
+        let _ = self.events.push_back(event);
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

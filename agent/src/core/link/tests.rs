@@ -1,0 +1,296 @@
+//! The link driven by hand, without a broker or a socket: every input a
+//! driver can give, and what must come out.
+
+use super::*;
+
+const KEEP_ALIVE_MS: u64 = 30_000;
+const CONNECT_TIMEOUT_MS: u64 = 10_000;
+/// A draw that makes every backoff delay its bound.
+const MAX_RANDOM: u32 = u32::MAX;
+
+fn policy() -> LinkPolicy {
+    LinkPolicy {
+        connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
+        keep_alive: Duration::from_millis(KEEP_ALIVE_MS),
+        close_grace: Duration::from_millis(2_000),
+        inflight_window: 32,
+        backoff: BackoffPolicy {
+            base: Duration::from_millis(1_000),
+            cap: Duration::from_millis(120_000),
+            stable_after: Duration::from_millis(60_000),
+            reconnect_spread: Duration::from_millis(1_000),
+        },
+    }
+}
+
+fn transmits(link: &mut Link) -> Vec<Transmit> {
+    std::iter::from_fn(|| link.poll_transmit()).collect()
+}
+
+fn events(link: &mut Link) -> Vec<LinkEvent> {
+    std::iter::from_fn(|| link.poll_event()).collect()
+}
+
+/// A link that started attempt 1 at `now`.
+fn connecting(now: u64) -> Link {
+    let mut link = Link::new(policy(), true, now);
+    assert_eq!(link.poll_timeout(), Some(now));
+    link.handle_timeout(now, 0);
+    assert_eq!(transmits(&mut link), [Transmit::Connect { attempt: 1 }]);
+    link
+}
+
+/// A link whose attempt 1 was accepted at `now`.
+fn connected(now: u64) -> Link {
+    let mut link = connecting(now);
+    link.handle_connack(1, true, 0, now);
+    transmits(&mut link);
+    events(&mut link);
+    link
+}
+
+#[test]
+fn an_enabled_link_connects_at_once_then_subscribes_and_goes_online() {
+    let mut link = connecting(0);
+    assert_eq!(link.state(), LinkState::Connecting);
+    link.handle_connack(1, false, 0, 40);
+    assert_eq!(
+        transmits(&mut link),
+        [Transmit::Subscribe, Transmit::Status { online: true }]
+    );
+    assert_eq!(
+        events(&mut link),
+        [LinkEvent::Connected {
+            session_present: false
+        }]
+    );
+    assert_eq!(link.state(), LinkState::Connected);
+}
+
+#[test]
+fn a_disabled_link_does_nothing_until_enabled() {
+    let mut link = Link::new(policy(), false, 0);
+    assert_eq!(link.poll_timeout(), None);
+    link.handle_timeout(1_000_000, 0);
+    assert!(transmits(&mut link).is_empty());
+    assert_eq!(link.state(), LinkState::Disabled);
+    link.set_enabled(true, 5);
+    link.handle_timeout(5, 0);
+    assert_eq!(transmits(&mut link), [Transmit::Connect { attempt: 1 }]);
+}
+
+#[test]
+fn a_slow_connack_inside_the_connect_timeout_is_waited_for_not_retried() {
+    let mut link = connecting(0);
+    assert_eq!(link.poll_timeout(), Some(CONNECT_TIMEOUT_MS));
+    // Nothing but the attempt's own deadline ends it: a driver waking
+    // early (another timer, a local request) changes nothing.
+    for now in (0..CONNECT_TIMEOUT_MS).step_by(250) {
+        link.handle_timeout(now, 0);
+        assert!(transmits(&mut link).is_empty(), "at {now} ms");
+    }
+    link.handle_connack(1, false, 0, 9_999);
+    assert_eq!(link.state(), LinkState::Connected);
+}
+
+#[test]
+fn a_connack_timeout_abandons_the_attempt_and_backs_off() {
+    let mut link = connecting(0);
+    link.handle_timeout(CONNECT_TIMEOUT_MS, MAX_RANDOM);
+    assert_eq!(transmits(&mut link), [Transmit::Abort { attempt: 1 }]);
+    let retry_in = Duration::from_millis(1_000);
+    assert_eq!(
+        events(&mut link),
+        [LinkEvent::ConnectFailed {
+            timed_out: true,
+            retry_in
+        }]
+    );
+    assert_eq!(link.poll_timeout(), Some(CONNECT_TIMEOUT_MS + 1_000));
+    // The abandoned attempt's late answer is not taken for a connection.
+    link.handle_connack(1, false, 0, CONNECT_TIMEOUT_MS + 10);
+    assert_eq!(link.state(), LinkState::Connecting);
+    assert!(transmits(&mut link).is_empty());
+    link.handle_timeout(CONNECT_TIMEOUT_MS + 1_000, 0);
+    assert_eq!(transmits(&mut link), [Transmit::Connect { attempt: 2 }]);
+}
+
+#[test]
+fn silence_for_one_and_a_half_keep_alives_is_a_dead_link() {
+    let mut link = connected(0);
+    link.handle_incoming(1, 20_000);
+    let limit = 20_000 + KEEP_ALIVE_MS * 3 / 2;
+    assert_eq!(link.poll_timeout(), Some(limit));
+    link.handle_timeout(limit - 1, 0);
+    assert!(transmits(&mut link).is_empty());
+    link.handle_timeout(limit, MAX_RANDOM);
+    assert_eq!(transmits(&mut link), [Transmit::Abort { attempt: 1 }]);
+    assert_eq!(
+        events(&mut link),
+        [LinkEvent::Lost {
+            cause: LossCause::Silent,
+            retry_in: Duration::from_millis(1_000)
+        }]
+    );
+    assert_eq!(link.state(), LinkState::Connecting);
+}
+
+#[test]
+fn failed_attempts_back_off_exponentially_to_the_cap_and_a_stable_link_resets_it() {
+    let mut link = connecting(0);
+    let mut now = 0;
+    let mut delays = Vec::new();
+    for attempt in 1..=10 {
+        link.handle_error(attempt, now, MAX_RANDOM);
+        match events(&mut link).as_slice() {
+            [LinkEvent::ConnectFailed {
+                timed_out: false,
+                retry_in,
+            }] => delays.push(retry_in.as_millis() as u64),
+            other => panic!("{other:?}"),
+        }
+        now = link.poll_timeout().unwrap();
+        link.handle_timeout(now, 0);
+        assert_eq!(
+            transmits(&mut link),
+            [Transmit::Connect {
+                attempt: attempt + 1
+            }]
+        );
+    }
+    assert_eq!(
+        delays,
+        [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 120_000, 120_000, 120_000]
+    );
+    // Up for longer than the stable period: the next loss starts over from
+    // the reconnect spread.
+    link.handle_connack(11, true, 0, now);
+    link.handle_incoming(11, now + 60_000);
+    link.handle_error(11, now + 60_000, MAX_RANDOM);
+    let lost = events(&mut link);
+    assert_eq!(
+        lost.last(),
+        Some(&LinkEvent::Lost {
+            cause: LossCause::Error,
+            retry_in: Duration::from_millis(1_000)
+        })
+    );
+}
+
+#[test]
+fn what_an_older_attempt_reports_is_ignored() {
+    let mut link = connecting(0);
+    link.handle_error(1, 0, 0);
+    let retry = link.poll_timeout().unwrap();
+    link.handle_timeout(retry, 0);
+    transmits(&mut link);
+    events(&mut link);
+    link.handle_error(1, retry + 1, 0);
+    link.handle_connack(1, false, 0, retry + 1);
+    assert!(events(&mut link).is_empty());
+    assert_eq!(link.state(), LinkState::Connecting);
+    link.handle_connack(2, false, 0, retry + 2);
+    assert_eq!(link.state(), LinkState::Connected);
+}
+
+#[test]
+fn the_outbox_drains_within_the_inflight_window_and_again_after_a_reconnect() {
+    let mut link = connecting(0);
+    assert_eq!(link.publish_room(), 0, "nothing is handed while connecting");
+    // The client resends 3 publishes of the last connection, then the status.
+    link.handle_connack(1, true, 3, 10);
+    assert_eq!(link.publish_room(), 30 - 4);
+    link.handed(26);
+    assert_eq!(link.publish_room(), 0);
+    for _ in 0..10 {
+        link.handle_written(1);
+    }
+    link.handle_inflight(1, 10);
+    assert_eq!(link.publish_room(), 30 - 20 - 10);
+    link.handle_inflight(1, 0);
+    assert_eq!(link.publish_room(), 30 - 20);
+    // Lost: nothing is handed until the next connection, which starts from
+    // what the client holds again.
+    link.handle_error(1, 20, 0);
+    assert_eq!(link.publish_room(), 0);
+    link.handle_timeout(link.poll_timeout().unwrap(), 0);
+    link.handle_connack(2, true, 20, 2_000);
+    assert_eq!(link.publish_room(), 30 - 21);
+}
+
+#[test]
+fn owed_acknowledgements_leave_in_order_and_are_forgotten_with_the_connection() {
+    let mut link = connected(0);
+    for pkid in [7, 8, 9] {
+        link.handle_delivery(1, pkid, 5, 0);
+    }
+    assert_eq!(link.next_puback(), Some(7));
+    link.puback_handed();
+    assert_eq!(link.next_puback(), Some(8));
+    // The broker redelivers unacknowledged messages on the next connection.
+    link.handle_error(1, 10, 0);
+    assert_eq!(link.next_puback(), None);
+    link.handle_timeout(link.poll_timeout().unwrap(), 0);
+    link.handle_connack(2, true, 0, 1_000);
+    assert_eq!(link.next_puback(), None);
+}
+
+#[test]
+fn a_broker_exceeding_the_unacknowledged_window_loses_the_connection() {
+    let mut link = connected(0);
+    for pkid in 0..MAX_UNACKED_INBOUND as u16 {
+        link.handle_delivery(1, pkid, 5, 0);
+    }
+    assert!(transmits(&mut link).is_empty());
+    link.handle_delivery(1, 999, 5, 0);
+    assert_eq!(transmits(&mut link), [Transmit::Abort { attempt: 1 }]);
+    assert!(matches!(
+        events(&mut link).as_slice(),
+        [LinkEvent::Lost {
+            cause: LossCause::TooManyUnacked,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn platform_access_off_goes_offline_gracefully_and_on_reconnects_at_once() {
+    let mut link = connected(0);
+    link.set_enabled(false, 100);
+    assert!(!link.is_enabled());
+    assert_eq!(
+        transmits(&mut link),
+        [Transmit::Status { online: false }, Transmit::Disconnect]
+    );
+    assert_eq!(link.state(), LinkState::Disabled);
+    link.handle_disconnect_written(1);
+    assert_eq!(transmits(&mut link), [Transmit::Abort { attempt: 1 }]);
+    assert_eq!(events(&mut link), [LinkEvent::Closed]);
+    assert_eq!(link.poll_timeout(), None);
+    link.set_enabled(true, 5_000);
+    assert_eq!(link.poll_timeout(), Some(5_000));
+    link.handle_timeout(5_000, 0);
+    assert_eq!(transmits(&mut link), [Transmit::Connect { attempt: 2 }]);
+}
+
+#[test]
+fn a_close_whose_disconnect_never_leaves_is_forced_after_the_grace() {
+    let mut link = connected(0);
+    link.close(100);
+    transmits(&mut link);
+    assert_eq!(link.poll_timeout(), Some(2_100));
+    link.handle_timeout(2_100, 0);
+    assert_eq!(transmits(&mut link), [Transmit::Abort { attempt: 1 }]);
+    assert!(link.is_stopped());
+}
+
+#[test]
+fn shutdown_while_connecting_abandons_the_attempt_and_stops() {
+    let mut link = connecting(0);
+    link.close(50);
+    assert_eq!(transmits(&mut link), [Transmit::Abort { attempt: 1 }]);
+    assert_eq!(events(&mut link), [LinkEvent::Closed]);
+    assert!(link.is_stopped());
+    link.set_enabled(true, 60);
+    assert!(link.is_stopped(), "a stopped link stays stopped");
+}
