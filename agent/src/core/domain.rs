@@ -95,15 +95,22 @@ impl Registrar {
         if !self.connected || self.stopped() {
             return None;
         }
-        let changed = self
+        let renamed = self
             .sent
             .as_ref()
-            .is_none_or(|(domain, sent)| *domain != self.domain || *sent != facts);
+            .is_some_and(|(domain, _)| *domain != self.domain);
+        let changed = renamed
+            || self
+                .sent
+                .as_ref()
+                .is_none_or(|(_, sent)| *sent != facts);
         let due = changed || self.due_at.is_some_and(|at| now >= at);
         if !due {
             return None;
         }
-        if let Some(last) = self.last_sent_at {
+        // The minimum interval spaces registrations of one name; a new name
+        // (a signed owner command) goes out at once.
+        if let (Some(last), false) = (self.last_sent_at, renamed) {
             if now < last.saturating_add(self.policy.min_interval_secs) {
                 return None;
             }
@@ -162,13 +169,13 @@ impl Registrar {
     }
 
     /// The domain name changed: register the new name (a taken or invalid
-    /// name stops being an obstacle).
+    /// name stops being an obstacle), at the next `observe` whatever the
+    /// minimum interval.
+    /// What the registration state says from then on is about the new name.
     pub fn set_domain(&mut self, domain: DomainName) {
         if domain != self.domain {
             self.domain = domain;
-            if self.stopped() {
-                self.state = RegistrationState::NotRegistered;
-            }
+            self.state = RegistrationState::NotRegistered;
         }
     }
 
@@ -338,6 +345,20 @@ mod tests {
                 "back-door"
             );
         }
+    }
+
+    #[test]
+    fn a_new_name_is_registered_at_once_and_the_state_speaks_of_it() {
+        let mut r = registrar();
+        r.observe(facts(1, 80), T).unwrap();
+        answer(&mut r, registered(3600), T, 0);
+        r.set_domain(DomainName::new("porch").unwrap());
+        assert_eq!(r.state(), RegistrationState::NotRegistered);
+        let reg = r.observe(facts(1, 80), T + 1).expect("not held by the minimum interval");
+        assert_eq!(reg.domain.as_str(), "porch");
+        assert_eq!(r.state(), RegistrationState::Pending);
+        // The same name again within the minimum interval still waits.
+        assert!(r.observe(facts(2, 80), T + 2).is_none());
     }
 
     #[test]

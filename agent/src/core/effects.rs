@@ -3,7 +3,7 @@
 //! persisting fails the shell drops the new state and acknowledges
 //! `StorageFailed` instead.
 
-use protocol::Ack;
+use protocol::{Ack, Outcome, Reason};
 
 /// One thing for the shell to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,3 +24,21 @@ pub enum Effect {
 
 /// The effects of one step. Four is the most any step produces.
 pub type Effects = heapless::Vec<Effect, 6>;
+
+/// The effects to carry out instead of `effects` when their `Persist`
+/// could not be done: the new state is not kept, nothing else happens, and
+/// every acknowledgement says `StorageFailed`. This is where "nothing is
+/// acknowledged that did not reach flash" is decided.
+pub fn storage_failed(effects: &Effects) -> Effects {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::Ack(ack) => Some(Effect::Ack(Ack {
+                seq: ack.seq,
+                outcome: Outcome::Refused(Reason::StorageFailed),
+                redelivered: false,
+            })),
+            _ => None,
+        })
+        .collect()
+}

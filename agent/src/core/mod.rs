@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod audit;
 pub mod backoff;
+pub mod command;
 pub mod decide;
 pub mod domain;
 pub mod effects;
@@ -17,8 +18,9 @@ pub mod time;
 
 pub use apply::{apply, Applied};
 pub use audit::AuditRing;
+pub use command::handle_command;
 pub use decide::{decide, role_of, Role};
-pub use effects::{Effect, Effects};
+pub use effects::{storage_failed, Effect, Effects};
 pub use local::set_platform_access;
 pub use state::{AccessState, DeviceState, Identity, Ledger};
 pub use time::TrustedClock;

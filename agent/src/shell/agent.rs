@@ -7,18 +7,21 @@
 use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::codec;
 use protocol::ddns::DomainResult;
-use protocol::envelope::{self, CommandKeys};
+use protocol::envelope::CommandKeys;
 use protocol::limits::{MAX_COMMAND_BYTES, MAX_MESSAGE_BYTES};
 use protocol::local::{LinkState, LocalReply, LocalRequest, StatusReply};
 use protocol::messages::{AuditActor, AuditEntry, AuditEvent, AuditReport, DeviceStatus};
 use protocol::topics::Leaf;
-use protocol::{Ack, Outcome, Reason};
+use protocol::{Outcome, Reason};
 use serde::Serialize;
 use tracing::{debug, error, info, warn};
 
 use crate::core::domain::{NetworkFacts, Registrar};
 use crate::core::outbox::{Outbox, Outgoing};
-use crate::core::{apply, decide, set_platform_access, AuditRing, DeviceState, Effect, Effects};
+use crate::core::{
+    decide, handle_command, set_platform_access, storage_failed, AuditRing, DeviceState, Effect,
+    Effects,
+};
 use crate::store::{Flash, StateStore};
 
 pub struct Agent<F: Flash> {
@@ -33,6 +36,9 @@ pub struct Agent<F: Flash> {
     /// last read from or written to flash (`DeviceState::next_clock_checkpoint`).
     /// Kept here so that a decision does not look at every grant.
     clock_checkpoint: Option<u64>,
+    /// The network facts last read, so that a renamed domain is registered
+    /// at once.
+    network: Option<NetworkFacts>,
 }
 
 impl<F: Flash> Agent<F> {
@@ -51,6 +57,7 @@ impl<F: Flash> Agent<F> {
             outbox: Outbox::new(),
             registrar,
             link: LinkState::Connecting,
+            network: None,
         }
     }
 
@@ -101,6 +108,18 @@ impl<F: Flash> Agent<F> {
         Self::save_to(&mut self.store, &mut self.clock_checkpoint, &self.state)
     }
 
+    /// The wall-clock second at which the trusted-time floor passes a
+    /// grant's end and must be written (see `observe_clock`).
+    pub fn next_clock_checkpoint(&self) -> Option<u64> {
+        self.clock_checkpoint
+    }
+
+    /// The wall-clock second at which a domain registration (a retry or a
+    /// refresh) falls due, given fresh network facts.
+    pub fn registration_due_at(&self) -> Option<u64> {
+        self.registrar.next_wakeup()
+    }
+
     pub fn set_link(&mut self, link: LinkState) {
         self.link = link;
     }
@@ -117,42 +136,33 @@ impl<F: Flash> Agent<F> {
     /// A command envelope arrived on the command topic.
     pub fn on_command(&mut self, payload: &[u8], now: u64) {
         self.observe_clock(now);
-        let command = match envelope::open(payload, &self.keys, &self.state.identity.serial) {
-            Ok(command) => command,
-            Err(e) => {
-                warn!(error = %e, bytes = payload.len(), "command envelope refused");
-                let outcome = Outcome::Refused(e.reason());
-                self.audit.record(AuditEntry {
-                    at: now,
-                    actor: AuditActor::Device,
-                    event: AuditEvent::EnvelopeRefused,
-                    outcome,
-                });
-                self.queue(
-                    Leaf::Ack,
-                    &Ack {
-                        seq: None,
-                        outcome,
-                        redelivered: false,
-                    },
-                );
-                return;
-            }
-        };
-        debug!(seq = command.seq, kind = ?command.body.kind(), "command verified");
-        let applied = apply(&self.state, &command, now);
+        let applied = handle_command(&self.state, payload, &self.keys, now);
         let mut audit = applied.audit.clone();
+        if audit.event == AuditEvent::EnvelopeRefused {
+            warn!(outcome = ?applied.outcome, bytes = payload.len(), "command envelope refused");
+        } else {
+            if let AuditEvent::Command { kind, seq } = applied.audit.event {
+                debug!(seq, ?kind, "command verified");
+            }
+        }
         // Logged once the outcome is final: a change whose state cannot
         // reach flash is refused, not accepted.
-        if let Err(reason) = self.carry_out(applied.state, &applied.effects) {
+        let redelivered = applied.redelivered;
+        if let Err(reason) = self.carry_out(applied.state, &applied.effects, now) {
             audit.outcome = Outcome::Refused(reason);
         }
-        match audit.outcome {
-            Outcome::Accepted => {
-                info!(seq = command.seq, actor = %command.actor.id, kind = ?command.body.kind(), redelivered = applied.redelivered, "command accepted")
-            }
-            Outcome::Refused(reason) => {
-                info!(seq = command.seq, actor = %command.actor.id, kind = ?command.body.kind(), %reason, redelivered = applied.redelivered, "command refused")
+        if let AuditEvent::Command { kind, seq } = audit.event {
+            let actor = match &audit.actor {
+                AuditActor::Cloud(id) => id.as_str(),
+                _ => "",
+            };
+            match audit.outcome {
+                Outcome::Accepted => {
+                    info!(seq, actor, ?kind, redelivered, "command accepted")
+                }
+                Outcome::Refused(reason) => {
+                    info!(seq, actor, ?kind, %reason, redelivered, "command refused")
+                }
             }
         }
         self.audit.record(audit);
@@ -161,59 +171,56 @@ impl<F: Flash> Agent<F> {
         self.checkpoint_clock();
     }
 
-    /// Carries out effects in order. If persisting fails, the new state is
-    /// dropped and every acknowledgement becomes `StorageFailed`: nothing
-    /// is acknowledged that did not reach flash.
-    fn carry_out(&mut self, next: DeviceState, effects: &Effects) -> Result<(), Reason> {
+    /// Carries out a step's effects in order. If persisting fails, the new
+    /// state is dropped and only the core's `storage_failed` effects are
+    /// carried out: nothing is acknowledged that did not reach flash.
+    fn carry_out(&mut self, next: DeviceState, effects: &Effects, now: u64) -> Result<(), Reason> {
         if effects.contains(&Effect::Persist) {
             if let Err(e) = Self::save_to(&mut self.store, &mut self.clock_checkpoint, &next) {
                 error!(error = %e, "state could not be written; the change is refused");
-                self.refuse_acks(effects, Reason::StorageFailed);
+                for effect in &storage_failed(effects) {
+                    self.carry_out_effect(effect, now);
+                }
                 return Err(Reason::StorageFailed);
             }
         }
-        let domain_before = self.state.access.domain.clone();
         self.state = next;
         for effect in effects {
-            match effect {
-                Effect::Persist => {}
-                Effect::Ack(ack) => self.queue(Leaf::Ack, ack),
-                Effect::PublishState => self.queue_state_report(),
-                Effect::PublishAudit { max } => {
-                    let report = AuditReport {
-                        serial: self.state.identity.serial.clone(),
-                        entries: self.audit.recent(*max),
-                    };
-                    self.queue(Leaf::Audit, &report);
-                }
-                Effect::RegisterDomain => {
-                    if self.state.access.domain != domain_before {
-                        info!(domain = %self.state.access.domain, "domain name changed");
-                    }
-                    self.registrar.set_domain(self.state.access.domain.clone());
-                }
-                Effect::CloudLink { enabled } => {
-                    info!(enabled, "platform access switched");
-                    self.link = if *enabled {
-                        LinkState::Connecting
-                    } else {
-                        LinkState::Disabled
-                    };
-                }
-            }
+            self.carry_out_effect(effect, now);
         }
         Ok(())
     }
 
-    fn refuse_acks(&mut self, effects: &Effects, reason: Reason) {
-        for effect in effects {
-            if let Effect::Ack(ack) = effect {
-                let refused = Ack {
-                    seq: ack.seq,
-                    outcome: Outcome::Refused(reason),
-                    redelivered: false,
+    fn carry_out_effect(&mut self, effect: &Effect, now: u64) {
+        match effect {
+            Effect::Persist => {}
+            Effect::Ack(ack) => self.queue(Leaf::Ack, ack),
+            Effect::PublishState => self.queue_state_report(),
+            Effect::PublishAudit { max } => {
+                let report = AuditReport {
+                    serial: self.state.identity.serial.clone(),
+                    entries: self.audit.recent(*max),
                 };
-                self.queue(Leaf::Ack, &refused);
+                self.queue(Leaf::Audit, &report);
+            }
+            Effect::RegisterDomain => {
+                if self.state.access.domain != *self.registrar.domain() {
+                    info!(domain = %self.state.access.domain, "domain name changed");
+                    self.registrar.set_domain(self.state.access.domain.clone());
+                    // Registered at once where the network is known; the
+                    // facts are re-read at the next network check anyway.
+                    if let Some(facts) = self.network.clone() {
+                        self.observe_network(facts, now);
+                    }
+                }
+            }
+            Effect::CloudLink { enabled } => {
+                info!(enabled, "platform access switched");
+                self.link = if *enabled {
+                    LinkState::Connecting
+                } else {
+                    LinkState::Disabled
+                };
             }
         }
     }
@@ -243,6 +250,7 @@ impl<F: Flash> Agent<F> {
 
     /// Network facts were read; registers the domain if due.
     pub fn observe_network(&mut self, facts: NetworkFacts, now: u64) {
+        self.network = Some(facts.clone());
         if let Some(registration) = self.registrar.observe(facts, now) {
             info!(domain = %registration.domain, attempt = registration.attempt, "registering domain");
             self.queue(Leaf::DomainRegister, &registration);
@@ -294,7 +302,7 @@ impl<F: Flash> Agent<F> {
         }
         self.audit.record(audit);
         let (next, effects) = result?;
-        self.carry_out(next, &effects)
+        self.carry_out(next, &effects, now)
     }
 
     /// Answers a local-socket request from a process that `may_switch`

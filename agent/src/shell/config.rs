@@ -65,6 +65,11 @@ pub struct CloudConfig {
     pub key: PathBuf,
     #[serde(default = "default_keep_alive")]
     pub keep_alive_secs: u64,
+    /// How long one connection attempt (TCP, TLS, CONNECT, CONNACK) may
+    /// take before it is given up; a clustered broker under load or one
+    /// recovering its store can take seconds to answer.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
     /// Offer TLS 1.2 (AEAD suites only) as a fallback. Off by default.
     #[serde(default)]
     pub allow_tls12: bool,
@@ -141,6 +146,9 @@ fn default_port() -> u16 {
 }
 fn default_keep_alive() -> u64 {
     30
+}
+fn default_connect_timeout() -> u64 {
+    10
 }
 fn default_backoff_base_ms() -> u64 {
     1_000
@@ -236,8 +244,11 @@ impl Config {
                 "must not give others any access",
             ));
         }
-        if self.cloud.keep_alive_secs < 5 {
-            return Err(invalid("cloud.keep_alive_secs", "at least 5"));
+        if !(5..=u64::from(u16::MAX)).contains(&self.cloud.keep_alive_secs) {
+            return Err(invalid("cloud.keep_alive_secs", "from 5 to 65535"));
+        }
+        if !(1..=300).contains(&self.cloud.connect_timeout_secs) {
+            return Err(invalid("cloud.connect_timeout_secs", "from 1 to 300"));
         }
         if self.cloud.backoff_base_ms == 0 || self.cloud.backoff_cap_ms < self.cloud.backoff_base_ms
         {

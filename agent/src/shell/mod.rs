@@ -4,8 +4,10 @@
 //! into I/O.
 
 pub mod agent;
+mod cloud_driver;
 pub mod config;
 pub mod event_loop;
 pub mod local_server;
+mod mqtt_task;
 pub mod net_facts;
 pub mod tls;

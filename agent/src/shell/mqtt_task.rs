@@ -1,0 +1,132 @@
+//! The MQTT client's event loop in a task of its own. rumqttc connects,
+//! reads and writes inside `EventLoop::poll`, which must not be cancelled
+//! half-way: a dropped poll abandons a connect mid-handshake (the broker
+//! sees a second connection, and a broker slower than the other timers was
+//! never reached) or a packet half-written. So this task polls without
+//! interruption and hands every event, tagged with the connection attempt
+//! it belongs to, to the driver over a channel whose receive is
+//! cancel-safe. The driver says which attempt may run; a poll is dropped
+//! only when the driver ends that attempt on purpose (its deadline, a dead
+//! link, platform access off, shutdown).
+
+use rumqttc::{ConnectionError, Event, EventLoop, Request};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Events buffered between the task and the driver; the task waits when
+/// the driver is behind.
+const EVENT_BUFFER: usize = 16;
+
+/// One event of the MQTT connection, as the link needs it.
+pub(crate) struct MqttEvent {
+    /// The connection attempt it belongs to.
+    pub(crate) attempt: u32,
+    pub(crate) event: Result<Event, ConnectionError>,
+    /// Our publishes awaiting the broker's acknowledgement after it.
+    pub(crate) inflight: u16,
+    /// Publishes of an earlier connection the client sends again first.
+    pub(crate) pending_publishes: usize,
+}
+
+/// The running task and the two ends the driver holds.
+pub(crate) struct MqttTask {
+    /// `Some(attempt)`: poll (and so connect) for that attempt; `None`:
+    /// drop any connection and wait.
+    mode: watch::Sender<Option<u32>>,
+    events: mpsc::Receiver<MqttEvent>,
+    task: JoinHandle<()>,
+}
+
+impl MqttTask {
+    /// Starts the task, idle. Must be called inside a `LocalSet`.
+    pub(crate) fn spawn(eventloop: EventLoop) -> Self {
+        let (mode, mode_rx) = watch::channel(None);
+        let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
+        let task = tokio::task::spawn_local(poll_loop(eventloop, mode_rx, events_tx));
+        MqttTask { mode, events, task }
+    }
+
+    /// Runs connection attempt `attempt`.
+    pub(crate) fn connect(&self, attempt: u32) {
+        self.set_mode(Some(attempt));
+    }
+
+    /// Drops the current connection or attempt, whatever it is doing.
+    pub(crate) fn abort(&self) {
+        self.set_mode(None);
+    }
+
+    fn set_mode(&self, mode: Option<u32>) {
+        self.mode.send_if_modified(|current| {
+            let changed = *current != mode;
+            *current = mode;
+            changed
+        });
+    }
+
+    /// The next event. Cancel-safe: nothing is lost when another branch of
+    /// a `select!` wins.
+    pub(crate) async fn next(&mut self) -> Option<MqttEvent> {
+        self.events.recv().await
+    }
+}
+
+impl Drop for MqttTask {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn poll_loop(
+    mut eventloop: EventLoop,
+    mut mode: watch::Receiver<Option<u32>>,
+    events: mpsc::Sender<MqttEvent>,
+) {
+    loop {
+        let Some(attempt) = *mode.borrow_and_update() else {
+            eventloop.clean();
+            if mode.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let event = tokio::select! {
+            biased;
+            changed = mode.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // Another attempt, or none: this connection is given up.
+                eventloop.clean();
+                continue;
+            }
+            event = eventloop.poll() => event,
+        };
+        let failed = event.is_err();
+        let event = MqttEvent {
+            attempt,
+            event,
+            inflight: eventloop.state.inflight(),
+            pending_publishes: eventloop
+                .pending
+                .iter()
+                .filter(|request| matches!(request, Request::Publish(_)))
+                .count(),
+        };
+        if events.send(event).await.is_err() {
+            return;
+        }
+        if failed {
+            // rumqttc would reconnect at the next poll: only the driver
+            // decides when (backoff).
+            loop {
+                if mode.changed().await.is_err() {
+                    return;
+                }
+                if *mode.borrow_and_update() != Some(attempt) {
+                    break;
+                }
+            }
+        }
+    }
+}
