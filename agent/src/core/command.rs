@@ -72,9 +72,9 @@ impl Applied {
 mod tests {
     use super::*;
     use crate::core::effects::storage_failed;
-    use protocol::Reason;
     use crate::core::state::Identity;
     use protocol::envelope::CommandSigner;
+    use protocol::Reason;
     use protocol::{AccountId, AccountRef, Command, CommandBody, Region, Serial, Text};
 
     const T0: u64 = 1_800_000_000;

@@ -99,11 +99,7 @@ impl Registrar {
             .sent
             .as_ref()
             .is_some_and(|(domain, _)| *domain != self.domain);
-        let changed = renamed
-            || self
-                .sent
-                .as_ref()
-                .is_none_or(|(_, sent)| *sent != facts);
+        let changed = renamed || self.sent.as_ref().is_none_or(|(_, sent)| *sent != facts);
         let due = changed || self.due_at.is_some_and(|at| now >= at);
         if !due {
             return None;
@@ -354,7 +350,9 @@ mod tests {
         answer(&mut r, registered(3600), T, 0);
         r.set_domain(DomainName::new("porch").unwrap());
         assert_eq!(r.state(), RegistrationState::NotRegistered);
-        let reg = r.observe(facts(1, 80), T + 1).expect("not held by the minimum interval");
+        let reg = r
+            .observe(facts(1, 80), T + 1)
+            .expect("not held by the minimum interval");
         assert_eq!(reg.domain.as_str(), "porch");
         assert_eq!(r.state(), RegistrationState::Pending);
         // The same name again within the minimum interval still waits.

@@ -267,7 +267,10 @@ impl<'a> Driver<'a> {
             } => {
                 let retry_in_ms = retry_in.as_millis() as u64;
                 if timed_out {
-                    warn!(timeout_secs = self.config.cloud.connect_timeout_secs, retry_in_ms, "cloud connection failed: no answer in time");
+                    warn!(
+                        timeout_secs = self.config.cloud.connect_timeout_secs,
+                        retry_in_ms, "cloud connection failed: no answer in time"
+                    );
                 } else {
                     warn!(error, retry_in_ms, "cloud connection failed");
                 }
@@ -423,13 +426,10 @@ impl<'a> Driver<'a> {
             .map(|ms| self.started + Duration::from_millis(ms));
         let checkpoint = agent.next_clock_checkpoint().map(at_wall);
         let connected = self.link.is_connected() && self.facts_check.is_none();
-        let registration = agent
-            .registration_due_at()
-            .filter(|_| connected)
-            .map(|at| {
-                let earliest = self.last_facts_read.map(|read| read + FACTS_RETRY);
-                at_wall(at).max(earliest.unwrap_or(now))
-            });
+        let registration = agent.registration_due_at().filter(|_| connected).map(|at| {
+            let earliest = self.last_facts_read.map(|read| read + FACTS_RETRY);
+            at_wall(at).max(earliest.unwrap_or(now))
+        });
         let network = self.next_network_check.filter(|_| connected);
         [link, checkpoint, registration, network]
             .into_iter()

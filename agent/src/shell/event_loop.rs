@@ -160,4 +160,3 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     info!("agent stopped");
     Ok(())
 }
-

@@ -11,7 +11,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -51,6 +51,9 @@ struct Shared {
     last_reply: Mutex<Option<Instant>>,
     /// When the proxy cut (blackholed) the last time.
     cut_at: Mutex<Option<Instant>>,
+    /// The broker's first bytes on each connection are held this long
+    /// (milliseconds) after the connection was opened: a slow broker.
+    reply_delay_ms: AtomicU64,
 }
 
 impl Shared {
@@ -80,6 +83,7 @@ impl Proxy {
             refused_at: Mutex::new(Vec::new()),
             last_reply: Mutex::new(None),
             cut_at: Mutex::new(None),
+            reply_delay_ms: AtomicU64::new(0),
         });
         let threads: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = {
@@ -120,6 +124,15 @@ impl Proxy {
             .store(mode as u8, Ordering::SeqCst);
     }
 
+    /// From now on, on every new connection nothing from the broker (TLS
+    /// handshake and CONNACK alike) reaches the client before `delay` has
+    /// passed since the connection was opened: a broker slow to answer.
+    pub fn delay_replies(&self, delay: Duration) {
+        self.shared
+            .reply_delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// When the last cut happened.
     pub fn cut_at(&self) -> Option<Instant> {
         *self.shared.cut_at.lock().unwrap()
@@ -130,7 +143,8 @@ impl Proxy {
         *self.shared.last_reply.lock().unwrap()
     }
 
-    /// Connections accepted (forwarded or held) and refused so far.
+    /// Connections the client opened and the proxy accepted (forwarded,
+    /// held, or closed because the broker was down), and refused, so far.
     pub fn accepted(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
     }
@@ -176,12 +190,12 @@ fn accept_loop(
             let _ = client.shutdown(Shutdown::Both);
             continue;
         }
+        shared.accepted.fetch_add(1, Ordering::SeqCst);
         let _ = client.set_nonblocking(false);
         let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(2)) else {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         };
-        shared.accepted.fetch_add(1, Ordering::SeqCst);
         let _ = client.set_nodelay(true);
         let _ = server.set_nodelay(true);
         let pumps = [
@@ -193,9 +207,12 @@ fn accept_loop(
             (server, client, true),
         ];
         let mut handles = threads.lock().unwrap();
+        let opened = Instant::now();
         for (from, to, is_reply) in pumps {
             let shared = shared.clone();
-            handles.push(std::thread::spawn(move || pump(from, to, is_reply, shared)));
+            handles.push(std::thread::spawn(move || {
+                pump(from, to, is_reply, opened, shared)
+            }));
         }
     }
 }
@@ -203,7 +220,19 @@ fn accept_loop(
 /// Copies `from` to `to` while the mode is Forward. While it is not, reads
 /// nothing (the peer's data waits in the kernel) and holds anything read
 /// just before the cut.
-fn pump(mut from: TcpStream, mut to: TcpStream, is_reply: bool, shared: Arc<Shared>) {
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    is_reply: bool,
+    opened: Instant,
+    shared: Arc<Shared>,
+) {
+    if is_reply {
+        let delay = Duration::from_millis(shared.reply_delay_ms.load(Ordering::SeqCst));
+        while opened.elapsed() < delay && !shared.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
     let mut buf = vec![0u8; 64 * 1024];
     let mut held: Vec<u8> = Vec::new();

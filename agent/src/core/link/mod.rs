@@ -246,7 +246,9 @@ impl Link {
                 });
                 self.connect_failed(true, now, random);
             }
-            Phase::Connected { last_incoming } if now >= last_incoming + self.silence_limit_ms() => {
+            Phase::Connected { last_incoming }
+                if now >= last_incoming + self.silence_limit_ms() =>
+            {
                 self.transmit(Transmit::Abort {
                     attempt: self.attempt,
                 });
