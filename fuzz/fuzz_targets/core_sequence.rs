@@ -3,7 +3,8 @@
 //! or redelivered sequence numbers and late or early issue times), access
 //! decisions, the local platform-access switch, device clock jumps, and
 //! domain registration events. Each step goes through the core's own
-//! functions (`apply`, `decide`, `set_platform_access`, `Registrar`) and
+//! functions (`handle_command` on the sealed envelope, `decide`,
+//! `set_platform_access`, `Registrar`) and
 //! the invariants below are checked after every step.
 //!
 //! Input: the first byte picks the starting state (fresh, owned with
@@ -16,8 +17,12 @@
 #![no_main]
 
 use agent::core::domain::{NetworkFacts, Registrar, RegistrarPolicy};
-use agent::core::{apply, decide, role_of, set_platform_access, AuditRing, DeviceState, Effect};
-use hc_fuzz::{check_state, check_usable, pool, proof_for, serial, start_states, T0};
+use agent::core::{
+    decide, handle_command, role_of, set_platform_access, AuditRing, DeviceState, Effect,
+};
+use hc_fuzz::{
+    check_state, check_usable, keys, pool, proof_for, serial, signer, start_states, KEY_ID, T0,
+};
 use libfuzzer_sys::fuzz_target;
 use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::codec;
@@ -135,13 +140,15 @@ impl Sim {
             issued_at: self.cloud_now.saturating_sub(u64::from(lag)),
             body,
         };
+        // Sealed and opened as the agent receives it: the one command path.
+        let envelope = signer(KEY_ID).seal(&command).expect("a command seals");
         let deliveries = if fix & 8 != 0 { 2 } else { 1 };
         let mut first = None;
         for _ in 0..deliveries {
             let now = self.now();
             self.state.clock.observe(now);
             let before = self.state.clone();
-            let applied = apply(&before, &command, now);
+            let applied = handle_command(&before, &envelope, keys(), now);
             let fresh = check_applied(&before, &command, &applied);
             if let Some((outcome, true)) = first {
                 // A redelivery of a handled command gets the first outcome
@@ -191,7 +198,10 @@ fn check_applied(before: &DeviceState, command: &Command, applied: &agent::core:
         .collect();
     assert_eq!(acks.len(), 1, "{:?}", applied.effects);
     let (ack_at, ack) = acks[0];
-    assert_eq!(ack.seq, Some(command.seq));
+    // Another device's command is refused when its envelope is opened,
+    // before its sequence number means anything.
+    let addressed = command.serial == before.identity.serial;
+    assert_eq!(ack.seq, addressed.then_some(command.seq));
     assert_eq!(ack.outcome, applied.outcome);
     assert_eq!(ack.redelivered, applied.redelivered);
     if let Some(p) = applied.effects.iter().position(|e| *e == Effect::Persist) {

@@ -1,0 +1,331 @@
+//! What each fresh command does to the access state, one function per
+//! command, and who may ask for it. Nothing here looks at the ledger or
+//! the clock floor; `apply` has done that.
+
+use protocol::access::{Action, Decision, Principal};
+use protocol::command::{verify_bind_proof, BindRole};
+use protocol::limits::MAX_AUDIT_REPLY;
+use protocol::messages::Binding;
+use protocol::{
+    AccountId, AccountRef, ChannelScope, Command, CommandBody, DomainName, InstallerGrants,
+    Permissions, Reason, ShareEntry, Validity,
+};
+
+use crate::core::decide::decide;
+use crate::core::effects::Effect;
+use crate::core::state::{AccessState, DeviceState};
+
+/// What a fresh command did to the access state.
+pub(super) struct Change {
+    pub(super) access: Option<AccessState>,
+    pub(super) extra: Option<Effect>,
+}
+
+impl Change {
+    fn none() -> Change {
+        Change {
+            access: None,
+            extra: None,
+        }
+    }
+
+    fn to(access: AccessState) -> Change {
+        Change {
+            access: Some(access),
+            extra: None,
+        }
+    }
+
+    fn only(extra: Effect) -> Change {
+        Change {
+            access: None,
+            extra: Some(extra),
+        }
+    }
+}
+
+/// The change a fresh command asks for, or why it is refused.
+pub(super) fn change_for(
+    state: &DeviceState,
+    command: &Command,
+    now: u64,
+) -> Result<Change, Reason> {
+    if !state.access.platform_access {
+        return Err(Reason::PlatformAccessOff);
+    }
+    if command.actor.region != state.identity.region {
+        return Err(Reason::CrossRegion);
+    }
+    let may = |action| authorize(state, command, action, now);
+    let access = &state.access;
+    match &command.body {
+        CommandBody::Bind { role, proof } => bind(state, &command.actor, *role, proof),
+        CommandBody::Unbind => may(Action::Unbind).and_then(|()| unbind(state)),
+        CommandBody::Share {
+            account,
+            permissions,
+            channels,
+            validity,
+        } => may(Action::ShareManagement)
+            .and_then(|()| share(state, account, *permissions, channels, *validity)),
+        CommandBody::Unshare { accounts } => {
+            may(Action::ShareManagement).and_then(|()| unshare(access, accounts))
+        }
+        CommandBody::UnshareAll => may(Action::ShareManagement).map(|()| {
+            let mut next = access.clone();
+            next.shares.clear();
+            Change::to(next)
+        }),
+        CommandBody::LeaveShare => leave_share(access, &command.actor.id),
+        CommandBody::Handover { installer_grants } => {
+            handover(access, &command.actor, installer_grants)
+        }
+        CommandBody::GrantInstaller { grants } => {
+            may(Action::InstallerManagement).and_then(|()| grant_installer(access, grants))
+        }
+        CommandBody::RevokeInstaller => {
+            may(Action::InstallerManagement).and_then(|()| revoke_installer(access))
+        }
+        CommandBody::SetCloudService { enabled } => {
+            may(Action::CloudServiceSwitch).map(|()| set_cloud_service(access, *enabled))
+        }
+        CommandBody::SetDomain { name } => {
+            may(Action::DomainManagement).and_then(|()| set_domain(access, name))
+        }
+        CommandBody::RequestState => Ok(Change::only(Effect::PublishState)),
+        CommandBody::RequestAudit { max } => may(Action::SiteInfoManagement).map(|()| {
+            Change::only(Effect::PublishAudit {
+                max: (*max).min(MAX_AUDIT_REPLY as u16),
+            })
+        }),
+        // An operation changes nothing: it is the decision, audited.
+        CommandBody::Operation { action, channel } => {
+            match decide(state, &actor(command), *action, *channel, now) {
+                Decision::Allow => Ok(Change::none()),
+                Decision::Deny(reason) => Err(reason),
+            }
+        }
+    }
+}
+
+fn actor(command: &Command) -> Principal {
+    Principal::Cloud(command.actor.id.clone())
+}
+
+/// May the actor perform this management action? Turns the decision's
+/// generic denial into the more telling "only the owner may".
+fn authorize(
+    state: &DeviceState,
+    command: &Command,
+    action: Action,
+    now: u64,
+) -> Result<(), Reason> {
+    match decide(state, &actor(command), action, None, now) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(Reason::ActionNotGranted)
+            if matches!(
+                action,
+                Action::ShareManagement | Action::InstallerManagement
+            ) =>
+        {
+            Err(Reason::NotOwner)
+        }
+        Decision::Deny(reason) => Err(reason),
+    }
+}
+
+fn bind(
+    state: &DeviceState,
+    actor: &AccountRef,
+    role: BindRole,
+    proof: &[u8; 32],
+) -> Result<Change, Reason> {
+    if state.access.binding != Binding::Unbound {
+        return Err(Reason::AlreadyBound);
+    }
+    let code = state.identity.verification_code.as_bytes();
+    if !verify_bind_proof(code, &state.identity.serial, &actor.id, proof) {
+        return Err(Reason::BadVerificationProof);
+    }
+    let mut next = state.access.clone();
+    next.binding = match role {
+        BindRole::Owner => Binding::Owned {
+            owner: actor.clone(),
+            installer: None,
+            installer_grants: InstallerGrants::default(),
+        },
+        BindRole::Installer => Binding::InstallerManaged {
+            installer: actor.clone(),
+        },
+    };
+    Ok(Change::to(next))
+}
+
+fn unbind(state: &DeviceState) -> Result<Change, Reason> {
+    let next = AccessState::reset(&state.identity).map_err(|_| Reason::InvalidDomainName)?;
+    let domain_changed = next.domain != state.access.domain;
+    Ok(Change {
+        access: Some(next),
+        extra: domain_changed.then_some(Effect::RegisterDomain),
+    })
+}
+
+fn share(
+    state: &DeviceState,
+    account: &AccountRef,
+    permissions: Permissions,
+    channels: &ChannelScope,
+    validity: Option<Validity>,
+) -> Result<Change, Reason> {
+    let access = &state.access;
+    if account.region != state.identity.region {
+        return Err(Reason::CrossRegion);
+    }
+    if access.holds_device(&account.id) {
+        return Err(Reason::AlreadyAPrincipal);
+    }
+    check_share_within_owner_rights(state, permissions, channels)?;
+    if validity.is_some_and(|v| !v.is_well_formed()) {
+        return Err(Reason::InvalidValidity);
+    }
+    let entry = ShareEntry {
+        account: account.clone(),
+        permissions,
+        channels: *channels,
+        validity,
+    };
+    let mut next = access.clone();
+    match next.share_index(&account.id) {
+        Ok(i) => next.shares[i] = entry,
+        Err(i) => next
+            .shares
+            .insert(i, entry)
+            .map_err(|_| Reason::CapacityExceeded)?,
+    }
+    Ok(Change::to(next))
+}
+
+fn unshare(access: &AccessState, accounts: &[AccountId]) -> Result<Change, Reason> {
+    if accounts.is_empty() || accounts.iter().any(|a| access.share_of(a).is_none()) {
+        return Err(Reason::UnknownShare);
+    }
+    let mut next = access.clone();
+    next.shares.retain(|s| !accounts.contains(&s.account.id));
+    Ok(Change::to(next))
+}
+
+fn leave_share(access: &AccessState, actor: &AccountId) -> Result<Change, Reason> {
+    let index = access
+        .share_index(actor)
+        .map_err(|_| Reason::UnknownShare)?;
+    if !access.cloud_service {
+        return Err(Reason::CloudServiceDisabled);
+    }
+    let mut next = access.clone();
+    next.shares.remove(index);
+    Ok(Change::to(next))
+}
+
+fn handover(
+    access: &AccessState,
+    actor: &AccountRef,
+    installer_grants: &InstallerGrants,
+) -> Result<Change, Reason> {
+    let Binding::InstallerManaged { installer } = &access.binding else {
+        return Err(Reason::NotInstallerManaged);
+    };
+    if installer.id == actor.id {
+        return Err(Reason::AlreadyAPrincipal);
+    }
+    check_grants(installer_grants)?;
+    let mut next = access.clone();
+    next.binding = Binding::Owned {
+        owner: actor.clone(),
+        installer: Some(installer.clone()),
+        installer_grants: *installer_grants,
+    };
+    // An installer that switched the service off before handover and keeps
+    // no right to switch it would leave the owner locked out for good: the
+    // owner receives a working device.
+    if !installer_grants.may_disable_cloud {
+        next.cloud_service = true;
+    }
+    Ok(Change::to(next))
+}
+
+fn grant_installer(access: &AccessState, grants: &InstallerGrants) -> Result<Change, Reason> {
+    check_grants(grants)?;
+    let mut next = access.clone();
+    match &mut next.binding {
+        Binding::Owned {
+            installer: Some(_),
+            installer_grants,
+            ..
+        } => *installer_grants = *grants,
+        _ => return Err(Reason::NoInstaller),
+    }
+    Ok(Change::to(next))
+}
+
+fn revoke_installer(access: &AccessState) -> Result<Change, Reason> {
+    let mut next = access.clone();
+    match &mut next.binding {
+        Binding::Owned {
+            installer: installer @ Some(_),
+            installer_grants,
+            ..
+        } => {
+            *installer = None;
+            *installer_grants = InstallerGrants::default();
+        }
+        _ => return Err(Reason::NoInstaller),
+    }
+    Ok(Change::to(next))
+}
+
+fn set_cloud_service(access: &AccessState, enabled: bool) -> Change {
+    if access.cloud_service == enabled {
+        return Change::none();
+    }
+    let mut next = access.clone();
+    next.cloud_service = enabled;
+    Change::to(next)
+}
+
+fn set_domain(access: &AccessState, name: &str) -> Result<Change, Reason> {
+    let name = DomainName::new(name).map_err(|_| Reason::InvalidDomainName)?;
+    if name == access.domain {
+        return Ok(Change::none());
+    }
+    let mut next = access.clone();
+    next.domain = name;
+    Ok(Change {
+        access: Some(next),
+        extra: Some(Effect::RegisterDomain),
+    })
+}
+
+/// The owner holds every shareable permission on every channel the device
+/// has; a share can hold no more.
+fn check_share_within_owner_rights(
+    state: &DeviceState,
+    permissions: Permissions,
+    channels: &ChannelScope,
+) -> Result<(), Reason> {
+    if !permissions.is_subset_of(Permissions::SHAREABLE) {
+        return Err(Reason::ExceedsOwnerRights);
+    }
+    if let ChannelScope::Only(set) = channels {
+        if set.max().is_some_and(|c| c > state.identity.channel_count) {
+            return Err(Reason::ExceedsOwnerRights);
+        }
+    }
+    Ok(())
+}
+
+fn check_grants(grants: &InstallerGrants) -> Result<(), Reason> {
+    if grants.windows().any(|w| !w.is_well_formed()) {
+        return Err(Reason::InvalidValidity);
+    }
+    Ok(())
+}

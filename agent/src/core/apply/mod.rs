@@ -1,0 +1,145 @@
+//! Applying a verified cloud command to the device state. Who may change
+//! what is enforced here, on the device, whatever the cloud believes.
+//!
+//! Every command is first checked against the ledger: a redelivery of a
+//! recently handled command gets its first outcome again without being
+//! applied twice; an older or replayed sequence number is refused and
+//! changes nothing at all. A fresh command is then applied or refused; a
+//! refusal leaves the access state unchanged and is recorded in the ledger
+//! so that its redelivery is answered the same way.
+
+use protocol::messages::{AuditActor, AuditEntry, AuditEvent};
+use protocol::{Ack, Command, CommandBody, Outcome, Reason};
+
+use super::effects::{Effect, Effects};
+use super::state::DeviceState;
+use changes::{change_for, Change};
+
+mod changes;
+
+/// The result of handling one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The state to keep once the effects are carried out.
+    pub state: DeviceState,
+    /// The command's outcome (the first one, for a redelivery).
+    pub outcome: Outcome,
+    pub redelivered: bool,
+    /// In order; ends with the acknowledgement.
+    pub effects: Effects,
+    /// What to record in the audit ring.
+    pub audit: AuditEntry,
+}
+
+/// Handles a verified command at device time `now`.
+pub fn apply(state: &DeviceState, command: &Command, now: u64) -> Applied {
+    let audit = |outcome| AuditEntry {
+        at: now,
+        actor: AuditActor::Cloud(command.actor.id.clone()),
+        event: AuditEvent::Command {
+            kind: command.body.kind(),
+            seq: command.seq,
+        },
+        outcome,
+    };
+    let refuse_untouched = |reason| {
+        let outcome = Outcome::Refused(reason);
+        Applied {
+            state: state.clone(),
+            outcome,
+            redelivered: false,
+            effects: ack_only(Some(command.seq), outcome, false),
+            audit: audit(outcome),
+        }
+    };
+
+    if command.serial != state.identity.serial {
+        return refuse_untouched(Reason::WrongDevice);
+    }
+    if let Some(outcome) = state.ledger.outcome_of(command.seq) {
+        return Applied {
+            state: state.clone(),
+            outcome,
+            redelivered: true,
+            effects: ack_only(Some(command.seq), outcome, true),
+            audit: audit(outcome),
+        };
+    }
+    if command.seq <= state.ledger.last_seq {
+        return refuse_untouched(Reason::ReplayedSequence);
+    }
+
+    let mut next = state.clone();
+    next.clock.vouch(command.issued_at);
+    let result = change_for(state, command, now);
+    let outcome = Outcome::from_result(&result);
+    next.ledger.record(command.seq, outcome);
+
+    let effects = fresh_effects(command, outcome, &mut next, result);
+    Applied {
+        state: next,
+        outcome,
+        redelivered: false,
+        effects,
+        audit: audit(outcome),
+    }
+}
+
+/// The effects of a fresh command, in order: persist (unless read-only),
+/// acknowledge, then what the change asks for; the change goes into `next`.
+fn fresh_effects(
+    command: &Command,
+    outcome: Outcome,
+    next: &mut DeviceState,
+    result: Result<Change, Reason>,
+) -> Effects {
+    let mut effects = Effects::new();
+    let read_only = matches!(
+        command.body,
+        CommandBody::Operation { .. }
+            | CommandBody::RequestState
+            | CommandBody::RequestAudit { .. }
+    );
+    // Read-only commands are not written to flash on their own: operations
+    // can be frequent and flash wears. Their ledger entry reaches flash with
+    // the next change; a crash before that can at worst re-answer one.
+    if !read_only {
+        push(&mut effects, Effect::Persist);
+    }
+    push(
+        &mut effects,
+        Effect::Ack(Ack {
+            seq: Some(command.seq),
+            outcome,
+            redelivered: false,
+        }),
+    );
+    if let Ok(change) = result {
+        if let Some(access) = change.access {
+            next.access = access;
+            push(&mut effects, Effect::PublishState);
+        }
+        if let Some(extra) = change.extra {
+            push(&mut effects, extra);
+        }
+    }
+    effects
+}
+
+fn ack_only(seq: Option<u64>, outcome: Outcome, redelivered: bool) -> Effects {
+    let mut effects = Effects::new();
+    push(
+        &mut effects,
+        Effect::Ack(Ack {
+            seq,
+            outcome,
+            redelivered,
+        }),
+    );
+    effects
+}
+
+fn push(effects: &mut Effects, effect: Effect) {
+    // Effects has room for the most any step produces (see effects.rs).
+    let _ = effects.push(effect);
+}
