@@ -16,14 +16,14 @@ use protocol::local::{
     decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, FRAME_HEADER_LEN,
 };
 use protocol::Reason;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, info, warn};
 
 /// A connection that sends nothing for this long is closed, so idle or
 /// stuck clients cannot hold the client slots forever.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// Once a frame header arrived, its body must follow within this time.
+/// Once a request began, the rest of it must follow within this time.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read ahead per client (a typical request is under 100 bytes).
 const READ_BUFFER: usize = 1024;
@@ -133,11 +133,20 @@ async fn serve_client<S: LocalService>(
     let mut reader = BufReader::with_capacity(READ_BUFFER, read_half);
     let mut body = Vec::new();
     loop {
+        // Idle between requests for up to IDLE_TIMEOUT; once a request has
+        // begun, all of it (header included) must come within
+        // BODY_TIMEOUT, so a client stalled mid-header is closed as soon
+        // as one stalled mid-body.
+        let waiting = tokio::time::timeout(IDLE_TIMEOUT, reader.fill_buf())
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??;
+        if waiting.is_empty() {
+            return Ok(());
+        }
         let mut header = [0u8; FRAME_HEADER_LEN];
-        match tokio::time::timeout(IDLE_TIMEOUT, reader.read_exact(&mut header)).await {
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle")),
-            Ok(read) => read?,
-        };
+        tokio::time::timeout(BODY_TIMEOUT, reader.read_exact(&mut header))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame header"))??;
         let len = match frame_body_len(header) {
             Ok(len) => len,
             Err(e) => {

@@ -9,9 +9,22 @@
 //! only when the driver ends that attempt on purpose (its deadline, a dead
 //! link, platform access off, shutdown).
 
-use rumqttc::{ConnectionError, Event, EventLoop, Request};
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::limits::{MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES};
+use protocol::topics::{self, Leaf};
+use protocol::Serial;
+use rumqttc::{
+    ConnectionError, Event, EventLoop, LastWill, MqttOptions, QoS, Request, TlsConfiguration,
+    Transport,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+use super::agent::Agent;
+use super::config::Config;
+use crate::store::RealFlash;
 
 /// Events buffered between the task and the driver; the task waits when
 /// the driver is behind.
@@ -129,4 +142,39 @@ async fn poll_loop(
             }
         }
     }
+}
+
+/// The MQTT client's options: a persistent session under the serial,
+/// manual acknowledgements (a message is acknowledged once handled), the
+/// packet size limits, `inflight` publishes in flight, the retained
+/// offline status as last will, and TLS unless the configuration says
+/// plaintext (tests only).
+pub(crate) fn options(
+    config: &Config,
+    serial: &Serial,
+    inflight: u16,
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+) -> MqttOptions {
+    let mut options = MqttOptions::new(
+        config.serial.clone(),
+        config.cloud.host.clone(),
+        config.cloud.port,
+    );
+    options.set_keep_alive(Duration::from_secs(config.cloud.keep_alive_secs));
+    options.set_clean_session(false);
+    options.set_manual_acks(true);
+    options.set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MESSAGE_BYTES + 512);
+    options.set_inflight(inflight);
+    options.set_last_will(LastWill::new(
+        topics::topic(serial, Leaf::Status),
+        Agent::<RealFlash>::status_payload(false),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let Some(tls_config) = tls_config {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls_config,
+        )));
+    }
+    options
 }

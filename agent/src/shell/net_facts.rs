@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use protocol::ddns::{IpAddress, PortMapping, ServicePorts, Transport};
 use protocol::limits::MAX_PORT_MAPPINGS;
+use tracing::warn;
+
+use super::config::Config;
+use crate::core::domain::NetworkFacts;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PortsFileError {
@@ -118,6 +122,39 @@ pub fn read_ports_file(
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Ok((defaults, heapless::Vec::new()))),
         Err(e) => Err(e),
     }
+}
+
+/// Reads where the device can be reached now: its LAN address (the
+/// interface towards the cloud) and its ports (the ports file, or the
+/// configured ones). `None` when the LAN address cannot be found.
+pub(crate) async fn read(config: &Config) -> Option<NetworkFacts> {
+    let lan_address = match lan_address_towards(&config.cloud.host, config.cloud.port).await {
+        Ok(address) => address,
+        Err(e) => {
+            warn!(error = %e, "LAN address unknown; domain registration waits");
+            return None;
+        }
+    };
+    let defaults = config.domain.ports();
+    let (ports, mappings) = match &config.domain.ports_file {
+        None => (defaults, heapless::Vec::new()),
+        Some(path) => match read_ports_file(path, defaults) {
+            Ok(Ok(parsed)) => parsed,
+            Ok(Err(e)) => {
+                warn!(file = %path.display(), error = %e, "ports file is invalid; using the configured ports");
+                (defaults, heapless::Vec::new())
+            }
+            Err(e) => {
+                warn!(file = %path.display(), error = %e, "ports file unreadable; using the configured ports");
+                (defaults, heapless::Vec::new())
+            }
+        },
+    };
+    Some(NetworkFacts {
+        lan_address,
+        ports,
+        mappings,
+    })
 }
 
 #[cfg(test)]

@@ -18,103 +18,17 @@
 use core::time::Duration;
 
 use heapless::Deque;
-use protocol::limits::MAX_UNACKED_INBOUND;
 use protocol::local::LinkState;
 
-use super::backoff::{Backoff, BackoffPolicy};
+use super::backoff::Backoff;
+use flow::Flow;
 
-/// The link's timing and flow settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkPolicy {
-    /// How long a connection attempt (TCP, TLS, CONNECT, CONNACK) may take.
-    pub connect_timeout: Duration,
-    /// The MQTT keep-alive; the broker answers every ping, so silence for
-    /// 1.5 of these (the bound MQTT gives the server) is a dead link.
-    pub keep_alive: Duration,
-    /// How long a graceful close waits for the DISCONNECT to be written.
-    pub close_grace: Duration,
-    /// Publishes the MQTT client keeps in flight. It stops sending anything,
-    /// acknowledgements included, while that many await the broker's
-    /// acknowledgement, and a broker that holds its own acknowledgements
-    /// back until it gets ours would then wait forever; so our publishes,
-    /// queued or in flight, stay two below it (room for the status).
-    pub inflight_window: u16,
-    /// Reconnect delays.
-    pub backoff: BackoffPolicy,
-}
+mod flow;
+mod outputs;
+mod policy;
 
-impl Default for LinkPolicy {
-    fn default() -> Self {
-        LinkPolicy {
-            connect_timeout: Duration::from_secs(10),
-            keep_alive: Duration::from_secs(30),
-            close_grace: Duration::from_secs(2),
-            inflight_window: 32,
-            backoff: BackoffPolicy::default(),
-        }
-    }
-}
-
-/// What the driver must do on the MQTT connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transmit {
-    /// Start connection attempt `attempt` (the MQTT client connects).
-    Connect {
-        /// The attempt's number, to tag what the driver reports about it.
-        attempt: u32,
-    },
-    /// Drop attempt `attempt`'s connection now, without a DISCONNECT.
-    Abort {
-        /// The attempt to drop.
-        attempt: u32,
-    },
-    /// Subscribe to the device's inbound topics.
-    Subscribe,
-    /// Publish the retained online/offline status.
-    Status {
-        /// Online (true) or offline (false).
-        online: bool,
-    },
-    /// Send DISCONNECT (after which the broker discards the last will).
-    Disconnect,
-}
-
-/// Why an established connection ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LossCause {
-    /// The connection failed (reset, closed by the broker, a bad packet).
-    Error,
-    /// Nothing came from the broker for 1.5 keep-alive intervals.
-    Silent,
-    /// The broker sent more unacknowledged messages than the device holds.
-    TooManyUnacked,
-}
-
-/// What happened, for the log and for the rest of the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkEvent {
-    /// The broker accepted the connection.
-    Connected {
-        /// The broker kept the persistent session.
-        session_present: bool,
-    },
-    /// A connection attempt failed; the next starts after `retry_in`.
-    ConnectFailed {
-        /// The attempt hit its deadline (rather than an error).
-        timed_out: bool,
-        /// Delay before the next attempt.
-        retry_in: Duration,
-    },
-    /// An established connection was lost.
-    Lost {
-        /// Why.
-        cause: LossCause,
-        /// Delay before the next attempt.
-        retry_in: Duration,
-    },
-    /// The link was closed on purpose (platform access off, or shutdown).
-    Closed,
-}
+pub use outputs::{LinkEvent, LossCause, Transmit};
+pub use policy::LinkPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterClose {
@@ -155,13 +69,7 @@ pub struct Link {
     attempt: u32,
     transmits: Deque<Transmit, TRANSMITS>,
     events: Deque<LinkEvent, EVENTS>,
-    /// Packet ids of the broker's messages we handled and still owe a
-    /// PUBACK, oldest first.
-    pubacks: Deque<u16, MAX_UNACKED_INBOUND>,
-    /// Our publishes handed to the MQTT client and not yet written.
-    queued: usize,
-    /// Our publishes written and awaiting the broker's PUBACK.
-    inflight: u16,
+    flow: Flow,
 }
 
 impl Link {
@@ -178,9 +86,7 @@ impl Link {
             attempt: 0,
             transmits: Deque::new(),
             events: Deque::new(),
-            pubacks: Deque::new(),
-            queued: 0,
-            inflight: 0,
+            flow: Flow::default(),
         }
     }
 
@@ -274,9 +180,8 @@ impl Link {
         }
         self.phase = Phase::Connected { last_incoming: now };
         self.backoff.on_connected(now);
-        self.pubacks.clear();
         // The online status goes out with what the last connection left.
-        self.queued = pending_publishes + 1;
+        self.flow = Flow::new(pending_publishes + 1);
         self.transmit(Transmit::Subscribe);
         self.transmit(Transmit::Status { online: true });
         self.event(LinkEvent::Connected { session_present });
@@ -297,7 +202,7 @@ impl Link {
         if !self.current(attempt) || !self.is_connected() {
             return;
         }
-        if self.pubacks.push_back(pkid).is_err() {
+        if self.flow.pubacks.push_back(pkid).is_err() {
             self.transmit(Transmit::Abort { attempt });
             self.lost(LossCause::TooManyUnacked, now, random);
         }
@@ -307,14 +212,14 @@ impl Link {
     /// acknowledgement, after the last event.
     pub fn handle_inflight(&mut self, attempt: u32, inflight: u16) {
         if self.current(attempt) {
-            self.inflight = inflight;
+            self.flow.inflight = inflight;
         }
     }
 
     /// One of our publishes was written to the connection.
     pub fn handle_written(&mut self, attempt: u32) {
         if self.current(attempt) {
-            self.queued = self.queued.saturating_sub(1);
+            self.flow.queued = self.flow.queued.saturating_sub(1);
         }
     }
 
@@ -414,13 +319,12 @@ impl Link {
         if !self.is_connected() {
             return 0;
         }
-        usize::from(self.policy.inflight_window.saturating_sub(2))
-            .saturating_sub(usize::from(self.inflight) + self.queued)
+        self.flow.room(self.policy.inflight_window)
     }
 
     /// `count` publishes were handed to the MQTT client.
     pub fn handed(&mut self, count: usize) {
-        self.queued += count;
+        self.flow.queued += count;
     }
 
     /// The oldest PUBACK owed, to be handed to the MQTT client. It must
@@ -429,7 +333,7 @@ impl Link {
     /// meanwhile; once that window is full it delivers nothing more.
     pub fn next_puback(&self) -> Option<u16> {
         if self.is_connected() {
-            self.pubacks.front().copied()
+            self.flow.pubacks.front().copied()
         } else {
             None
         }
@@ -437,7 +341,7 @@ impl Link {
 
     /// The oldest owed PUBACK was handed to the MQTT client.
     pub fn puback_handed(&mut self) {
-        self.pubacks.pop_front();
+        self.flow.pubacks.pop_front();
     }
 
     fn current(&self, attempt: u32) -> bool {
@@ -469,9 +373,7 @@ impl Link {
 
     fn reset_connection(&mut self) {
         // The broker redelivers what this connection did not acknowledge.
-        self.pubacks.clear();
-        self.queued = 0;
-        self.inflight = 0;
+        self.flow = Flow::default();
     }
 
     fn transmit(&mut self, transmit: Transmit) {

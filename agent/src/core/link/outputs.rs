@@ -1,0 +1,65 @@
+//! What the link asks the driver to do (`Transmit`) and what it reports
+//! (`LinkEvent`).
+
+use core::time::Duration;
+
+/// What the driver must do on the MQTT connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transmit {
+    /// Start connection attempt `attempt` (the MQTT client connects).
+    Connect {
+        /// The attempt's number, to tag what the driver reports about it.
+        attempt: u32,
+    },
+    /// Drop attempt `attempt`'s connection now, without a DISCONNECT.
+    Abort {
+        /// The attempt to drop.
+        attempt: u32,
+    },
+    /// Subscribe to the device's inbound topics.
+    Subscribe,
+    /// Publish the retained online/offline status.
+    Status {
+        /// Online (true) or offline (false).
+        online: bool,
+    },
+    /// Send DISCONNECT (after which the broker discards the last will).
+    Disconnect,
+}
+
+/// Why an established connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossCause {
+    /// The connection failed (reset, closed by the broker, a bad packet).
+    Error,
+    /// Nothing came from the broker for 1.5 keep-alive intervals.
+    Silent,
+    /// The broker sent more unacknowledged messages than the device holds.
+    TooManyUnacked,
+}
+
+/// What happened, for the log and for the rest of the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The broker accepted the connection.
+    Connected {
+        /// The broker kept the persistent session.
+        session_present: bool,
+    },
+    /// A connection attempt failed; the next starts after `retry_in`.
+    ConnectFailed {
+        /// The attempt hit its deadline (rather than an error).
+        timed_out: bool,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// An established connection was lost.
+    Lost {
+        /// Why.
+        cause: LossCause,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+    /// The link was closed on purpose (platform access off, or shutdown).
+    Closed,
+}
