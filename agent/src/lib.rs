@@ -8,6 +8,7 @@
 //!   event loop.
 //! - `client`: the local-socket client library for firmware processes.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod client;
 pub mod core;
