@@ -319,7 +319,7 @@ fn fill_access_list(cloud: &mut PerfCloud) {
         },
     );
     assert_eq!(ack.outcome, Outcome::Accepted, "installer bind");
-    let now = agent::shell::event_loop::now_secs();
+    let now = agent::shell::clock::now_secs();
     let window = Some(Validity {
         not_before: now - 1_000,
         not_after: now + 30 * 86_400,
@@ -441,7 +441,7 @@ impl PerfCloud {
             serial: Serial::new(SERIAL).unwrap(),
             actor: account(actor),
             seq: self.seq,
-            issued_at: agent::shell::event_loop::now_secs(),
+            issued_at: agent::shell::clock::now_secs(),
             body,
         };
         let payload = self.signer.seal(&command).unwrap();
@@ -530,7 +530,7 @@ fn command_latency(cloud: &mut PerfCloud) -> (Latency, Latency) {
     }
     // Shares: each replaces an existing share (same size list), written to
     // flash with fsync before the acknowledgement.
-    let now = agent::shell::event_loop::now_secs();
+    let now = agent::shell::clock::now_secs();
     let mut changes = Vec::with_capacity(SHARE_CHANGES);
     for i in 0..SHARE_CHANGES {
         let body = CommandBody::Share {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent::shell::config::{log_level, Config};
-use agent::shell::event_loop;
+use agent::shell::daemon;
 use agent::shell::tls::{self, TlsFiles};
 use rustls_pki_types::UnixTime;
 
@@ -226,7 +226,7 @@ fn main() -> ExitCode {
         }
     };
     let local = tokio::task::LocalSet::new();
-    let result = local.block_on(&runtime, event_loop::run(config, shutdown_signal()));
+    let result = local.block_on(&runtime, daemon::run(config, shutdown_signal()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -74,7 +74,7 @@ fn sign_raw(key_id: u8, command: &[u8]) -> Vec<u8> {
 }
 
 fn now() -> u64 {
-    agent::shell::event_loop::now_secs()
+    agent::shell::clock::now_secs()
 }
 
 /// Body bytes of `Share { account, permissions, All, None }`.

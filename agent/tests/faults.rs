@@ -523,8 +523,8 @@ fn network_cut_without_fin_detected_within_1_5_keepalives_then_reconnect_with_ba
 //
 // The binary reads the system clock, so jumps are driven through the core
 // with explicit time, observing every reading before deciding, as the event
-// loop does (agent/src/shell/event_loop.rs: observe_clock on every tick,
-// command and local request). access_rules.rs already covers a rollback
+// loop does (agent/src/shell/device.rs: observe_clock on every command,
+// local request and timer). access_rules.rs already covers a rollback
 // after expiry and a clock behind a command's issue time for shares;
 // access_properties.rs covers rollbacks in random runs. Added here: forward
 // jumps followed by rollbacks, installer grants, the reason in command acks,
@@ -751,7 +751,7 @@ fn end_to_end_a_command_from_a_cloud_clock_ahead_suspends_timed_shares_across_a_
     let mut agent = site.start_agent(&config);
     assert!(cloud.wait_status(true, WAIT));
     assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
-    let now = agent::shell::event_loop::now_secs();
+    let now = agent::shell::clock::now_secs();
     let share = |who: &str, validity| CommandBody::Share {
         account: account(who),
         permissions: Permissions::of(&[Action::LiveView]),

@@ -9,7 +9,7 @@ mod common;
 
 use agent::core::domain::{Registrar, RegistrarPolicy};
 use agent::core::DeviceState;
-use agent::shell::agent::Agent;
+use agent::shell::device::Agent;
 use agent::store::{Fault, FaultyFlash, Loaded, RealFlash, StateStore, StoreError};
 use common::*;
 use protocol::access::Action;

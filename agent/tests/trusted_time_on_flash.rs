@@ -9,7 +9,7 @@ mod common;
 
 use agent::core::domain::{Registrar, RegistrarPolicy};
 use agent::core::{decide, DeviceState};
-use agent::shell::agent::Agent;
+use agent::shell::device::Agent;
 use agent::store::{Loaded, RealFlash, StateStore};
 use common::*;
 use protocol::access::{Action, Decision};

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use agent::core::domain::{Registrar, RegistrarPolicy};
-use agent::shell::agent::Agent;
+use agent::shell::device::Agent;
 use agent::store::StateStore;
 use hc_fuzz::{keys, start_states, MemFlash, T0};
 use libfuzzer_sys::fuzz_target;

@@ -44,7 +44,7 @@ const SHARES_PER_DEVICE: usize = 4;
 const REGION: &str = "EU";
 const CODE: &str = "ABCDEF";
 const CHANNELS: u16 = 8;
-/// The agent's own connection timeout (shell::event_loop).
+/// The agent's own connection timeout (`cloud.connect_timeout_secs`).
 const AGENT_CONNECT_TIMEOUT_SECS: u64 = 10;
 /// Width of one bar of the reconnect curve.
 const CURVE_BUCKET: Duration = Duration::from_millis(250);

@@ -7,7 +7,7 @@
 //! broker on loopback with the PKI's CA and the device's certificate, the
 //! cloud's command key pinned, a local socket in the directory that only
 //! the current user may use, and the domain ports. It then runs
-//! `agent::shell::event_loop::run` on its own thread, on a current-thread
+//! `agent::shell::daemon::run` on its own thread, on a current-thread
 //! tokio runtime inside a `LocalSet`, until [`Recorder::stop`].
 //!
 //! The firmware clients ([`Recorder::live_view`], [`Recorder::playback`],
@@ -448,6 +448,6 @@ fn run_agent(config: Config, stop: tokio::sync::oneshot::Receiver<()>) -> Result
         let _ = stop.await;
     };
     local
-        .block_on(&runtime, agent::shell::event_loop::run(config, shutdown))
+        .block_on(&runtime, agent::shell::daemon::run(config, shutdown))
         .map_err(|e| e.to_string())
 }

@@ -4,7 +4,7 @@
 //! framing itself is lost, a closed connection), and one client's trouble
 //! never touches another client or the cloud link.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,12 @@ use protocol::local::{
 use protocol::Reason;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
 use tracing::{debug, info, warn};
+
+use super::clock::now_secs;
+use super::device::Agent;
+use crate::store::RealFlash;
 
 /// A connection that sends nothing for this long is closed, so idle or
 /// stuck clients cannot hold the client slots forever.
@@ -30,18 +35,23 @@ const READ_BUFFER: usize = 1024;
 
 /// What answers the requests: the agent. `peer_uid` is the client's uid
 /// from the kernel (SO_PEERCRED), already on the allow-list.
-pub trait LocalService {
+pub(crate) trait LocalService {
+    /// The reply to `request` from a process of uid `peer_uid`.
     fn serve(&self, request: LocalRequest, peer_uid: u32) -> LocalReply;
 }
 
-pub struct LocalServerConfig {
-    pub path: PathBuf,
-    pub allowed_uids: Vec<u32>,
-    pub mode: u32,
+/// Where the socket is and who may use it.
+pub(crate) struct LocalServerConfig {
+    /// The socket file.
+    pub(crate) path: PathBuf,
+    /// Peers (uids, from the kernel) allowed to connect.
+    pub(crate) allowed_uids: Vec<u32>,
+    /// The socket file's mode.
+    pub(crate) mode: u32,
 }
 
 /// Binds the socket, replacing a stale socket file left by a previous run.
-pub fn bind(config: &LocalServerConfig) -> io::Result<UnixListener> {
+pub(crate) fn bind(config: &LocalServerConfig) -> io::Result<UnixListener> {
     remove_stale_socket(&config.path)?;
     if let Some(parent) = config.path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -64,7 +74,7 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
 }
 
 /// Accepts clients forever; each is served by its own local task.
-pub async fn serve<S: LocalService + 'static>(
+pub(crate) async fn serve<S: LocalService + 'static>(
     listener: UnixListener,
     allowed_uids: Rc<[u32]>,
     service: Rc<S>,
@@ -177,4 +187,39 @@ async fn write_reply<W: AsyncWrite + Unpin>(stream: &mut W, reply: &LocalReply) 
     tokio::time::timeout(BODY_TIMEOUT, stream.write_all(&frame))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "reply"))?
+}
+
+/// The agent as the local socket server sees it, and the signal that wakes
+/// the event loop when a local request changed something it acts on.
+pub(crate) struct SharedService {
+    pub(crate) agent: RefCell<Agent<RealFlash>>,
+    pub(crate) changed: Notify,
+    admin_uids: Vec<u32>,
+}
+
+impl SharedService {
+    /// The agent, served to local processes; `admin_uids` may switch
+    /// platform access.
+    pub(crate) fn new(agent: Agent<RealFlash>, admin_uids: Vec<u32>) -> Self {
+        SharedService {
+            agent: RefCell::new(agent),
+            changed: Notify::new(),
+            admin_uids,
+        }
+    }
+}
+
+impl LocalService for SharedService {
+    fn serve(&self, request: LocalRequest, peer_uid: u32) -> LocalReply {
+        let changes_link = matches!(request, LocalRequest::SetPlatformAccess { .. });
+        let may_switch = self.admin_uids.contains(&peer_uid);
+        let reply = self
+            .agent
+            .borrow_mut()
+            .local_request(request, may_switch, now_secs());
+        if changes_link {
+            self.changed.notify_one();
+        }
+        reply
+    }
 }

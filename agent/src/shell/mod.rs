@@ -1,13 +1,14 @@
-//! The I/O shell around the core: configuration, TLS, the MQTT link, the
-//! local socket server, reading network facts, and the event loop, the one
-//! place that reads the clock and turns events into core inputs and effects
-//! into I/O.
+//! The I/O shell around the core: configuration, TLS, the wall clock, the
+//! agent with its store and queues (`device`), the cloud link's driver and
+//! its MQTT task, the local socket server, reading network facts, and the
+//! daemon's start and stop. Only here are clocks read and sockets touched.
 
-pub mod agent;
+pub mod clock;
 mod cloud_driver;
 pub mod config;
-pub mod event_loop;
-pub mod local_server;
+pub mod daemon;
+pub mod device;
+mod local_server;
 mod mqtt_task;
 pub mod net_facts;
 pub mod tls;

@@ -22,8 +22,8 @@ use rumqttc::{
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::agent::Agent;
 use super::config::Config;
+use super::device::Agent;
 use crate::store::RealFlash;
 
 /// Events buffered between the task and the driver; the task waits when

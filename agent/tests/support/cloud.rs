@@ -111,7 +111,7 @@ impl RecordingCloud {
             serial: Serial::new(SERIAL).unwrap(),
             actor: account(actor),
             seq: self.seq,
-            issued_at: agent::shell::event_loop::now_secs(),
+            issued_at: agent::shell::clock::now_secs(),
             body,
         };
         let envelope = self.signer.seal(&command).unwrap();

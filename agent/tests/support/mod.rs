@@ -338,7 +338,7 @@ impl TestCloud {
             serial: Serial::new(SERIAL).unwrap(),
             actor: account(actor),
             seq: self.seq,
-            issued_at: agent::shell::event_loop::now_secs(),
+            issued_at: agent::shell::clock::now_secs(),
             body,
         }
     }

@@ -20,8 +20,9 @@ use tokio::time::Instant;
 mod mqtt_io;
 use tracing::info;
 
+use super::clock::now_secs;
 use super::config::Config;
-use super::event_loop::{now_secs, SharedService};
+use super::local_server::SharedService;
 use super::mqtt_task::{self, MqttTask};
 use super::net_facts;
 use crate::core::backoff::BackoffPolicy;

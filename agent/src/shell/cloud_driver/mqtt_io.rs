@@ -10,8 +10,8 @@ use tracing::{debug, error, info, warn};
 
 use super::Driver;
 use crate::core::link::{LinkEvent, LossCause, Transmit};
-use crate::shell::agent::Agent;
-use crate::shell::event_loop::now_secs;
+use crate::shell::clock::now_secs;
+use crate::shell::device::Agent;
 use crate::shell::mqtt_task::MqttEvent;
 use crate::store::RealFlash;
 

@@ -24,6 +24,8 @@ use crate::core::{
 };
 use crate::store::{Flash, StateStore};
 
+/// The device: its state and everything around it (store, command keys,
+/// audit ring, outbox, domain registrar), over the flash `F`.
 pub struct Agent<F: Flash> {
     state: DeviceState,
     store: StateStore<F>,
@@ -42,6 +44,7 @@ pub struct Agent<F: Flash> {
 }
 
 impl<F: Flash> Agent<F> {
+    /// The agent over a loaded (or fresh) state and its store.
     pub fn new(
         state: DeviceState,
         store: StateStore<F>,
@@ -61,10 +64,13 @@ impl<F: Flash> Agent<F> {
         }
     }
 
+    /// The device state in memory (what is on flash, or newer by read-only
+    /// ledger entries and the clock floor).
     pub fn state(&self) -> &DeviceState {
         &self.state
     }
 
+    /// Whether the device admin lets the cloud link be open.
     pub fn platform_access(&self) -> bool {
         self.state.access.platform_access
     }
@@ -120,6 +126,7 @@ impl<F: Flash> Agent<F> {
         self.registrar.next_wakeup()
     }
 
+    /// The link's state, as the status reply shows it.
     pub fn set_link(&mut self, link: LinkState) {
         self.link = link;
     }
@@ -129,6 +136,7 @@ impl<F: Flash> Agent<F> {
         self.store.flash()
     }
 
+    /// The domain registrar (the driver tells it about connections).
     pub fn registrar(&mut self) -> &mut Registrar {
         &mut self.registrar
     }
@@ -331,6 +339,7 @@ impl<F: Flash> Agent<F> {
         }
     }
 
+    /// The status reply at device time `now`.
     pub fn status(&self, now: u64) -> StatusReply {
         let access = &self.state.access;
         StatusReply {
@@ -355,10 +364,12 @@ impl<F: Flash> Agent<F> {
         }
     }
 
+    /// The state report (the access list as the cloud sees it).
     pub fn state_report(&self) -> protocol::messages::StateReport {
         self.state.report(crate::VERSION, self.outbox.dropped())
     }
 
+    /// Queues the retained state report for the cloud.
     pub fn queue_state_report(&mut self) {
         let report = self.state_report();
         self.queue(Leaf::State, &report);
@@ -386,6 +397,7 @@ impl<F: Flash> Agent<F> {
         }
     }
 
+    /// The messages waiting for the cloud.
     pub fn outbox(&mut self) -> &mut Outbox {
         &mut self.outbox
     }

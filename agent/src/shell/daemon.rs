@@ -3,46 +3,41 @@
 //! `cloud_driver`) until shutdown; then the state is written once more.
 //! The local socket and the driver share the agent on one thread.
 
-use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use protocol::local::{LocalReply, LocalRequest};
-use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
-use super::agent::Agent;
 use super::cloud_driver;
 use super::config::Config;
-use super::local_server::{self, LocalServerConfig, LocalService};
+use super::device::Agent;
+use super::local_server::{self, LocalServerConfig, SharedService};
 use super::tls::{self, TlsFiles};
 use crate::core::domain::{Registrar, RegistrarPolicy};
 use crate::core::DeviceState;
 use crate::store::{Loaded, RealFlash, StateStore};
 
+/// Why the daemon could not start; nothing was changed on flash.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration is invalid (the key is named).
     #[error("configuration: {0}")]
     Config(#[from] super::config::ConfigError),
+    /// The CA, certificate or key could not be used.
     #[error("TLS: {0}")]
     Tls(#[from] super::tls::TlsError),
+    /// The state directory could not be read.
     #[error("state store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The local socket could not be bound.
     #[error("local socket {path}: {source}")]
     LocalSocket {
+        /// The configured socket path.
         path: String,
+        /// What the system said.
         source: std::io::Error,
     },
-}
-
-/// Unix seconds from the device clock.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Loads the state, or starts a fresh one; a state file written for another
@@ -79,29 +74,6 @@ pub fn load_state(
     Ok(state)
 }
 
-/// The agent as the local socket server sees it, and the signal that wakes
-/// the event loop when a local request changed something it acts on.
-pub(crate) struct SharedService {
-    pub(crate) agent: RefCell<Agent<RealFlash>>,
-    pub(crate) changed: Notify,
-    admin_uids: Vec<u32>,
-}
-
-impl LocalService for SharedService {
-    fn serve(&self, request: LocalRequest, peer_uid: u32) -> LocalReply {
-        let changes_link = matches!(request, LocalRequest::SetPlatformAccess { .. });
-        let may_switch = self.admin_uids.contains(&peer_uid);
-        let reply = self
-            .agent
-            .borrow_mut()
-            .local_request(request, may_switch, now_secs());
-        if changes_link {
-            self.changed.notify_one();
-        }
-        reply
-    }
-}
-
 /// Builds everything from the configuration and runs until `shutdown`
 /// completes. Must be called inside a `tokio::task::LocalSet`.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
@@ -129,11 +101,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
     let serial = state.identity.serial.clone();
     info!(serial = %serial, bound = state.access.binding != protocol::messages::Binding::Unbound, last_seq = state.ledger.last_seq, "agent starting");
-    let shared = Rc::new(SharedService {
-        agent: RefCell::new(Agent::new(state, store, keys, registrar)),
-        changed: Notify::new(),
-        admin_uids: config.local_socket.admin_uids.clone(),
-    });
+    let shared = Rc::new(SharedService::new(
+        Agent::new(state, store, keys, registrar),
+        config.local_socket.admin_uids.clone(),
+    ));
 
     let socket_config = LocalServerConfig {
         path: config.local_socket.path.clone(),

@@ -1,0 +1,13 @@
+//! The device's wall clock, read in one place. The core never reads a
+//! clock; the shell passes this reading in (and the driver's monotonic
+//! deadlines come from tokio's `Instant`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Unix seconds from the device clock (0 if the clock is before 1970).
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
