@@ -68,9 +68,11 @@ impl<const N: usize> Serialize for Text<N> {
 
 /// Decodes a string into `T` through its validating constructor, so the
 /// bytes are borrowed, checked for length first, and never copied twice.
+/// `what` names the type in errors (and `Text` its bound, `Text<N>`).
 fn deserialize_validated<'de, D, T>(
     d: D,
     what: &'static str,
+    bound: Option<usize>,
     make: fn(&str) -> Result<T, IdError>,
 ) -> Result<T, D::Error>
 where
@@ -78,23 +80,28 @@ where
 {
     struct V<T> {
         what: &'static str,
+        bound: Option<usize>,
         make: fn(&str) -> Result<T, IdError>,
     }
     impl<'de, T> de::Visitor<'de> for V<T> {
         type Value = T;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(self.what)
+            f.write_str(self.what)?;
+            match self.bound {
+                Some(n) => write!(f, "<{n}>"),
+                None => Ok(()),
+            }
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
             (self.make)(v).map_err(|e| E::custom(e))
         }
     }
-    d.deserialize_str(V { what, make })
+    d.deserialize_str(V { what, bound, make })
 }
 
 impl<'de, const N: usize> Deserialize<'de> for Text<N> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_validated(d, "bounded text", Text::new)
+        deserialize_validated(d, "Text", Some(N), Text::new)
     }
 }
 
@@ -149,7 +156,7 @@ macro_rules! validated_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                deserialize_validated(d, stringify!($name), $name::new)
+                deserialize_validated(d, stringify!($name), None, $name::new)
             }
         }
     };
@@ -165,11 +172,15 @@ fn topic_safe(s: &str) -> Result<(), IdError> {
     }
 }
 
-fn printable(s: &str) -> Result<(), IdError> {
-    if s.chars().any(char::is_control) {
-        Err(IdError::BadCharacter)
-    } else {
+/// Visible ASCII, `0x21..=0x7E`: no space (an id is compared bytewise and
+/// shown in logs and audit lines, where `carol smith` and `carol  smith`
+/// must not pass for one account), no control characters, no non-ASCII
+/// (no look-alike letters, no normalization questions).
+fn visible_ascii(s: &str) -> Result<(), IdError> {
+    if s.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(())
+    } else {
+        Err(IdError::BadCharacter)
     }
 }
 
@@ -193,10 +204,11 @@ validated_id!(
     Serial, MAX_SERIAL_LEN, topic_safe
 );
 validated_id!(
-    /// An opaque cloud account id: 1 to 64 bytes of UTF-8, no control
-    /// characters. The cloud resolves e-mails, phone numbers and user names
-    /// to it; the device only ever sees the id.
-    AccountId, MAX_ACCOUNT_ID_LEN, printable
+    /// An opaque cloud account id: 1 to 64 bytes of visible ASCII
+    /// (`0x21..=0x7E`: no space, no control or non-ASCII characters). The
+    /// cloud resolves e-mails, phone numbers and user names to it; the
+    /// device only ever sees the id.
+    AccountId, MAX_ACCOUNT_ID_LEN, visible_ascii
 );
 validated_id!(
     /// A cloud region code such as `EU` or `US`: `[A-Za-z0-9_-]`, 1 to 8 bytes.
@@ -249,6 +261,29 @@ mod tests {
     }
 
     #[test]
+    fn account_id_is_visible_ascii_only() {
+        assert!(AccountId::new("owner-0007").is_ok());
+        assert!(AccountId::new("carol.smith@example.com").is_ok());
+        assert!(AccountId::new("!~").is_ok(), "0x21 and 0x7E are the edges");
+        for bad in [
+            "carol smith",
+            " carol",
+            "carol ",
+            "a\tb",
+            "a\u{7f}b",
+            "caf\u{e9}",
+            "",
+        ] {
+            assert!(AccountId::new(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(AccountId::new("carol smith"), Err(IdError::BadCharacter));
+        assert_eq!(
+            AccountId::new(&"a".repeat(65)),
+            Err(IdError::TooLong(MAX_ACCOUNT_ID_LEN))
+        );
+    }
+
+    #[test]
     fn domain_follows_dns_label_rules() {
         assert!(DomainName::new("front-door-nvr").is_ok());
         assert_eq!(DomainName::new("-x"), Err(IdError::EdgeHyphen));
@@ -275,5 +310,11 @@ mod tests {
         assert!(postcard::from_bytes::<AccountId>(&bytes).is_err());
         let bytes = postcard::to_allocvec("ctl\u{7}").unwrap();
         assert!(postcard::from_bytes::<Text<8>>(&bytes).is_err());
+        let bytes = postcard::to_allocvec("carol smith").unwrap();
+        assert!(postcard::from_bytes::<AccountId>(&bytes).is_err());
+        assert!(postcard::from_bytes::<Serial>(&bytes).is_err());
+        assert!(postcard::from_bytes::<Region>(&bytes).is_err());
+        // Free text keeps its space.
+        assert!(postcard::from_bytes::<Text<16>>(&bytes).is_ok());
     }
 }

@@ -369,16 +369,28 @@ fn an_id_cannot_be_pinned_twice_even_in_an_empty_slot() {
 // ---------------------------------------------------------------------------
 // The exact bytes are verified
 
+fn encoded<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    codec::encode(value, MAX_COMMAND_BYTES).unwrap()
+}
+
+/// `command` encoded field by field, with the actor's id and the sequence
+/// number given as bytes, to write what encoding a `Command` never would.
+fn command_bytes(command: &Command, actor_id: &[u8], seq: &[u8]) -> Vec<u8> {
+    let mut out = encoded(&command.serial);
+    out.extend(actor_id);
+    out.extend(encoded(&command.actor.region));
+    out.extend(seq);
+    out.extend(encoded(&command.issued_at));
+    out.extend(encoded(&command.body));
+    out
+}
+
 /// The canonical encoding of `command` with `seq` re-encoded as an overlong
-/// varint (valid for postcard, SPEC.md §4), by concatenating the fields.
+/// varint (valid for postcard, SPEC.md §4).
 fn overlong_encoding(command: &Command) -> Vec<u8> {
     assert!(command.seq < 128);
-    let mut out = codec::encode(&command.serial, MAX_COMMAND_BYTES).unwrap();
-    out.extend(codec::encode(&command.actor, MAX_COMMAND_BYTES).unwrap());
-    out.extend([command.seq as u8 | 0x80, 0x80, 0x00]);
-    out.extend(codec::encode(&command.issued_at, MAX_COMMAND_BYTES).unwrap());
-    out.extend(codec::encode(&command.body, MAX_COMMAND_BYTES).unwrap());
-    out
+    let seq = [command.seq as u8 | 0x80, 0x80, 0x00];
+    command_bytes(command, &encoded(&command.actor.id), &seq)
 }
 
 #[test]
@@ -550,6 +562,34 @@ fn the_signature_is_checked_before_decoding_and_the_serial_after() {
     assert_eq!(
         envelope::open(&tiny[..MIN_LEN - 1], &keys, &serial()),
         Err(EnvelopeError::TooShort(MIN_LEN - 1))
+    );
+}
+
+#[test]
+fn a_signed_command_naming_an_account_with_a_space_is_malformed() {
+    // The identifier rules hold on the decode path too (SPEC.md §5): a
+    // correctly signed command for `carol smith` is refused, not applied.
+    let keys = keys(&[(KEY_ID, &SEED)]);
+    let good = command(1, CommandBody::RequestState);
+    let body = command_bytes(&good, &encoded("carol smith"), &encoded(&good.seq));
+    // The same bytes with the id written as `carol-smith` open.
+    let fine = command_bytes(&good, &encoded("carol-smith"), &encoded(&good.seq));
+    let opened = envelope::open(
+        &sign_raw(ENVELOPE_VERSION, KEY_ID, &fine, &SEED),
+        &keys,
+        &serial(),
+    );
+    assert_eq!(
+        opened.map(|c| c.actor.id.to_string()),
+        Ok("carol-smith".to_string())
+    );
+    assert_eq!(
+        envelope::open(
+            &sign_raw(ENVELOPE_VERSION, KEY_ID, &body, &SEED),
+            &keys,
+            &serial()
+        ),
+        Err(EnvelopeError::Malformed(DecodeError::Malformed))
     );
 }
 

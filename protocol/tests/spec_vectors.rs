@@ -1124,8 +1124,11 @@ fn identifier_row(name: &str, accepts: fn(&str) -> bool) -> Vec<String> {
         .map(char::from)
         .filter(|&c| accepts(&format!("a{c}a")))
         .collect();
+    let visible: Vec<char> = (0x21u8..0x7f).map(char::from).collect();
     let mut class = if allowed.len() == 0x7f - 0x20 {
-        "printable ASCII".to_string()
+        "printable ASCII 0x20-0x7E".to_string()
+    } else if allowed == visible {
+        "visible ASCII 0x21-0x7E".to_string()
     } else {
         let mut runs: Vec<(char, char)> = Vec::new();
         for &c in &allowed {
@@ -1159,6 +1162,7 @@ fn identifier_rows() -> Vec<Vec<String>> {
         identifier_row("Region", |s| Region::new(s).is_ok()),
         identifier_row("DomainName", |s| DomainName::new(s).is_ok()),
         identifier_row("Text<24>", |s| Text::<24>::new(s).is_ok()),
+        identifier_row("Text<63>", |s| Text::<63>::new(s).is_ok()),
     ]
 }
 
@@ -1518,8 +1522,12 @@ mod shape {
         fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
             // Validated identifiers name themselves in `expecting`.
             let expecting = Expecting(&visitor).to_string();
+            let bounded_text = expecting
+                .strip_prefix("Text<")
+                .and_then(|n| n.strip_suffix('>'))
+                .is_some_and(|n| n.parse::<usize>().is_ok());
             self.set(match expecting.as_str() {
-                "bounded text" => "Text".to_string(),
+                e if bounded_text => e.to_string(),
                 e if !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric()) => e.to_string(),
                 _ => "string".to_string(),
             });
