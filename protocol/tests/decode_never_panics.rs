@@ -489,3 +489,26 @@ fn collections_one_over_their_bound_do_not_decode() {
         Err(DecodeError::Malformed)
     );
 }
+
+#[test]
+fn audit_lists_over_max_audit_reply_do_not_decode() {
+    // The smallest entry: at 0, actor Device, event EnvelopeRefused, Accepted.
+    const ENTRY: [u8; 4] = [0, 2, 3, 0];
+    let list = |prefix: &[u8], n: usize| {
+        let mut bytes = prefix.to_vec();
+        bytes.push(n as u8);
+        for _ in 0..n {
+            bytes.extend_from_slice(&ENTRY);
+        }
+        bytes
+    };
+    let max = limits::MAX_AUDIT_REPLY;
+    // AuditReport { serial: "A", entries } and LocalReply::Audit (variant 3).
+    let report =
+        |n| codec::decode::<messages::AuditReport>(&list(&[1, b'A'], n), MAX_MESSAGE_BYTES);
+    let reply = |n| local::decode_frame_body::<local::LocalReply>(&list(&[3], n));
+    assert_eq!(report(max).map(|r| r.entries.len()), Ok(max));
+    assert_eq!(report(max + 1), Err(DecodeError::Malformed));
+    assert!(matches!(reply(max), Ok(local::LocalReply::Audit(e)) if e.len() == max));
+    assert_eq!(reply(max + 1), Err(DecodeError::Malformed));
+}

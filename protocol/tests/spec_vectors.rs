@@ -268,7 +268,9 @@ fn state_report_unbound() -> StateReport {
         platform_access: true,
         domain: DomainName::from_serial(&serial()).unwrap(),
         last_seq: 0,
-        trusted_time_floor: 0,
+        // Never commanded: the floor is the device's own clock reading
+        // (SPEC.md §8.3), here T0.
+        trusted_time_floor: T0,
         reports_dropped: 0,
     }
 }
