@@ -4,48 +4,43 @@
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::coded::coded_enum;
 use crate::ids::{AccountId, AccountRef};
 use crate::limits::MAX_CHANNELS;
 
-macro_rules! actions {
-    ($( $(#[$doc:meta])* $name:ident = $code:literal; )*) => {
-        /// Something a principal can ask to do. Wire: variant index.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[repr(u8)]
-        pub enum Action {
-            $( $(#[$doc])* $name = $code, )*
-        }
-
-        impl Action {
-            pub const ALL: &'static [Action] = &[$(Action::$name,)*];
-
-            pub const fn name(self) -> &'static str {
-                match self { $( Action::$name => stringify!($name), )* }
-            }
-
-            pub fn from_code(code: u8) -> Option<Action> {
-                match code { $( $code => Some(Action::$name), )* _ => None }
-            }
-        }
-    };
-}
-
-actions! {
-    LiveView = 0;
-    Playback = 1;
-    Ptz = 2;
-    TwoWayAudio = 3;
-    AlarmNotifications = 4;
-    ConfigRead = 5;
-    ConfigWrite = 6;
-    SiteInfoManagement = 7;
-    ShareManagement = 8;
-    InstallerManagement = 9;
-    CloudServiceSwitch = 10;
-    PlatformAccessSwitch = 11;
-    Unbind = 12;
-    /// Changing the device domain name.
-    DomainManagement = 13;
+coded_enum! {
+    /// Something a principal can ask to do. Wire: its code as a varint (the
+    /// variant index); as a permission, bit `code` of a `Permissions` set.
+    pub enum Action {
+        /// Watch a channel live.
+        LiveView = 0;
+        /// Play back a channel's recordings.
+        Playback = 1;
+        /// Pan, tilt and zoom a channel's camera.
+        Ptz = 2;
+        /// Talk through a channel.
+        TwoWayAudio = 3;
+        /// Receive the device's alarm notifications.
+        AlarmNotifications = 4;
+        /// Read the device configuration.
+        ConfigRead = 5;
+        /// Change the device configuration.
+        ConfigWrite = 6;
+        /// Manage site information; also needed for `RequestAudit`.
+        SiteInfoManagement = 7;
+        /// Share the device, unshare it (owner only).
+        ShareManagement = 8;
+        /// Grant or revoke the installer's rights (owner only).
+        InstallerManagement = 9;
+        /// Switch the cloud service on or off (installer only).
+        CloudServiceSwitch = 10;
+        /// Switch platform access (device admin only, never through the cloud).
+        PlatformAccessSwitch = 11;
+        /// Remove the device from its account(s).
+        Unbind = 12;
+        /// Change the device domain name.
+        DomainManagement = 13;
+    }
 }
 
 impl Action {
@@ -307,27 +302,21 @@ impl LocalLevel {
     /// (shares, installer, cloud-service switch) are never local.
     pub fn permissions(self) -> Permissions {
         use Action::*;
+        let guest = Permissions::of(&[LiveView, Playback]);
+        let operator = guest.union(Permissions::of(&[
+            Ptz,
+            TwoWayAudio,
+            AlarmNotifications,
+            ConfigRead,
+        ]));
         match self {
-            LocalLevel::Admin => Permissions::of(&[
-                LiveView,
-                Playback,
-                Ptz,
-                TwoWayAudio,
-                AlarmNotifications,
-                ConfigRead,
+            LocalLevel::Guest => guest,
+            LocalLevel::Operator => operator,
+            LocalLevel::Admin => operator.union(Permissions::of(&[
                 ConfigWrite,
                 PlatformAccessSwitch,
                 Unbind,
-            ]),
-            LocalLevel::Operator => Permissions::of(&[
-                LiveView,
-                Playback,
-                Ptz,
-                TwoWayAudio,
-                AlarmNotifications,
-                ConfigRead,
-            ]),
-            LocalLevel::Guest => Permissions::of(&[LiveView, Playback]),
+            ])),
         }
     }
 }

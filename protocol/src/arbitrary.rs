@@ -20,6 +20,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use proptest::array::uniform2;
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
@@ -46,6 +47,16 @@ use crate::messages::{
     StateReport,
 };
 use crate::reason::Reason;
+
+/// A proptest configuration of `cases` cases that writes no regression
+/// files (the tree stays clean).
+pub fn test_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Text and identifiers
@@ -223,11 +234,7 @@ pub fn any_share_entry() -> impl Strategy<Value = ShareEntry> {
 }
 
 pub fn any_local_level() -> impl Strategy<Value = LocalLevel> {
-    prop_oneof![
-        Just(LocalLevel::Admin),
-        Just(LocalLevel::Operator),
-        Just(LocalLevel::Guest),
-    ]
+    select(&[LocalLevel::Admin, LocalLevel::Operator, LocalLevel::Guest][..])
 }
 
 pub fn any_principal() -> impl Strategy<Value = Principal> {
@@ -261,7 +268,7 @@ fn any_channel_arg() -> impl Strategy<Value = Option<u16>> {
 // Commands
 
 pub fn any_bind_role() -> impl Strategy<Value = BindRole> {
-    prop_oneof![Just(BindRole::Owner), Just(BindRole::Installer)]
+    select(&[BindRole::Owner, BindRole::Installer][..])
 }
 
 /// Every `CommandKind`, in declaration order.
@@ -453,51 +460,34 @@ pub fn any_binding() -> impl Strategy<Value = Binding> {
     ]
 }
 
-pub fn any_state_report() -> impl Strategy<Value = StateReport> {
-    (
-        (
-            any_serial(),
-            any_text::<MAX_VERSION_LEN>(),
-            any_region(),
-            any::<u16>(),
-            any_binding(),
-            bounded_vec::<_, MAX_SHARES>(any_share_entry),
-        ),
-        (
-            any::<bool>(),
-            any::<bool>(),
-            any_domain_name(),
-            any_counter(),
-            any_counter(),
-            any::<u32>(),
-        ),
-    )
-        .prop_map(
-            |(
-                (serial, agent_version, region, channel_count, binding, shares),
-                (
-                    cloud_service,
-                    platform_access,
-                    domain,
-                    last_seq,
-                    trusted_time_floor,
-                    reports_dropped,
-                ),
-            )| StateReport {
-                serial,
-                agent_version,
-                region,
-                channel_count,
-                binding,
-                shares,
-                cloud_service,
-                platform_access,
-                domain,
-                last_seq,
-                trusted_time_floor,
-                reports_dropped,
-            },
-        )
+prop_compose! {
+    pub fn any_state_report()(
+        serial in any_serial(),
+        agent_version in any_text::<MAX_VERSION_LEN>(),
+        region in any_region(),
+        channel_count in any::<u16>(),
+        binding in any_binding(),
+        shares in bounded_vec::<_, MAX_SHARES>(any_share_entry),
+        [cloud_service, platform_access] in any::<[bool; 2]>(),
+        domain in any_domain_name(),
+        [last_seq, trusted_time_floor] in uniform2(any_counter()),
+        reports_dropped in any::<u32>(),
+    ) -> StateReport {
+        StateReport {
+            serial,
+            agent_version,
+            region,
+            channel_count,
+            binding,
+            shares,
+            cloud_service,
+            platform_access,
+            domain,
+            last_seq,
+            trusted_time_floor,
+            reports_dropped,
+        }
+    }
 }
 
 pub fn any_device_status() -> impl Strategy<Value = DeviceStatus> {
@@ -567,7 +557,7 @@ pub fn any_service_ports() -> impl Strategy<Value = ServicePorts> {
 }
 
 pub fn any_transport() -> impl Strategy<Value = Transport> {
-    prop_oneof![Just(Transport::Tcp), Just(Transport::Udp)]
+    select(&[Transport::Tcp, Transport::Udp][..])
 }
 
 pub fn any_port_mapping() -> impl Strategy<Value = PortMapping> {
@@ -638,11 +628,13 @@ pub fn any_local_request() -> impl Strategy<Value = LocalRequest> {
 }
 
 pub fn any_link_state() -> impl Strategy<Value = LinkState> {
-    prop_oneof![
-        Just(LinkState::Connected),
-        Just(LinkState::Connecting),
-        Just(LinkState::Disabled),
-    ]
+    select(
+        &[
+            LinkState::Connected,
+            LinkState::Connecting,
+            LinkState::Disabled,
+        ][..],
+    )
 }
 
 pub fn any_registration_state() -> impl Strategy<Value = RegistrationState> {
@@ -655,44 +647,32 @@ pub fn any_registration_state() -> impl Strategy<Value = RegistrationState> {
     ]
 }
 
-pub fn any_status_reply() -> impl Strategy<Value = StatusReply> {
-    (
-        (
-            any_serial(),
-            any_link_state(),
-            any::<bool>(),
-            any::<bool>(),
-            any::<bool>(),
-            any::<bool>(),
-        ),
-        (
-            any_domain_name(),
-            any_registration_state(),
-            any_counter(),
-            any::<bool>(),
-            any::<u32>(),
-            any::<u32>(),
-        ),
-    )
-        .prop_map(
-            |(
-                (serial, link, bound, handed_over, cloud_service, platform_access),
-                (domain, registration, last_seq, clock_trusted, reports_queued, reports_dropped),
-            )| StatusReply {
-                serial,
-                link,
-                bound,
-                handed_over,
-                cloud_service,
-                platform_access,
-                domain,
-                registration,
-                last_seq,
-                clock_trusted,
-                reports_queued,
-                reports_dropped,
-            },
-        )
+prop_compose! {
+    pub fn any_status_reply()(
+        serial in any_serial(),
+        link in any_link_state(),
+        [bound, handed_over, cloud_service, platform_access] in any::<[bool; 4]>(),
+        domain in any_domain_name(),
+        registration in any_registration_state(),
+        last_seq in any_counter(),
+        clock_trusted in any::<bool>(),
+        [reports_queued, reports_dropped] in any::<[u32; 2]>(),
+    ) -> StatusReply {
+        StatusReply {
+            serial,
+            link,
+            bound,
+            handed_over,
+            cloud_service,
+            platform_access,
+            domain,
+            registration,
+            last_seq,
+            clock_trusted,
+            reports_queued,
+            reports_dropped,
+        }
+    }
 }
 
 pub fn any_local_reply() -> impl Strategy<Value = LocalReply> {

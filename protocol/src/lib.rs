@@ -9,8 +9,11 @@
 //! vectors are regenerated and compared by `tests/spec_vectors.rs`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 extern crate alloc;
+
+mod coded;
 
 pub mod access;
 pub mod codec;

@@ -17,28 +17,20 @@
 //! - the signature is checked before the command is decoded, and the serial
 //!   only after.
 
-// The strategies are compiled into this test from the crate's source, so
-// `cargo test -p hc-protocol` needs no feature; `crate::access` and the
-// like in that file resolve through these imports.
-extern crate alloc;
-#[allow(dead_code)]
-#[path = "../src/arbitrary.rs"]
-mod arbitrary;
-use protocol::{access, command, ddns, envelope, ids, limits, local, messages, reason};
+use protocol::{access, command, envelope, ids, limits, reason};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::Config;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
 use access::{Action, ChannelScope, ChannelSet, Permissions, Validity};
-use arbitrary::*;
 use command::{Command, CommandBody};
 use envelope::{
     CommandKeys, CommandSigner, EnvelopeError, ENVELOPE_VERSION, HEADER_LEN, SIGNATURE_LEN,
 };
 use ids::{AccountId, AccountRef, Region, Serial};
 use limits::{MAX_COMMAND_BYTES, MAX_COMMAND_KEYS};
+use protocol::arbitrary::*;
 use protocol::codec::{self, DecodeError};
 use reason::Reason;
 
@@ -145,7 +137,7 @@ fn flip(bytes: &[u8], bit: usize) -> Vec<u8> {
 // Good and wrong keys
 
 proptest! {
-    #![proptest_config(Config { cases: 128, failure_persistence: None, ..Config::default() })]
+    #![proptest_config(test_config(128))]
 
     #[test]
     fn a_good_signature_opens(case in any_envelope_case()) {

@@ -5,35 +5,18 @@
 //! `src/arbitrary.rs`, which cover every variant of every enum and fill
 //! bounded collections and identifiers up to their limits.
 
-// The strategies are compiled into this test from the crate's source, so
-// `cargo test -p hc-protocol` needs no feature; `crate::access` and the
-// like in that file resolve through these imports.
-extern crate alloc;
-#[allow(dead_code)]
-#[path = "../src/arbitrary.rs"]
-mod arbitrary;
-use protocol::{access, command, ddns, envelope, ids, limits, local, messages, reason};
+use protocol::{access, command, envelope, ids, limits, local, reason};
 
 use core::fmt::Debug;
 
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use arbitrary::*;
 use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use local::FRAME_HEADER_LEN;
+use protocol::arbitrary::*;
 use protocol::codec;
-
-fn config() -> Config {
-    Config {
-        cases: 256,
-        // Keep the tree clean: no regression files are written.
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// encode → decode gives the value back; the encoding fits `max`.
 fn round_trip<T>(value: &T, max: usize) -> Result<(), TestCaseError>
@@ -67,7 +50,7 @@ where
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(test_config(256))]
 
     #[test]
     fn command_round_trips(command in any_command()) {
