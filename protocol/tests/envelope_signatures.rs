@@ -407,26 +407,22 @@ fn the_received_bytes_are_verified_not_a_re_encoding() {
     );
 
     // The canonical envelope with its command bytes swapped for the
-    // equivalent overlong ones keeps its signature, and is refused.
+    // equivalent overlong ones keeps its signature, and is refused; and the
+    // other way round.
     let canonical_envelope = signer(KEY_ID, &SEED).seal(&cmd).unwrap();
-    let signature = &canonical_envelope[canonical_envelope.len() - SIGNATURE_LEN..];
-    let mut swapped = vec![ENVELOPE_VERSION, KEY_ID];
-    swapped.extend(&overlong);
-    swapped.extend(signature);
-    assert_eq!(
-        envelope::open(&swapped, &keys, &serial()),
-        Err(EnvelopeError::BadSignature)
-    );
-
-    // And the other way round.
-    let signature = &overlong_envelope[overlong_envelope.len() - SIGNATURE_LEN..];
-    let mut swapped = vec![ENVELOPE_VERSION, KEY_ID];
-    swapped.extend(&canonical);
-    swapped.extend(signature);
-    assert_eq!(
-        envelope::open(&swapped, &keys, &serial()),
-        Err(EnvelopeError::BadSignature)
-    );
+    for (envelope, other_body) in [
+        (&canonical_envelope, &overlong),
+        (&overlong_envelope, &canonical),
+    ] {
+        let signature = &envelope[envelope.len() - SIGNATURE_LEN..];
+        let mut swapped = vec![ENVELOPE_VERSION, KEY_ID];
+        swapped.extend(other_body);
+        swapped.extend(signature);
+        assert_eq!(
+            envelope::open(&swapped, &keys, &serial()),
+            Err(EnvelopeError::BadSignature)
+        );
+    }
 }
 
 /// Adds the Ed25519 group order L to the signature's S (little-endian):
@@ -478,9 +474,7 @@ fn the_signature_is_checked_before_decoding_and_the_serial_after() {
         Err(EnvelopeError::Malformed(DecodeError::Malformed))
     );
     // Garbage unsigned: refused for the signature, never decoded.
-    let mut unsigned = garbage.clone();
-    let last = unsigned.len() - 1;
-    unsigned[last] ^= 1;
+    let unsigned = flip(&garbage, (garbage.len() - 1) * 8);
     assert_eq!(
         envelope::open(&unsigned, &keys, &serial()),
         Err(EnvelopeError::BadSignature)
@@ -508,9 +502,7 @@ fn the_signature_is_checked_before_decoding_and_the_serial_after() {
         envelope::open(&bytes, &keys, &serial()),
         Err(EnvelopeError::WrongDevice)
     );
-    let mut forged = bytes.clone();
-    let last = forged.len() - 1;
-    forged[last] ^= 0x80;
+    let forged = flip(&bytes, bytes.len() * 8 - 1);
     assert_eq!(
         envelope::open(&forged, &keys, &serial()),
         Err(EnvelopeError::BadSignature)

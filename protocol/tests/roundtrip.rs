@@ -32,6 +32,34 @@ where
     Ok(())
 }
 
+/// One round-trip property test per message type: `name: strategy, limit;`.
+macro_rules! round_trips {
+    ($($name:ident: $strategy:expr, $max:expr;)*) => {
+        proptest! {
+            #![proptest_config(test_config(256))]
+            $(
+                #[test]
+                fn $name(value in $strategy) {
+                    round_trip(&value, $max)?;
+                }
+            )*
+        }
+    };
+}
+
+round_trips! {
+    command_round_trips: any_command(), MAX_COMMAND_BYTES;
+    ack_round_trips: any_ack(), MAX_MESSAGE_BYTES;
+    state_report_round_trips: any_state_report(), MAX_MESSAGE_BYTES;
+    device_status_round_trips: any_device_status(), MAX_MESSAGE_BYTES;
+    audit_event_round_trips: any_audit_event(), MAX_MESSAGE_BYTES;
+    audit_entry_round_trips: any_audit_entry(), MAX_MESSAGE_BYTES;
+    audit_report_round_trips: any_audit_report(), MAX_MESSAGE_BYTES;
+    domain_registration_round_trips: any_domain_registration(), MAX_MESSAGE_BYTES;
+    domain_result_round_trips: any_domain_result(), MAX_MESSAGE_BYTES;
+    status_reply_round_trips: any_status_reply(), MAX_LOCAL_FRAME_BYTES;
+}
+
 /// The same through a local-socket frame: the header announces the body's
 /// exact length and passes the header check.
 fn frame_round_trip<T>(value: &T) -> Result<(), TestCaseError>
@@ -51,11 +79,6 @@ where
 
 proptest! {
     #![proptest_config(test_config(256))]
-
-    #[test]
-    fn command_round_trips(command in any_command()) {
-        round_trip(&command, MAX_COMMAND_BYTES)?;
-    }
 
     #[test]
     fn command_body_round_trips(body in any_command_body()) {
@@ -78,46 +101,6 @@ proptest! {
     }
 
     #[test]
-    fn ack_round_trips(ack in any_ack()) {
-        round_trip(&ack, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn state_report_round_trips(report in any_state_report()) {
-        round_trip(&report, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn device_status_round_trips(status in any_device_status()) {
-        round_trip(&status, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn audit_event_round_trips(event in any_audit_event()) {
-        round_trip(&event, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn audit_entry_round_trips(entry in any_audit_entry()) {
-        round_trip(&entry, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn audit_report_round_trips(report in any_audit_report()) {
-        round_trip(&report, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn domain_registration_round_trips(registration in any_domain_registration()) {
-        round_trip(&registration, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn domain_result_round_trips(result in any_domain_result()) {
-        round_trip(&result, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
     fn local_request_round_trips(request in any_local_request()) {
         round_trip(&request, MAX_LOCAL_FRAME_BYTES)?;
         frame_round_trip(&request)?;
@@ -127,11 +110,6 @@ proptest! {
     fn local_reply_round_trips(reply in any_local_reply()) {
         round_trip(&reply, MAX_LOCAL_FRAME_BYTES)?;
         frame_round_trip(&reply)?;
-    }
-
-    #[test]
-    fn status_reply_round_trips(status in any_status_reply()) {
-        round_trip(&status, MAX_LOCAL_FRAME_BYTES)?;
     }
 
     #[test]
@@ -191,72 +169,32 @@ fn strategies_cover_every_variant() {
         .collect();
     assert_eq!(kinds.len(), COMMAND_KINDS.len(), "{kinds:?}");
 
-    let name = |s: String| s.split([' ', '(', '{']).next().unwrap().to_string();
-    let count = |names: Vec<String>| names.into_iter().map(name).collect::<BTreeSet<_>>().len();
-
-    assert_eq!(
-        count(
-            sample(any_local_request(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        5
-    );
-    assert_eq!(
-        count(
-            sample(any_local_reply(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        6
-    );
-    assert_eq!(
-        count(
-            sample(any_audit_event(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        4
-    );
-    assert_eq!(
-        count(
-            sample(any_audit_actor(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        3
-    );
-    assert_eq!(
-        count(
-            sample(any_binding(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        3
-    );
-    assert_eq!(
-        count(
-            sample(any_domain_outcome(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        3
-    );
-    assert_eq!(
-        count(
-            sample(any_registration_state(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        5
-    );
+    // The number of distinct variant names among `n` samples.
+    fn variants<S: Strategy>(strategy: S) -> usize
+    where
+        S::Value: core::fmt::Debug,
+    {
+        sample(strategy, 500)
+            .iter()
+            .map(|v| {
+                let debug = format!("{v:?}");
+                debug.split([' ', '(', '{']).next().unwrap().to_string()
+            })
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+    let counted = [
+        ("LocalRequest", variants(any_local_request()), 5),
+        ("LocalReply", variants(any_local_reply()), 6),
+        ("AuditEvent", variants(any_audit_event()), 4),
+        ("AuditActor", variants(any_audit_actor()), 3),
+        ("Binding", variants(any_binding()), 3),
+        ("DomainOutcome", variants(any_domain_outcome()), 3),
+        ("RegistrationState", variants(any_registration_state()), 5),
+    ];
+    for (what, seen, all) in counted {
+        assert_eq!(seen, all, "{what}");
+    }
     let reasons: std::collections::HashSet<reason::Reason> =
         sample(any_reason(), 2_000).into_iter().collect();
     assert_eq!(reasons.len(), reason::Reason::ALL.len());
