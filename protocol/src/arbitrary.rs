@@ -143,6 +143,7 @@ pub fn any_domain_name() -> impl Strategy<Value = DomainName> {
     })
 }
 
+/// Any valid `AccountRef`.
 pub fn any_account_ref() -> impl Strategy<Value = AccountRef> {
     (any_account_id(), any_region()).prop_map(|(id, region)| AccountRef { id, region })
 }
@@ -150,10 +151,12 @@ pub fn any_account_ref() -> impl Strategy<Value = AccountRef> {
 // ---------------------------------------------------------------------------
 // Access vocabulary
 
+/// Any `Action`, each variant equally likely.
 pub fn any_action() -> impl Strategy<Value = Action> {
     select(Action::ALL)
 }
 
+/// Any `Reason`, each variant equally likely.
 pub fn any_reason() -> impl Strategy<Value = Reason> {
     select(Reason::ALL)
 }
@@ -176,6 +179,7 @@ pub fn any_channel_set() -> impl Strategy<Value = ChannelSet> {
     ]
 }
 
+/// Any `ChannelScope`: every variant, with any valid fields.
 pub fn any_channel_scope() -> impl Strategy<Value = ChannelScope> {
     prop_oneof![
         Just(ChannelScope::All),
@@ -195,10 +199,12 @@ pub fn any_validity() -> impl Strategy<Value = Validity> {
     })
 }
 
+/// Any valid `Grant`.
 pub fn any_grant() -> impl Strategy<Value = Grant> {
     option::of(any_validity()).prop_map(|validity| Grant { validity })
 }
 
+/// Any valid `InstallerGrants`.
 pub fn any_installer_grants() -> impl Strategy<Value = InstallerGrants> {
     (
         option::of(any_grant()),
@@ -218,6 +224,7 @@ pub fn any_installer_grants() -> impl Strategy<Value = InstallerGrants> {
         )
 }
 
+/// Any valid `ShareEntry`.
 pub fn any_share_entry() -> impl Strategy<Value = ShareEntry> {
     (
         any_account_ref(),
@@ -233,10 +240,12 @@ pub fn any_share_entry() -> impl Strategy<Value = ShareEntry> {
         })
 }
 
+/// Any `LocalLevel`, each variant equally likely.
 pub fn any_local_level() -> impl Strategy<Value = LocalLevel> {
     select(&[LocalLevel::Admin, LocalLevel::Operator, LocalLevel::Guest][..])
 }
 
+/// Any `Principal`: every variant, with any valid fields.
 pub fn any_principal() -> impl Strategy<Value = Principal> {
     prop_oneof![
         any_account_id().prop_map(Principal::Cloud),
@@ -244,10 +253,12 @@ pub fn any_principal() -> impl Strategy<Value = Principal> {
     ]
 }
 
+/// Any `Decision`: every variant, with any valid fields.
 pub fn any_decision() -> impl Strategy<Value = Decision> {
     prop_oneof![Just(Decision::Allow), any_reason().prop_map(Decision::Deny),]
 }
 
+/// Any `Outcome`: every variant, with any valid fields.
 pub fn any_outcome() -> impl Strategy<Value = Outcome> {
     prop_oneof![
         Just(Outcome::Accepted),
@@ -267,6 +278,7 @@ fn any_channel_arg() -> impl Strategy<Value = Option<u16>> {
 // ---------------------------------------------------------------------------
 // Commands
 
+/// Any `BindRole`, each variant equally likely.
 pub fn any_bind_role() -> impl Strategy<Value = BindRole> {
     select(&[BindRole::Owner, BindRole::Installer][..])
 }
@@ -289,6 +301,7 @@ pub const COMMAND_KINDS: &[CommandKind] = &[
     CommandKind::Operation,
 ];
 
+/// Any `CommandKind`, each variant equally likely.
 pub fn any_command_kind() -> impl Strategy<Value = CommandKind> {
     select(COMMAND_KINDS)
 }
@@ -362,6 +375,7 @@ fn any_counter() -> impl Strategy<Value = u64> {
     ]
 }
 
+/// Any valid `Command`.
 pub fn any_command() -> impl Strategy<Value = Command> {
     any_command_for(any_serial())
 }
@@ -391,16 +405,21 @@ pub fn any_command_for(serial: impl Strategy<Value = Serial>) -> impl Strategy<V
 /// key id it signs under and the command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeCase {
+    /// The Ed25519 seed of the signing key.
     pub seed: [u8; 32],
+    /// The id the key is pinned under.
     pub key_id: u8,
+    /// The command to seal.
     pub command: Command,
 }
 
 impl EnvelopeCase {
+    /// The cloud's signer for this case.
     pub fn signer(&self) -> CommandSigner {
         CommandSigner::from_seed(self.key_id, &self.seed).expect("any 32-byte seed is a key")
     }
 
+    /// The public key a device pins for this case.
     pub fn public_key(&self) -> [u8; PUBLIC_KEY_LEN] {
         self.signer().public_key()
     }
@@ -420,6 +439,7 @@ impl EnvelopeCase {
     }
 }
 
+/// Any seed, any key id and any valid command.
 pub fn any_envelope_case() -> impl Strategy<Value = EnvelopeCase> {
     (any::<[u8; 32]>(), any::<u8>(), any_command()).prop_map(|(seed, key_id, command)| {
         EnvelopeCase {
@@ -433,6 +453,7 @@ pub fn any_envelope_case() -> impl Strategy<Value = EnvelopeCase> {
 // ---------------------------------------------------------------------------
 // Device → cloud messages
 
+/// Any valid `Ack`.
 pub fn any_ack() -> impl Strategy<Value = Ack> {
     (option::of(any_counter()), any_outcome(), any::<bool>()).prop_map(
         |(seq, outcome, redelivered)| Ack {
@@ -443,6 +464,7 @@ pub fn any_ack() -> impl Strategy<Value = Ack> {
     )
 }
 
+/// Any `Binding`: every variant, with any valid fields.
 pub fn any_binding() -> impl Strategy<Value = Binding> {
     prop_oneof![
         Just(Binding::Unbound),
@@ -461,6 +483,7 @@ pub fn any_binding() -> impl Strategy<Value = Binding> {
 }
 
 prop_compose! {
+    /// Any valid `StateReport`, sometimes with `MAX_SHARES` shares.
     pub fn any_state_report()(
         serial in any_serial(),
         agent_version in any_text::<MAX_VERSION_LEN>(),
@@ -490,10 +513,12 @@ prop_compose! {
     }
 }
 
+/// Any valid `DeviceStatus`.
 pub fn any_device_status() -> impl Strategy<Value = DeviceStatus> {
     any::<bool>().prop_map(|online| DeviceStatus { online })
 }
 
+/// Any `AuditActor`: every variant, with any valid fields.
 pub fn any_audit_actor() -> impl Strategy<Value = AuditActor> {
     prop_oneof![
         any_account_id().prop_map(AuditActor::Cloud),
@@ -502,6 +527,7 @@ pub fn any_audit_actor() -> impl Strategy<Value = AuditActor> {
     ]
 }
 
+/// Any `AuditEvent`: every variant, with any valid fields.
 pub fn any_audit_event() -> impl Strategy<Value = AuditEvent> {
     prop_oneof![
         (any_action(), any_channel_arg())
@@ -513,6 +539,7 @@ pub fn any_audit_event() -> impl Strategy<Value = AuditEvent> {
     ]
 }
 
+/// Any valid `AuditEntry`.
 pub fn any_audit_entry() -> impl Strategy<Value = AuditEntry> {
     (
         any_counter(),
@@ -532,6 +559,7 @@ fn any_audit_entries() -> impl Strategy<Value = heapless::Vec<AuditEntry, MAX_AU
     bounded_vec::<_, MAX_AUDIT_REPLY>(any_audit_entry)
 }
 
+/// Any valid `AuditReport`.
 pub fn any_audit_report() -> impl Strategy<Value = AuditReport> {
     (any_serial(), any_audit_entries())
         .prop_map(|(serial, entries)| AuditReport { serial, entries })
@@ -540,6 +568,7 @@ pub fn any_audit_report() -> impl Strategy<Value = AuditReport> {
 // ---------------------------------------------------------------------------
 // Domain registration
 
+/// Any `IpAddress`: every variant, with any valid fields.
 pub fn any_ip_address() -> impl Strategy<Value = IpAddress> {
     prop_oneof![
         any::<[u8; 4]>().prop_map(IpAddress::V4),
@@ -547,6 +576,7 @@ pub fn any_ip_address() -> impl Strategy<Value = IpAddress> {
     ]
 }
 
+/// Any valid `ServicePorts`.
 pub fn any_service_ports() -> impl Strategy<Value = ServicePorts> {
     any::<[u16; 4]>().prop_map(|[http, https, rtsp, sdk]| ServicePorts {
         http,
@@ -556,10 +586,12 @@ pub fn any_service_ports() -> impl Strategy<Value = ServicePorts> {
     })
 }
 
+/// Any `Transport`, each variant equally likely.
 pub fn any_transport() -> impl Strategy<Value = Transport> {
     select(&[Transport::Tcp, Transport::Udp][..])
 }
 
+/// Any valid `PortMapping`.
 pub fn any_port_mapping() -> impl Strategy<Value = PortMapping> {
     (any_transport(), any::<u16>(), any::<u16>()).prop_map(|(transport, internal, external)| {
         PortMapping {
@@ -570,6 +602,7 @@ pub fn any_port_mapping() -> impl Strategy<Value = PortMapping> {
     })
 }
 
+/// Any valid `DomainRegistration`.
 pub fn any_domain_registration() -> impl Strategy<Value = DomainRegistration> {
     (
         any::<u32>(),
@@ -589,6 +622,7 @@ pub fn any_domain_registration() -> impl Strategy<Value = DomainRegistration> {
         )
 }
 
+/// Any `DomainOutcome`: every variant, with any valid fields.
 pub fn any_domain_outcome() -> impl Strategy<Value = DomainOutcome> {
     prop_oneof![
         (any_ip_address(), any::<u32>()).prop_map(|(public_address, expires_in)| {
@@ -602,6 +636,7 @@ pub fn any_domain_outcome() -> impl Strategy<Value = DomainOutcome> {
     ]
 }
 
+/// Any valid `DomainResult`.
 pub fn any_domain_result() -> impl Strategy<Value = DomainResult> {
     (any::<u32>(), any_domain_outcome())
         .prop_map(|(attempt, outcome)| DomainResult { attempt, outcome })
@@ -610,6 +645,7 @@ pub fn any_domain_result() -> impl Strategy<Value = DomainResult> {
 // ---------------------------------------------------------------------------
 // Local socket
 
+/// Any `LocalRequest`: every variant, with any valid fields.
 pub fn any_local_request() -> impl Strategy<Value = LocalRequest> {
     prop_oneof![
         (any_principal(), any_action(), any_channel_arg()).prop_map(
@@ -627,6 +663,7 @@ pub fn any_local_request() -> impl Strategy<Value = LocalRequest> {
     ]
 }
 
+/// Any `LinkState`, each variant equally likely.
 pub fn any_link_state() -> impl Strategy<Value = LinkState> {
     select(
         &[
@@ -637,6 +674,7 @@ pub fn any_link_state() -> impl Strategy<Value = LinkState> {
     )
 }
 
+/// Any `RegistrationState`: every variant, with any valid fields.
 pub fn any_registration_state() -> impl Strategy<Value = RegistrationState> {
     prop_oneof![
         Just(RegistrationState::NotRegistered),
@@ -648,6 +686,7 @@ pub fn any_registration_state() -> impl Strategy<Value = RegistrationState> {
 }
 
 prop_compose! {
+    /// Any valid `StatusReply`.
     pub fn any_status_reply()(
         serial in any_serial(),
         link in any_link_state(),
@@ -675,6 +714,7 @@ prop_compose! {
     }
 }
 
+/// Any `LocalReply`: every variant, with any valid fields.
 pub fn any_local_reply() -> impl Strategy<Value = LocalReply> {
     prop_oneof![
         any_decision().prop_map(LocalReply::Decision),

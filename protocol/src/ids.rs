@@ -11,12 +11,16 @@ use crate::limits::{MAX_ACCOUNT_ID_LEN, MAX_DOMAIN_LEN, MAX_REGION_LEN, MAX_SERI
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// The identifier is empty (every identifier has at least one byte).
     #[error("empty")]
     Empty,
+    /// Longer than the type's bound, in bytes (the bound is carried).
     #[error("longer than {0} bytes")]
     TooLong(usize),
+    /// A character outside the type's alphabet (SPEC.md §5).
     #[error("contains a character that is not allowed")]
     BadCharacter,
+    /// A domain name starting or ending with `-`.
     #[error("starts or ends with a hyphen")]
     EdgeHyphen,
 }
@@ -36,6 +40,7 @@ impl<const N: usize> Text<N> {
         Ok(Text(out))
     }
 
+    /// The text.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
@@ -112,6 +117,7 @@ macro_rules! validated_id {
         pub struct $name(Text<{ $max }>);
 
         impl $name {
+            /// Checks `s` against the type's length bound and alphabet.
             pub fn new(s: &str) -> Result<Self, IdError> {
                 if s.is_empty() {
                     return Err(IdError::Empty);
@@ -124,6 +130,7 @@ macro_rules! validated_id {
                 Ok($name(Text::new(s)?))
             }
 
+            /// The identifier as text.
             pub fn as_str(&self) -> &str {
                 self.0.as_str()
             }
@@ -243,7 +250,9 @@ impl DomainName {
 /// cross-region accounts itself.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AccountRef {
+    /// The account.
     pub id: AccountId,
+    /// The region the account lives in.
     pub region: Region,
 }
 

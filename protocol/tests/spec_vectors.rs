@@ -1045,7 +1045,8 @@ fn constant_rows() -> Vec<Vec<String>> {
 fn installer_grant_field(action: Action) -> String {
     let g = Some(Grant { validity: None });
     // Each field, and how to set it alone.
-    let setters: [(&str, fn(&mut InstallerGrants, Option<Grant>)); 5] = [
+    type Setter = fn(&mut InstallerGrants, Option<Grant>);
+    let setters: [(&str, Setter); 5] = [
         ("site_info", |x, g| x.site_info = g),
         ("configuration", |x, g| x.configuration = g),
         ("live_view", |x, g| x.live_view = g),
