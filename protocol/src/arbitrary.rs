@@ -206,22 +206,24 @@ pub fn any_grant() -> impl Strategy<Value = Grant> {
 
 /// Any valid `InstallerGrants`.
 pub fn any_installer_grants() -> impl Strategy<Value = InstallerGrants> {
-    (
-        option::of(any_grant()),
-        option::of(any_grant()),
-        option::of(any_grant()),
-        option::of(any_grant()),
-        any::<bool>(),
+    installer_grants_from(|| option::of(any_grant()))
+}
+
+/// `InstallerGrants` whose four permissions each come from `grant` (for
+/// tests that want, say, only windows around a given time), with any
+/// `may_disable_cloud`.
+pub fn installer_grants_from<S: Strategy<Value = Option<Grant>>>(
+    grant: impl Fn() -> S,
+) -> impl Strategy<Value = InstallerGrants> {
+    ([grant(), grant(), grant(), grant()], any::<bool>()).prop_map(
+        |([site_info, configuration, live_view, playback], may_disable_cloud)| InstallerGrants {
+            site_info,
+            configuration,
+            live_view,
+            playback,
+            may_disable_cloud,
+        },
     )
-        .prop_map(
-            |(site_info, configuration, live_view, playback, may_disable_cloud)| InstallerGrants {
-                site_info,
-                configuration,
-                live_view,
-                playback,
-                may_disable_cloud,
-            },
-        )
 }
 
 /// Any valid `ShareEntry`.
