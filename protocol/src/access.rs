@@ -4,48 +4,43 @@
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::coded::coded_enum;
 use crate::ids::{AccountId, AccountRef};
 use crate::limits::MAX_CHANNELS;
 
-macro_rules! actions {
-    ($( $(#[$doc:meta])* $name:ident = $code:literal; )*) => {
-        /// Something a principal can ask to do. Wire: variant index.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[repr(u8)]
-        pub enum Action {
-            $( $(#[$doc])* $name = $code, )*
-        }
-
-        impl Action {
-            pub const ALL: &'static [Action] = &[$(Action::$name,)*];
-
-            pub const fn name(self) -> &'static str {
-                match self { $( Action::$name => stringify!($name), )* }
-            }
-
-            pub fn from_code(code: u8) -> Option<Action> {
-                match code { $( $code => Some(Action::$name), )* _ => None }
-            }
-        }
-    };
-}
-
-actions! {
-    LiveView = 0;
-    Playback = 1;
-    Ptz = 2;
-    TwoWayAudio = 3;
-    AlarmNotifications = 4;
-    ConfigRead = 5;
-    ConfigWrite = 6;
-    SiteInfoManagement = 7;
-    ShareManagement = 8;
-    InstallerManagement = 9;
-    CloudServiceSwitch = 10;
-    PlatformAccessSwitch = 11;
-    Unbind = 12;
-    /// Changing the device domain name.
-    DomainManagement = 13;
+coded_enum! {
+    /// Something a principal can ask to do. Wire: its code as a varint (the
+    /// variant index); as a permission, bit `code` of a `Permissions` set.
+    pub enum Action {
+        /// Watch a channel live.
+        LiveView = 0;
+        /// Play back a channel's recordings.
+        Playback = 1;
+        /// Pan, tilt and zoom a channel's camera.
+        Ptz = 2;
+        /// Talk through a channel.
+        TwoWayAudio = 3;
+        /// Receive the device's alarm notifications.
+        AlarmNotifications = 4;
+        /// Read the device configuration.
+        ConfigRead = 5;
+        /// Change the device configuration.
+        ConfigWrite = 6;
+        /// Manage site information; also needed for `RequestAudit`.
+        SiteInfoManagement = 7;
+        /// Share the device, unshare it (owner only).
+        ShareManagement = 8;
+        /// Grant or revoke the installer's rights (owner only).
+        InstallerManagement = 9;
+        /// Switch the cloud service on or off (installer only).
+        CloudServiceSwitch = 10;
+        /// Switch platform access (device admin only, never through the cloud).
+        PlatformAccessSwitch = 11;
+        /// Remove the device from its account(s).
+        Unbind = 12;
+        /// Change the device domain name.
+        DomainManagement = 13;
+    }
 }
 
 impl Action {
@@ -57,6 +52,7 @@ impl Action {
         )
     }
 
+    /// The action's bit in a `Permissions` set: `1 << code`.
     pub const fn bit(self) -> u16 {
         1 << (self as u8)
     }
@@ -68,6 +64,7 @@ impl Action {
 pub struct Permissions(u16);
 
 impl Permissions {
+    /// The empty set.
     pub const NONE: Permissions = Permissions(0);
     const VALID_BITS: u16 = (1 << Action::ALL.len()) - 1;
 
@@ -83,6 +80,7 @@ impl Permissions {
             | Action::ConfigWrite.bit(),
     );
 
+    /// The set with these bits; `None` if a bit names no action.
     pub const fn from_bits(bits: u16) -> Option<Permissions> {
         if bits & !Self::VALID_BITS == 0 {
             Some(Permissions(bits))
@@ -91,22 +89,27 @@ impl Permissions {
         }
     }
 
+    /// The bitmap, as on the wire.
     pub const fn bits(self) -> u16 {
         self.0
     }
 
+    /// The set of these actions.
     pub fn of(actions: &[Action]) -> Permissions {
         Permissions(actions.iter().fold(0, |acc, a| acc | a.bit()))
     }
 
+    /// Whether `action` is in the set.
     pub const fn contains(self, action: Action) -> bool {
         self.0 & action.bit() != 0
     }
 
+    /// Whether every action of this set is in `other`.
     pub const fn is_subset_of(self, other: Permissions) -> bool {
         self.0 & !other.0 == 0
     }
 
+    /// The actions in either set.
     pub const fn union(self, other: Permissions) -> Permissions {
         Permissions(self.0 | other.0)
     }
@@ -131,6 +134,7 @@ impl<'de> Deserialize<'de> for Permissions {
 pub struct ChannelSet([u8; MAX_CHANNELS / 8]);
 
 impl ChannelSet {
+    /// No channel.
     pub const EMPTY: ChannelSet = ChannelSet([0; MAX_CHANNELS / 8]);
 
     /// Channels `1..=count` (count clamped to the maximum).
@@ -164,6 +168,7 @@ impl ChannelSet {
         }
     }
 
+    /// Whether `channel` is in the set (never for 0 or above the maximum).
     pub fn contains(&self, channel: u16) -> bool {
         match Self::position(channel) {
             Some((byte, bit)) => self.0[byte] & bit != 0,
@@ -171,10 +176,12 @@ impl ChannelSet {
         }
     }
 
+    /// Whether every channel of this set is in `other`.
     pub fn is_subset_of(&self, other: &ChannelSet) -> bool {
         self.0.iter().zip(other.0.iter()).all(|(a, b)| a & !b == 0)
     }
 
+    /// Whether the set has no channel.
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|b| *b == 0)
     }
@@ -184,10 +191,12 @@ impl ChannelSet {
         (1..=MAX_CHANNELS as u16).rev().find(|c| self.contains(*c))
     }
 
+    /// The channels in the set, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         (1..=MAX_CHANNELS as u16).filter(|c| self.contains(*c))
     }
 
+    /// The 32-byte bitmap, as on the wire.
     pub fn as_bytes(&self) -> &[u8; MAX_CHANNELS / 8] {
         &self.0
     }
@@ -211,6 +220,7 @@ pub enum ChannelScope {
 }
 
 impl ChannelScope {
+    /// Whether the scope covers `channel`.
     pub fn contains(&self, channel: u16) -> bool {
         match self {
             ChannelScope::All => true,
@@ -222,7 +232,9 @@ impl ChannelScope {
 /// An absolute validity window in Unix seconds, `not_before <= t < not_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Validity {
+    /// First second of validity, Unix seconds (inclusive).
     pub not_before: u64,
+    /// First second after validity (exclusive).
     pub not_after: u64,
 }
 
@@ -237,6 +249,7 @@ impl Validity {
 /// validity window (`None`: no time limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Grant {
+    /// The window of the grant; `None`: no time limit.
     pub validity: Option<Validity>,
 }
 
@@ -248,7 +261,9 @@ pub struct InstallerGrants {
     pub site_info: Option<Grant>,
     /// Configuration: reading and writing the device configuration.
     pub configuration: Option<Grant>,
+    /// Live View.
     pub live_view: Option<Grant>,
+    /// Playback.
     pub playback: Option<Grant>,
     /// "Allow me to disable the cloud service": lets the installer switch
     /// the cloud service and remove the device from the owner's account.
@@ -288,17 +303,24 @@ impl InstallerGrants {
 /// One share: what a shared user may do, on which channels, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ShareEntry {
+    /// The shared user.
     pub account: AccountRef,
+    /// What it may do; a subset of `Permissions::SHAREABLE`.
     pub permissions: Permissions,
+    /// The channels its channel-scoped actions may use.
     pub channels: ChannelScope,
+    /// The window of the share; `None`: no time limit.
     pub validity: Option<Validity>,
 }
 
 /// A device account's level (ONVIF-like), used over the LAN or the domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LocalLevel {
+    /// Device administrator.
     Admin,
+    /// Device operator.
     Operator,
+    /// Device guest (view only).
     Guest,
 }
 
@@ -307,27 +329,21 @@ impl LocalLevel {
     /// (shares, installer, cloud-service switch) are never local.
     pub fn permissions(self) -> Permissions {
         use Action::*;
+        let guest = Permissions::of(&[LiveView, Playback]);
+        let operator = guest.union(Permissions::of(&[
+            Ptz,
+            TwoWayAudio,
+            AlarmNotifications,
+            ConfigRead,
+        ]));
         match self {
-            LocalLevel::Admin => Permissions::of(&[
-                LiveView,
-                Playback,
-                Ptz,
-                TwoWayAudio,
-                AlarmNotifications,
-                ConfigRead,
+            LocalLevel::Guest => guest,
+            LocalLevel::Operator => operator,
+            LocalLevel::Admin => operator.union(Permissions::of(&[
                 ConfigWrite,
                 PlatformAccessSwitch,
                 Unbind,
-            ]),
-            LocalLevel::Operator => Permissions::of(&[
-                LiveView,
-                Playback,
-                Ptz,
-                TwoWayAudio,
-                AlarmNotifications,
-                ConfigRead,
-            ]),
-            LocalLevel::Guest => Permissions::of(&[LiveView, Playback]),
+            ])),
         }
     }
 }
@@ -336,18 +352,23 @@ impl LocalLevel {
 /// local users through the LAN or the device domain.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Principal {
+    /// A cloud account, its request relayed through the cloud.
     Cloud(AccountId),
+    /// A device user at this level, as authenticated by the asking process.
     Local(LocalLevel),
 }
 
 /// The answer to "may P do A on C now?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Decision {
+    /// Allowed.
     Allow,
+    /// Denied for this reason.
     Deny(crate::Reason),
 }
 
 impl Decision {
+    /// Whether this is `Allow`.
     pub const fn is_allow(self) -> bool {
         matches!(self, Decision::Allow)
     }

@@ -20,6 +20,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use proptest::array::uniform2;
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
@@ -46,6 +47,16 @@ use crate::messages::{
     StateReport,
 };
 use crate::reason::Reason;
+
+/// A proptest configuration of `cases` cases that writes no regression
+/// files (the tree stays clean).
+pub fn test_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Text and identifiers
@@ -110,9 +121,9 @@ pub fn any_region() -> impl Strategy<Value = Region> {
         .prop_map(|s| Region::new(&s).expect("generated region is valid"))
 }
 
-/// A cloud account id: 1 to 64 bytes of UTF-8 without control characters.
+/// A cloud account id: 1 to 64 bytes of visible ASCII (`0x21..=0x7E`).
 pub fn any_account_id() -> impl Strategy<Value = AccountId> {
-    bounded_string(any_printable_char(), 1, MAX_ACCOUNT_ID_LEN)
+    bounded_string((0x21u8..=0x7e).prop_map(char::from), 1, MAX_ACCOUNT_ID_LEN)
         .prop_map(|s| AccountId::new(&s).expect("generated account id is valid"))
 }
 
@@ -132,6 +143,7 @@ pub fn any_domain_name() -> impl Strategy<Value = DomainName> {
     })
 }
 
+/// Any valid `AccountRef`.
 pub fn any_account_ref() -> impl Strategy<Value = AccountRef> {
     (any_account_id(), any_region()).prop_map(|(id, region)| AccountRef { id, region })
 }
@@ -139,10 +151,12 @@ pub fn any_account_ref() -> impl Strategy<Value = AccountRef> {
 // ---------------------------------------------------------------------------
 // Access vocabulary
 
+/// Any `Action`, each variant equally likely.
 pub fn any_action() -> impl Strategy<Value = Action> {
     select(Action::ALL)
 }
 
+/// Any `Reason`, each variant equally likely.
 pub fn any_reason() -> impl Strategy<Value = Reason> {
     select(Reason::ALL)
 }
@@ -165,6 +179,7 @@ pub fn any_channel_set() -> impl Strategy<Value = ChannelSet> {
     ]
 }
 
+/// Any `ChannelScope`: every variant, with any valid fields.
 pub fn any_channel_scope() -> impl Strategy<Value = ChannelScope> {
     prop_oneof![
         Just(ChannelScope::All),
@@ -184,29 +199,34 @@ pub fn any_validity() -> impl Strategy<Value = Validity> {
     })
 }
 
+/// Any valid `Grant`.
 pub fn any_grant() -> impl Strategy<Value = Grant> {
     option::of(any_validity()).prop_map(|validity| Grant { validity })
 }
 
+/// Any valid `InstallerGrants`.
 pub fn any_installer_grants() -> impl Strategy<Value = InstallerGrants> {
-    (
-        option::of(any_grant()),
-        option::of(any_grant()),
-        option::of(any_grant()),
-        option::of(any_grant()),
-        any::<bool>(),
-    )
-        .prop_map(
-            |(site_info, configuration, live_view, playback, may_disable_cloud)| InstallerGrants {
-                site_info,
-                configuration,
-                live_view,
-                playback,
-                may_disable_cloud,
-            },
-        )
+    installer_grants_from(|| option::of(any_grant()))
 }
 
+/// `InstallerGrants` whose four permissions each come from `grant` (for
+/// tests that want, say, only windows around a given time), with any
+/// `may_disable_cloud`.
+pub fn installer_grants_from<S: Strategy<Value = Option<Grant>>>(
+    grant: impl Fn() -> S,
+) -> impl Strategy<Value = InstallerGrants> {
+    ([grant(), grant(), grant(), grant()], any::<bool>()).prop_map(
+        |([site_info, configuration, live_view, playback], may_disable_cloud)| InstallerGrants {
+            site_info,
+            configuration,
+            live_view,
+            playback,
+            may_disable_cloud,
+        },
+    )
+}
+
+/// Any valid `ShareEntry`.
 pub fn any_share_entry() -> impl Strategy<Value = ShareEntry> {
     (
         any_account_ref(),
@@ -222,14 +242,12 @@ pub fn any_share_entry() -> impl Strategy<Value = ShareEntry> {
         })
 }
 
+/// Any `LocalLevel`, each variant equally likely.
 pub fn any_local_level() -> impl Strategy<Value = LocalLevel> {
-    prop_oneof![
-        Just(LocalLevel::Admin),
-        Just(LocalLevel::Operator),
-        Just(LocalLevel::Guest),
-    ]
+    select(&[LocalLevel::Admin, LocalLevel::Operator, LocalLevel::Guest][..])
 }
 
+/// Any `Principal`: every variant, with any valid fields.
 pub fn any_principal() -> impl Strategy<Value = Principal> {
     prop_oneof![
         any_account_id().prop_map(Principal::Cloud),
@@ -237,10 +255,12 @@ pub fn any_principal() -> impl Strategy<Value = Principal> {
     ]
 }
 
+/// Any `Decision`: every variant, with any valid fields.
 pub fn any_decision() -> impl Strategy<Value = Decision> {
     prop_oneof![Just(Decision::Allow), any_reason().prop_map(Decision::Deny),]
 }
 
+/// Any `Outcome`: every variant, with any valid fields.
 pub fn any_outcome() -> impl Strategy<Value = Outcome> {
     prop_oneof![
         Just(Outcome::Accepted),
@@ -260,8 +280,9 @@ fn any_channel_arg() -> impl Strategy<Value = Option<u16>> {
 // ---------------------------------------------------------------------------
 // Commands
 
+/// Any `BindRole`, each variant equally likely.
 pub fn any_bind_role() -> impl Strategy<Value = BindRole> {
-    prop_oneof![Just(BindRole::Owner), Just(BindRole::Installer)]
+    select(&[BindRole::Owner, BindRole::Installer][..])
 }
 
 /// Every `CommandKind`, in declaration order.
@@ -282,6 +303,7 @@ pub const COMMAND_KINDS: &[CommandKind] = &[
     CommandKind::Operation,
 ];
 
+/// Any `CommandKind`, each variant equally likely.
 pub fn any_command_kind() -> impl Strategy<Value = CommandKind> {
     select(COMMAND_KINDS)
 }
@@ -355,6 +377,7 @@ fn any_counter() -> impl Strategy<Value = u64> {
     ]
 }
 
+/// Any valid `Command`.
 pub fn any_command() -> impl Strategy<Value = Command> {
     any_command_for(any_serial())
 }
@@ -384,16 +407,21 @@ pub fn any_command_for(serial: impl Strategy<Value = Serial>) -> impl Strategy<V
 /// key id it signs under and the command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeCase {
+    /// The Ed25519 seed of the signing key.
     pub seed: [u8; 32],
+    /// The id the key is pinned under.
     pub key_id: u8,
+    /// The command to seal.
     pub command: Command,
 }
 
 impl EnvelopeCase {
+    /// The cloud's signer for this case.
     pub fn signer(&self) -> CommandSigner {
         CommandSigner::from_seed(self.key_id, &self.seed).expect("any 32-byte seed is a key")
     }
 
+    /// The public key a device pins for this case.
     pub fn public_key(&self) -> [u8; PUBLIC_KEY_LEN] {
         self.signer().public_key()
     }
@@ -413,6 +441,7 @@ impl EnvelopeCase {
     }
 }
 
+/// Any seed, any key id and any valid command.
 pub fn any_envelope_case() -> impl Strategy<Value = EnvelopeCase> {
     (any::<[u8; 32]>(), any::<u8>(), any_command()).prop_map(|(seed, key_id, command)| {
         EnvelopeCase {
@@ -426,6 +455,7 @@ pub fn any_envelope_case() -> impl Strategy<Value = EnvelopeCase> {
 // ---------------------------------------------------------------------------
 // Device → cloud messages
 
+/// Any valid `Ack`.
 pub fn any_ack() -> impl Strategy<Value = Ack> {
     (option::of(any_counter()), any_outcome(), any::<bool>()).prop_map(
         |(seq, outcome, redelivered)| Ack {
@@ -436,6 +466,7 @@ pub fn any_ack() -> impl Strategy<Value = Ack> {
     )
 }
 
+/// Any `Binding`: every variant, with any valid fields.
 pub fn any_binding() -> impl Strategy<Value = Binding> {
     prop_oneof![
         Just(Binding::Unbound),
@@ -453,57 +484,43 @@ pub fn any_binding() -> impl Strategy<Value = Binding> {
     ]
 }
 
-pub fn any_state_report() -> impl Strategy<Value = StateReport> {
-    (
-        (
-            any_serial(),
-            any_text::<MAX_VERSION_LEN>(),
-            any_region(),
-            any::<u16>(),
-            any_binding(),
-            bounded_vec::<_, MAX_SHARES>(any_share_entry),
-        ),
-        (
-            any::<bool>(),
-            any::<bool>(),
-            any_domain_name(),
-            any_counter(),
-            any_counter(),
-            any::<u32>(),
-        ),
-    )
-        .prop_map(
-            |(
-                (serial, agent_version, region, channel_count, binding, shares),
-                (
-                    cloud_service,
-                    platform_access,
-                    domain,
-                    last_seq,
-                    trusted_time_floor,
-                    reports_dropped,
-                ),
-            )| StateReport {
-                serial,
-                agent_version,
-                region,
-                channel_count,
-                binding,
-                shares,
-                cloud_service,
-                platform_access,
-                domain,
-                last_seq,
-                trusted_time_floor,
-                reports_dropped,
-            },
-        )
+prop_compose! {
+    /// Any valid `StateReport`, sometimes with `MAX_SHARES` shares.
+    pub fn any_state_report()(
+        serial in any_serial(),
+        agent_version in any_text::<MAX_VERSION_LEN>(),
+        region in any_region(),
+        channel_count in any::<u16>(),
+        binding in any_binding(),
+        shares in bounded_vec::<_, MAX_SHARES>(any_share_entry),
+        [cloud_service, platform_access] in any::<[bool; 2]>(),
+        domain in any_domain_name(),
+        [last_seq, trusted_time_floor] in uniform2(any_counter()),
+        reports_dropped in any::<u32>(),
+    ) -> StateReport {
+        StateReport {
+            serial,
+            agent_version,
+            region,
+            channel_count,
+            binding,
+            shares,
+            cloud_service,
+            platform_access,
+            domain,
+            last_seq,
+            trusted_time_floor,
+            reports_dropped,
+        }
+    }
 }
 
+/// Any valid `DeviceStatus`.
 pub fn any_device_status() -> impl Strategy<Value = DeviceStatus> {
     any::<bool>().prop_map(|online| DeviceStatus { online })
 }
 
+/// Any `AuditActor`: every variant, with any valid fields.
 pub fn any_audit_actor() -> impl Strategy<Value = AuditActor> {
     prop_oneof![
         any_account_id().prop_map(AuditActor::Cloud),
@@ -512,6 +529,7 @@ pub fn any_audit_actor() -> impl Strategy<Value = AuditActor> {
     ]
 }
 
+/// Any `AuditEvent`: every variant, with any valid fields.
 pub fn any_audit_event() -> impl Strategy<Value = AuditEvent> {
     prop_oneof![
         (any_action(), any_channel_arg())
@@ -523,6 +541,7 @@ pub fn any_audit_event() -> impl Strategy<Value = AuditEvent> {
     ]
 }
 
+/// Any valid `AuditEntry`.
 pub fn any_audit_entry() -> impl Strategy<Value = AuditEntry> {
     (
         any_counter(),
@@ -542,6 +561,7 @@ fn any_audit_entries() -> impl Strategy<Value = heapless::Vec<AuditEntry, MAX_AU
     bounded_vec::<_, MAX_AUDIT_REPLY>(any_audit_entry)
 }
 
+/// Any valid `AuditReport`.
 pub fn any_audit_report() -> impl Strategy<Value = AuditReport> {
     (any_serial(), any_audit_entries())
         .prop_map(|(serial, entries)| AuditReport { serial, entries })
@@ -550,6 +570,7 @@ pub fn any_audit_report() -> impl Strategy<Value = AuditReport> {
 // ---------------------------------------------------------------------------
 // Domain registration
 
+/// Any `IpAddress`: every variant, with any valid fields.
 pub fn any_ip_address() -> impl Strategy<Value = IpAddress> {
     prop_oneof![
         any::<[u8; 4]>().prop_map(IpAddress::V4),
@@ -557,6 +578,7 @@ pub fn any_ip_address() -> impl Strategy<Value = IpAddress> {
     ]
 }
 
+/// Any valid `ServicePorts`.
 pub fn any_service_ports() -> impl Strategy<Value = ServicePorts> {
     any::<[u16; 4]>().prop_map(|[http, https, rtsp, sdk]| ServicePorts {
         http,
@@ -566,10 +588,12 @@ pub fn any_service_ports() -> impl Strategy<Value = ServicePorts> {
     })
 }
 
+/// Any `Transport`, each variant equally likely.
 pub fn any_transport() -> impl Strategy<Value = Transport> {
-    prop_oneof![Just(Transport::Tcp), Just(Transport::Udp)]
+    select(&[Transport::Tcp, Transport::Udp][..])
 }
 
+/// Any valid `PortMapping`.
 pub fn any_port_mapping() -> impl Strategy<Value = PortMapping> {
     (any_transport(), any::<u16>(), any::<u16>()).prop_map(|(transport, internal, external)| {
         PortMapping {
@@ -580,6 +604,7 @@ pub fn any_port_mapping() -> impl Strategy<Value = PortMapping> {
     })
 }
 
+/// Any valid `DomainRegistration`.
 pub fn any_domain_registration() -> impl Strategy<Value = DomainRegistration> {
     (
         any::<u32>(),
@@ -599,6 +624,7 @@ pub fn any_domain_registration() -> impl Strategy<Value = DomainRegistration> {
         )
 }
 
+/// Any `DomainOutcome`: every variant, with any valid fields.
 pub fn any_domain_outcome() -> impl Strategy<Value = DomainOutcome> {
     prop_oneof![
         (any_ip_address(), any::<u32>()).prop_map(|(public_address, expires_in)| {
@@ -612,6 +638,7 @@ pub fn any_domain_outcome() -> impl Strategy<Value = DomainOutcome> {
     ]
 }
 
+/// Any valid `DomainResult`.
 pub fn any_domain_result() -> impl Strategy<Value = DomainResult> {
     (any::<u32>(), any_domain_outcome())
         .prop_map(|(attempt, outcome)| DomainResult { attempt, outcome })
@@ -620,6 +647,7 @@ pub fn any_domain_result() -> impl Strategy<Value = DomainResult> {
 // ---------------------------------------------------------------------------
 // Local socket
 
+/// Any `LocalRequest`: every variant, with any valid fields.
 pub fn any_local_request() -> impl Strategy<Value = LocalRequest> {
     prop_oneof![
         (any_principal(), any_action(), any_channel_arg()).prop_map(
@@ -637,14 +665,18 @@ pub fn any_local_request() -> impl Strategy<Value = LocalRequest> {
     ]
 }
 
+/// Any `LinkState`, each variant equally likely.
 pub fn any_link_state() -> impl Strategy<Value = LinkState> {
-    prop_oneof![
-        Just(LinkState::Connected),
-        Just(LinkState::Connecting),
-        Just(LinkState::Disabled),
-    ]
+    select(
+        &[
+            LinkState::Connected,
+            LinkState::Connecting,
+            LinkState::Disabled,
+        ][..],
+    )
 }
 
+/// Any `RegistrationState`: every variant, with any valid fields.
 pub fn any_registration_state() -> impl Strategy<Value = RegistrationState> {
     prop_oneof![
         Just(RegistrationState::NotRegistered),
@@ -655,46 +687,36 @@ pub fn any_registration_state() -> impl Strategy<Value = RegistrationState> {
     ]
 }
 
-pub fn any_status_reply() -> impl Strategy<Value = StatusReply> {
-    (
-        (
-            any_serial(),
-            any_link_state(),
-            any::<bool>(),
-            any::<bool>(),
-            any::<bool>(),
-            any::<bool>(),
-        ),
-        (
-            any_domain_name(),
-            any_registration_state(),
-            any_counter(),
-            any::<bool>(),
-            any::<u32>(),
-            any::<u32>(),
-        ),
-    )
-        .prop_map(
-            |(
-                (serial, link, bound, handed_over, cloud_service, platform_access),
-                (domain, registration, last_seq, clock_trusted, reports_queued, reports_dropped),
-            )| StatusReply {
-                serial,
-                link,
-                bound,
-                handed_over,
-                cloud_service,
-                platform_access,
-                domain,
-                registration,
-                last_seq,
-                clock_trusted,
-                reports_queued,
-                reports_dropped,
-            },
-        )
+prop_compose! {
+    /// Any valid `StatusReply`.
+    pub fn any_status_reply()(
+        serial in any_serial(),
+        link in any_link_state(),
+        [bound, handed_over, cloud_service, platform_access] in any::<[bool; 4]>(),
+        domain in any_domain_name(),
+        registration in any_registration_state(),
+        last_seq in any_counter(),
+        clock_trusted in any::<bool>(),
+        [reports_queued, reports_dropped] in any::<[u32; 2]>(),
+    ) -> StatusReply {
+        StatusReply {
+            serial,
+            link,
+            bound,
+            handed_over,
+            cloud_service,
+            platform_access,
+            domain,
+            registration,
+            last_seq,
+            clock_trusted,
+            reports_queued,
+            reports_dropped,
+        }
+    }
 }
 
+/// Any `LocalReply`: every variant, with any valid fields.
 pub fn any_local_reply() -> impl Strategy<Value = LocalReply> {
     prop_oneof![
         any_decision().prop_map(LocalReply::Decision),

@@ -10,15 +10,24 @@ use crate::reason::Reason;
 /// Why bytes did not decode into a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The input is longer than the limit of its kind; nothing was decoded.
     #[error("message of {len} bytes is over the {max}-byte limit")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// Bytes received.
+        len: usize,
+        /// The limit they were checked against.
+        max: usize,
+    },
+    /// The bytes are not an encoding of the type (or end inside it).
     #[error("message is malformed")]
     Malformed,
+    /// A whole value was decoded, but this many bytes follow it.
     #[error("{0} bytes follow the message")]
     TrailingBytes(usize),
 }
 
 impl DecodeError {
+    /// The reason code that answers this error on the wire.
     pub fn reason(self) -> Reason {
         match self {
             DecodeError::TooLarge { .. } => Reason::TooLarge,
@@ -31,8 +40,16 @@ impl DecodeError {
 /// types always fit; this guards the size limit on the sending side too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
+    /// The encoding is longer than the limit it was made for.
     #[error("encoded message of {len} bytes is over the {max}-byte limit")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// Bytes the encoding took.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The serializer refused the value (not possible for this crate's
+    /// types, which use only what postcard encodes).
     #[error("value cannot be encoded")]
     Unencodable,
 }

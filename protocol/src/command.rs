@@ -19,6 +19,7 @@ pub struct Command {
     pub seq: u64,
     /// The cloud's clock when it issued the command, Unix seconds.
     pub issued_at: u64,
+    /// What to do.
     pub body: CommandBody,
 }
 
@@ -40,18 +41,28 @@ pub enum CommandBody {
     /// Bind an unbound device to the actor. `proof` shows the actor's
     /// client knew the verification code printed on the device
     /// (see [`bind_proof`]).
-    Bind { role: BindRole, proof: [u8; 32] },
+    Bind {
+        /// Owner or site installer.
+        role: BindRole,
+        /// HMAC-SHA256 of the verification code over serial and account.
+        proof: [u8; 32],
+    },
     /// Remove owner, installer and every share.
     Unbind,
     /// Share with an account, or replace its share.
     Share {
+        /// The account to share with (its region must be the device's).
         account: AccountRef,
+        /// What it may do; at most `Permissions::SHAREABLE`.
         permissions: Permissions,
+        /// The channels its channel-scoped actions may use.
         channels: ChannelScope,
+        /// The window of the share; `None`: no time limit.
         validity: Option<Validity>,
     },
     /// Stop sharing with one or several accounts.
     Unshare {
+        /// The accounts whose shares are removed (1 to `MAX_SHARES`).
         accounts: heapless::Vec<AccountId, MAX_SHARES>,
     },
     /// Stop sharing with everyone.
@@ -60,22 +71,40 @@ pub enum CommandBody {
     LeaveShare,
     /// The owner (the actor) accepted the installer's invitation: the site
     /// is handed over and the installer keeps only `installer_grants`.
-    Handover { installer_grants: InstallerGrants },
+    Handover {
+        /// What the installer keeps after the handover.
+        installer_grants: InstallerGrants,
+    },
     /// The owner sets the installer's rights after handover.
-    GrantInstaller { grants: InstallerGrants },
+    GrantInstaller {
+        /// The installer's new grants, replacing the old ones as a whole.
+        grants: InstallerGrants,
+    },
     /// The owner takes every right from the installer.
     RevokeInstaller,
     /// Switch the cloud service for this device.
-    SetCloudService { enabled: bool },
+    SetCloudService {
+        /// On or off.
+        enabled: bool,
+    },
     /// Change the device domain name (validated on the device).
-    SetDomain { name: Text<MAX_DOMAIN_LEN> },
+    SetDomain {
+        /// The new name: free text on the wire, checked as a `DomainName`
+        /// by the device (`InvalidDomainName` otherwise).
+        name: Text<MAX_DOMAIN_LEN>,
+    },
     /// Publish the state report now.
     RequestState,
     /// Publish up to `max` recent audit entries now.
-    RequestAudit { max: u16 },
+    RequestAudit {
+        /// How many entries, clamped to `MAX_AUDIT_REPLY`.
+        max: u16,
+    },
     /// May the actor do `action` on `channel` now? Answered in the ack.
     Operation {
+        /// The action asked for.
         action: Action,
+        /// The channel, for a channel-scoped action.
         channel: Option<u16>,
     },
 }
@@ -83,23 +112,38 @@ pub enum CommandBody {
 /// The kind of a command, without its fields (for audit and logs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CommandKind {
+    /// [`CommandBody::Bind`].
     Bind,
+    /// [`CommandBody::Unbind`].
     Unbind,
+    /// [`CommandBody::Share`].
     Share,
+    /// [`CommandBody::Unshare`].
     Unshare,
+    /// [`CommandBody::UnshareAll`].
     UnshareAll,
+    /// [`CommandBody::LeaveShare`].
     LeaveShare,
+    /// [`CommandBody::Handover`].
     Handover,
+    /// [`CommandBody::GrantInstaller`].
     GrantInstaller,
+    /// [`CommandBody::RevokeInstaller`].
     RevokeInstaller,
+    /// [`CommandBody::SetCloudService`].
     SetCloudService,
+    /// [`CommandBody::SetDomain`].
     SetDomain,
+    /// [`CommandBody::RequestState`].
     RequestState,
+    /// [`CommandBody::RequestAudit`].
     RequestAudit,
+    /// [`CommandBody::Operation`].
     Operation,
 }
 
 impl CommandBody {
+    /// The command's kind, without its fields.
     pub fn kind(&self) -> CommandKind {
         match self {
             CommandBody::Bind { .. } => CommandKind::Bind,

@@ -19,31 +19,43 @@ use crate::ids::Serial;
 use crate::limits::{MAX_COMMAND_BYTES, MAX_COMMAND_KEYS};
 use crate::reason::Reason;
 
+/// The first byte of every envelope: its format version.
 pub const ENVELOPE_VERSION: u8 = 1;
+/// The Ed25519 signature at the end of an envelope.
 pub const SIGNATURE_LEN: usize = 64;
+/// The header before the command: version and key id.
 pub const HEADER_LEN: usize = 2;
+/// An Ed25519 public key.
 pub const PUBLIC_KEY_LEN: usize = 32;
 
 /// Why an envelope was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
+    /// More than `MAX_COMMAND_BYTES` (the length is carried).
     #[error("envelope of {0} bytes is over the limit")]
     TooLarge(usize),
+    /// Shorter than a header, one command byte and a signature.
     #[error("envelope of {0} bytes is too short")]
     TooShort(usize),
+    /// The first byte is not `ENVELOPE_VERSION`.
     #[error("envelope format version {0} is not supported")]
     UnsupportedVersion(u8),
+    /// The key id names no pinned key.
     #[error("key id {0} is not pinned on this device")]
     UnknownKeyId(u8),
+    /// The signature does not verify with the pinned key.
     #[error("signature does not verify")]
     BadSignature,
+    /// The signed bytes are not exactly one `Command`.
     #[error("signed command does not decode: {0}")]
     Malformed(DecodeError),
+    /// The command names another serial.
     #[error("command is for another device")]
     WrongDevice,
 }
 
 impl EnvelopeError {
+    /// The reason code the device acknowledges this refusal with.
     pub fn reason(self) -> Reason {
         match self {
             EnvelopeError::TooLarge(_) => Reason::TooLarge,
@@ -65,6 +77,7 @@ pub struct CommandKeys {
 }
 
 impl CommandKeys {
+    /// No key pinned.
     pub fn new() -> Self {
         Self::default()
     }
@@ -77,6 +90,7 @@ impl CommandKeys {
         self.keys.push((key_id, public_key)).is_ok()
     }
 
+    /// The key pinned under `key_id`.
     pub fn get(&self, key_id: u8) -> Option<&[u8; PUBLIC_KEY_LEN]> {
         self.keys
             .iter()
@@ -84,10 +98,12 @@ impl CommandKeys {
             .map(|(_, k)| k)
     }
 
+    /// How many keys are pinned.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    /// Whether no key is pinned.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -134,10 +150,12 @@ impl CommandSigner {
         })
     }
 
+    /// The id the device pins this key under.
     pub fn key_id(&self) -> u8 {
         self.key_id
     }
 
+    /// The public key to pin on devices.
     pub fn public_key(&self) -> [u8; PUBLIC_KEY_LEN] {
         let mut out = [0u8; PUBLIC_KEY_LEN];
         out.copy_from_slice(self.pair.public_key().as_ref());

@@ -11,12 +11,16 @@ use crate::limits::{MAX_ACCOUNT_ID_LEN, MAX_DOMAIN_LEN, MAX_REGION_LEN, MAX_SERI
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// The identifier is empty (every identifier has at least one byte).
     #[error("empty")]
     Empty,
+    /// Longer than the type's bound, in bytes (the bound is carried).
     #[error("longer than {0} bytes")]
     TooLong(usize),
+    /// A character outside the type's alphabet (SPEC.md §5).
     #[error("contains a character that is not allowed")]
     BadCharacter,
+    /// A domain name starting or ending with `-`.
     #[error("starts or ends with a hyphen")]
     EdgeHyphen,
 }
@@ -36,6 +40,7 @@ impl<const N: usize> Text<N> {
         Ok(Text(out))
     }
 
+    /// The text.
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
@@ -68,9 +73,11 @@ impl<const N: usize> Serialize for Text<N> {
 
 /// Decodes a string into `T` through its validating constructor, so the
 /// bytes are borrowed, checked for length first, and never copied twice.
+/// `what` names the type in errors (and `Text` its bound, `Text<N>`).
 fn deserialize_validated<'de, D, T>(
     d: D,
     what: &'static str,
+    bound: Option<usize>,
     make: fn(&str) -> Result<T, IdError>,
 ) -> Result<T, D::Error>
 where
@@ -78,23 +85,28 @@ where
 {
     struct V<T> {
         what: &'static str,
+        bound: Option<usize>,
         make: fn(&str) -> Result<T, IdError>,
     }
     impl<'de, T> de::Visitor<'de> for V<T> {
         type Value = T;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(self.what)
+            f.write_str(self.what)?;
+            match self.bound {
+                Some(n) => write!(f, "<{n}>"),
+                None => Ok(()),
+            }
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
             (self.make)(v).map_err(|e| E::custom(e))
         }
     }
-    d.deserialize_str(V { what, make })
+    d.deserialize_str(V { what, bound, make })
 }
 
 impl<'de, const N: usize> Deserialize<'de> for Text<N> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        deserialize_validated(d, "bounded text", Text::new)
+        deserialize_validated(d, "Text", Some(N), Text::new)
     }
 }
 
@@ -105,6 +117,7 @@ macro_rules! validated_id {
         pub struct $name(Text<{ $max }>);
 
         impl $name {
+            /// Checks `s` against the type's length bound and alphabet.
             pub fn new(s: &str) -> Result<Self, IdError> {
                 if s.is_empty() {
                     return Err(IdError::Empty);
@@ -117,6 +130,7 @@ macro_rules! validated_id {
                 Ok($name(Text::new(s)?))
             }
 
+            /// The identifier as text.
             pub fn as_str(&self) -> &str {
                 self.0.as_str()
             }
@@ -149,7 +163,7 @@ macro_rules! validated_id {
 
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                deserialize_validated(d, stringify!($name), $name::new)
+                deserialize_validated(d, stringify!($name), None, $name::new)
             }
         }
     };
@@ -165,11 +179,15 @@ fn topic_safe(s: &str) -> Result<(), IdError> {
     }
 }
 
-fn printable(s: &str) -> Result<(), IdError> {
-    if s.chars().any(char::is_control) {
-        Err(IdError::BadCharacter)
-    } else {
+/// Visible ASCII, `0x21..=0x7E`: no space (an id is compared bytewise and
+/// shown in logs and audit lines, where `carol smith` and `carol  smith`
+/// must not pass for one account), no control characters, no non-ASCII
+/// (no look-alike letters, no normalization questions).
+fn visible_ascii(s: &str) -> Result<(), IdError> {
+    if s.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(())
+    } else {
+        Err(IdError::BadCharacter)
     }
 }
 
@@ -193,10 +211,11 @@ validated_id!(
     Serial, MAX_SERIAL_LEN, topic_safe
 );
 validated_id!(
-    /// An opaque cloud account id: 1 to 64 bytes of UTF-8, no control
-    /// characters. The cloud resolves e-mails, phone numbers and user names
-    /// to it; the device only ever sees the id.
-    AccountId, MAX_ACCOUNT_ID_LEN, printable
+    /// An opaque cloud account id: 1 to 64 bytes of visible ASCII
+    /// (`0x21..=0x7E`: no space, no control or non-ASCII characters). The
+    /// cloud resolves e-mails, phone numbers and user names to it; the
+    /// device only ever sees the id.
+    AccountId, MAX_ACCOUNT_ID_LEN, visible_ascii
 );
 validated_id!(
     /// A cloud region code such as `EU` or `US`: `[A-Za-z0-9_-]`, 1 to 8 bytes.
@@ -231,7 +250,9 @@ impl DomainName {
 /// cross-region accounts itself.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AccountRef {
+    /// The account.
     pub id: AccountId,
+    /// The region the account lives in.
     pub region: Region,
 }
 
@@ -246,6 +267,29 @@ mod tests {
         }
         assert!(Serial::new("DS-7608NI_0123").is_ok());
         assert_eq!(Serial::new(&"x".repeat(49)), Err(IdError::TooLong(48)));
+    }
+
+    #[test]
+    fn account_id_is_visible_ascii_only() {
+        assert!(AccountId::new("owner-0007").is_ok());
+        assert!(AccountId::new("carol.smith@example.com").is_ok());
+        assert!(AccountId::new("!~").is_ok(), "0x21 and 0x7E are the edges");
+        for bad in [
+            "carol smith",
+            " carol",
+            "carol ",
+            "a\tb",
+            "a\u{7f}b",
+            "caf\u{e9}",
+            "",
+        ] {
+            assert!(AccountId::new(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(AccountId::new("carol smith"), Err(IdError::BadCharacter));
+        assert_eq!(
+            AccountId::new(&"a".repeat(65)),
+            Err(IdError::TooLong(MAX_ACCOUNT_ID_LEN))
+        );
     }
 
     #[test]
@@ -275,5 +319,11 @@ mod tests {
         assert!(postcard::from_bytes::<AccountId>(&bytes).is_err());
         let bytes = postcard::to_allocvec("ctl\u{7}").unwrap();
         assert!(postcard::from_bytes::<Text<8>>(&bytes).is_err());
+        let bytes = postcard::to_allocvec("carol smith").unwrap();
+        assert!(postcard::from_bytes::<AccountId>(&bytes).is_err());
+        assert!(postcard::from_bytes::<Serial>(&bytes).is_err());
+        assert!(postcard::from_bytes::<Region>(&bytes).is_err());
+        // Free text keeps its space.
+        assert!(postcard::from_bytes::<Text<16>>(&bytes).is_ok());
     }
 }

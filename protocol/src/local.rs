@@ -13,14 +13,19 @@ use crate::limits::{MAX_AUDIT_REPLY, MAX_LOCAL_FRAME_BYTES};
 use crate::messages::{AuditEntry, StateReport};
 use crate::reason::Reason;
 
+/// The frame's length prefix: a big-endian `u32`.
 pub const FRAME_HEADER_LEN: usize = 4;
 
+/// What a firmware process asks the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LocalRequest {
     /// May `principal` do `action` on `channel` now?
     Authorize {
+        /// Who asks.
         principal: Principal,
+        /// What it wants to do.
         action: Action,
+        /// The channel, for a channel-scoped action.
         channel: Option<u16>,
     },
     /// The agent's health and switches.
@@ -29,15 +34,25 @@ pub enum LocalRequest {
     ListAccess,
     /// Switch platform access; `by` is the level of the device user who
     /// asked, as authenticated by the calling process. Admin only.
-    SetPlatformAccess { by: LocalLevel, enabled: bool },
+    SetPlatformAccess {
+        /// The level of the device user who asked.
+        by: LocalLevel,
+        /// On or off.
+        enabled: bool,
+    },
     /// Up to `max` most recent audit entries.
-    RecentAudit { max: u16 },
+    RecentAudit {
+        /// How many, clamped to `MAX_AUDIT_REPLY`.
+        max: u16,
+    },
 }
 
 /// The cloud link as the agent sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LinkState {
+    /// The MQTT session is up.
     Connected,
+    /// Connecting or backing off.
     Connecting,
     /// Platform access is off: the link is closed on purpose.
     Disabled,
@@ -46,36 +61,62 @@ pub enum LinkState {
 /// Where the domain registration stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegistrationState {
+    /// Nothing sent yet for the current name.
     NotRegistered,
+    /// Sent, no answer yet.
     Pending,
-    Registered { expires_at: u64 },
+    /// Registered.
+    Registered {
+        /// When the cloud forgets it unless refreshed (device time).
+        expires_at: u64,
+    },
+    /// The cloud answered `NameTaken`; not retried until the name changes.
     NameTaken,
+    /// The cloud answered `Invalid`; not retried until the name changes.
     Invalid,
 }
 
+/// The agent's health and switches, for `LocalRequest::Status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusReply {
+    /// The device serial.
     pub serial: Serial,
+    /// The cloud link.
     pub link: LinkState,
+    /// An owner or an installer holds the device.
     pub bound: bool,
+    /// The device is owned (handed over or bound by its owner).
     pub handed_over: bool,
+    /// The cloud service switch.
     pub cloud_service: bool,
+    /// The platform-access switch.
     pub platform_access: bool,
+    /// The current domain name.
     pub domain: DomainName,
+    /// The registration of `domain` (the current name).
     pub registration: RegistrationState,
+    /// The highest command `seq` handled.
     pub last_seq: u64,
+    /// The device clock is at or above the trusted-time floor.
     pub clock_trusted: bool,
+    /// Messages waiting in the offline queue.
     pub reports_queued: u32,
+    /// Messages dropped from the offline queue since start-up.
     pub reports_dropped: u32,
 }
 
 // One reply exists per connection at a time; the inline audit list is fine.
 #[allow(clippy::large_enum_variant)]
+/// The agent's answer: exactly one per request, in request order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LocalReply {
+    /// The answer to `Authorize`.
     Decision(Decision),
+    /// The answer to `Status`.
     Status(Box<StatusReply>),
+    /// The answer to `ListAccess`: the current state report.
     Access(Box<StateReport>),
+    /// The answer to `RecentAudit`, oldest first (at most `MAX_AUDIT_REPLY`).
     Audit(heapless::Vec<AuditEntry, MAX_AUDIT_REPLY>),
     /// The request was carried out.
     Done,

@@ -20,6 +20,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// `Accepted` for `Ok`, `Refused(reason)` for `Err(reason)`.
     pub fn from_result<T>(r: &Result<T, Reason>) -> Outcome {
         match r {
             Ok(_) => Outcome::Accepted,
@@ -34,6 +35,7 @@ pub struct Ack {
     /// The command's sequence number; `None` when the envelope could not be
     /// verified, so no sequence number in it can be trusted.
     pub seq: Option<u64>,
+    /// The outcome (for a redelivery: the first one).
     pub outcome: Outcome,
     /// True when this acknowledges a redelivery of an already handled
     /// command: the outcome is the one first given, nothing was re-applied.
@@ -43,15 +45,20 @@ pub struct Ack {
 /// Who the site belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Binding {
+    /// No owner, no installer (fresh, unbound or reset).
     Unbound,
     /// Added to a site by an installer, not handed over yet.
     InstallerManaged {
+        /// The site installer, who manages the device fully.
         installer: AccountRef,
     },
     /// Owned; `installer` is kept after handover with `installer_grants`.
     Owned {
+        /// The owner.
         owner: AccountRef,
+        /// The installer after handover, if any.
         installer: Option<AccountRef>,
+        /// What the installer kept.
         installer_grants: InstallerGrants,
     },
 }
@@ -80,16 +87,27 @@ impl Binding {
 /// and after every reconnect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateReport {
+    /// The device; equals the topic's serial.
     pub serial: Serial,
+    /// The agent's software version.
     pub agent_version: Text<MAX_VERSION_LEN>,
+    /// The device's region.
     pub region: Region,
+    /// Channels the device has.
     pub channel_count: u16,
+    /// Who holds the device.
     pub binding: Binding,
+    /// Every share, in ascending byte order of account id.
     pub shares: heapless::Vec<ShareEntry, MAX_SHARES>,
+    /// The cloud service switch (false: disabled by the installer).
     pub cloud_service: bool,
+    /// The platform-access switch.
     pub platform_access: bool,
+    /// The current device domain name.
     pub domain: DomainName,
+    /// The highest command `seq` handled; the cloud continues above it.
     pub last_seq: u64,
+    /// The trusted-time floor, Unix seconds (SPEC.md §8.3).
     pub trusted_time_floor: u64,
     /// Reports that did not fit the offline queue since start-up.
     pub reports_dropped: u32,
@@ -98,13 +116,16 @@ pub struct StateReport {
 /// The retained online/offline status; the offline form is the last-will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceStatus {
+    /// `true` after connecting; `false` in the last-will.
     pub online: bool,
 }
 
 /// Who did something recorded in the audit ring.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuditActor {
+    /// A cloud account (command actor or decision principal).
     Cloud(AccountId),
+    /// A local user at this level.
     Local(LocalLevel),
     /// The device itself (start-up, expiry, storage).
     Device,
@@ -113,15 +134,23 @@ pub enum AuditActor {
 /// What was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AuditEvent {
+    /// An access decision asked on the local socket.
     Decision {
+        /// The action asked for.
         action: Action,
+        /// The channel, if one was given.
         channel: Option<u16>,
     },
+    /// A verified cloud command (an `Operation` included).
     Command {
+        /// Which command.
         kind: CommandKind,
+        /// Its sequence number.
         seq: u64,
     },
+    /// The platform-access switch set, or refused.
     PlatformAccess {
+        /// The state asked for.
         enabled: bool,
     },
     /// A command envelope failed verification (size, version, key,
@@ -133,15 +162,21 @@ pub enum AuditEvent {
 /// One audit ring entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// Device time of the event, Unix seconds.
     pub at: u64,
+    /// Who.
     pub actor: AuditActor,
+    /// What.
     pub event: AuditEvent,
+    /// The result.
     pub outcome: Outcome,
 }
 
 /// Recent audit entries, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReport {
+    /// The device; equals the topic's serial.
     pub serial: Serial,
+    /// At most `MAX_AUDIT_REPLY` entries (more do not decode).
     pub entries: heapless::Vec<AuditEntry, MAX_AUDIT_REPLY>,
 }

@@ -2,42 +2,20 @@
 //! decisions, command acknowledgements and local-socket replies, so a
 //! requester always learns exactly why it was refused.
 
-use serde::{Deserialize, Serialize};
+use crate::coded::coded_enum;
 
+/// Declares `Reason` (through `coded_enum!`) and its texts from one list.
 macro_rules! reasons {
     ($( $(#[$doc:meta])* $name:ident = $code:literal, $text:literal; )*) => {
-        /// Why something was denied or refused. On the wire: the code as a
-        /// postcard varint (the variant index); unknown codes do not decode.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[repr(u8)]
-        pub enum Reason {
-            $( $(#[$doc])* $name = $code, )*
+        coded_enum! {
+            /// Why something was denied or refused. On the wire: the code as a
+            /// postcard varint (the variant index); unknown codes do not decode.
+            pub enum Reason {
+                $( $(#[$doc])* $name = $code; )*
+            }
         }
 
         impl Reason {
-            /// Every reason, in code order.
-            pub const ALL: &'static [Reason] = &[$(Reason::$name,)*];
-
-            /// The wire code.
-            pub const fn code(self) -> u8 {
-                self as u8
-            }
-
-            /// The reason for a wire code, if it is one.
-            pub fn from_code(code: u8) -> Option<Reason> {
-                match code {
-                    $( $code => Some(Reason::$name), )*
-                    _ => None,
-                }
-            }
-
-            /// Stable snake_case name, for logs and the specification.
-            pub const fn name(self) -> &'static str {
-                match self {
-                    $( Reason::$name => stringify!($name), )*
-                }
-            }
-
             /// A sentence a field engineer or an app can show.
             pub const fn text(self) -> &'static str {
                 match self {

@@ -17,21 +17,30 @@ use alloc::string::String;
 
 use crate::ids::Serial;
 
+/// The first level of every topic.
 pub const ROOT: &str = "dev";
 
 /// The leaves of a device's subtree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Leaf {
+    /// `cmd`: signed command envelopes, cloud to device.
     Command,
+    /// `ack`: one `Ack` per envelope, device to cloud.
     Ack,
+    /// `state`: the retained `StateReport`.
     State,
+    /// `status`: the retained `DeviceStatus`, also the last-will.
     Status,
+    /// `audit`: `AuditReport`s answering `RequestAudit`.
     Audit,
+    /// `domain/register`: `DomainRegistration`s, device to cloud.
     DomainRegister,
+    /// `domain/result`: `DomainResult`s, cloud to device.
     DomainResult,
 }
 
 impl Leaf {
+    /// Every leaf, in the order of SPEC.md's topic table.
     pub const ALL: [Leaf; 7] = [
         Leaf::Command,
         Leaf::Ack,
@@ -42,6 +51,7 @@ impl Leaf {
         Leaf::DomainResult,
     ];
 
+    /// The leaf's path below `dev/{serial}/`.
     pub const fn path(self) -> &'static str {
         match self {
             Leaf::Command => "cmd",

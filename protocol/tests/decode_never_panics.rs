@@ -13,36 +13,20 @@
 //! Whatever decodes is a valid value: it encodes again within the limit
 //! and decodes back to itself.
 
-// The strategies are compiled into this test from the crate's source, so
-// `cargo test -p hc-protocol` needs no feature; `crate::access` and the
-// like in that file resolve through these imports.
-extern crate alloc;
-#[allow(dead_code)]
-#[path = "../src/arbitrary.rs"]
-mod arbitrary;
-use protocol::{access, command, ddns, envelope, ids, limits, local, messages, reason};
+use protocol::{command, ddns, envelope, ids, limits, local, messages, reason};
 
 use core::fmt::Debug;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use arbitrary::*;
 use envelope::{CommandKeys, EnvelopeError, HEADER_LEN, SIGNATURE_LEN};
 use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use local::FRAME_HEADER_LEN;
+use protocol::arbitrary::*;
 use protocol::codec::{self, DecodeError};
-
-fn config() -> Config {
-    Config {
-        cases: 256,
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// Decodes `bytes` as a `T` limited to `max`, and checks the answer: a
 /// value that re-encodes within the limit and decodes to itself, or one of
@@ -124,7 +108,7 @@ fn plausible_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(test_config(256))]
 
     #[test]
     fn arbitrary_bytes_into_every_decoder(bytes in plausible_bytes()) {
@@ -224,7 +208,7 @@ where
 macro_rules! mutation_tests {
     ($($name:ident: $strategy:expr, $max:expr;)*) => {
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(test_config(256))]
             $(
                 #[test]
                 fn $name(value in $strategy, mutation in mutation(), extra in 0usize..64) {
@@ -284,7 +268,7 @@ fn read_frames(mut stream: &[u8]) -> Vec<Frame> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(test_config(256))]
 
     #[test]
     fn frame_header_refuses_every_length_over_the_limit(header in any::<[u8; 4]>()) {
@@ -389,7 +373,7 @@ fn envelope_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(test_config(256))]
 
     #[test]
     fn envelope_open_refuses_arbitrary_bytes_with_the_right_error(
@@ -488,4 +472,27 @@ fn collections_one_over_their_bound_do_not_decode() {
         codec::decode::<ids::Serial>(&serial, MAX_MESSAGE_BYTES),
         Err(DecodeError::Malformed)
     );
+}
+
+#[test]
+fn audit_lists_over_max_audit_reply_do_not_decode() {
+    // The smallest entry: at 0, actor Device, event EnvelopeRefused, Accepted.
+    const ENTRY: [u8; 4] = [0, 2, 3, 0];
+    let list = |prefix: &[u8], n: usize| {
+        let mut bytes = prefix.to_vec();
+        bytes.push(n as u8);
+        for _ in 0..n {
+            bytes.extend_from_slice(&ENTRY);
+        }
+        bytes
+    };
+    let max = limits::MAX_AUDIT_REPLY;
+    // AuditReport { serial: "A", entries } and LocalReply::Audit (variant 3).
+    let report =
+        |n| codec::decode::<messages::AuditReport>(&list(&[1, b'A'], n), MAX_MESSAGE_BYTES);
+    let reply = |n| local::decode_frame_body::<local::LocalReply>(&list(&[3], n));
+    assert_eq!(report(max).map(|r| r.entries.len()), Ok(max));
+    assert_eq!(report(max + 1), Err(DecodeError::Malformed));
+    assert!(matches!(reply(max), Ok(local::LocalReply::Audit(e)) if e.len() == max));
+    assert_eq!(reply(max + 1), Err(DecodeError::Malformed));
 }

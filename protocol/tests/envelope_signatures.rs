@@ -17,28 +17,20 @@
 //! - the signature is checked before the command is decoded, and the serial
 //!   only after.
 
-// The strategies are compiled into this test from the crate's source, so
-// `cargo test -p hc-protocol` needs no feature; `crate::access` and the
-// like in that file resolve through these imports.
-extern crate alloc;
-#[allow(dead_code)]
-#[path = "../src/arbitrary.rs"]
-mod arbitrary;
-use protocol::{access, command, ddns, envelope, ids, limits, local, messages, reason};
+use protocol::{access, command, envelope, ids, limits, reason};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::Config;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
 use access::{Action, ChannelScope, ChannelSet, Permissions, Validity};
-use arbitrary::*;
 use command::{Command, CommandBody};
 use envelope::{
     CommandKeys, CommandSigner, EnvelopeError, ENVELOPE_VERSION, HEADER_LEN, SIGNATURE_LEN,
 };
 use ids::{AccountId, AccountRef, Region, Serial};
 use limits::{MAX_COMMAND_BYTES, MAX_COMMAND_KEYS};
+use protocol::arbitrary::*;
 use protocol::codec::{self, DecodeError};
 use reason::Reason;
 
@@ -145,7 +137,7 @@ fn flip(bytes: &[u8], bit: usize) -> Vec<u8> {
 // Good and wrong keys
 
 proptest! {
-    #![proptest_config(Config { cases: 128, failure_persistence: None, ..Config::default() })]
+    #![proptest_config(test_config(128))]
 
     #[test]
     fn a_good_signature_opens(case in any_envelope_case()) {
@@ -369,16 +361,28 @@ fn an_id_cannot_be_pinned_twice_even_in_an_empty_slot() {
 // ---------------------------------------------------------------------------
 // The exact bytes are verified
 
+fn encoded<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    codec::encode(value, MAX_COMMAND_BYTES).unwrap()
+}
+
+/// `command` encoded field by field, with the actor's id and the sequence
+/// number given as bytes, to write what encoding a `Command` never would.
+fn command_bytes(command: &Command, actor_id: &[u8], seq: &[u8]) -> Vec<u8> {
+    let mut out = encoded(&command.serial);
+    out.extend(actor_id);
+    out.extend(encoded(&command.actor.region));
+    out.extend(seq);
+    out.extend(encoded(&command.issued_at));
+    out.extend(encoded(&command.body));
+    out
+}
+
 /// The canonical encoding of `command` with `seq` re-encoded as an overlong
-/// varint (valid for postcard, SPEC.md §4), by concatenating the fields.
+/// varint (valid for postcard, SPEC.md §4).
 fn overlong_encoding(command: &Command) -> Vec<u8> {
     assert!(command.seq < 128);
-    let mut out = codec::encode(&command.serial, MAX_COMMAND_BYTES).unwrap();
-    out.extend(codec::encode(&command.actor, MAX_COMMAND_BYTES).unwrap());
-    out.extend([command.seq as u8 | 0x80, 0x80, 0x00]);
-    out.extend(codec::encode(&command.issued_at, MAX_COMMAND_BYTES).unwrap());
-    out.extend(codec::encode(&command.body, MAX_COMMAND_BYTES).unwrap());
-    out
+    let seq = [command.seq as u8 | 0x80, 0x80, 0x00];
+    command_bytes(command, &encoded(&command.actor.id), &seq)
 }
 
 #[test]
@@ -403,26 +407,22 @@ fn the_received_bytes_are_verified_not_a_re_encoding() {
     );
 
     // The canonical envelope with its command bytes swapped for the
-    // equivalent overlong ones keeps its signature, and is refused.
+    // equivalent overlong ones keeps its signature, and is refused; and the
+    // other way round.
     let canonical_envelope = signer(KEY_ID, &SEED).seal(&cmd).unwrap();
-    let signature = &canonical_envelope[canonical_envelope.len() - SIGNATURE_LEN..];
-    let mut swapped = vec![ENVELOPE_VERSION, KEY_ID];
-    swapped.extend(&overlong);
-    swapped.extend(signature);
-    assert_eq!(
-        envelope::open(&swapped, &keys, &serial()),
-        Err(EnvelopeError::BadSignature)
-    );
-
-    // And the other way round.
-    let signature = &overlong_envelope[overlong_envelope.len() - SIGNATURE_LEN..];
-    let mut swapped = vec![ENVELOPE_VERSION, KEY_ID];
-    swapped.extend(&canonical);
-    swapped.extend(signature);
-    assert_eq!(
-        envelope::open(&swapped, &keys, &serial()),
-        Err(EnvelopeError::BadSignature)
-    );
+    for (envelope, other_body) in [
+        (&canonical_envelope, &overlong),
+        (&overlong_envelope, &canonical),
+    ] {
+        let signature = &envelope[envelope.len() - SIGNATURE_LEN..];
+        let mut swapped = vec![ENVELOPE_VERSION, KEY_ID];
+        swapped.extend(other_body);
+        swapped.extend(signature);
+        assert_eq!(
+            envelope::open(&swapped, &keys, &serial()),
+            Err(EnvelopeError::BadSignature)
+        );
+    }
 }
 
 /// Adds the Ed25519 group order L to the signature's S (little-endian):
@@ -474,9 +474,7 @@ fn the_signature_is_checked_before_decoding_and_the_serial_after() {
         Err(EnvelopeError::Malformed(DecodeError::Malformed))
     );
     // Garbage unsigned: refused for the signature, never decoded.
-    let mut unsigned = garbage.clone();
-    let last = unsigned.len() - 1;
-    unsigned[last] ^= 1;
+    let unsigned = flip(&garbage, (garbage.len() - 1) * 8);
     assert_eq!(
         envelope::open(&unsigned, &keys, &serial()),
         Err(EnvelopeError::BadSignature)
@@ -504,9 +502,7 @@ fn the_signature_is_checked_before_decoding_and_the_serial_after() {
         envelope::open(&bytes, &keys, &serial()),
         Err(EnvelopeError::WrongDevice)
     );
-    let mut forged = bytes.clone();
-    let last = forged.len() - 1;
-    forged[last] ^= 0x80;
+    let forged = flip(&bytes, bytes.len() * 8 - 1);
     assert_eq!(
         envelope::open(&forged, &keys, &serial()),
         Err(EnvelopeError::BadSignature)
@@ -550,6 +546,34 @@ fn the_signature_is_checked_before_decoding_and_the_serial_after() {
     assert_eq!(
         envelope::open(&tiny[..MIN_LEN - 1], &keys, &serial()),
         Err(EnvelopeError::TooShort(MIN_LEN - 1))
+    );
+}
+
+#[test]
+fn a_signed_command_naming_an_account_with_a_space_is_malformed() {
+    // The identifier rules hold on the decode path too (SPEC.md §5): a
+    // correctly signed command for `carol smith` is refused, not applied.
+    let keys = keys(&[(KEY_ID, &SEED)]);
+    let good = command(1, CommandBody::RequestState);
+    let body = command_bytes(&good, &encoded("carol smith"), &encoded(&good.seq));
+    // The same bytes with the id written as `carol-smith` open.
+    let fine = command_bytes(&good, &encoded("carol-smith"), &encoded(&good.seq));
+    let opened = envelope::open(
+        &sign_raw(ENVELOPE_VERSION, KEY_ID, &fine, &SEED),
+        &keys,
+        &serial(),
+    );
+    assert_eq!(
+        opened.map(|c| c.actor.id.to_string()),
+        Ok("carol-smith".to_string())
+    );
+    assert_eq!(
+        envelope::open(
+            &sign_raw(ENVELOPE_VERSION, KEY_ID, &body, &SEED),
+            &keys,
+            &serial()
+        ),
+        Err(EnvelopeError::Malformed(DecodeError::Malformed))
     );
 }
 

@@ -5,35 +5,18 @@
 //! `src/arbitrary.rs`, which cover every variant of every enum and fill
 //! bounded collections and identifiers up to their limits.
 
-// The strategies are compiled into this test from the crate's source, so
-// `cargo test -p hc-protocol` needs no feature; `crate::access` and the
-// like in that file resolve through these imports.
-extern crate alloc;
-#[allow(dead_code)]
-#[path = "../src/arbitrary.rs"]
-mod arbitrary;
-use protocol::{access, command, ddns, envelope, ids, limits, local, messages, reason};
+use protocol::{access, command, envelope, ids, limits, local, reason};
 
 use core::fmt::Debug;
 
 use proptest::prelude::*;
-use proptest::test_runner::Config;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use arbitrary::*;
 use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use local::FRAME_HEADER_LEN;
+use protocol::arbitrary::*;
 use protocol::codec;
-
-fn config() -> Config {
-    Config {
-        cases: 256,
-        // Keep the tree clean: no regression files are written.
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// encode → decode gives the value back; the encoding fits `max`.
 fn round_trip<T>(value: &T, max: usize) -> Result<(), TestCaseError>
@@ -47,6 +30,34 @@ where
     // Encoding is deterministic: the value re-encodes to the same bytes.
     prop_assert_eq!(codec::encode(&back, max).unwrap(), bytes);
     Ok(())
+}
+
+/// One round-trip property test per message type: `name: strategy, limit;`.
+macro_rules! round_trips {
+    ($($name:ident: $strategy:expr, $max:expr;)*) => {
+        proptest! {
+            #![proptest_config(test_config(256))]
+            $(
+                #[test]
+                fn $name(value in $strategy) {
+                    round_trip(&value, $max)?;
+                }
+            )*
+        }
+    };
+}
+
+round_trips! {
+    command_round_trips: any_command(), MAX_COMMAND_BYTES;
+    ack_round_trips: any_ack(), MAX_MESSAGE_BYTES;
+    state_report_round_trips: any_state_report(), MAX_MESSAGE_BYTES;
+    device_status_round_trips: any_device_status(), MAX_MESSAGE_BYTES;
+    audit_event_round_trips: any_audit_event(), MAX_MESSAGE_BYTES;
+    audit_entry_round_trips: any_audit_entry(), MAX_MESSAGE_BYTES;
+    audit_report_round_trips: any_audit_report(), MAX_MESSAGE_BYTES;
+    domain_registration_round_trips: any_domain_registration(), MAX_MESSAGE_BYTES;
+    domain_result_round_trips: any_domain_result(), MAX_MESSAGE_BYTES;
+    status_reply_round_trips: any_status_reply(), MAX_LOCAL_FRAME_BYTES;
 }
 
 /// The same through a local-socket frame: the header announces the body's
@@ -67,12 +78,7 @@ where
 }
 
 proptest! {
-    #![proptest_config(config())]
-
-    #[test]
-    fn command_round_trips(command in any_command()) {
-        round_trip(&command, MAX_COMMAND_BYTES)?;
-    }
+    #![proptest_config(test_config(256))]
 
     #[test]
     fn command_body_round_trips(body in any_command_body()) {
@@ -95,46 +101,6 @@ proptest! {
     }
 
     #[test]
-    fn ack_round_trips(ack in any_ack()) {
-        round_trip(&ack, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn state_report_round_trips(report in any_state_report()) {
-        round_trip(&report, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn device_status_round_trips(status in any_device_status()) {
-        round_trip(&status, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn audit_event_round_trips(event in any_audit_event()) {
-        round_trip(&event, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn audit_entry_round_trips(entry in any_audit_entry()) {
-        round_trip(&entry, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn audit_report_round_trips(report in any_audit_report()) {
-        round_trip(&report, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn domain_registration_round_trips(registration in any_domain_registration()) {
-        round_trip(&registration, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
-    fn domain_result_round_trips(result in any_domain_result()) {
-        round_trip(&result, MAX_MESSAGE_BYTES)?;
-    }
-
-    #[test]
     fn local_request_round_trips(request in any_local_request()) {
         round_trip(&request, MAX_LOCAL_FRAME_BYTES)?;
         frame_round_trip(&request)?;
@@ -144,11 +110,6 @@ proptest! {
     fn local_reply_round_trips(reply in any_local_reply()) {
         round_trip(&reply, MAX_LOCAL_FRAME_BYTES)?;
         frame_round_trip(&reply)?;
-    }
-
-    #[test]
-    fn status_reply_round_trips(status in any_status_reply()) {
-        round_trip(&status, MAX_LOCAL_FRAME_BYTES)?;
     }
 
     #[test]
@@ -208,72 +169,32 @@ fn strategies_cover_every_variant() {
         .collect();
     assert_eq!(kinds.len(), COMMAND_KINDS.len(), "{kinds:?}");
 
-    let name = |s: String| s.split([' ', '(', '{']).next().unwrap().to_string();
-    let count = |names: Vec<String>| names.into_iter().map(name).collect::<BTreeSet<_>>().len();
-
-    assert_eq!(
-        count(
-            sample(any_local_request(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        5
-    );
-    assert_eq!(
-        count(
-            sample(any_local_reply(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        6
-    );
-    assert_eq!(
-        count(
-            sample(any_audit_event(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        4
-    );
-    assert_eq!(
-        count(
-            sample(any_audit_actor(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        3
-    );
-    assert_eq!(
-        count(
-            sample(any_binding(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        3
-    );
-    assert_eq!(
-        count(
-            sample(any_domain_outcome(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        3
-    );
-    assert_eq!(
-        count(
-            sample(any_registration_state(), 500)
-                .iter()
-                .map(|v| format!("{v:?}"))
-                .collect()
-        ),
-        5
-    );
+    // The number of distinct variant names among `n` samples.
+    fn variants<S: Strategy>(strategy: S) -> usize
+    where
+        S::Value: core::fmt::Debug,
+    {
+        sample(strategy, 500)
+            .iter()
+            .map(|v| {
+                let debug = format!("{v:?}");
+                debug.split([' ', '(', '{']).next().unwrap().to_string()
+            })
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+    let counted = [
+        ("LocalRequest", variants(any_local_request()), 5),
+        ("LocalReply", variants(any_local_reply()), 6),
+        ("AuditEvent", variants(any_audit_event()), 4),
+        ("AuditActor", variants(any_audit_actor()), 3),
+        ("Binding", variants(any_binding()), 3),
+        ("DomainOutcome", variants(any_domain_outcome()), 3),
+        ("RegistrationState", variants(any_registration_state()), 5),
+    ];
+    for (what, seen, all) in counted {
+        assert_eq!(seen, all, "{what}");
+    }
     let reasons: std::collections::HashSet<reason::Reason> =
         sample(any_reason(), 2_000).into_iter().collect();
     assert_eq!(reasons.len(), reason::Reason::ALL.len());

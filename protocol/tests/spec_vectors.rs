@@ -268,7 +268,9 @@ fn state_report_unbound() -> StateReport {
         platform_access: true,
         domain: DomainName::from_serial(&serial()).unwrap(),
         last_seq: 0,
-        trusted_time_floor: 0,
+        // Never commanded: the floor is the device's own clock reading
+        // (SPEC.md §8.3), here T0.
+        trusted_time_floor: T0,
         reports_dropped: 0,
     }
 }
@@ -1041,45 +1043,21 @@ fn constant_rows() -> Vec<Vec<String>> {
 /// The installer grant field that covers an action after handover, found by
 /// asking `grant_for` with one field set at a time.
 fn installer_grant_field(action: Action) -> String {
-    let one = |grants: InstallerGrants| grants.grant_for(action).is_some();
     let g = Some(Grant { validity: None });
-    let fields = [
-        (
-            "site_info",
-            one(InstallerGrants {
-                site_info: g,
-                ..Default::default()
-            }),
-        ),
-        (
-            "configuration",
-            one(InstallerGrants {
-                configuration: g,
-                ..Default::default()
-            }),
-        ),
-        (
-            "live_view",
-            one(InstallerGrants {
-                live_view: g,
-                ..Default::default()
-            }),
-        ),
-        (
-            "playback",
-            one(InstallerGrants {
-                playback: g,
-                ..Default::default()
-            }),
-        ),
-        (
-            "may_disable_cloud",
-            one(InstallerGrants {
-                may_disable_cloud: true,
-                ..Default::default()
-            }),
-        ),
+    // Each field, and how to set it alone.
+    type Setter = fn(&mut InstallerGrants, Option<Grant>);
+    let setters: [(&str, Setter); 5] = [
+        ("site_info", |x, g| x.site_info = g),
+        ("configuration", |x, g| x.configuration = g),
+        ("live_view", |x, g| x.live_view = g),
+        ("playback", |x, g| x.playback = g),
+        ("may_disable_cloud", |x, _| x.may_disable_cloud = true),
     ];
+    let fields = setters.map(|(name, set)| {
+        let mut grants = InstallerGrants::default();
+        set(&mut grants, g);
+        (name, grants.grant_for(action).is_some())
+    });
     let covering: Vec<&str> = fields
         .iter()
         .filter(|(_, covers)| *covers)
@@ -1124,8 +1102,11 @@ fn identifier_row(name: &str, accepts: fn(&str) -> bool) -> Vec<String> {
         .map(char::from)
         .filter(|&c| accepts(&format!("a{c}a")))
         .collect();
+    let visible: Vec<char> = (0x21u8..0x7f).map(char::from).collect();
     let mut class = if allowed.len() == 0x7f - 0x20 {
-        "printable ASCII".to_string()
+        "printable ASCII 0x20-0x7E".to_string()
+    } else if allowed == visible {
+        "visible ASCII 0x21-0x7E".to_string()
     } else {
         let mut runs: Vec<(char, char)> = Vec::new();
         for &c in &allowed {
@@ -1159,6 +1140,7 @@ fn identifier_rows() -> Vec<Vec<String>> {
         identifier_row("Region", |s| Region::new(s).is_ok()),
         identifier_row("DomainName", |s| DomainName::new(s).is_ok()),
         identifier_row("Text<24>", |s| Text::<24>::new(s).is_ok()),
+        identifier_row("Text<63>", |s| Text::<63>::new(s).is_ok()),
     ]
 }
 
@@ -1499,6 +1481,17 @@ mod shape {
         };
     }
 
+    /// Deserializer methods for what never appears on the wire.
+    macro_rules! refused {
+        ($($method:ident => $what:literal;)*) => {
+            $(
+                fn $method<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+                    unsupported($what)
+                }
+            )*
+        };
+    }
+
     impl<'de> de::Deserializer<'de> for Probe<'_> {
         type Error = Error;
 
@@ -1518,8 +1511,12 @@ mod shape {
         fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
             // Validated identifiers name themselves in `expecting`.
             let expecting = Expecting(&visitor).to_string();
+            let bounded_text = expecting
+                .strip_prefix("Text<")
+                .and_then(|n| n.strip_suffix('>'))
+                .is_some_and(|n| n.parse::<usize>().is_ok());
             self.set(match expecting.as_str() {
-                "bounded text" => "Text".to_string(),
+                e if bounded_text => e.to_string(),
                 e if !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric()) => e.to_string(),
                 _ => "string".to_string(),
             });
@@ -1563,12 +1560,7 @@ mod shape {
 
         fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
             let inner = Rec::default();
-            let value = visitor.visit_seq(Elements {
-                names: &["0"],
-                next: 0,
-                rec: &inner,
-                fields: None,
-            })?;
+            let value = visitor.visit_seq(Elements::new(&["0"], &inner, None))?;
             self.set(format!("Vec<{}>", inner.desc.borrow()));
             Ok(value)
         }
@@ -1584,12 +1576,7 @@ mod shape {
             let names = UNNAMED
                 .get(..len)
                 .ok_or_else(|| Error(format!("array of {len} elements")))?;
-            let value = visitor.visit_seq(Elements {
-                names,
-                next: 0,
-                rec: &inner,
-                fields: None,
-            })?;
+            let value = visitor.visit_seq(Elements::new(names, &inner, None))?;
             self.set(format!("[{}; {len}]", inner.desc.borrow()));
             Ok(value)
         }
@@ -1600,12 +1587,11 @@ mod shape {
             fields: &'static [&'static str],
             visitor: V,
         ) -> Result<V::Value, Error> {
-            let value = visitor.visit_seq(Elements {
-                names: fields,
-                next: 0,
-                rec: &Rec::default(),
-                fields: Some(&self.rec.fields),
-            })?;
+            let value = visitor.visit_seq(Elements::new(
+                fields,
+                &Rec::default(),
+                Some(&self.rec.fields),
+            ))?;
             self.set(name);
             Ok(value)
         }
@@ -1624,36 +1610,22 @@ mod shape {
             })
         }
 
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("a self-describing value")
+        refused! {
+            deserialize_any => "a self-describing value";
+            deserialize_i8 => "i8";
+            deserialize_i16 => "i16";
+            deserialize_i32 => "i32";
+            deserialize_i64 => "i64";
+            deserialize_f32 => "f32";
+            deserialize_f64 => "f64";
+            deserialize_char => "char";
+            deserialize_bytes => "bytes";
+            deserialize_byte_buf => "bytes";
+            deserialize_map => "a map";
+            deserialize_identifier => "an identifier";
+            deserialize_ignored_any => "an ignored value";
         }
-        fn deserialize_i8<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("i8")
-        }
-        fn deserialize_i16<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("i16")
-        }
-        fn deserialize_i32<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("i32")
-        }
-        fn deserialize_i64<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("i64")
-        }
-        fn deserialize_f32<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("f32")
-        }
-        fn deserialize_f64<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("f64")
-        }
-        fn deserialize_char<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("char")
-        }
-        fn deserialize_bytes<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("bytes")
-        }
-        fn deserialize_byte_buf<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("bytes")
-        }
+
         fn deserialize_tuple_struct<V: Visitor<'de>>(
             self,
             _: &'static str,
@@ -1661,15 +1633,6 @@ mod shape {
             _: V,
         ) -> Result<V::Value, Error> {
             unsupported("a tuple struct")
-        }
-        fn deserialize_map<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("a map")
-        }
-        fn deserialize_identifier<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("an identifier")
-        }
-        fn deserialize_ignored_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
-            unsupported("an ignored value")
         }
 
         fn is_human_readable(&self) -> bool {
@@ -1684,6 +1647,21 @@ mod shape {
         next: usize,
         rec: &'a Rec,
         fields: Option<&'a RefCell<Vec<(String, String)>>>,
+    }
+
+    impl<'a> Elements<'a> {
+        fn new(
+            names: &'static [&'static str],
+            rec: &'a Rec,
+            fields: Option<&'a RefCell<Vec<(String, String)>>>,
+        ) -> Self {
+            Elements {
+                names,
+                next: 0,
+                rec,
+                fields,
+            }
+        }
     }
 
     impl<'de> de::SeqAccess<'de> for Elements<'_> {
@@ -1754,12 +1732,8 @@ mod shape {
             visitor: V,
         ) -> Result<V::Value, Error> {
             let recorded = RefCell::new(Vec::new());
-            let value = visitor.visit_seq(Elements {
-                names: fields,
-                next: 0,
-                rec: &Rec::default(),
-                fields: Some(&recorded),
-            })?;
+            let value =
+                visitor.visit_seq(Elements::new(fields, &Rec::default(), Some(&recorded)))?;
             *self.rec.carries.borrow_mut() = recorded
                 .into_inner()
                 .into_iter()
@@ -1906,6 +1880,11 @@ fn serialized_types_in(source: &str) -> Vec<String> {
         if line.starts_with("//") || line.starts_with("$(") || line.is_empty() {
             continue;
         }
+        // `coded_enum!` derives `Serialize` for the enum it declares.
+        if line.starts_with("coded_enum!") {
+            derives_serialize = true;
+            continue;
+        }
         let declared = line
             .strip_prefix("pub struct ")
             .or_else(|| line.strip_prefix("pub enum "));
@@ -2050,24 +2029,17 @@ fn limits_table_lists_every_limit() {
 }
 
 #[test]
-fn constants_table_matches_the_code() {
-    check_table(&spec_tables(), "constants", &constant_rows());
+fn constant_identifier_and_topic_tables_match_the_code() {
+    let tables = spec_tables();
+    check_table(&tables, "constants", &constant_rows());
+    check_table(&tables, "identifiers", &identifier_rows());
+    check_table(&tables, "topics", &topic_rows());
 }
 
 #[test]
 fn action_table_matches_the_code() {
     assert!(postcard::from_bytes::<Action>(&[Action::ALL.len() as u8]).is_err());
     check_table(&spec_tables(), "actions", &action_rows());
-}
-
-#[test]
-fn identifier_table_matches_the_code() {
-    check_table(&spec_tables(), "identifiers", &identifier_rows());
-}
-
-#[test]
-fn topic_table_matches_the_code() {
-    check_table(&spec_tables(), "topics", &topic_rows());
 }
 
 #[test]
@@ -2080,8 +2052,8 @@ fn worst_case_table_matches_the_code_and_fits_the_limits() {
 
 #[test]
 fn source_scan_sees_split_derives_and_manual_impls() {
-    let source = "/// doc\n// note\n#[derive(\n    Debug,\n    Serialize,\n)]\n#[allow(x)]\npub struct A {\n}\n#[derive(Debug)]\npub enum B {}\nimpl<const N: usize> Serialize for C<N> {}\n";
-    assert_eq!(serialized_types_in(source), ["A", "C"]);
+    let source = "/// doc\n// note\n#[derive(\n    Debug,\n    Serialize,\n)]\n#[allow(x)]\npub struct A {\n}\n#[derive(Debug)]\npub enum B {}\nimpl<const N: usize> Serialize for C<N> {}\ncoded_enum! {\n    /// doc\n    pub enum D {\n";
+    assert_eq!(serialized_types_in(source), ["A", "C", "D"]);
 }
 
 #[test]
