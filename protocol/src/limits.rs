@@ -54,3 +54,9 @@ pub const MAX_VERSION_LEN: usize = 24;
 /// acknowledged (its PUBACKs queued behind its own publishes). A broker that
 /// sends more without waiting loses the connection and redelivers.
 pub const MAX_UNACKED_INBOUND: usize = 64;
+
+/// Sessions the local socket watches at once, over all connections (a
+/// streaming server's live views and playbacks, configuration sessions).
+pub const MAX_WATCHED_SESSIONS: usize = 1024;
+/// Sessions one local-socket connection may watch.
+pub const MAX_WATCHES_PER_CONNECTION: usize = 256;

@@ -96,6 +96,8 @@ reasons! {
     /// Share or handover named an account that already holds the device
     /// (its owner or installer).
     AlreadyAPrincipal = 32, "the account already holds this device as owner or installer";
+    /// A watch named a session id its connection already watches.
+    SessionExists = 33, "the session is already watched on this connection";
 }
 
 impl core::fmt::Display for Reason {

@@ -3,7 +3,7 @@
 //! decision only borrows the state.
 
 use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::{InstallerGrants, Permissions, Reason, ShareEntry};
+use protocol::{InstallerGrants, Permissions, Reason, ShareEntry, Validity};
 
 use super::state::DeviceState;
 
@@ -167,5 +167,19 @@ fn check_channel_exists(
     match channel {
         Some(c) if c >= 1 && c <= state.identity.channel_count => Ok(()),
         _ => Err(Reason::NoSuchChannel),
+    }
+}
+
+/// The validity window that bounds `principal`'s right to `action`, if
+/// one does: a share's window, or the installer's grant for that action.
+/// The decision can turn from allow to deny by time alone only at its end.
+pub fn window_of(state: &DeviceState, principal: &Principal, action: Action) -> Option<Validity> {
+    let Principal::Cloud(account) = principal else {
+        return None;
+    };
+    match role_of(state, account.as_str()).ok()? {
+        Role::HandedOverInstaller(grants) => grants.grant_for(action)?.validity,
+        Role::Shared(share) => share.validity,
+        Role::Owner | Role::SiteInstaller => None,
     }
 }

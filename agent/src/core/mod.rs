@@ -15,6 +15,7 @@ pub mod local;
 pub mod outbox;
 pub mod state;
 pub mod time;
+pub mod watch;
 
 pub use apply::{apply, Applied};
 pub use audit::AuditRing;

@@ -184,7 +184,7 @@ impl DeviceState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use protocol::access::{Action, Grant, Validity};
     use protocol::{ChannelScope, Permissions};
@@ -196,7 +196,9 @@ mod tests {
         })
     }
 
-    fn device() -> DeviceState {
+    /// Owned by alice; installer inst keeps live view until 300 and
+    /// playback; bob may watch until 200, carol without end; 4 channels.
+    pub(crate) fn device() -> DeviceState {
         let identity = Identity {
             serial: Serial::new("S1").unwrap(),
             region: Region::new("EU").unwrap(),
