@@ -16,18 +16,29 @@ use protocol::local::{
 use protocol::messages::{AuditEntry, StateReport};
 use protocol::Reason;
 
+/// Why a request to the agent got no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// Connecting, writing or reading failed, or the reply did not come
+    /// within the timeout; the connection is best dropped.
     #[error("local socket: {0}")]
     Io(#[from] io::Error),
+    /// The reply frame arrived but does not decode (an agent of another
+    /// protocol version, or a damaged frame).
     #[error("the agent's reply is malformed: {0}")]
     Malformed(protocol::DecodeError),
+    /// The agent understood the request and said no, with its reason (for
+    /// example a process not on the admin list asking for an admin action).
     #[error("the agent refused the request: {0}")]
     Refused(Reason),
+    /// The agent answered with a reply of another kind than the request
+    /// calls for.
     #[error("the agent answered with an unexpected reply")]
     Unexpected,
 }
 
+/// One connection to the agent's local socket. Requests on it are answered
+/// in order, one at a time; open one per thread that needs the agent.
 pub struct LocalClient {
     /// Replies are read through a small buffer: one system call usually
     /// brings a whole reply (header and body).
@@ -87,6 +98,8 @@ impl LocalClient {
         }
     }
 
+    /// The agent's status: link state, binding, switches, domain
+    /// registration, whether its clock is trusted and the outbox counters.
     pub fn status(&mut self) -> Result<StatusReply, ClientError> {
         match self.request(&LocalRequest::Status)? {
             LocalReply::Status(status) => Ok(*status),
@@ -94,6 +107,8 @@ impl LocalClient {
         }
     }
 
+    /// The access list as the cloud sees it (the state report): binding,
+    /// shares, switches and domain.
     pub fn list_access(&mut self) -> Result<StateReport, ClientError> {
         match self.request(&LocalRequest::ListAccess)? {
             LocalReply::Access(report) => Ok(*report),
@@ -101,6 +116,10 @@ impl LocalClient {
         }
     }
 
+    /// Turns platform access on or off for a local user at level `by`. Only
+    /// a device admin, asking through a process on the agent's admin list,
+    /// may; anyone else gets [`ClientError::Refused`]. Off closes the cloud
+    /// link until it is turned on again; local decisions go on.
     pub fn set_platform_access(
         &mut self,
         by: LocalLevel,
@@ -112,6 +131,8 @@ impl LocalClient {
         }
     }
 
+    /// Up to `max` newest audit entries, oldest first (the agent caps the
+    /// count at `MAX_AUDIT_REPLY`).
     pub fn recent_audit(&mut self, max: u16) -> Result<Vec<AuditEntry>, ClientError> {
         match self.request(&LocalRequest::RecentAudit { max })? {
             LocalReply::Audit(entries) => Ok(entries.into_iter().collect()),

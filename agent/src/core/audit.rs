@@ -5,6 +5,7 @@
 use protocol::limits::{MAX_AUDIT_ENTRIES, MAX_AUDIT_REPLY};
 use protocol::messages::AuditEntry;
 
+/// The last `MAX_AUDIT_ENTRIES` audit entries, in the order recorded.
 #[derive(Debug, Default)]
 pub struct AuditRing {
     entries: heapless::Deque<AuditEntry, MAX_AUDIT_ENTRIES>,
@@ -13,10 +14,13 @@ pub struct AuditRing {
 }
 
 impl AuditRing {
+    /// An empty ring (the state at start-up).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Appends an entry; when the ring is full the oldest one is pushed
+    /// out and counted in `overwritten`.
     pub fn record(&mut self, entry: AuditEntry) {
         if self.entries.is_full() {
             self.entries.pop_front();
@@ -38,14 +42,18 @@ impl AuditRing {
             .collect()
     }
 
+    /// How many entries the ring holds now (at most `MAX_AUDIT_ENTRIES`).
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// True when nothing was recorded since start-up.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Entries pushed out of the ring since start-up: how much history
+    /// the ring no longer shows.
     pub fn overwritten(&self) -> u64 {
         self.overwritten
     }

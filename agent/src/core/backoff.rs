@@ -12,9 +12,13 @@
 
 use std::time::Duration;
 
+/// The tuning of the backoff, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackoffPolicy {
+    /// The bound of the first delay (after a lost connection, the larger of
+    /// this and `reconnect_spread`); each failed attempt doubles the bound.
     pub base: Duration,
+    /// No delay is ever longer than this, however many attempts failed.
     pub cap: Duration,
     /// A connection up for this long resets the backoff.
     pub stable_after: Duration,
@@ -33,6 +37,9 @@ impl Default for BackoffPolicy {
     }
 }
 
+/// The backoff of one link: how many attempts failed in a row and whether
+/// the last connection was up long enough to start over. Times are
+/// monotonic milliseconds.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     policy: BackoffPolicy,
@@ -43,6 +50,8 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// A backoff with no failed attempt yet: the first delay is bounded by
+    /// the base.
     pub fn new(policy: BackoffPolicy) -> Self {
         Backoff {
             policy,
@@ -52,6 +61,8 @@ impl Backoff {
         }
     }
 
+    /// Attempts failed (or connections lost) since the last reset; the
+    /// exponent of the next bound.
     pub fn attempts(&self) -> u32 {
         self.attempts
     }
@@ -79,6 +90,8 @@ impl Backoff {
         Duration::from_millis(((u128::from(random) * u128::from(bound + 1)) >> 32) as u64)
     }
 
+    /// A connection came up at `now_ms`; it resets the backoff only if it
+    /// is still up `stable_after` later (see `on_disconnected`).
     pub fn on_connected(&mut self, now_ms: u64) {
         self.connected_at_ms = Some(now_ms);
         self.after_loss = false;

@@ -6,8 +6,9 @@
 //!
 //! What comes out is a plan, not a deed: the caller carries out the effects
 //! in order, and the rule that nothing is acknowledged before it reached
-//! flash lives in [`storage_failed`], which turns the plan into
-//! what to do when the `Persist` effect could not be carried out.
+//! flash lives in [`storage_failed`](super::storage_failed), which turns
+//! the plan into what to do when the `Persist` effect could not be carried
+//! out.
 
 use protocol::envelope::{self, CommandKeys};
 use protocol::messages::{AuditActor, AuditEntry, AuditEvent};

@@ -10,11 +10,15 @@ use super::state::DeviceState;
 /// What a cloud account is to this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role<'a> {
+    /// The account the device is bound to: everything through the cloud
+    /// but the installer's and the device's own switches.
     Owner,
     /// The installer before handover: manages the site.
     SiteInstaller,
     /// The installer after handover: only what the owner accepted.
     HandedOverInstaller(&'a InstallerGrants),
+    /// An account the owner shared the device with: exactly what its share
+    /// grants, on its channels, inside its validity window.
     Shared(&'a ShareEntry),
 }
 

@@ -15,11 +15,17 @@ pub enum Effect {
     /// Publish the retained state report.
     PublishState,
     /// Publish up to this many recent audit entries.
-    PublishAudit { max: u16 },
+    PublishAudit {
+        /// How many of the newest entries the cloud asked for.
+        max: u16,
+    },
     /// The domain name changed: register it again.
     RegisterDomain,
     /// Platform access changed: open (true) or close (false) the cloud link.
-    CloudLink { enabled: bool },
+    CloudLink {
+        /// The switch's new position.
+        enabled: bool,
+    },
 }
 
 /// The effects of one step. Four is the most any step produces.

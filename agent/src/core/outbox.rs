@@ -18,10 +18,15 @@ use protocol::topics::Leaf;
 /// the encoded payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
+    /// Where it goes under this device's topic tree; also decides what an
+    /// overflow pushes out first.
     pub leaf: Leaf,
+    /// The encoded message, ready to publish.
     pub payload: Vec<u8>,
 }
 
+/// The messages waiting for the link, oldest first, at most
+/// `MAX_QUEUED_REPORTS` of them.
 #[derive(Debug, Default)]
 pub struct Outbox {
     queue: VecDeque<Outgoing>,
@@ -29,6 +34,8 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// An empty outbox with room for `MAX_QUEUED_REPORTS` messages
+    /// allocated up front.
     pub fn new() -> Self {
         Outbox {
             queue: VecDeque::with_capacity(MAX_QUEUED_REPORTS),
@@ -65,10 +72,12 @@ impl Outbox {
         self.queue.pop_front();
     }
 
+    /// Messages waiting (the status reply's `reports_queued`).
     pub fn len(&self) -> usize {
         self.queue.len()
     }
 
+    /// True when nothing waits for the link.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

@@ -14,8 +14,14 @@ use super::time::TrustedClock;
 /// Fixed facts about the device, from its configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
+    /// The device serial: MQTT client id, certificate subject and the
+    /// default domain name. A command for another serial is refused.
     pub serial: Serial,
+    /// The cloud region the device belongs to; accounts from another
+    /// region are refused.
     pub region: Region,
+    /// How many video channels the device has; channel numbers run from 1
+    /// to `channel_count`.
     pub channel_count: u16,
     /// The verification code printed on the device label; the key of the
     /// bind proof.
@@ -25,30 +31,44 @@ pub struct Identity {
 /// Who may do what. Every refused command leaves this unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessState {
+    /// Who holds the device: nobody, the installer before handover, or an
+    /// owner (with the installer's accepted grants after handover).
     pub binding: Binding,
     /// Sorted by account id, so a decision finds a share by binary search.
     pub shares: heapless::Vec<ShareEntry, MAX_SHARES>,
+    /// The cloud service switch. Off (set by an installer holding the flag):
+    /// the owner and shared users are denied through the cloud; local users
+    /// are not affected.
     pub cloud_service: bool,
+    /// The platform-access switch, set by the device admin. Off: the cloud
+    /// link is closed and stays closed; local decisions go on.
     pub platform_access: bool,
+    /// The device domain name: the serial by default, changed by the owner.
     pub domain: DomainName,
 }
 
 /// One handled command, kept to answer its redelivery identically.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandledCommand {
+    /// The command's sequence number.
     pub seq: u64,
+    /// What it was answered the first time.
     pub outcome: Outcome,
 }
 
 /// Which commands were handled: replay protection and redelivery answers.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Ledger {
+    /// The highest sequence number handled; a command at or below it that
+    /// is not in `recent` is a replay and is refused.
     pub last_seq: u64,
     /// The most recent handled commands, oldest first.
     pub recent: heapless::Vec<HandledCommand, RECENT_OUTCOMES>,
 }
 
 impl Ledger {
+    /// The first outcome of command `seq`, if it is among the recent ones:
+    /// a redelivery gets this answer again instead of being applied.
     pub fn outcome_of(&self, seq: u64) -> Option<Outcome> {
         self.recent
             .iter()
@@ -57,6 +77,8 @@ impl Ledger {
             .map(|h| h.outcome)
     }
 
+    /// Remembers that command `seq` was handled with `outcome`; the oldest
+    /// entry goes when `RECENT_OUTCOMES` are kept.
     pub fn record(&mut self, seq: u64, outcome: Outcome) {
         if self.recent.is_full() {
             self.recent.remove(0);
@@ -67,11 +89,17 @@ impl Ledger {
     }
 }
 
+/// The device's persistent state as one value: the core takes it and
+/// returns the next one, and the store writes it whole as the state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceState {
+    /// The device's fixed facts.
     pub identity: Identity,
+    /// Who may do what.
     pub access: AccessState,
+    /// Which cloud commands were handled.
     pub ledger: Ledger,
+    /// The trusted-time floor.
     pub clock: TrustedClock,
 }
 
@@ -88,14 +116,20 @@ impl AccessState {
         })
     }
 
+    /// The owner account, once the device is bound to one.
     pub fn owner(&self) -> Option<&AccountRef> {
         self.binding.owner()
     }
 
+    /// The installer account, before handover or after it (if the owner
+    /// kept it).
     pub fn installer(&self) -> Option<&AccountRef> {
         self.binding.installer()
     }
 
+    /// What the owner accepted for the installer at handover; `None`
+    /// before handover (the installer then manages the site) or without an
+    /// installer.
     pub fn installer_grants(&self) -> Option<&InstallerGrants> {
         match &self.binding {
             Binding::Owned {
@@ -107,11 +141,14 @@ impl AccessState {
         }
     }
 
+    /// Where `account`'s share is in `shares` (`Ok`), or where it would be
+    /// inserted to keep them sorted (`Err`), as `binary_search` answers.
     pub fn share_index(&self, account: &str) -> Result<usize, usize> {
         self.shares
             .binary_search_by(|s| s.account.id.as_str().cmp(account))
     }
 
+    /// The share the owner gave `account`, if any.
     pub fn share_of(&self, account: &str) -> Option<&ShareEntry> {
         self.share_index(account).ok().map(|i| &self.shares[i])
     }

@@ -10,6 +10,7 @@
 use protocol::{Reason, Validity};
 use serde::{Deserialize, Serialize};
 
+/// The trusted-time floor, in Unix seconds. It only ever rises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TrustedClock {
     /// Newest issue time of a verified cloud command.
@@ -29,6 +30,8 @@ impl TrustedClock {
         self.cloud_floor.max(self.observed)
     }
 
+    /// Whether a device clock reading `now` can be believed: it is not
+    /// below the floor.
     pub fn is_trusted(&self, now: u64) -> bool {
         now >= self.floor()
     }

@@ -15,10 +15,19 @@ use tracing::warn;
 use super::config::Config;
 use crate::core::domain::NetworkFacts;
 
+/// Why the ports file was not used; the configured ports are used instead
+/// until the firmware writes a good one.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PortsFileError {
+    /// A line that does not parse.
     #[error("line {line}: {message}")]
-    Line { line: usize, message: String },
+    Line {
+        /// The line's number, counting from 1.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// More `map=` lines than a registration can carry.
     #[error("more than {MAX_PORT_MAPPINGS} port mappings")]
     TooManyMappings,
 }

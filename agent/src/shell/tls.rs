@@ -13,27 +13,64 @@ use rustls::{ClientConfig, RootCertStore, SupportedCipherSuite};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
+/// Why the TLS files do not make a usable client configuration. Each names
+/// the file at fault, so a field engineer knows which one to replace.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The file cannot be read, or is not valid PEM.
     #[error("cannot read {path}: {message}")]
-    Read { path: PathBuf, message: String },
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        message: String,
+    },
+    /// The file is PEM but holds no certificate.
     #[error("{path} holds no certificate")]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate in the CA file cannot be a trust anchor.
     #[error("{path}: the CA certificate is not usable: {message}")]
-    BadCa { path: PathBuf, message: String },
+    BadCa {
+        /// The CA file.
+        path: PathBuf,
+        /// What the certificate store said.
+        message: String,
+    },
+    /// The private key file can be read by group or others.
     #[error("{path} is readable by group or others (mode {mode:o}); it must be 0600 or stricter")]
-    KeyTooOpen { path: PathBuf, mode: u32 },
+    KeyTooOpen {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// rustls refused the certificate chain and key as a client identity
+    /// (for example a key that does not match the certificate).
     #[error("the client certificate and key do not make a usable identity: {0}")]
     BadIdentity(String),
+    /// The client certificate does not chain to the pinned CA, is not for
+    /// client authentication, or is not valid at the time checked.
     #[error("{path}: the client certificate is not one the cloud would accept: {message}")]
-    BadClientCertificate { path: PathBuf, message: String },
+    BadClientCertificate {
+        /// The certificate file.
+        path: PathBuf,
+        /// What the verifier said.
+        message: String,
+    },
 }
 
 /// What the TLS layer needs from the configuration.
 pub struct TlsFiles<'a> {
+    /// The cloud's CA certificate(s), PEM: the only trust anchors.
     pub ca: &'a Path,
+    /// The device's certificate chain, PEM, its own certificate first.
     pub cert: &'a Path,
+    /// The device's private key, PEM; must be 0600 or stricter.
     pub key: &'a Path,
+    /// Also offer TLS 1.2 (AEAD suites only), for brokers without TLS 1.3.
     pub allow_tls12: bool,
 }
 
@@ -119,6 +156,8 @@ impl ClientCertificateCheck {
         })
     }
 
+    /// Whether the certificate passes the checks at `at` (`--check-config`
+    /// asks for now, and for 30 days ahead to warn before it expires).
     pub fn valid_at(&self, at: UnixTime) -> Result<(), TlsError> {
         let bad = |message: String| TlsError::BadClientCertificate {
             path: self.cert.clone(),

@@ -25,6 +25,8 @@ pub enum Fault {
     PowerCutAfter(usize),
 }
 
+/// The real file system with at most one armed fault; nothing goes wrong
+/// until `arm` is called.
 #[derive(Debug, Default)]
 pub struct FaultyFlash {
     inner: RealFlash,
@@ -37,6 +39,7 @@ fn injected(what: &str) -> io::Error {
 }
 
 impl FaultyFlash {
+    /// A flash with no fault armed.
     pub fn new() -> Self {
         Self::default()
     }
@@ -47,6 +50,8 @@ impl FaultyFlash {
         self.operations = 0;
     }
 
+    /// Takes back the armed fault, if any: every operation works again
+    /// (the power is back).
     pub fn disarm(&mut self) {
         self.fault = None;
     }

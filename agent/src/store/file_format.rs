@@ -10,34 +10,55 @@
 
 use ring::digest::{digest, SHA256};
 
-pub const MAGIC: &[u8; 4] = b"HCST";
+/// The first bytes of every state file.
+pub(super) const MAGIC: &[u8; 4] = b"HCST";
+/// The format this agent writes and the only one it reads; raised when the
+/// layout or the payload's encoding changes.
 pub const FORMAT_VERSION: u16 = 1;
 /// The largest state payload; a full access list is about 12 KiB.
 pub const MAX_PAYLOAD: usize = protocol::limits::MAX_STATE_FILE_BYTES;
 const HEADER_LEN: usize = 10;
 const DIGEST_LEN: usize = 32;
 
+/// Why a state file is not a good state. Each kind of damage has its own
+/// variant, so the log says what happened to the flash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
+    /// A file of zero bytes (typically a write cut short by power loss).
     #[error("file is empty")]
     Empty,
+    /// The file does not start with the magic: not a state file at all.
     #[error("not a state file (bad magic)")]
     BadMagic,
+    /// Written by an agent with another format version.
     #[error("state format version {0} is not supported")]
     UnsupportedVersion(u16),
+    /// A payload (length in bytes) over `MAX_PAYLOAD`, whether written or
+    /// claimed by a header.
     #[error("payload length {0} is over the limit")]
     TooLarge(usize),
+    /// The file is shorter than its header says.
     #[error("file is truncated ({have} of {need} bytes)")]
-    Truncated { have: usize, need: usize },
+    Truncated {
+        /// The file's length in bytes.
+        have: usize,
+        /// The length its header calls for.
+        need: usize,
+    },
+    /// This many bytes follow the checksum.
     #[error("{0} unexpected bytes after the checksum")]
     TrailingBytes(usize),
+    /// The SHA-256 does not match: bit rot or a torn write.
     #[error("checksum mismatch: the file is corrupt")]
     Corrupt,
+    /// The file is intact but its payload does not decode as (or does not
+    /// encode from) the state.
     #[error("payload does not decode: {0}")]
     Payload(String),
 }
 
-pub fn encode(payload: &[u8]) -> Result<Vec<u8>, FormatError> {
+/// The whole file for `payload`: header, payload and checksum.
+pub(super) fn encode(payload: &[u8]) -> Result<Vec<u8>, FormatError> {
     if payload.len() > MAX_PAYLOAD {
         return Err(FormatError::TooLarge(payload.len()));
     }
@@ -52,7 +73,7 @@ pub fn encode(payload: &[u8]) -> Result<Vec<u8>, FormatError> {
 }
 
 /// The payload of a well-formed file.
-pub fn decode(bytes: &[u8]) -> Result<&[u8], FormatError> {
+pub(super) fn decode(bytes: &[u8]) -> Result<&[u8], FormatError> {
     if bytes.is_empty() {
         return Err(FormatError::Empty);
     }

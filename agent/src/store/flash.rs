@@ -5,6 +5,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
+/// The file operations a state save and load need, each one a step that a
+/// power cut may interrupt. Paths are absolute or relative to the working
+/// directory, as the store builds them.
 pub trait Flash {
     /// Creates or truncates `path` and writes all of `bytes`.
     fn write_new(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()>;

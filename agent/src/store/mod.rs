@@ -28,20 +28,33 @@ use protocol::Reason;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+/// Why a save or a load failed. A failed save leaves what `load` returns
+/// unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file operation failed.
     #[error("state {step} failed for {path}: {source}")]
     Io {
+        /// Which step of the save or load ("write", "fsync", ...).
         step: &'static str,
+        /// The file or directory it was done on.
         path: PathBuf,
+        /// What the file system said.
         source: std::io::Error,
     },
+    /// The state could not be turned into a file (for example a payload
+    /// over `MAX_PAYLOAD`); nothing was written.
     #[error("state does not encode: {0}")]
     Encode(FormatError),
+    /// Both the state file and its previous copy exist but neither is a
+    /// good state (or one is damaged and the other missing).
     #[error("no usable state: {name} is {main}; {name}.prev is {prev}")]
     NoGoodCopy {
+        /// The state file's name.
         name: String,
+        /// What is wrong with it.
         main: String,
+        /// What is wrong with the previous copy.
         prev: String,
     },
 }
@@ -62,9 +75,17 @@ pub enum Loaded<T> {
     Main(T),
     /// The state file was missing or damaged (`problem`); the previous good
     /// copy is used.
-    Recovered { value: T, problem: String },
+    Recovered {
+        /// The state from the previous copy.
+        value: T,
+        /// Why the state file itself was not used.
+        problem: String,
+    },
 }
 
+/// The state file, its previous good copy and its temporary file in one
+/// directory, written through `F` (the real flash, or a faulty one in
+/// tests).
 pub struct StateStore<F: Flash> {
     flash: F,
     dir: PathBuf,
@@ -85,10 +106,12 @@ impl<F: Flash> StateStore<F> {
         }
     }
 
+    /// The flash the store writes through; tests arm their faults here.
     pub fn flash(&mut self) -> &mut F {
         &mut self.flash
     }
 
+    /// The state file's path, `<dir>/<name>`.
     pub fn path(&self) -> &Path {
         &self.main
     }

@@ -24,6 +24,8 @@ pub struct Applied {
     pub state: DeviceState,
     /// The command's outcome (the first one, for a redelivery).
     pub outcome: Outcome,
+    /// The command had been handled before: it was answered again, not
+    /// applied, and `state` is unchanged.
     pub redelivered: bool,
     /// In order; ends with the acknowledgement.
     pub effects: Effects,

@@ -16,11 +16,16 @@ use protocol::DomainName;
 /// Where the device can be reached, as read by the event loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkFacts {
+    /// The device's address on the interface that routes to the cloud (the
+    /// cloud records the public address it sees on its own).
     pub lan_address: IpAddress,
+    /// The HTTP, HTTPS, RTSP and SDK ports the device serves on.
     pub ports: ServicePorts,
+    /// The router's external port mappings, as the firmware reported them.
     pub mappings: heapless::Vec<PortMapping, MAX_PORT_MAPPINGS>,
 }
 
+/// The registrar's timing, all in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegistrarPolicy {
     /// No two registrations closer than this.
@@ -28,6 +33,7 @@ pub struct RegistrarPolicy {
     /// An unanswered registration is sent again after this, doubling up to
     /// `max_retry_secs`.
     pub answer_timeout_secs: u64,
+    /// The longest wait before an unanswered registration is sent again.
     pub max_retry_secs: u64,
 }
 
@@ -41,6 +47,9 @@ impl Default for RegistrarPolicy {
     }
 }
 
+/// The registration of the device's domain name: what was last sent, what
+/// the cloud answered, and when to send again. Times are Unix seconds from
+/// the device clock.
 #[derive(Debug, Clone)]
 pub struct Registrar {
     policy: RegistrarPolicy,
@@ -57,6 +66,8 @@ pub struct Registrar {
 }
 
 impl Registrar {
+    /// A registrar for `domain` that has sent nothing yet and waits for
+    /// the link to come up (`on_connected`).
     pub fn new(domain: DomainName, policy: RegistrarPolicy) -> Self {
         Registrar {
             policy,
@@ -71,14 +82,19 @@ impl Registrar {
         }
     }
 
+    /// Where the registration of the current name stands, for the status
+    /// reply.
     pub fn state(&self) -> RegistrationState {
         self.state
     }
 
+    /// The name being registered (the newest one set).
     pub fn domain(&self) -> &DomainName {
         &self.domain
     }
 
+    /// The number of the latest registration sent; the cloud's answer
+    /// carries it, and only an answer to this one counts.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
@@ -184,6 +200,8 @@ impl Registrar {
         }
     }
 
+    /// The link is down: nothing is sent until it is up again, and a
+    /// registration left unanswered is repeated then.
     pub fn on_disconnected(&mut self) {
         self.connected = false;
     }
