@@ -297,73 +297,9 @@ fn fleet_command(mut parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
             &mut progress,
         ))
         .map_err(|e| Fatal(e.to_string()))?;
-    Ok(print_fleet_verdict(&report))
-}
-
-/// Prints the figures against the targets; failure if one is missed.
-fn print_fleet_verdict(report: &fleet::FleetReport) -> ExitCode {
-    const MAX_CONNECT: Duration = Duration::from_secs(60);
-    const MAX_BYTES_PER_DEVICE: u64 = 64 * 1024;
-    let mut missed = false;
-    let mut verdict = |ok: bool, what: String| {
-        missed |= !ok;
-        println!("  [{}] {what}", if ok { "ok" } else { "MISSED" });
-    };
-    println!("targets:");
-    verdict(
-        report.all_connected_after <= MAX_CONNECT,
-        format!(
-            "all {} connected within 60 s: {:.2} s",
-            report.devices,
-            report.all_connected_after.as_secs_f64()
-        ),
-    );
-    verdict(
-        report.bytes_per_device() <= MAX_BYTES_PER_DEVICE,
-        format!(
-            "memory per device under 64 KiB: {:.1} KiB",
-            report.bytes_per_device() as f64 / 1024.0
-        ),
-    );
-    if report.command_latency.count > 0 || report.commands_unanswered > 0 {
-        verdict(
-            report.commands_unanswered == 0 && report.commands_refused == 0,
-            format!(
-                "every command acknowledged as applied: {} applied, {} refused, {} unanswered",
-                report.command_latency.count, report.commands_refused, report.commands_unanswered
-            ),
-        );
-    }
-    if let Some(curve) = &report.reconnect {
-        verdict(
-            report.reconnected == report.devices,
-            format!(
-                "all {} reconnected after the restart: {}",
-                report.devices, report.reconnected
-            ),
-        );
-        verdict(
-            curve.peak_to_mean() <= 2.0,
-            format!(
-                "reconnect rate within twice its mean: peak {} per {} ms, mean {:.1}, ratio {:.2}",
-                curve.peak(),
-                curve.bucket.as_millis(),
-                curve.mean(),
-                curve.peak_to_mean()
-            ),
-        );
-        let bars: Vec<String> = curve.counts.iter().map(|c| c.to_string()).collect();
-        println!(
-            "  reconnects per {} ms: {}",
-            curve.bucket.as_millis(),
-            bars.join(" ")
-        );
-    }
-    if missed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    let verdict = fleet::verdict(&report);
+    print!("{}", verdict.text);
+    Ok(exit(verdict.passed))
 }
 
 // ------------------------------------------------------------------ broker and recorder
