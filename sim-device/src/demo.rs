@@ -20,8 +20,8 @@ use protocol::{AccountId, ChannelScope, ChannelSet, Grant, Permissions, Reason, 
 use crate::broker::{BrokerConfig, EmbeddedBroker};
 use crate::cloud::driver::{load_or_create_seed, CloudOptions};
 use crate::cloud::model::{
-    CloudError, CloudModel, Contact, DeviceGrant, DeviceSelection, InstallerPermissions, PerDevice,
-    SiteStatus,
+    CloudError, CloudModel, Contact, DeviceGrant, DeviceSelection, InstallerPermissions,
+    InvitationId, PerDevice, ShareTerms, SiteId, SiteStatus,
 };
 use crate::cloud::{Cloud, DriverError};
 use crate::mosquitto::{Mosquitto, MosquittoError};
@@ -282,6 +282,46 @@ impl People {
     }
 }
 
+/// What every section of the story works with.
+struct Scene<'a> {
+    cloud: &'a Cloud,
+    recorder: &'a Recorder,
+    people: &'a People,
+    serial: Serial,
+}
+
+impl Scene<'_> {
+    fn installer(&self) -> &AccountId {
+        &self.people.installer
+    }
+
+    /// The streaming server's answer to `id`'s live view of `channel`.
+    fn live_view(&self, id: &AccountId, channel: u16) -> String {
+        decision_text(&self.recorder.live_view(&cloud_user(id), channel))
+    }
+
+    /// `id` resolves the demo's device domain name.
+    fn resolve(&self, id: &AccountId) -> String {
+        match self.cloud.resolve_domain(id, DOMAIN) {
+            Ok(r) => format!("{r}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Olivia shares the recorder with the account named `with`.
+    async fn olivia_shares(&self, olivia: &AccountId, with: &str, terms: ShareTerms) -> String {
+        let shared = self.cloud.share(olivia, SERIAL, with, terms).await;
+        result_text(&shared, "Shared")
+    }
+}
+
+fn cloud_user(id: &AccountId) -> Principal {
+    Principal::Cloud(id.clone())
+}
+
+/// The device domain name olivia gives the recorder.
+const DOMAIN: &str = "bakery-main-st";
+
 async fn tell(
     story: &mut Story<'_>,
     cloud: &Cloud,
@@ -292,11 +332,29 @@ async fn tell(
         what: "serial",
         message: e.to_string(),
     })?;
-    let installer = &people.installer;
-    let who = |id: &AccountId| Principal::Cloud(id.clone());
+    let scene = Scene {
+        cloud,
+        recorder,
+        people,
+        serial,
+    };
+    let site = set_up_site(story, &scene).await?;
+    let (first, olivia) = invite_owner(story, &scene, site)?;
+    hand_over(story, &scene, site, first, &olivia).await?;
+    share(story, &scene, &olivia).await;
+    installer_after_handover(story, &scene);
+    cloud_service_switch(story, &scene, site, &olivia).await;
+    domain_name(story, &scene, &olivia).await;
+    delete_shares(story, &scene, &olivia).await;
+    Ok(())
+}
 
+/// The recorder comes online; the installer creates the site and adds the
+/// recorder with its verification code.
+async fn set_up_site(story: &mut Story<'_>, scene: &Scene<'_>) -> Result<SiteId, DemoError> {
+    let (cloud, installer) = (scene.cloud, scene.installer());
     story.section("The installer sets up the site");
-    let online = cloud.wait_online(&serial, true, ONLINE_WAIT).await;
+    let online = cloud.wait_online(&scene.serial, true, ONLINE_WAIT).await;
     story.step(
         format!("recorder {SERIAL} connects to the cloud"),
         "online",
@@ -321,35 +379,44 @@ async fn tell(
         "added",
         result_text(&added, "added"),
     );
+    Ok(site)
+}
 
+/// The permissions the installer asks for in the invitation, relative to
+/// `now`: site information; live view valid now for 1 h; playback ended
+/// 1 h ago; configuration from 1 h from now; may disable the cloud
+/// service.
+fn asked_permissions(serial: &Serial, now: u64) -> InstallerPermissions {
+    let this_device = |not_before: u64, not_after: u64| {
+        Some(DeviceGrant {
+            devices: DeviceSelection::Only(vec![serial.clone()]),
+            validity: Some(Validity {
+                not_before,
+                not_after,
+            }),
+        })
+    };
+    InstallerPermissions {
+        site_info: Some(Grant { validity: None }),
+        live_view: this_device(now - 60, now + 3600),
+        playback: this_device(now - 7200, now - 3600),
+        configuration: this_device(now + 3600, now + 7200),
+        allow_disable_cloud: true,
+    }
+}
+
+/// The installer invites the owner (who has no account yet), resends up
+/// to the daily limit, and olivia registers; the first invitation and
+/// olivia's account.
+fn invite_owner(
+    story: &mut Story<'_>,
+    scene: &Scene<'_>,
+    site: SiteId,
+) -> Result<(InvitationId, AccountId), DemoError> {
+    let (cloud, installer) = (scene.cloud, scene.installer());
     story.section("Handover: the installer invites the site owner");
     let now = cloud.now();
-    let this_device = || DeviceSelection::Only(vec![serial.clone()]);
-    let permissions = InstallerPermissions {
-        site_info: Some(Grant { validity: None }),
-        live_view: Some(DeviceGrant {
-            devices: this_device(),
-            validity: Some(Validity {
-                not_before: now - 60,
-                not_after: now + 3600,
-            }),
-        }),
-        playback: Some(DeviceGrant {
-            devices: this_device(),
-            validity: Some(Validity {
-                not_before: now - 7200,
-                not_after: now - 3600,
-            }),
-        }),
-        configuration: Some(DeviceGrant {
-            devices: this_device(),
-            validity: Some(Validity {
-                not_before: now + 3600,
-                not_after: now + 7200,
-            }),
-        }),
-        allow_disable_cloud: true,
-    };
+    let permissions = asked_permissions(&scene.serial, now);
     story.note(
         "asked permissions: site information; live view valid now for 1 h; playback ended 1 h ago; \
          configuration from 1 h from now; \"Allow me to disable the cloud service\"",
@@ -359,7 +426,7 @@ async fn tell(
             installer,
             site,
             Contact::email("olivia@example.com")?,
-            permissions.clone(),
+            permissions,
             "Handover of the bakery's recorder",
             now,
         )
@@ -404,7 +471,20 @@ async fn tell(
         SiteStatus::NotAccepted.to_string(),
         status.to_string(),
     );
-    let old = cloud.accept_invitation(first, &olivia).await;
+    Ok((first, olivia))
+}
+
+/// Olivia cannot accept the superseded invitation, accepts the current
+/// one, and the recorder is hers.
+async fn hand_over(
+    story: &mut Story<'_>,
+    scene: &Scene<'_>,
+    site: SiteId,
+    first: InvitationId,
+    olivia: &AccountId,
+) -> Result<(), DemoError> {
+    let cloud = scene.cloud;
+    let old = cloud.accept_invitation(first, olivia).await;
     story.step(
         "olivia opens the first invitation (a newer one was sent since)",
         CloudError::InvitationInvalid.to_string(),
@@ -417,14 +497,10 @@ async fn tell(
             .map(|i| i.id)
     });
     let accepted = match current {
-        Some(id) => match cloud.accept_invitation(id, &olivia).await {
+        Some(id) => match cloud.accept_invitation(id, olivia).await {
             Ok(results) => {
                 let status = cloud.with_model(|m| m.site_status(site))?;
-                let devices: Vec<String> = results
-                    .iter()
-                    .map(|(s, r)| format!("{s}: {}", result_text(r, "handed over")))
-                    .collect();
-                format!("{status} ({})", devices.join(", "))
+                format!("{status} ({})", per_device_text(Ok(results), "handed over"))
             }
             Err(e) => e.to_string(),
         },
@@ -438,114 +514,106 @@ async fn tell(
     story.step(
         "olivia's live view of channel 1 (the streaming server asks the agent)",
         "allowed",
-        decision_text(&recorder.live_view(&who(&olivia), 1)),
+        scene.live_view(olivia, 1),
     );
+    Ok(())
+}
 
+/// Olivia shares by email and by phone number; a missing account and one
+/// in another region are refused; the shares are enforced on the device.
+async fn share(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &AccountId) {
+    let people = scene.people;
     story.section("Sharing");
-    let live_and_playback = Permissions::of(&[Action::LiveView, Action::Playback]);
-    let shared = cloud
-        .share(
-            &olivia,
-            SERIAL,
-            "frank@example.com",
-            live_and_playback,
-            ChannelScope::All,
-            None,
-        )
-        .await;
+    let live_and_playback =
+        ShareTerms::always(Permissions::of(&[Action::LiveView, Action::Playback]));
     story.step(
         "olivia shares with frank@example.com (live view, playback)",
         "Shared",
-        result_text(&shared, "Shared"),
+        scene
+            .olivia_shares(olivia, "frank@example.com", live_and_playback)
+            .await,
     );
-    let now = cloud.now();
+    let now = scene.cloud.now();
     let two_channels = ChannelSet::from_channels(&[1, 2]).unwrap_or_default();
-    let shared = cloud
-        .share(
-            &olivia,
-            SERIAL,
-            "+49 151 0000 0002",
-            Permissions::of(&[Action::LiveView]),
-            ChannelScope::Only(two_channels),
-            Some(Validity {
-                not_before: now - 60,
-                not_after: now + 86_400,
-            }),
-        )
-        .await;
+    let one_day_of_two_channels = ShareTerms {
+        permissions: Permissions::of(&[Action::LiveView]),
+        channels: ChannelScope::Only(two_channels),
+        validity: Some(Validity {
+            not_before: now - 60,
+            not_after: now + 86_400,
+        }),
+    };
     story.step(
         "olivia shares with the phone number +49 151 0000 0002 (live view of channels 1-2, for 24 h)",
         "Shared",
-        result_text(&shared, "Shared"),
+        scene.olivia_shares(olivia, "+49 151 0000 0002", one_day_of_two_channels).await,
     );
-    let missing = cloud
-        .share(
-            &olivia,
-            SERIAL,
-            "nobody@example.com",
-            live_and_playback,
-            ChannelScope::All,
-            None,
-        )
-        .await;
     story.step(
         "olivia shares with nobody@example.com",
         CloudError::AccountNotFound.to_string(),
-        result_text(&missing, "Shared"),
+        scene
+            .olivia_shares(olivia, "nobody@example.com", live_and_playback)
+            .await,
     );
-    let cross = cloud
-        .share(
-            &olivia,
-            SERIAL,
-            "ursula@example.com",
-            live_and_playback,
-            ChannelScope::All,
-            None,
-        )
-        .await;
     story.step(
         "olivia shares with ursula@example.com (an account in region US)",
         CloudError::CrossRegionShare.to_string(),
-        result_text(&cross, "Shared"),
+        scene
+            .olivia_shares(olivia, "ursula@example.com", live_and_playback)
+            .await,
     );
     story.step(
         format!("olivia views the accounts {SERIAL} is shared to"),
         "frank@example.com, +4915100000002",
-        list_text(cloud, &olivia),
+        list_text(scene.cloud, olivia),
     );
     story.step(
         "frank's live view of channel 1",
         "allowed",
-        decision_text(&recorder.live_view(&who(&people.frank), 1)),
+        scene.live_view(&people.frank, 1),
     );
     story.step(
         "frank changes the configuration (the web server asks the agent)",
         denied(Reason::ActionNotGranted),
-        decision_text(&recorder.configure(&who(&people.frank))),
+        decision_text(&scene.recorder.configure(&cloud_user(&people.frank))),
     );
     story.step(
         "fiona's live view of channel 3 (her share covers channels 1-2)",
         denied(Reason::ChannelOutOfScope),
-        decision_text(&recorder.live_view(&who(&people.fiona), 3)),
+        scene.live_view(&people.fiona, 3),
     );
+}
 
+/// The installer's grants, each checked against its validity window.
+fn installer_after_handover(story: &mut Story<'_>, scene: &Scene<'_>) {
+    let installer = cloud_user(scene.installer());
     story.section("The installer's permissions after handover");
     story.step(
         "installer's live view of channel 1 (granted, valid now)",
         "allowed",
-        decision_text(&recorder.live_view(&who(installer), 1)),
+        scene.live_view(scene.installer(), 1),
     );
     story.step(
         "installer's playback of channel 1 (granted until 1 h ago)",
         denied(Reason::Expired),
-        decision_text(&recorder.playback(&who(installer), 1)),
+        decision_text(&scene.recorder.playback(&installer, 1)),
     );
     story.step(
         "installer changes the configuration (granted from 1 h from now)",
         denied(Reason::NotYetValid),
-        decision_text(&recorder.configure(&who(installer))),
+        decision_text(&scene.recorder.configure(&installer)),
     );
+}
 
+/// The installer turns the cloud service off for the site (owner and
+/// shares cut off, the installer not) and on again for the recorder.
+async fn cloud_service_switch(
+    story: &mut Story<'_>,
+    scene: &Scene<'_>,
+    site: SiteId,
+    olivia: &AccountId,
+) {
+    let (cloud, installer) = (scene.cloud, scene.installer());
     story.section("The cloud service switch");
     let off = cloud
         .set_cloud_service_for_site(installer, site, false)
@@ -558,17 +626,17 @@ async fn tell(
     story.step(
         "olivia's live view of channel 1",
         denied(Reason::CloudServiceDisabled),
-        decision_text(&recorder.live_view(&who(&olivia), 1)),
+        scene.live_view(olivia, 1),
     );
     story.step(
         "frank's live view of channel 1",
         denied(Reason::CloudServiceDisabled),
-        decision_text(&recorder.live_view(&who(&people.frank), 1)),
+        scene.live_view(&scene.people.frank, 1),
     );
     story.step(
         "installer's live view of channel 1 (the installer is not cut off)",
         "allowed",
-        decision_text(&recorder.live_view(&who(installer), 1)),
+        scene.live_view(installer, 1),
     );
     let on = cloud.set_cloud_service(installer, SERIAL, true).await;
     story.step(
@@ -579,14 +647,19 @@ async fn tell(
     story.step(
         "olivia's live view of channel 1",
         "allowed",
-        decision_text(&recorder.live_view(&who(&olivia), 1)),
+        scene.live_view(olivia, 1),
     );
+}
 
+/// Olivia names the recorder; the device registers the name, and only
+/// those it is shared with resolve it.
+async fn domain_name(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &AccountId) {
+    let cloud = scene.cloud;
     story.section("The device domain name");
-    let changed = cloud.set_domain(&olivia, SERIAL, "bakery-main-st").await;
+    let changed = cloud.set_domain(olivia, SERIAL, DOMAIN).await;
     let registered = match changed {
         Ok(()) => match cloud
-            .wait_registration(&serial, "bakery-main-st", REGISTRATION_WAIT)
+            .wait_registration(&scene.serial, DOMAIN, REGISTRATION_WAIT)
             .await
         {
             Some(r) => format!(
@@ -602,23 +675,28 @@ async fn tell(
         "changed; the device registered it from 127.0.0.1",
         registered,
     );
-    let resolve = |who: &AccountId| match cloud.resolve_domain(who, "bakery-main-st") {
-        Ok(r) => format!("{r}"),
-        Err(e) => e.to_string(),
-    };
     let address = "127.0.0.1 http 80 https 443 rtsp 554 sdk 8000";
-    story.step("olivia resolves bakery-main-st", address, resolve(&olivia));
+    story.step(
+        "olivia resolves bakery-main-st",
+        address,
+        scene.resolve(olivia),
+    );
     story.step(
         "frank (valid share) resolves bakery-main-st",
         address,
-        resolve(&people.frank),
+        scene.resolve(&scene.people.frank),
     );
     story.step(
         "steve (no share) resolves bakery-main-st",
         CloudError::DomainNotShared.to_string(),
-        resolve(&people.steve),
+        scene.resolve(&scene.people.steve),
     );
+}
 
+/// Fiona leaves her share, olivia deletes frank's: both are cut off at
+/// once.
+async fn delete_shares(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &AccountId) {
+    let (cloud, people) = (scene.cloud, scene.people);
     story.section("Deleting shares");
     let left = cloud.leave_share(&people.fiona, SERIAL).await;
     story.step(
@@ -629,9 +707,9 @@ async fn tell(
     story.step(
         format!("olivia views the accounts {SERIAL} is shared to"),
         "frank@example.com",
-        list_text(cloud, &olivia),
+        list_text(cloud, olivia),
     );
-    let removed = cloud.unshare(&olivia, SERIAL, &["frank@example.com"]).await;
+    let removed = cloud.unshare(olivia, SERIAL, &["frank@example.com"]).await;
     story.step(
         "olivia deletes the share of frank@example.com",
         "deleted",
@@ -640,14 +718,13 @@ async fn tell(
     story.step(
         "frank's live view of channel 1, right after",
         denied(Reason::NotAPrincipal),
-        decision_text(&recorder.live_view(&who(&people.frank), 1)),
+        scene.live_view(&people.frank, 1),
     );
     story.step(
         "frank resolves bakery-main-st",
         CloudError::DomainNotShared.to_string(),
-        resolve(&people.frank),
+        scene.resolve(&people.frank),
     );
-    Ok(())
 }
 
 fn list_text(cloud: &Cloud, owner: &AccountId) -> String {

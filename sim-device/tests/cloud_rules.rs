@@ -15,7 +15,7 @@ use sim_device::broker::{BrokerConfig, EmbeddedBroker};
 use sim_device::cloud::driver::{load_or_create_seed, CloudOptions};
 use sim_device::cloud::model::{
     CloudError, CloudModel, Commit, Contact, DeviceGrant, DeviceSelection, InstallerPermissions,
-    SiteId, SiteStatus, INVITATIONS_PER_DAY, REGISTRATION_TTL_SECS,
+    ShareTerms, SiteId, SiteStatus, INVITATIONS_PER_DAY, REGISTRATION_TTL_SECS,
 };
 use sim_device::cloud::Cloud;
 use sim_device::pki::Pki;
@@ -126,6 +126,13 @@ fn owned_by(w: &World, grants: InstallerGrants) -> Binding {
         installer: Some(eu(&w.installer)),
         installer_grants: grants,
     }
+}
+
+/// The device reports itself owned by olivia, with the installer kept
+/// without grants.
+fn report_owned(w: &mut World, shares: Vec<ShareEntry>, cloud_service: bool, last_seq: u64) {
+    let binding = owned_by(w, InstallerGrants::default());
+    w.m.on_state_report(report(binding, shares, cloud_service, last_seq));
 }
 
 /// A site with the device in it (the device accepted the bind).
@@ -268,8 +275,7 @@ fn a_device_bound_per_its_report_cannot_be_added_and_regions_must_match() {
         }
     ));
     assert_eq!(planned.on_accept, Commit::Nothing);
-    let binding = owned_by(&w, InstallerGrants::default());
-    w.m.on_state_report(report(binding, vec![], true, 1));
+    report_owned(&mut w, vec![], true, 1);
     assert_eq!(
         w.m.plan_bind_owner(&w.frank, SERIAL, CODE).unwrap_err(),
         CloudError::DeviceAlreadyAdded
@@ -490,21 +496,13 @@ fn permissions_need_devices_in_the_site_and_become_per_device_grants() {
 #[test]
 fn sharing_across_regions_is_refused_by_the_cloud() {
     let mut w = world();
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        vec![],
-        true,
-        3,
-    ));
-    let all = ChannelScope::All;
+    report_owned(&mut w, vec![], true, 3);
     assert_eq!(
         w.m.plan_share(
             &w.olivia,
             SERIAL,
             "ursula@example.com",
-            live_view(),
-            all,
-            None
+            ShareTerms::always(live_view())
         )
         .unwrap_err(),
         CloudError::CrossRegionShare
@@ -514,28 +512,20 @@ fn sharing_across_regions_is_refused_by_the_cloud() {
 #[test]
 fn sharing_with_a_missing_account_is_refused_and_found_ones_are_planned() {
     let mut w = world();
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        vec![],
-        true,
-        3,
-    ));
-    let all = ChannelScope::All;
+    report_owned(&mut w, vec![], true, 3);
     assert_eq!(
         w.m.plan_share(
             &w.olivia,
             SERIAL,
             "nobody@example.com",
-            live_view(),
-            all,
-            None
+            ShareTerms::always(live_view())
         )
         .unwrap_err(),
         CloudError::AccountNotFound
     );
     for name in ["frank@example.com", "frank", "+49 151 2222"] {
         let planned =
-            w.m.plan_share(&w.olivia, SERIAL, name, live_view(), all, None)
+            w.m.plan_share(&w.olivia, SERIAL, name, ShareTerms::always(live_view()))
                 .unwrap();
         assert_eq!(planned.actor, eu(&w.olivia));
         let CommandBody::Share { account, .. } = &planned.body else {
@@ -550,18 +540,18 @@ fn sharing_with_a_missing_account_is_refused_and_found_ones_are_planned() {
     }
     // Only the owner shares; nobody shares with themself.
     assert_eq!(
-        w.m.plan_share(&w.frank, SERIAL, "steve", live_view(), all, None)
+        w.m.plan_share(&w.frank, SERIAL, "steve", ShareTerms::always(live_view()))
             .unwrap_err(),
         CloudError::NotOwner
     );
     assert_eq!(
-        w.m.plan_share(&w.olivia, SERIAL, "olivia", live_view(), all, None)
+        w.m.plan_share(&w.olivia, SERIAL, "olivia", ShareTerms::always(live_view()))
             .unwrap_err(),
         CloudError::CannotShareWithSelf
     );
     let manage = Permissions::of(&[Action::ShareManagement]);
     assert_eq!(
-        w.m.plan_share(&w.olivia, SERIAL, "frank", manage, all, None)
+        w.m.plan_share(&w.olivia, SERIAL, "frank", ShareTerms::always(manage))
             .unwrap_err(),
         CloudError::PermissionsNotShareable
     );
@@ -575,12 +565,7 @@ fn the_owner_lists_shares_and_deletes_one_several_or_all() {
         share_entry(&w.fiona, None),
         share_entry(&w.steve, None),
     ];
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        shares,
-        true,
-        5,
-    ));
+    report_owned(&mut w, shares, true, 5);
     let listed: Vec<String> =
         w.m.list_shares(&w.olivia, SERIAL)
             .unwrap()
@@ -634,12 +619,7 @@ fn the_owner_lists_shares_and_deletes_one_several_or_all() {
 fn the_receiver_deletes_a_share_from_its_side() {
     let mut w = world();
     let shares = vec![share_entry(&w.frank, None)];
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        shares,
-        true,
-        5,
-    ));
+    report_owned(&mut w, shares, true, 5);
     let received = w.m.shared_with(&w.frank);
     assert_eq!(received.len(), 1);
     assert_eq!(received[0].domain.as_str(), "nvr-1");
@@ -656,12 +636,7 @@ fn the_receiver_deletes_a_share_from_its_side() {
 #[test]
 fn an_older_state_report_does_not_replace_a_newer_one() {
     let mut w = world();
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        vec![],
-        true,
-        9,
-    ));
+    report_owned(&mut w, vec![], true, 9);
     w.m.on_state_report(report(Binding::Unbound, vec![], true, 4));
     assert_eq!(w.m.report(SERIAL).unwrap().last_seq, 9);
     assert_eq!(w.m.owner_of(SERIAL), Some(w.olivia.clone()));
@@ -698,12 +673,7 @@ fn only_an_installer_allowed_to_disable_it_switches_the_cloud_service() {
     );
     assert!(w.m.plan_remove_from_owner(&w.installer, SERIAL).is_ok());
 
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        vec![],
-        true,
-        6,
-    ));
+    report_owned(&mut w, vec![], true, 6);
     assert_eq!(
         w.m.plan_set_cloud_service(&w.installer, SERIAL, false)
             .unwrap_err(),
@@ -760,12 +730,7 @@ fn a_name_held_by_another_live_registration_is_taken() {
         refreshed.outcome,
         DomainOutcome::Registered { .. }
     ));
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        vec![],
-        true,
-        1,
-    ));
+    report_owned(&mut w, vec![], true, 1);
     assert_eq!(
         w.m.plan_set_domain(&w.olivia, SERIAL, "Bad_Name", NOON)
             .unwrap_err(),
@@ -791,12 +756,7 @@ fn the_owner_cannot_take_a_name_another_device_holds() {
     let mut w = world();
     let other = Serial::new("NVR-2").unwrap();
     w.m.on_domain_registration(&other, &registration("shop", 1), SEEN, NOON);
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        vec![],
-        true,
-        1,
-    ));
+    report_owned(&mut w, vec![], true, 1);
     assert_eq!(
         w.m.plan_set_domain(&w.olivia, SERIAL, "shop", NOON + 5)
             .unwrap_err(),
@@ -829,12 +789,7 @@ fn only_the_owner_and_currently_valid_shares_resolve_the_domain() {
         share_entry(&w.frank, None),
         share_entry(&w.fiona, Some(window)),
     ];
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        shares.clone(),
-        true,
-        5,
-    ));
+    report_owned(&mut w, shares.clone(), true, 5);
     w.m.on_domain_registration(&serial(), &registration("shop", 1), SEEN, NOON);
 
     let resolved = w.m.resolve_domain(&w.olivia, "shop", NOON + 10).unwrap();
@@ -864,23 +819,13 @@ fn only_the_owner_and_currently_valid_shares_resolve_the_domain() {
         CloudError::DomainNotShared
     );
     // The report is the truth: a share the device no longer holds is gone.
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        vec![shares[1].clone()],
-        true,
-        6,
-    ));
+    report_owned(&mut w, vec![shares[1].clone()], true, 6);
     assert_eq!(
         w.m.resolve_domain(&w.frank, "shop", NOON + 10).unwrap_err(),
         CloudError::DomainNotShared
     );
     // Cloud service off: nobody resolves through the cloud.
-    w.m.on_state_report(report(
-        owned_by(&w, InstallerGrants::default()),
-        vec![],
-        false,
-        7,
-    ));
+    report_owned(&mut w, vec![], false, 7);
     assert_eq!(
         w.m.resolve_domain(&w.olivia, "shop", NOON + 10)
             .unwrap_err(),

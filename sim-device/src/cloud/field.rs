@@ -31,12 +31,11 @@ use std::time::Duration;
 use protocol::access::Action;
 use protocol::messages::{Binding, StateReport};
 use protocol::{
-    AccountId, AccountRef, ChannelScope, InstallerGrants, Permissions, Region, Serial, ShareEntry,
-    Validity,
+    AccountId, AccountRef, ChannelScope, InstallerGrants, Region, Serial, ShareEntry, Validity,
 };
 
 use super::driver::{load_seed, Cloud, CloudOptions, DriverError, DEFAULT_ACK_TIMEOUT};
-use super::model::{CloudError, CloudModel};
+use super::model::{CloudError, CloudModel, ShareTerms};
 use crate::pki::{Pki, PkiError};
 
 /// How long the retained status may lag behind the retained state report
@@ -535,23 +534,12 @@ pub async fn share(
     cloud: &Cloud,
     serial: &str,
     to: &AccountRef,
-    permissions: Permissions,
-    channels: ChannelScope,
-    validity: Option<Validity>,
+    terms: ShareTerms,
 ) -> Result<(), OperationError> {
     let serial = serial_of(serial)?;
     let owner = owner(cloud, &serial).await?;
     let target = cloud.with_model(|m| m.ensure_account(to));
-    Ok(cloud
-        .share(
-            &owner,
-            &serial,
-            target.as_str(),
-            permissions,
-            channels,
-            validity,
-        )
-        .await?)
+    Ok(cloud.share(&owner, &serial, target.as_str(), terms).await?)
 }
 
 /// The owner stops sharing with `accounts` (ids), or with everyone.

@@ -11,7 +11,7 @@ use protocol::access::Action;
 use protocol::{ChannelScope, ChannelSet, Permissions, Validity};
 use sim_device::cloud::driver::now_secs;
 use sim_device::cloud::field::{self, BindAs, Target};
-use sim_device::cloud::Cloud;
+use sim_device::cloud::{Cloud, ShareTerms};
 
 use crate::{exit, parse_broker, runtime, Fatal};
 
@@ -192,7 +192,12 @@ async fn share(target: &Target, a: &FieldArgs) -> Result<bool, Fatal> {
     });
     let cloud = target.connect().await?;
     let to = field::account_ref(to, &region(&cloud, a, &serial).await?)?;
-    let result = field::share(&cloud, &serial, &to, permissions, channels, validity).await;
+    let terms = ShareTerms {
+        permissions,
+        channels,
+        validity,
+    };
+    let result = field::share(&cloud, &serial, &to, terms).await;
     let ok = report(&serial, "Shared", result);
     cloud.shutdown().await;
     Ok(ok)

@@ -9,17 +9,16 @@ use protocol::access::Action;
 use protocol::limits::RECENT_OUTCOMES;
 use protocol::messages::StateReport;
 use protocol::topics::{self, Leaf};
-use protocol::{
-    AccountId, AccountRef, Ack, ChannelScope, Command, CommandBody, Outcome, Permissions, Reason,
-    Serial, Validity,
-};
+use protocol::{AccountId, AccountRef, Ack, Command, CommandBody, Outcome, Reason, Serial};
 use rumqttc::QoS;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::link::Cloud;
 use super::now_secs;
-use crate::cloud::model::{CloudError, InvitationId, PerDevice, Planned, Resolution, SiteId};
+use crate::cloud::model::{
+    CloudError, InvitationId, PerDevice, Planned, Resolution, ShareTerms, SiteId,
+};
 
 /// How long an accepted change waits for the device's new state report.
 const STATE_WAIT: Duration = Duration::from_secs(2);
@@ -202,12 +201,9 @@ impl Cloud {
         owner: &AccountId,
         serial: &str,
         with: &str,
-        permissions: Permissions,
-        channels: ChannelScope,
-        validity: Option<Validity>,
+        terms: ShareTerms,
     ) -> Result<(), CloudError> {
-        let planned = self
-            .with_model(|m| m.plan_share(owner, serial, with, permissions, channels, validity))?;
+        let planned = self.with_model(|m| m.plan_share(owner, serial, with, terms))?;
         match self.execute(planned).await {
             Err(CloudError::DeviceRefused {
                 reason: Reason::CrossRegion,

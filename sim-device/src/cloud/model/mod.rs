@@ -34,7 +34,7 @@ pub use accounts::{normalize_phone, Account, Contact, Identifier};
 pub use devices::DeviceRecord;
 pub use domains::{ip_text, Registration, Resolution, REGISTRATION_TTL_SECS, RESERVED_DOMAINS};
 pub use error::CloudError;
-pub use shares::{ReceivedShare, SharedAccount};
+pub use shares::{ReceivedShare, ShareTerms, SharedAccount};
 pub use sites::{
     DeviceGrant, DeviceSelection, HandoverPlan, InstallerPermissions, Invitation, InvitationId,
     Site, SiteId, SiteStatus, INVITATIONS_PER_DAY, SECONDS_PER_DAY,

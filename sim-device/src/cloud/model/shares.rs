@@ -43,6 +43,27 @@ pub struct ReceivedShare {
     pub entry: ShareEntry,
 }
 
+/// What the owner grants in a share: which actions, on which channels,
+/// for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareTerms {
+    pub permissions: Permissions,
+    pub channels: ChannelScope,
+    /// `None`: no time limit.
+    pub validity: Option<Validity>,
+}
+
+impl ShareTerms {
+    /// `permissions` on every channel, with no time limit.
+    pub fn always(permissions: Permissions) -> ShareTerms {
+        ShareTerms {
+            permissions,
+            channels: ChannelScope::All,
+            validity: None,
+        }
+    }
+}
+
 impl CloudModel {
     /// The owner shares the device with an account named by email, phone
     /// number or user name.
@@ -51,9 +72,7 @@ impl CloudModel {
         owner: &AccountId,
         serial: &str,
         with: &str,
-        permissions: Permissions,
-        channels: ChannelScope,
-        validity: Option<Validity>,
+        terms: ShareTerms,
     ) -> Result<Planned, CloudError> {
         let owner_account = self.account(owner)?;
         let device = self.require_owner(owner, serial)?;
@@ -64,6 +83,11 @@ impl CloudModel {
         if &target.id == owner {
             return Err(CloudError::CannotShareWithSelf);
         }
+        let ShareTerms {
+            permissions,
+            channels,
+            validity,
+        } = terms;
         if !permissions.is_subset_of(Permissions::SHAREABLE) || permissions == Permissions::NONE {
             return Err(CloudError::PermissionsNotShareable);
         }
