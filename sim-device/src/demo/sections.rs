@@ -1,286 +1,28 @@
-//! The demo: the whole product story against a real broker, the simulated
-//! cloud and one simulated recorder running the real agent, with readable,
-//! numbered steps. Each step prints what was done, the outcome, and
-//! whether it is what the product promises:
-//!
-//! ```text
-//!   step 7: installer sends a sixth invitation today -> You can send at most five invitations in one day [ok]
-//! ```
-//!
-//! [`run`] is what `sim-device demo` calls; the tests call it too. It
-//! returns a [`DemoReport`]; setup failures (no broker, no agent) are
-//! errors, outcomes that differ from the promise are failed steps.
+//! The story, one function per section: the installer sets up the site,
+//! invites the owner and hands the site over, the owner shares, the
+//! installer's grants are checked, the cloud service is switched, the
+//! domain name is set and resolved, and shares are deleted.
 
-use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use protocol::access::{Action, Decision, Principal};
+use protocol::access::{Action, Principal};
 use protocol::{AccountId, ChannelScope, ChannelSet, Grant, Permissions, Reason, Serial, Validity};
 
-use crate::broker::{BrokerConfig, EmbeddedBroker};
-use crate::cloud::driver::{load_or_create_seed, CloudOptions};
-use crate::cloud::model::{
-    CloudError, CloudModel, Contact, DeviceGrant, DeviceSelection, InstallerPermissions,
-    InvitationId, PerDevice, ShareTerms, SiteId, SiteStatus,
+use super::story::{
+    decision_text, denied, err_text, list_text, per_device_text, result_text, Story,
 };
-use crate::cloud::{Cloud, DriverError};
-use crate::mosquitto::{Mosquitto, MosquittoError};
-use crate::pki::{Pki, PkiError};
-use crate::recorder::{Recorder, RecorderError, RecorderSpec};
+use super::{DemoError, People, CODE, SERIAL};
+use crate::cloud::model::{
+    CloudError, Contact, DeviceGrant, DeviceSelection, InstallerPermissions, InvitationId,
+    ShareTerms, SiteId, SiteStatus,
+};
+use crate::cloud::Cloud;
+use crate::recorder::Recorder;
 
-/// The demo recorder.
-pub const SERIAL: &str = "SIM-NVR-0001";
-/// Its verification code (on the label).
-pub const CODE: &str = "KQ7XWA";
-const REGION: &str = "EU";
 /// How long the demo waits for the recorder to come online.
 const ONLINE_WAIT: Duration = Duration::from_secs(10);
 /// How long the demo waits for a domain registration.
 const REGISTRATION_WAIT: Duration = Duration::from_secs(8);
-
-/// Which broker the story runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BrokerKind {
-    /// The embedded rumqttd broker with mutual TLS (no setup needed).
-    #[default]
-    Embedded,
-    /// mosquitto (the Debian package) with TLS, client certificates and the
-    /// per-device ACL.
-    Mosquitto,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct DemoOptions {
-    pub broker: BrokerKind,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    #[error("PKI: {0}")]
-    Pki(#[from] PkiError),
-    #[error("embedded broker: {0}")]
-    Broker(#[from] crate::broker::BrokerError),
-    #[error("mosquitto: {0}")]
-    Mosquitto(#[from] MosquittoError),
-    #[error("cloud: {0}")]
-    Cloud(#[from] DriverError),
-    #[error("recorder: {0}")]
-    Recorder(#[from] RecorderError),
-    #[error("cloud setup: {0}")]
-    Setup(#[from] CloudError),
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// One step of the story.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepResult {
-    pub number: usize,
-    pub what: String,
-    pub outcome: String,
-    /// What the product promises.
-    pub expected: String,
-    pub ok: bool,
-}
-
-/// The whole run.
-#[derive(Debug, Clone)]
-pub struct DemoReport {
-    pub broker: BrokerKind,
-    pub steps: Vec<StepResult>,
-    pub elapsed: Duration,
-}
-
-impl DemoReport {
-    /// True when every outcome is what the product promises.
-    pub fn passed(&self) -> bool {
-        !self.steps.is_empty() && self.steps.iter().all(|s| s.ok)
-    }
-
-    pub fn failures(&self) -> impl Iterator<Item = &StepResult> {
-        self.steps.iter().filter(|s| !s.ok)
-    }
-
-    /// The closing line.
-    pub fn summary(&self) -> String {
-        let failed = self.failures().count();
-        let broker = match self.broker {
-            BrokerKind::Embedded => "embedded broker",
-            BrokerKind::Mosquitto => "mosquitto",
-        };
-        if failed == 0 {
-            format!(
-                "demo passed: {} steps, every outcome as the product promises ({broker}, {:.1} s)",
-                self.steps.len(),
-                self.elapsed.as_secs_f64()
-            )
-        } else {
-            format!(
-                "demo FAILED: {failed} of {} steps differ from what the product promises ({broker}, {:.1} s)",
-                self.steps.len(),
-                self.elapsed.as_secs_f64()
-            )
-        }
-    }
-}
-
-/// Records and prints the steps.
-struct Story<'a> {
-    out: &'a mut dyn Write,
-    steps: Vec<StepResult>,
-}
-
-impl Story<'_> {
-    fn section(&mut self, title: &str) {
-        let _ = writeln!(self.out, "\n{title}");
-    }
-
-    fn note(&mut self, text: &str) {
-        let _ = writeln!(self.out, "  {text}");
-    }
-
-    fn step(
-        &mut self,
-        what: impl Into<String>,
-        expected: impl Into<String>,
-        outcome: impl Into<String>,
-    ) {
-        let (what, expected, outcome) = (what.into(), expected.into(), outcome.into());
-        let ok = outcome == expected;
-        let number = self.steps.len() + 1;
-        let verdict = if ok {
-            "[ok]".to_owned()
-        } else {
-            format!("[FAILED: the product promises: {expected}]")
-        };
-        let _ = writeln!(self.out, "  step {number}: {what} -> {outcome} {verdict}");
-        let _ = self.out.flush();
-        self.steps.push(StepResult {
-            number,
-            what,
-            outcome,
-            expected,
-            ok,
-        });
-    }
-}
-
-fn decision_text(decision: &Result<Decision, RecorderError>) -> String {
-    match decision {
-        Ok(Decision::Allow) => "allowed".into(),
-        Ok(Decision::Deny(reason)) => denied(*reason),
-        Err(e) => format!("error: {e}"),
-    }
-}
-
-fn denied(reason: Reason) -> String {
-    format!("denied: {reason}")
-}
-
-fn result_text(result: &Result<(), CloudError>, ok: &str) -> String {
-    match result {
-        Ok(()) => ok.to_owned(),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn err_text(result: Result<impl std::fmt::Debug, CloudError>) -> String {
-    match result {
-        Ok(value) => format!("unexpectedly accepted: {value:?}"),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// Runs the story, printing each step to `out`.
-pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
-    let started = Instant::now();
-    let dir = tempfile::Builder::new().prefix("sim-demo-").tempdir()?;
-    let pki = Pki::generate(dir.path().join("pki"), &[SERIAL])?;
-    let seed = load_or_create_seed(pki.dir())?;
-
-    // Keep the broker alive for the whole story.
-    let (_embedded, _mosquitto, port, broker_text) = match options.broker {
-        BrokerKind::Embedded => {
-            let broker = EmbeddedBroker::start(BrokerConfig::from_pki(&pki))?;
-            let port = broker.port();
-            let text = format!("embedded MQTT broker (mutual TLS) on 127.0.0.1:{port}");
-            (Some(broker), None, port, text)
-        }
-        BrokerKind::Mosquitto => {
-            let mosquitto = Mosquitto::start(&pki)?;
-            let port = mosquitto.port();
-            let text = format!(
-                "mosquitto (TLS 1.3, client certificates, per-device ACL) on 127.0.0.1:{port}"
-            );
-            (None, Some(mosquitto), port, text)
-        }
-    };
-    let host = "127.0.0.1";
-    let _ = writeln!(
-        out,
-        "sim-device demo: {broker_text}; simulated cloud; recorder {SERIAL} ({REGION}, 8 channels) running the real agent"
-    );
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mut story = Story {
-        out,
-        steps: Vec::new(),
-    };
-    let result = runtime.block_on(async {
-        let mut model = CloudModel::new();
-        model.register_device(SERIAL, CODE, REGION)?;
-        let people = People::register(&mut model)?;
-        let options = CloudOptions::with_seed(&pki, host, port, seed);
-        let cloud = Cloud::connect(options, model).await?;
-        let mut spec = RecorderSpec::new(SERIAL);
-        spec.region = REGION.into();
-        spec.verification_code = CODE.into();
-        let recorder = Recorder::start(&pki, host, port, cloud.public_key(), spec)?;
-        let told = tell(&mut story, &cloud, &recorder, &people).await;
-        cloud.shutdown().await;
-        recorder.stop()?;
-        told
-    });
-    result?;
-    let report = DemoReport {
-        broker: options.broker,
-        steps: story.steps,
-        elapsed: started.elapsed(),
-    };
-    let _ = writeln!(story.out, "\n{}", report.summary());
-    Ok(report)
-}
-
-/// The accounts of the story.
-struct People {
-    installer: AccountId,
-    frank: AccountId,
-    fiona: AccountId,
-    steve: AccountId,
-}
-
-impl People {
-    fn register(model: &mut CloudModel) -> Result<People, CloudError> {
-        let installer = model.register_account(
-            "acme-security",
-            Some("ops@acme-security.example"),
-            None,
-            "EU",
-        )?;
-        let frank = model.register_account("frank", Some("frank@example.com"), None, "EU")?;
-        let fiona = model.register_account("fiona", None, Some("+49 151 0000 0002"), "EU")?;
-        model.register_account("ursula", Some("ursula@example.com"), None, "US")?;
-        let steve = model.register_account("steve", Some("steve@example.com"), None, "EU")?;
-        Ok(People {
-            installer,
-            frank,
-            fiona,
-            steve,
-        })
-    }
-}
 
 /// What every section of the story works with.
 struct Scene<'a> {
@@ -322,7 +64,7 @@ fn cloud_user(id: &AccountId) -> Principal {
 /// The device domain name olivia gives the recorder.
 const DOMAIN: &str = "bakery-main-st";
 
-async fn tell(
+pub(super) async fn tell(
     story: &mut Story<'_>,
     cloud: &Cloud,
     recorder: &Recorder,
@@ -725,27 +467,4 @@ async fn delete_shares(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &Accoun
         CloudError::DomainNotShared.to_string(),
         scene.resolve(&people.frank),
     );
-}
-
-fn list_text(cloud: &Cloud, owner: &AccountId) -> String {
-    match cloud.with_model(|m| m.list_shares(owner, SERIAL)) {
-        Ok(list) if list.is_empty() => "none".into(),
-        Ok(list) => list
-            .iter()
-            .map(|s| s.label())
-            .collect::<Vec<_>>()
-            .join(", "),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn per_device_text(results: Result<PerDevice<()>, CloudError>, ok: &str) -> String {
-    match results {
-        Ok(list) => list
-            .iter()
-            .map(|(s, r)| format!("{s}: {}", result_text(r, ok)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        Err(e) => e.to_string(),
-    }
 }
