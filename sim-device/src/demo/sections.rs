@@ -70,10 +70,7 @@ pub(super) async fn tell(
     recorder: &Recorder,
     people: &People,
 ) -> Result<(), DemoError> {
-    let serial = Serial::new(SERIAL).map_err(|e| CloudError::Invalid {
-        what: "serial",
-        message: e.to_string(),
-    })?;
+    let serial = Serial::new(SERIAL).map_err(|e| CloudError::invalid("serial", e))?;
     let scene = Scene {
         cloud,
         recorder,

@@ -92,10 +92,7 @@ impl Cloud {
         };
         let envelope = self.signer.seal(&command).map_err(|e| {
             self.lock().forget(serial, seq);
-            CloudError::Invalid {
-                what: "command",
-                message: e.to_string(),
-            }
+            CloudError::invalid("command", e)
         })?;
         let topic = topics::topic(serial, Leaf::Command);
         let published = self

@@ -6,7 +6,6 @@ use std::fmt;
 
 use protocol::{AccountId, AccountRef, Region};
 
-use super::error::invalid;
 use super::{CloudError, CloudModel};
 
 /// A cloud account. Found by email, phone number or user name; the device
@@ -141,7 +140,7 @@ impl CloudModel {
             || !matches!(Identifier::parse(user_name), Identifier::UserName(_))
             || user_name.chars().any(char::is_control)
         {
-            return Err(invalid(
+            return Err(CloudError::invalid(
                 "user name",
                 "must not be empty, an email address or a phone number",
             ));
@@ -152,7 +151,7 @@ impl CloudModel {
         let phone = phone
             .map(|p| normalize_phone(p).ok_or(CloudError::InvalidContact))
             .transpose()?;
-        let region = Region::new(region).map_err(|e| invalid("region", e))?;
+        let region = Region::new(region).map_err(|e| CloudError::invalid("region", e))?;
         for account in self.accounts.values() {
             if account.user_name.eq_ignore_ascii_case(user_name) {
                 return Err(CloudError::AccountExists("user name"));
@@ -166,7 +165,7 @@ impl CloudModel {
         }
         self.next_account += 1;
         let id = AccountId::new(&format!("acc-{:04}", self.next_account))
-            .map_err(|e| invalid("account id", e))?;
+            .map_err(|e| CloudError::invalid("account id", e))?;
         self.accounts.insert(
             id.clone(),
             Account {

@@ -7,7 +7,7 @@ use protocol::messages::{Binding, StateReport};
 use protocol::{AccountId, BindRole, CommandBody, Region, Serial};
 
 use super::accounts::Account;
-use super::error::{invalid, require_same_region};
+use super::error::require_same_region;
 use super::sites::SiteId;
 use super::{CloudError, CloudModel, Planned};
 
@@ -35,8 +35,8 @@ impl CloudModel {
         verification_code: &str,
         region: &str,
     ) -> Result<Serial, CloudError> {
-        let serial = Serial::new(serial).map_err(|e| invalid("serial", e))?;
-        let region = Region::new(region).map_err(|e| invalid("region", e))?;
+        let serial = Serial::new(serial).map_err(|e| CloudError::invalid("serial", e))?;
+        let region = Region::new(region).map_err(|e| CloudError::invalid("region", e))?;
         let record = self
             .devices
             .entry(serial.clone())

@@ -108,10 +108,13 @@ fn seconds(ms: &u64) -> String {
     }
 }
 
-pub(super) fn invalid(what: &'static str, message: impl fmt::Display) -> CloudError {
-    CloudError::Invalid {
-        what,
-        message: message.to_string(),
+impl CloudError {
+    /// `what` is not valid: `message` says why.
+    pub fn invalid(what: &'static str, message: impl fmt::Display) -> CloudError {
+        CloudError::Invalid {
+            what,
+            message: message.to_string(),
+        }
     }
 }
 
