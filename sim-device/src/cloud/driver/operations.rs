@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::link::Cloud;
 use super::now_secs;
 use crate::cloud::model::{
-    CloudError, InvitationId, PerDevice, Planned, Resolution, ShareTerms, SiteId,
+    CloudError, CloudModel, InvitationId, PerDevice, Planned, Resolution, ShareTerms, SiteId,
 };
 
 /// How long an accepted change waits for the device's new state report.
@@ -139,6 +139,15 @@ impl Cloud {
         }
     }
 
+    /// Executes what the model plans, if it allows it.
+    async fn plan_and_execute(
+        &self,
+        plan: impl FnOnce(&mut CloudModel) -> Result<Planned, CloudError>,
+    ) -> Result<(), CloudError> {
+        let planned = self.with_model(plan)?;
+        self.execute(planned).await
+    }
+
     async fn execute_each(&self, plans: PerDevice<Planned>) -> PerDevice<()> {
         let mut results = Vec::with_capacity(plans.len());
         for (serial, plan) in plans {
@@ -159,8 +168,8 @@ impl Cloud {
         serial: &str,
         code: &str,
     ) -> Result<(), CloudError> {
-        let planned = self.with_model(|m| m.plan_add_to_site(installer, site, serial, code))?;
-        self.execute(planned).await
+        self.plan_and_execute(|m| m.plan_add_to_site(installer, site, serial, code))
+            .await
     }
 
     /// An end user adds a device to its own account.
@@ -170,8 +179,8 @@ impl Cloud {
         serial: &str,
         code: &str,
     ) -> Result<(), CloudError> {
-        let planned = self.with_model(|m| m.plan_bind_owner(owner, serial, code))?;
-        self.execute(planned).await
+        self.plan_and_execute(|m| m.plan_bind_owner(owner, serial, code))
+            .await
     }
 
     /// The invitee accepts: the site is handed over and each device gets
@@ -217,20 +226,20 @@ impl Cloud {
         serial: &str,
         accounts: &[&str],
     ) -> Result<(), CloudError> {
-        let planned = self.with_model(|m| m.plan_unshare(owner, serial, accounts))?;
-        self.execute(planned).await
+        self.plan_and_execute(|m| m.plan_unshare(owner, serial, accounts))
+            .await
     }
 
     /// The owner stops sharing with everyone ("Delete All").
     pub async fn unshare_all(&self, owner: &AccountId, serial: &str) -> Result<(), CloudError> {
-        let planned = self.with_model(|m| m.plan_unshare_all(owner, serial))?;
-        self.execute(planned).await
+        self.plan_and_execute(|m| m.plan_unshare_all(owner, serial))
+            .await
     }
 
     /// The receiver deletes the shared device from its own side.
     pub async fn leave_share(&self, receiver: &AccountId, serial: &str) -> Result<(), CloudError> {
-        let planned = self.with_model(|m| m.plan_leave_share(receiver, serial))?;
-        self.execute(planned).await
+        self.plan_and_execute(|m| m.plan_leave_share(receiver, serial))
+            .await
     }
 
     /// The installer switches the cloud service of one device.
@@ -240,8 +249,8 @@ impl Cloud {
         serial: &str,
         enabled: bool,
     ) -> Result<(), CloudError> {
-        let planned = self.with_model(|m| m.plan_set_cloud_service(installer, serial, enabled))?;
-        self.execute(planned).await
+        self.plan_and_execute(|m| m.plan_set_cloud_service(installer, serial, enabled))
+            .await
     }
 
     /// The installer switches the cloud service of every device of a site.
@@ -262,8 +271,8 @@ impl Cloud {
         installer: &AccountId,
         serial: &str,
     ) -> Result<(), CloudError> {
-        let planned = self.with_model(|m| m.plan_remove_from_owner(installer, serial))?;
-        self.execute(planned).await
+        self.plan_and_execute(|m| m.plan_remove_from_owner(installer, serial))
+            .await
     }
 
     /// The owner changes the device domain name.
@@ -274,8 +283,8 @@ impl Cloud {
         name: &str,
     ) -> Result<(), CloudError> {
         let now = self.now();
-        let planned = self.with_model(|m| m.plan_set_domain(owner, serial, name, now))?;
-        self.execute(planned).await
+        self.plan_and_execute(|m| m.plan_set_domain(owner, serial, name, now))
+            .await
     }
 
     /// Resolves a device domain for `requester` (cloud time now).

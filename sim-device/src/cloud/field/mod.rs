@@ -175,11 +175,15 @@ pub async fn service(cloud: &Cloud, serial: &str, enabled: bool) -> Result<(), O
     Ok(cloud.set_cloud_service(&id, &serial, enabled).await?)
 }
 /// The owner (per the device's report).
-async fn owner(cloud: &Cloud, serial: &Serial) -> Result<AccountId, OperationError> {
-    let report = reachable(cloud, serial).await?;
+async fn owner(cloud: &Cloud, serial: &str) -> Result<(Serial, AccountId), OperationError> {
+    let serial = serial_of(serial)?;
+    let report = reachable(cloud, &serial).await?;
     match &report.binding {
-        Binding::Owned { owner, .. } => Ok(cloud.with_model(|m| m.ensure_account(owner))),
-        _ => Err(unknown_holder(serial, "owner").into()),
+        Binding::Owned { owner, .. } => {
+            let owner = cloud.with_model(|m| m.ensure_account(owner));
+            Ok((serial, owner))
+        }
+        _ => Err(unknown_holder(&serial, "owner").into()),
     }
 }
 
@@ -198,8 +202,7 @@ pub async fn share(
     to: &AccountRef,
     terms: ShareTerms,
 ) -> Result<(), OperationError> {
-    let serial = serial_of(serial)?;
-    let owner = owner(cloud, &serial).await?;
+    let (serial, owner) = owner(cloud, serial).await?;
     let target = cloud.with_model(|m| m.ensure_account(to));
     Ok(cloud.share(&owner, &serial, target.as_str(), terms).await?)
 }
@@ -210,8 +213,7 @@ pub async fn unshare(
     serial: &str,
     accounts: &[String],
 ) -> Result<(), OperationError> {
-    let serial = serial_of(serial)?;
-    let owner = owner(cloud, &serial).await?;
+    let (serial, owner) = owner(cloud, serial).await?;
     if accounts.is_empty() {
         Ok(cloud.unshare_all(&owner, &serial).await?)
     } else {
@@ -252,7 +254,7 @@ pub async fn bind(
 mod tests {
     use super::*;
 
-    fn serial(text: &str) -> Serial {
+    pub(super) fn serial(text: &str) -> Serial {
         Serial::new(text).unwrap()
     }
 

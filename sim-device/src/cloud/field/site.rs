@@ -152,10 +152,7 @@ pub async fn service_for_site(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn serial(text: &str) -> Serial {
-        Serial::new(text).unwrap()
-    }
+    use crate::cloud::field::tests::serial;
 
     #[test]
     fn site_summary_counts_switched_offline_and_failed_apart() {

@@ -212,9 +212,7 @@ mod tests {
         assert_eq!(utc(1_795_428_000), "2026-11-23 10:00 UTC");
     }
 
-    fn serial(text: &str) -> Serial {
-        Serial::new(text).unwrap()
-    }
+    use crate::cloud::field::tests::serial;
 
     #[test]
     fn describe_names_an_offline_and_an_unknown_link() {

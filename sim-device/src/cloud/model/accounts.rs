@@ -232,22 +232,17 @@ mod tests {
 
     #[test]
     fn identifiers_are_classified_by_form() {
-        assert_eq!(
-            Identifier::parse(" Frank@Example.com "),
-            Identifier::Email("frank@example.com".into())
-        );
-        assert_eq!(
-            Identifier::parse("+49 151-000 001"),
-            Identifier::Phone("+49151000001".into())
-        );
-        assert_eq!(
-            Identifier::parse("frank"),
-            Identifier::UserName("frank".into())
-        );
-        assert_eq!(
-            Identifier::parse("1234"),
-            Identifier::UserName("1234".into())
-        );
+        for (typed, classified) in [
+            (
+                " Frank@Example.com ",
+                Identifier::Email("frank@example.com".into()),
+            ),
+            ("+49 151-000 001", Identifier::Phone("+49151000001".into())),
+            ("frank", Identifier::UserName("frank".into())),
+            ("1234", Identifier::UserName("1234".into())),
+        ] {
+            assert_eq!(Identifier::parse(typed), classified, "{typed:?}");
+        }
     }
 
     #[test]

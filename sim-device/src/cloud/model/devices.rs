@@ -4,7 +4,7 @@
 
 use protocol::command::bind_proof;
 use protocol::messages::{Binding, StateReport};
-use protocol::{AccountId, BindRole, CommandBody, Region, Serial};
+use protocol::{AccountId, AccountRef, BindRole, CommandBody, Region, Serial};
 
 use super::accounts::Account;
 use super::error::require_same_region;
@@ -151,6 +151,17 @@ impl CloudModel {
                 .and_then(|s| self.sites.get(&s))
                 .and_then(|s| s.owner.clone()),
         }
+    }
+
+    /// `actor`'s account (it must exist) and the device `may` allows it
+    /// to act on.
+    pub(super) fn authorized<'a>(
+        &'a self,
+        actor: &AccountId,
+        may: impl FnOnce() -> Result<&'a DeviceRecord, CloudError>,
+    ) -> Result<(AccountRef, &'a DeviceRecord), CloudError> {
+        let account = self.account(actor)?.account_ref();
+        Ok((account, may()?))
     }
 
     pub(super) fn require_owner(

@@ -81,8 +81,7 @@ impl CloudModel {
         name: &str,
         now: u64,
     ) -> Result<Planned, CloudError> {
-        let account = self.account(owner)?;
-        let device = self.require_owner(owner, serial)?;
+        let (actor, device) = self.authorized(owner, || self.require_owner(owner, serial))?;
         let domain =
             DomainName::new(name).map_err(|_| CloudError::InvalidDomainName(name.to_owned()))?;
         if RESERVED_DOMAINS.contains(&domain.as_str()) {
@@ -98,7 +97,7 @@ impl CloudModel {
             .map_err(|_| CloudError::InvalidDomainName(name.to_owned()))?;
         Ok(Planned::new(
             device.serial.clone(),
-            account.account_ref(),
+            actor,
             CommandBody::SetDomain { name: text },
         ))
     }

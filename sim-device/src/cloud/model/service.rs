@@ -68,11 +68,11 @@ impl CloudModel {
         serial: &str,
         enabled: bool,
     ) -> Result<Planned, CloudError> {
-        let account = self.account(installer)?;
-        let device = self.require_service_switch(installer, serial)?;
+        let (actor, device) =
+            self.authorized(installer, || self.require_service_switch(installer, serial))?;
         Ok(Planned::new(
             device.serial.clone(),
-            account.account_ref(),
+            actor,
             CommandBody::SetCloudService { enabled },
         ))
     }
@@ -108,11 +108,11 @@ impl CloudModel {
         installer: &AccountId,
         serial: &str,
     ) -> Result<Planned, CloudError> {
-        let account = self.account(installer)?;
-        let device = self.require_service_switch(installer, serial)?;
+        let (actor, device) =
+            self.authorized(installer, || self.require_service_switch(installer, serial))?;
         Ok(Planned::new(
             device.serial.clone(),
-            account.account_ref(),
+            actor,
             CommandBody::Unbind,
         ))
     }

@@ -74,8 +74,7 @@ impl CloudModel {
         with: &str,
         terms: ShareTerms,
     ) -> Result<Planned, CloudError> {
-        let owner_account = self.account(owner)?;
-        let device = self.require_owner(owner, serial)?;
+        let (actor, device) = self.authorized(owner, || self.require_owner(owner, serial))?;
         let target = self.find_account(with)?;
         if target.region != device.region {
             return Err(CloudError::CrossRegionShare);
@@ -96,7 +95,7 @@ impl CloudModel {
         }
         Ok(Planned::new(
             device.serial.clone(),
-            owner_account.account_ref(),
+            actor,
             CommandBody::Share {
                 account: target.account_ref(),
                 permissions,
@@ -173,8 +172,7 @@ impl CloudModel {
         serial: &str,
         accounts: &[&str],
     ) -> Result<Planned, CloudError> {
-        let owner_account = self.account(owner)?;
-        let device = self.require_owner(owner, serial)?;
+        let (actor, device) = self.authorized(owner, || self.require_owner(owner, serial))?;
         if accounts.is_empty() {
             return Err(CloudError::NothingSelected);
         }
@@ -190,18 +188,17 @@ impl CloudModel {
         }
         Ok(Planned::new(
             device.serial.clone(),
-            owner_account.account_ref(),
+            actor,
             CommandBody::Unshare { accounts: ids },
         ))
     }
 
     /// "Delete All".
     pub fn plan_unshare_all(&self, owner: &AccountId, serial: &str) -> Result<Planned, CloudError> {
-        let owner_account = self.account(owner)?;
-        let device = self.require_owner(owner, serial)?;
+        let (actor, device) = self.authorized(owner, || self.require_owner(owner, serial))?;
         Ok(Planned::new(
             device.serial.clone(),
-            owner_account.account_ref(),
+            actor,
             CommandBody::UnshareAll,
         ))
     }
