@@ -273,15 +273,52 @@ async fn embedded_device_receives_what_the_cloud_publishes() {
     device_receives_cloud_commands(broker.port(), &pki).await;
 }
 
+/// A client without a certificate is refused in the handshake.
+async fn refuses_no_certificate(port: u16, pki: &Pki) -> String {
+    refused(
+        Conn::tls(port, "S1", pki.ca_cert(), None),
+        "CertificateRequired",
+    )
+    .await
+}
+
+/// A client trusting the right CA but presenting a certificate from
+/// `other` is refused in the handshake.
+async fn refuses_another_ca(port: u16, pki: &Pki, other: &Pki) -> String {
+    refused(
+        Conn::tls(port, "S1", pki.ca_cert(), other.device("S1")),
+        "UnknownCA",
+    )
+    .await
+}
+
+/// S1's persistent session.
+async fn persistent_s1(port: u16, pki: &Pki) -> Peer {
+    device(port, pki, "S1")
+        .persistent()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// S1 comes back to its persistent session and gets what was queued.
+async fn back_on_session(port: u16, pki: &Pki, queued: &[u8]) {
+    let mut s1 = persistent_s1(port, pki).await;
+    assert!(s1.session_present);
+    assert_eq!(s1.next_publish().await.payload.as_ref(), queued);
+}
+
+/// The cloud finds the retained `dev/S1/state` of [`cloud_retains`].
+async fn assert_state_retained(cloud: &mut Peer) {
+    cloud.subscribe("dev/S1/state").await;
+    assert_eq!(cloud.next_publish().await.payload.as_ref(), b"retained");
+}
+
 #[tokio::test]
 async fn embedded_refuses_a_client_without_a_certificate() {
     let (_dir, pki) = pki(&["S1"]);
     let broker = embedded(&pki);
-    let error = refused(
-        Conn::tls(broker.port(), "S1", pki.ca_cert(), None),
-        "CertificateRequired",
-    )
-    .await;
+    let error = refuses_no_certificate(broker.port(), &pki).await;
     eprintln!("refused as expected: {error}");
     // The broker still serves good clients afterwards.
     device(broker.port(), &pki, "S1").connect().await.unwrap();
@@ -292,12 +329,7 @@ async fn embedded_refuses_a_client_certificate_from_another_ca() {
     let (_dir, pki) = pki(&["S1"]);
     let other = pki.generate_unrelated().unwrap();
     let broker = embedded(&pki);
-    // Trusts the right CA, but presents a certificate from the other one.
-    let error = refused(
-        Conn::tls(broker.port(), "S1", pki.ca_cert(), other.device("S1")),
-        "UnknownCA",
-    )
-    .await;
+    let error = refuses_another_ca(broker.port(), &pki, &other).await;
     eprintln!("refused as expected: {error}");
 }
 
@@ -368,11 +400,7 @@ async fn embedded_persistent_session_survives_a_restart() {
     let (_dir, pki) = pki(&["S1"]);
     let mut broker = embedded(&pki);
     let port = broker.port();
-    let mut s1 = device(port, &pki, "S1")
-        .persistent()
-        .connect()
-        .await
-        .unwrap();
+    let mut s1 = persistent_s1(port, &pki).await;
     s1.subscribe("dev/S1/cmd").await;
 
     cloud_retains(port, &pki).await;
@@ -390,16 +418,9 @@ async fn embedded_persistent_session_survives_a_restart() {
         .publish("dev/S1/cmd", false, b"while away".to_vec())
         .await;
     // ...and delivered when it comes back to its session.
-    let mut s1 = device(port, &pki, "S1")
-        .persistent()
-        .connect()
-        .await
-        .unwrap();
-    assert!(s1.session_present);
-    assert_eq!(s1.next_publish().await.payload.as_ref(), b"while away");
+    back_on_session(port, &pki, b"while away").await;
     // Retained messages survive too.
-    cloud.subscribe("dev/S1/state").await;
-    assert_eq!(cloud.next_publish().await.payload.as_ref(), b"retained");
+    assert_state_retained(&mut cloud).await;
 }
 
 /// The cloud publishes a retained `dev/S1/state`.
@@ -467,17 +488,9 @@ async fn mosquitto_refuses_clients_without_a_valid_certificate() {
     let (_dir, pki) = pki(&["S1"]);
     let other = pki.generate_unrelated().unwrap();
     let broker = mosquitto(&pki);
-    let error = refused(
-        Conn::tls(broker.port(), "S1", pki.ca_cert(), None),
-        "CertificateRequired",
-    )
-    .await;
+    let error = refuses_no_certificate(broker.port(), &pki).await;
     eprintln!("no certificate: refused as expected: {error}");
-    let error = refused(
-        Conn::tls(broker.port(), "S1", pki.ca_cert(), other.device("S1")),
-        "UnknownCA",
-    )
-    .await;
+    let error = refuses_another_ca(broker.port(), &pki, &other).await;
     eprintln!("other CA: refused as expected: {error}");
 }
 
@@ -593,11 +606,7 @@ async fn mosquitto_restart_keeps_the_port_and_persistent_sessions() {
     let (_dir, pki) = pki(&["S1"]);
     let mut broker = mosquitto(&pki);
     let port = broker.port();
-    let mut s1 = device(port, &pki, "S1")
-        .persistent()
-        .connect()
-        .await
-        .unwrap();
+    let mut s1 = persistent_s1(port, &pki).await;
     s1.subscribe("dev/S1/cmd").await;
     s1.client.disconnect().await.unwrap();
     s1.kill();
@@ -605,22 +614,13 @@ async fn mosquitto_restart_keeps_the_port_and_persistent_sessions() {
     // Queued for the offline device, then the broker restarts.
     let mut cloud = cloud(port, &pki).connect().await.unwrap();
     cloud.publish("dev/S1/cmd", false, b"queued".to_vec()).await;
-    cloud
-        .publish("dev/S1/state", true, b"retained".to_vec())
-        .await;
+    cloud_retains(port, &pki).await;
     broker.restart().unwrap();
     assert_eq!(broker.port(), port);
 
-    let mut s1 = device(port, &pki, "S1")
-        .persistent()
-        .connect()
-        .await
-        .unwrap();
-    assert!(s1.session_present);
-    assert_eq!(s1.next_publish().await.payload.as_ref(), b"queued");
+    back_on_session(port, &pki, b"queued").await;
     let mut cloud = self::cloud(port, &pki).connect().await.unwrap();
-    cloud.subscribe("dev/S1/state").await;
-    assert_eq!(cloud.next_publish().await.payload.as_ref(), b"retained");
+    assert_state_retained(&mut cloud).await;
 }
 
 #[tokio::test]

@@ -100,12 +100,13 @@ async fn set_up_site(story: &mut Story<'_>, scene: &Scene<'_>) -> Result<SiteId,
         if online { "online" } else { "not online" },
     );
     let site = cloud.with_model(|m| m.create_site(installer, "Bakery, Main St"))?;
-    let status = cloud.with_model(|m| m.site_status(site))?;
-    story.step(
+    site_status_step(
+        story,
+        cloud,
+        site,
         "installer creates the site \"Bakery, Main St\"",
-        SiteStatus::NotInvited.to_string(),
-        status.to_string(),
-    );
+        SiteStatus::NotInvited,
+    )?;
     let wrong = cloud.add_to_site(installer, site, SERIAL, "AAAAAA").await;
     story.step(
         format!("installer adds {SERIAL} with a wrong verification code"),
@@ -119,6 +120,19 @@ async fn set_up_site(story: &mut Story<'_>, scene: &Scene<'_>) -> Result<SiteId,
         result_text(&added, "added"),
     );
     Ok(site)
+}
+
+/// A step whose outcome is the site's status.
+fn site_status_step(
+    story: &mut Story<'_>,
+    cloud: &Cloud,
+    site: SiteId,
+    what: &str,
+    promised: SiteStatus,
+) -> Result<(), DemoError> {
+    let status = cloud.with_model(|m| m.site_status(site))?;
+    story.step(what, promised.to_string(), status.to_string());
+    Ok(())
 }
 
 /// The permissions the installer asks for in the invitation, relative to
@@ -170,12 +184,13 @@ fn invite_owner(
             now,
         )
     })?;
-    let status = cloud.with_model(|m| m.site_status(site))?;
-    story.step(
+    site_status_step(
+        story,
+        cloud,
+        site,
         "installer invites the owner by email olivia@example.com (no account yet)",
-        SiteStatus::NotRegistered.to_string(),
-        status.to_string(),
-    );
+        SiteStatus::NotRegistered,
+    )?;
     let mut resent = Vec::new();
     for _ in 0..4 {
         resent.push(cloud.with_model(|m| m.resend_invitation(installer, site, now)));
@@ -204,12 +219,13 @@ fn invite_owner(
             "EU",
         )
     })?;
-    let status = cloud.with_model(|m| m.site_status(site))?;
-    story.step(
+    site_status_step(
+        story,
+        cloud,
+        site,
         "olivia registers an account with olivia@example.com",
-        SiteStatus::NotAccepted.to_string(),
-        status.to_string(),
-    );
+        SiteStatus::NotAccepted,
+    )?;
     Ok((first, olivia))
 }
 

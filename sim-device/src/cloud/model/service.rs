@@ -68,13 +68,7 @@ impl CloudModel {
         serial: &str,
         enabled: bool,
     ) -> Result<Planned, CloudError> {
-        let (actor, device) =
-            self.authorized(installer, || self.require_service_switch(installer, serial))?;
-        Ok(Planned::new(
-            device.serial.clone(),
-            actor,
-            CommandBody::SetCloudService { enabled },
-        ))
+        self.plan_as_switcher(installer, serial, CommandBody::SetCloudService { enabled })
     }
 
     /// The installer switches the cloud service of every device of a site:
@@ -108,12 +102,19 @@ impl CloudModel {
         installer: &AccountId,
         serial: &str,
     ) -> Result<Planned, CloudError> {
+        self.plan_as_switcher(installer, serial, CommandBody::Unbind)
+    }
+
+    /// `body` from `installer`, if it may switch the device's cloud
+    /// service.
+    fn plan_as_switcher(
+        &self,
+        installer: &AccountId,
+        serial: &str,
+        body: CommandBody,
+    ) -> Result<Planned, CloudError> {
         let (actor, device) =
             self.authorized(installer, || self.require_service_switch(installer, serial))?;
-        Ok(Planned::new(
-            device.serial.clone(),
-            actor,
-            CommandBody::Unbind,
-        ))
+        Ok(Planned::new(device.serial.clone(), actor, body))
     }
 }
