@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use agent::shell::config::DomainConfig;
 use protocol::command::verify_bind_proof;
-use protocol::ddns::{DomainOutcome, DomainRegistration, IpAddress, ServicePorts};
+use protocol::ddns::{DomainOutcome, DomainRegistration, IpAddress};
 use protocol::messages::{Binding, StateReport};
 use protocol::{
     AccountId, AccountRef, Action, BindRole, ChannelScope, CommandBody, DomainName, Grant,
@@ -39,29 +40,20 @@ struct World {
 fn world() -> World {
     let mut m = CloudModel::new();
     m.register_device(SERIAL, CODE, "EU").unwrap();
-    let installer = m
-        .register_account("acme", Some("ops@acme.example"), None, "EU")
-        .unwrap();
-    let olivia = m
-        .register_account(
-            "olivia",
-            Some("olivia@example.com"),
-            Some("+49 151 1"),
-            "EU",
-        )
-        .unwrap();
-    let frank = m
-        .register_account("frank", Some("frank@example.com"), None, "EU")
-        .unwrap();
-    let fiona = m
-        .register_account("fiona", None, Some("+49 (151) 22-22"), "EU")
-        .unwrap();
-    let ursula = m
-        .register_account("ursula", Some("ursula@example.com"), None, "US")
-        .unwrap();
-    let steve = m
-        .register_account("steve", Some("steve@example.com"), None, "EU")
-        .unwrap();
+    let mut account = |name: &str, email: Option<&str>, phone: Option<&str>, region: &str| {
+        m.register_account(name, email, phone, region).unwrap()
+    };
+    let installer = account("acme", Some("ops@acme.example"), None, "EU");
+    let olivia = account(
+        "olivia",
+        Some("olivia@example.com"),
+        Some("+49 151 1"),
+        "EU",
+    );
+    let frank = account("frank", Some("frank@example.com"), None, "EU");
+    let fiona = account("fiona", None, Some("+49 (151) 22-22"), "EU");
+    let ursula = account("ursula", Some("ursula@example.com"), None, "US");
+    let steve = account("steve", Some("steve@example.com"), None, "EU");
     World {
         m,
         installer,
@@ -145,19 +137,23 @@ fn site_with_device(w: &mut World) -> SiteId {
     site
 }
 
+/// The installer invites `contact`, asking for no permissions.
+fn invite(
+    w: &mut World,
+    site: SiteId,
+    contact: Contact,
+    now: u64,
+) -> Result<sim_device::cloud::InvitationId, CloudError> {
+    let permissions = InstallerPermissions::default();
+    w.m.invite(&w.installer, site, contact, permissions, "", now)
+}
+
 fn invite_olivia(
     w: &mut World,
     site: SiteId,
     now: u64,
 ) -> Result<sim_device::cloud::InvitationId, CloudError> {
-    w.m.invite(
-        &w.installer,
-        site,
-        Contact::email("olivia@example.com").unwrap(),
-        InstallerPermissions::default(),
-        "",
-        now,
-    )
+    invite(w, site, Contact::email("olivia@example.com").unwrap(), now)
 }
 
 // ------------------------------------------------------------------ product messages
@@ -289,16 +285,13 @@ fn site_status_goes_not_invited_not_registered_not_accepted_handed_over() {
     let mut w = world();
     let site = site_with_device(&mut w);
     assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::NotInvited);
-    let id =
-        w.m.invite(
-            &w.installer,
-            site,
-            Contact::email("newcomer@example.com").unwrap(),
-            InstallerPermissions::default(),
-            "",
-            NOON,
-        )
-        .unwrap();
+    let id = invite(
+        &mut w,
+        site,
+        Contact::email("newcomer@example.com").unwrap(),
+        NOON,
+    )
+    .unwrap();
     assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::NotRegistered);
     let newcomer =
         w.m.register_account("newcomer", Some("newcomer@example.com"), None, "EU")
@@ -332,16 +325,13 @@ fn site_status_goes_not_invited_not_registered_not_accepted_handed_over() {
 fn invitation_by_phone_is_matched_on_the_normalized_number() {
     let mut w = world();
     let site = site_with_device(&mut w);
-    let id =
-        w.m.invite(
-            &w.installer,
-            site,
-            Contact::phone("+49 (151) 22 22").unwrap(),
-            InstallerPermissions::default(),
-            "",
-            NOON,
-        )
-        .unwrap();
+    let id = invite(
+        &mut w,
+        site,
+        Contact::phone("+49 (151) 22 22").unwrap(),
+        NOON,
+    )
+    .unwrap();
     assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::NotAccepted);
     w.m.accept_invitation(id, &w.fiona.clone(), NOON).unwrap();
     assert_eq!(
@@ -693,12 +683,7 @@ fn registration(name: &str, attempt: u32) -> DomainRegistration {
         attempt,
         domain: DomainName::new(name).unwrap(),
         lan_address: IpAddress::V4([192, 168, 1, 64]),
-        ports: ServicePorts {
-            http: 80,
-            https: 443,
-            rtsp: 554,
-            sdk: 8000,
-        },
+        ports: DomainConfig::default().ports(),
         mappings: heapless::Vec::new(),
     }
 }

@@ -162,6 +162,20 @@ impl Bench {
         assert!(run.stdout.contains(&format!("{serial}: bound")), "{run:?}");
     }
 
+    /// A recorder bound to `owner`.
+    fn owned_recorder(&self, serial: &str, owner: &str) -> Recorder {
+        let recorder = self.recorder(serial);
+        self.bind_owner(serial, owner);
+        recorder
+    }
+
+    /// A recorder in `installer`'s site.
+    fn installed_recorder(&self, serial: &str, installer: &str) -> Recorder {
+        let recorder = self.recorder(serial);
+        self.bind_installer(serial, installer);
+        recorder
+    }
+
     fn bind_owner(&self, serial: &str, owner: &str) {
         let run = self.ok(&["bind", "--serial", serial, "--code", CODE, "--owner", owner]);
         assert!(run.stdout.contains(&format!("{serial}: bound")), "{run:?}");
@@ -216,8 +230,7 @@ fn line_of<'a>(text: &'a str, serial: &str) -> &'a str {
 #[test]
 fn status_shows_the_binding_switches_and_access_list_of_an_online_device() {
     let bench = Bench::new(&["NVR-1"]);
-    let _nvr1 = bench.recorder("NVR-1");
-    bench.bind_owner("NVR-1", "alice");
+    let _nvr1 = bench.owned_recorder("NVR-1", "alice");
     bench.ok(&[
         "share",
         "--serial",
@@ -358,8 +371,7 @@ fn site_switch(bench: &Bench) {
 #[test]
 fn service_for_an_installer_without_devices_fails_and_sends_nothing() {
     let bench = Bench::new(&["NVR-1"]);
-    let nvr1 = bench.recorder("NVR-1");
-    bench.bind_installer("NVR-1", "acme");
+    let nvr1 = bench.installed_recorder("NVR-1", "acme");
     let run = bench.run(&["service", "off", "--site", "nobody"]);
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(
@@ -383,8 +395,7 @@ fn service_with_both_site_and_serial_is_a_usage_error() {
 #[test]
 fn share_and_unshare_change_the_access_list_on_the_device() {
     let bench = Bench::new(&["NVR-1"]);
-    let nvr1 = bench.recorder("NVR-1");
-    bench.bind_owner("NVR-1", "alice");
+    let nvr1 = bench.owned_recorder("NVR-1", "alice");
     assert!(shared_with(&nvr1).is_empty());
     let live_view = |who: &str| {
         nvr1.live_view(&cloud(who), 1)
@@ -427,8 +438,7 @@ fn share_and_unshare_change_the_access_list_on_the_device() {
 #[test]
 fn an_offline_device_gives_the_clear_offline_error_and_a_non_zero_exit() {
     let bench = Bench::new(&["NVR-1"]);
-    let nvr1 = bench.recorder("NVR-1");
-    bench.bind_owner("NVR-1", "alice");
+    let nvr1 = bench.owned_recorder("NVR-1", "alice");
     bench.ok(&["share", "--serial", "NVR-1", "--to", "bob"]);
     nvr1.stop().expect("NVR-1 stops");
 
