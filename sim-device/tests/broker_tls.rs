@@ -466,28 +466,37 @@ async fn embedded_insecure_plaintext_listener_works_without_tls() {
 
 // ---------------------------------------------------------------- mosquitto
 
-fn mosquitto(pki: &Pki) -> Mosquitto {
-    Mosquitto::start(pki).expect("start mosquitto")
+/// A PKI for `serials` and mosquitto started with it; `None` (the test
+/// skips) without mosquitto.
+fn with_mosquitto(test: &str, serials: &[&str]) -> Option<(tempfile::TempDir, Pki, Mosquitto)> {
+    if skip_without_mosquitto(test) {
+        return None;
+    }
+    let (dir, pki) = pki(serials);
+    let broker = Mosquitto::start(&pki).expect("start mosquitto");
+    Some((dir, pki, broker))
 }
 
 #[tokio::test]
 async fn mosquitto_device_receives_what_the_cloud_publishes() {
-    if skip_without_mosquitto("mosquitto_device_receives_what_the_cloud_publishes") {
+    let Some((_dir, pki, broker)) = with_mosquitto(
+        "mosquitto_device_receives_what_the_cloud_publishes",
+        &["S1"],
+    ) else {
         return;
-    }
-    let (_dir, pki) = pki(&["S1"]);
-    let broker = mosquitto(&pki);
+    };
     device_receives_cloud_commands(broker.port(), &pki).await;
 }
 
 #[tokio::test]
 async fn mosquitto_refuses_clients_without_a_valid_certificate() {
-    if skip_without_mosquitto("mosquitto_refuses_clients_without_a_valid_certificate") {
+    let Some((_dir, pki, broker)) = with_mosquitto(
+        "mosquitto_refuses_clients_without_a_valid_certificate",
+        &["S1"],
+    ) else {
         return;
-    }
-    let (_dir, pki) = pki(&["S1"]);
+    };
     let other = pki.generate_unrelated().unwrap();
-    let broker = mosquitto(&pki);
     let error = refuses_no_certificate(broker.port(), &pki).await;
     eprintln!("no certificate: refused as expected: {error}");
     let error = refuses_another_ca(broker.port(), &pki, &other).await;
@@ -496,11 +505,12 @@ async fn mosquitto_refuses_clients_without_a_valid_certificate() {
 
 #[tokio::test]
 async fn mosquitto_confines_device_reads_to_its_own_subtree() {
-    if skip_without_mosquitto("mosquitto_confines_device_reads_to_its_own_subtree") {
+    let Some((_dir, pki, broker)) = with_mosquitto(
+        "mosquitto_confines_device_reads_to_its_own_subtree",
+        &["S1", "S2"],
+    ) else {
         return;
-    }
-    let (_dir, pki) = pki(&["S1", "S2"]);
-    let broker = mosquitto(&pki);
+    };
     let port = broker.port();
     let mut s1 = device(port, &pki, "S1").connect().await.unwrap();
     let s2 = Serial::new("S2").unwrap();
@@ -543,11 +553,12 @@ async fn mosquitto_confines_device_reads_to_its_own_subtree() {
 
 #[tokio::test]
 async fn mosquitto_confines_device_writes_to_its_own_subtree() {
-    if skip_without_mosquitto("mosquitto_confines_device_writes_to_its_own_subtree") {
+    let Some((_dir, pki, broker)) = with_mosquitto(
+        "mosquitto_confines_device_writes_to_its_own_subtree",
+        &["S1", "S2"],
+    ) else {
         return;
-    }
-    let (_dir, pki) = pki(&["S1", "S2"]);
-    let broker = mosquitto(&pki);
+    };
     let port = broker.port();
     let s1_serial = Serial::new("S1").unwrap();
     let s2_serial = Serial::new("S2").unwrap();
@@ -600,11 +611,12 @@ async fn mosquitto_confines_device_writes_to_its_own_subtree() {
 
 #[tokio::test]
 async fn mosquitto_restart_keeps_the_port_and_persistent_sessions() {
-    if skip_without_mosquitto("mosquitto_restart_keeps_the_port_and_persistent_sessions") {
+    let Some((_dir, pki, mut broker)) = with_mosquitto(
+        "mosquitto_restart_keeps_the_port_and_persistent_sessions",
+        &["S1"],
+    ) else {
         return;
-    }
-    let (_dir, pki) = pki(&["S1"]);
-    let mut broker = mosquitto(&pki);
+    };
     let port = broker.port();
     let mut s1 = persistent_s1(port, &pki).await;
     s1.subscribe("dev/S1/cmd").await;
