@@ -18,6 +18,16 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Sends `RequestState` to the device; the outcome and how long it took.
+async fn timed_request_state(cloud: &Cloud) -> (Result<Ack, CloudError>, Duration) {
+    let started = Instant::now();
+    let actor = eu(&AccountId::new("a").unwrap());
+    let result = cloud
+        .send(&serial(), actor, CommandBody::RequestState)
+        .await;
+    (result, started.elapsed())
+}
+
 #[test]
 fn network_busy_when_the_device_is_offline() {
     let (_dir, pki, broker) = broker();
@@ -27,15 +37,7 @@ fn network_busy_when_the_device_is_offline() {
     runtime().block_on(async {
         let cloud = Cloud::connect(options, CloudModel::new()).await.unwrap();
         assert_eq!(cloud.online(&serial()), None);
-        let started = Instant::now();
-        let result = cloud
-            .send(
-                &serial(),
-                eu(&AccountId::new("a").unwrap()),
-                CommandBody::RequestState,
-            )
-            .await;
-        let waited = started.elapsed();
+        let (result, waited) = timed_request_state(&cloud).await;
         let error = result.unwrap_err();
         assert_eq!(
             error,
@@ -73,15 +75,8 @@ fn network_busy_when_an_online_device_does_not_answer() {
             .wait_state(&serial(), |r| r.last_seq == 41, Duration::from_secs(5))
             .await
             .is_some());
-        let started = Instant::now();
-        let result = cloud
-            .send(
-                &serial(),
-                eu(&AccountId::new("a").unwrap()),
-                CommandBody::RequestState,
-            )
-            .await;
-        assert!(started.elapsed() >= Duration::from_millis(750));
+        let (result, waited) = timed_request_state(&cloud).await;
+        assert!(waited >= Duration::from_millis(750));
         assert_eq!(
             result.unwrap_err().to_string(),
             "Network busy: device NVR-1 did not answer within 800 ms"

@@ -20,14 +20,14 @@ use protocol::command::verify_bind_proof;
 use protocol::ddns::{DomainOutcome, DomainRegistration, IpAddress};
 use protocol::messages::{Binding, StateReport};
 use protocol::{
-    AccountId, AccountRef, Action, BindRole, ChannelScope, CommandBody, DomainName, Grant,
+    AccountId, AccountRef, Ack, Action, BindRole, ChannelScope, CommandBody, DomainName, Grant,
     InstallerGrants, Permissions, Region, Serial, ShareEntry, Text, Validity,
 };
 use sim_device::broker::{BrokerConfig, EmbeddedBroker};
 use sim_device::cloud::driver::{load_or_create_seed, CloudOptions};
 use sim_device::cloud::model::{
     CloudError, CloudModel, Commit, Contact, DeviceGrant, DeviceSelection, InstallerPermissions,
-    ShareTerms, SiteId, SiteStatus, INVITATIONS_PER_DAY, REGISTRATION_TTL_SECS,
+    Planned, ShareTerms, SiteId, SiteStatus, INVITATIONS_PER_DAY, REGISTRATION_TTL_SECS,
 };
 use sim_device::cloud::Cloud;
 use sim_device::pki::Pki;
@@ -142,6 +142,13 @@ fn report_owned(w: &mut World, shares: Vec<ShareEntry>, cloud_service: bool, las
 #[track_caller]
 fn refused<T: std::fmt::Debug>(result: Result<T, CloudError>, expected: CloudError) {
     assert_eq!(result.unwrap_err(), expected);
+}
+
+/// The world with a site that has the device in it.
+fn world_with_site() -> (World, SiteId) {
+    let mut w = world();
+    let site = site_with_device(&mut w);
+    (w, site)
 }
 
 /// A site with the device in it (the device accepted the bind).

@@ -4,8 +4,7 @@ use super::*;
 
 #[test]
 fn only_an_installer_allowed_to_disable_it_switches_the_cloud_service() {
-    let mut w = world();
-    let site = site_with_device(&mut w);
+    let (mut w, site) = world_with_site();
     let with_flag = InstallerGrants {
         may_disable_cloud: true,
         ..InstallerGrants::default()

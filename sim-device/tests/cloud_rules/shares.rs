@@ -2,38 +2,36 @@
 
 use super::*;
 
-#[test]
-fn sharing_across_regions_is_refused_by_the_cloud() {
+/// The device as olivia's, shared with nobody.
+fn owned_world() -> World {
     let mut w = world();
     report_owned(&mut w, vec![], true, 3);
+    w
+}
+
+/// Olivia plans to share live view with the account named `with`.
+fn olivia_shares_live_view(w: &World, with: &str) -> Result<Planned, CloudError> {
+    w.m.plan_share(&w.olivia, SERIAL, with, ShareTerms::always(live_view()))
+}
+
+#[test]
+fn sharing_across_regions_is_refused_by_the_cloud() {
+    let w = owned_world();
     refused(
-        w.m.plan_share(
-            &w.olivia,
-            SERIAL,
-            "ursula@example.com",
-            ShareTerms::always(live_view()),
-        ),
+        olivia_shares_live_view(&w, "ursula@example.com"),
         CloudError::CrossRegionShare,
     );
 }
 
 #[test]
 fn sharing_with_a_missing_account_is_refused_and_found_ones_are_planned() {
-    let mut w = world();
-    report_owned(&mut w, vec![], true, 3);
+    let w = owned_world();
     refused(
-        w.m.plan_share(
-            &w.olivia,
-            SERIAL,
-            "nobody@example.com",
-            ShareTerms::always(live_view()),
-        ),
+        olivia_shares_live_view(&w, "nobody@example.com"),
         CloudError::AccountNotFound,
     );
     for name in ["frank@example.com", "frank", "+49 151 2222"] {
-        let planned =
-            w.m.plan_share(&w.olivia, SERIAL, name, ShareTerms::always(live_view()))
-                .unwrap();
+        let planned = olivia_shares_live_view(&w, name).unwrap();
         assert_eq!(planned.actor, eu(&w.olivia));
         let CommandBody::Share { account, .. } = &planned.body else {
             panic!("{:?}", planned.body);

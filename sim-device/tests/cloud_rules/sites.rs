@@ -4,16 +4,10 @@ use super::*;
 
 #[test]
 fn site_status_goes_not_invited_not_registered_not_accepted_handed_over() {
-    let mut w = world();
-    let site = site_with_device(&mut w);
+    let (mut w, site) = world_with_site();
     assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::NotInvited);
-    let id = invite(
-        &mut w,
-        site,
-        Contact::email("newcomer@example.com").unwrap(),
-        NOON,
-    )
-    .unwrap();
+    let contact = Contact::email("newcomer@example.com").unwrap();
+    let id = invite(&mut w, site, contact, NOON).unwrap();
     assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::NotRegistered);
     let newcomer =
         w.m.register_account("newcomer", Some("newcomer@example.com"), None, "EU")
@@ -44,15 +38,9 @@ fn site_status_goes_not_invited_not_registered_not_accepted_handed_over() {
 
 #[test]
 fn invitation_by_phone_is_matched_on_the_normalized_number() {
-    let mut w = world();
-    let site = site_with_device(&mut w);
-    let id = invite(
-        &mut w,
-        site,
-        Contact::phone("+49 (151) 22 22").unwrap(),
-        NOON,
-    )
-    .unwrap();
+    let (mut w, site) = world_with_site();
+    let contact = Contact::phone("+49 (151) 22 22").unwrap();
+    let id = invite(&mut w, site, contact, NOON).unwrap();
     assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::NotAccepted);
     w.m.accept_invitation(id, &w.fiona.clone(), NOON).unwrap();
     refused(Contact::email("not an email"), CloudError::InvalidContact);
@@ -61,8 +49,7 @@ fn invitation_by_phone_is_matched_on_the_normalized_number() {
 
 #[test]
 fn a_sixth_invitation_in_one_utc_day_is_refused() {
-    let mut w = world();
-    let site = site_with_device(&mut w);
+    let (mut w, site) = world_with_site();
     // Day boundaries are UTC: start just after midnight.
     let midnight = NOON - NOON % DAY;
     for i in 0..INVITATIONS_PER_DAY as u64 {
@@ -89,8 +76,7 @@ fn a_sixth_invitation_in_one_utc_day_is_refused() {
 
 #[test]
 fn a_new_invitation_invalidates_the_previous_one() {
-    let mut w = world();
-    let site = site_with_device(&mut w);
+    let (mut w, site) = world_with_site();
     let first = invite_olivia(&mut w, site, NOON).unwrap();
     let second = invite_olivia(&mut w, site, NOON + 60).unwrap();
     assert_ne!(first, second);
@@ -106,8 +92,7 @@ fn a_new_invitation_invalidates_the_previous_one() {
 
 #[test]
 fn resending_before_acceptance_is_a_new_invitation_that_counts() {
-    let mut w = world();
-    let site = site_with_device(&mut w);
+    let (mut w, site) = world_with_site();
     refused(
         w.m.resend_invitation(&w.installer, site, NOON),
         CloudError::NothingToResend,
