@@ -16,11 +16,8 @@ fn olivia_shares_live_view(w: &World, with: &str) -> Result<Planned, CloudError>
 
 #[test]
 fn sharing_across_regions_is_refused_by_the_cloud() {
-    let w = owned_world();
-    refused(
-        olivia_shares_live_view(&w, "ursula@example.com"),
-        CloudError::CrossRegionShare,
-    );
+    let refusal = olivia_shares_live_view(&owned_world(), "ursula@example.com");
+    refused(refusal, CloudError::CrossRegionShare);
 }
 
 #[test]
