@@ -131,8 +131,41 @@ fn toml_str(text: &str) -> String {
     out
 }
 
-fn path_str(path: &Path) -> String {
-    toml_str(&path.to_string_lossy())
+/// One value of the agent configuration.
+enum Toml<'a> {
+    Str(&'a str),
+    Path(&'a Path),
+    Number(u64),
+    /// Written as is (`0o600`, `[1000]`).
+    Raw(String),
+}
+
+impl std::fmt::Display for Toml<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Toml::Str(text) => f.write_str(&toml_str(text)),
+            Toml::Path(path) => f.write_str(&toml_str(&path.to_string_lossy())),
+            Toml::Number(n) => write!(f, "{n}"),
+            Toml::Raw(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Appends `[header]` (none for the top level) and its `key = value`
+/// lines, after a blank line unless it is the first.
+fn write_table(out: &mut String, header: &str, entries: &[(&str, Toml<'_>)]) {
+    if !header.is_empty() {
+        let _ = write!(out, "\n{header}\n");
+    }
+    for (key, value) in entries {
+        let _ = writeln!(out, "{key} = {value}");
+    }
+}
+
+/// An I/O error on `path`.
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RecorderError {
+    let path = path.to_owned();
+    move |source| RecorderError::Io { path, source }
 }
 
 /// The effective uid of this process: the one the agent's socket allows.
@@ -153,67 +186,67 @@ pub fn config_text(
     let device = pki
         .device(&spec.serial)
         .ok_or_else(|| RecorderError::NoCertificate(spec.serial.clone()))?;
-    let mut text = String::new();
-    let _ = write!(
-        text,
-        "# Written by sim-device for the simulated recorder {serial}.\n\
-         serial = {serial_q}\n\
-         region = {region}\n\
-         channels = {channels}\n\
-         verification_code = {code}\n\
-         state_dir = {state}\n\
-         \n\
-         [cloud]\n\
-         host = {host}\n\
-         port = {port}\n\
-         ca = {ca}\n\
-         cert = {cert}\n\
-         key = {key}\n\
-         keep_alive_secs = 5\n\
-         backoff_base_ms = 200\n\
-         backoff_cap_ms = 2000\n\
-         \n\
-         [[command_keys]]\n\
-         id = {key_id}\n\
-         public_key = {public}\n\
-         \n\
-         [local_socket]\n\
-         path = {socket}\n\
-         allowed_uids = [{uid}]\n\
-         admin_uids = [{uid}]\n\
-         mode = 0o600\n\
-         \n\
-         [domain]\n\
-         http_port = {http}\n\
-         https_port = {https}\n\
-         rtsp_port = {rtsp}\n\
-         sdk_port = {sdk}\n\
-         check_interval_secs = 1\n\
-         min_interval_secs = 1\n\
-         \n\
-         [log]\n\
-         level = {level}\n",
-        serial = spec.serial,
-        serial_q = toml_str(&spec.serial),
-        region = toml_str(&spec.region),
-        channels = spec.channels,
-        code = toml_str(&spec.verification_code),
-        state = path_str(&dir.join("state")),
-        host = toml_str(broker_host),
-        port = broker_port,
-        ca = path_str(pki.ca_cert()),
-        cert = path_str(&device.cert),
-        key = path_str(&device.key),
-        key_id = COMMAND_KEY_ID,
-        public = toml_str(&encode_hex(command_key)),
-        socket = path_str(&dir.join("agent.sock")),
-        uid = current_uid(),
-        http = spec.http_port,
-        https = spec.https_port,
-        rtsp = spec.rtsp_port,
-        sdk = spec.sdk_port,
-        level = toml_str(&spec.log_level),
+    let uid = current_uid();
+    let mut text = format!(
+        "# Written by sim-device for the simulated recorder {}.\n",
+        spec.serial
     );
+    write_table(
+        &mut text,
+        "",
+        &[
+            ("serial", Toml::Str(&spec.serial)),
+            ("region", Toml::Str(&spec.region)),
+            ("channels", Toml::Number(spec.channels.into())),
+            ("verification_code", Toml::Str(&spec.verification_code)),
+            ("state_dir", Toml::Path(&dir.join("state"))),
+        ],
+    );
+    write_table(
+        &mut text,
+        "[cloud]",
+        &[
+            ("host", Toml::Str(broker_host)),
+            ("port", Toml::Number(broker_port.into())),
+            ("ca", Toml::Path(pki.ca_cert())),
+            ("cert", Toml::Path(&device.cert)),
+            ("key", Toml::Path(&device.key)),
+            ("keep_alive_secs", Toml::Number(5)),
+            ("backoff_base_ms", Toml::Number(200)),
+            ("backoff_cap_ms", Toml::Number(2000)),
+        ],
+    );
+    write_table(
+        &mut text,
+        "[[command_keys]]",
+        &[
+            ("id", Toml::Number(COMMAND_KEY_ID.into())),
+            ("public_key", Toml::Str(&encode_hex(command_key))),
+        ],
+    );
+    write_table(
+        &mut text,
+        "[local_socket]",
+        &[
+            ("path", Toml::Path(&dir.join("agent.sock"))),
+            ("allowed_uids", Toml::Raw(format!("[{uid}]"))),
+            ("admin_uids", Toml::Raw(format!("[{uid}]"))),
+            ("mode", Toml::Raw("0o600".into())),
+        ],
+    );
+    write_table(
+        &mut text,
+        "[domain]",
+        &[
+            ("http_port", Toml::Number(spec.http_port.into())),
+            ("https_port", Toml::Number(spec.https_port.into())),
+            ("rtsp_port", Toml::Number(spec.rtsp_port.into())),
+            ("sdk_port", Toml::Number(spec.sdk_port.into())),
+            ("check_interval_secs", Toml::Number(1)),
+            ("min_interval_secs", Toml::Number(1)),
+        ],
+    );
+    write_table(&mut text, "[log]", &[("level", Toml::Str(&spec.log_level))]);
     Ok(text)
 }
 
@@ -232,18 +265,9 @@ impl Recorder {
         let dir = tempfile::Builder::new()
             .prefix(&format!("sim-recorder-{}-", spec.serial))
             .tempdir()
-            .map_err(|source| RecorderError::Io {
-                path: std::env::temp_dir(),
-                source,
-            })?;
-        Self::start_with_home(
-            pki,
-            broker_host,
-            broker_port,
-            command_key,
-            spec,
-            Home::Temporary(dir),
-        )
+            .map_err(io_at(&std::env::temp_dir()))?;
+        let home = Home::Temporary(dir);
+        Self::start_with_home(pki, broker_host, broker_port, command_key, spec, home)
     }
 
     /// The same with its files (configuration, state, socket) in `dir`,
@@ -257,22 +281,9 @@ impl Recorder {
         spec: RecorderSpec,
     ) -> Result<Recorder, RecorderError> {
         // Absolute, so that the configuration works from any directory.
-        std::fs::create_dir_all(dir).map_err(|source| RecorderError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let dir = dir.canonicalize().map_err(|source| RecorderError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        Self::start_with_home(
-            pki,
-            broker_host,
-            broker_port,
-            command_key,
-            spec,
-            Home::Given(dir),
-        )
+        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let home = Home::Given(dir.canonicalize().map_err(io_at(dir))?);
+        Self::start_with_home(pki, broker_host, broker_port, command_key, spec, home)
     }
 
     fn start_with_home(
@@ -284,14 +295,10 @@ impl Recorder {
         home: Home,
     ) -> Result<Recorder, RecorderError> {
         let dir = home.path().to_owned();
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| RecorderError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir.join("state")).map_err(io(&dir))?;
+        std::fs::create_dir_all(dir.join("state")).map_err(io_at(&dir))?;
         let text = config_text(&spec, &dir, pki, broker_host, broker_port, &command_key)?;
         let config_path = dir.join("agent.toml");
-        std::fs::write(&config_path, text).map_err(io(&config_path))?;
+        std::fs::write(&config_path, text).map_err(io_at(&config_path))?;
         let config =
             Config::load(&config_path).map_err(|e| RecorderError::Config(e.to_string()))?;
         let socket = config.local_socket.path.clone();
@@ -300,7 +307,7 @@ impl Recorder {
         let thread = std::thread::Builder::new()
             .name(format!("agent-{}", spec.serial))
             .spawn(move || run_agent(config, stop_rx))
-            .map_err(io(&dir))?;
+            .map_err(io_at(&dir))?;
         let mut recorder = Recorder {
             spec,
             home,

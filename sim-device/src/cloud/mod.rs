@@ -13,5 +13,5 @@ pub mod model;
 pub use driver::{Cloud, CloudOptions, DriverError};
 pub use model::{
     CloudError, CloudModel, Contact, DeviceGrant, DeviceSelection, InstallerPermissions,
-    InvitationId, Planned, SiteId, SiteStatus,
+    InvitationId, Planned, ShareTerms, SiteId, SiteStatus,
 };

@@ -1,0 +1,109 @@
+//! The simulated cloud's own rules, as a pure state machine: no I/O, no
+//! clock (every call that depends on time takes `now`, Unix seconds, cloud
+//! time).
+//!
+//! The cloud and the device each enforce their own rules. This model holds
+//! what only the cloud can know (accounts and how they are found, devices
+//! known to the cloud with their verification codes, installers' sites,
+//! invitations and their daily limit, domain registrations) and refuses
+//! what the product refuses in the cloud ("The account doesn't exist",
+//! "Cross-regional share operation is not allowed", a sixth invitation in a
+//! day, ...). What it accepts becomes a [`Planned`] command for the device;
+//! the device then applies its own rules and answers with an `Ack`. The
+//! driver ([`super::driver`]) sends and maps the answers to product
+//! outcomes ("Shared", "Network busy").
+//!
+//! For everything the device holds (owner, installer, shares, switches,
+//! domain), the source of truth is the device's last retained
+//! `StateReport` ([`CloudModel::on_state_report`]). Before a device was
+//! ever heard of, those checks are left to the device.
+
+mod accounts;
+mod devices;
+mod domains;
+mod error;
+mod service;
+mod shares;
+mod sites;
+
+use std::collections::BTreeMap;
+
+use protocol::{AccountId, AccountRef, CommandBody, DomainName, Serial};
+
+pub use accounts::{normalize_phone, Account, Contact, Identifier};
+pub use devices::DeviceRecord;
+pub use domains::{ip_text, Registration, Resolution, REGISTRATION_TTL_SECS, RESERVED_DOMAINS};
+pub use error::CloudError;
+pub use shares::{ReceivedShare, ShareTerms, SharedAccount};
+pub use sites::{
+    DeviceGrant, DeviceSelection, HandoverPlan, InstallerPermissions, Invitation, InvitationId,
+    Site, SiteId, SiteStatus, INVITATIONS_PER_DAY, SECONDS_PER_DAY,
+};
+
+/// What the cloud records once the device accepted a planned command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    Nothing,
+    AddToSite { site: SiteId, serial: Serial },
+}
+
+/// A command the cloud-side rules allowed: for the driver to sign and send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub serial: Serial,
+    pub actor: AccountRef,
+    pub body: CommandBody,
+    /// Recorded by [`CloudModel::commit`] when the device accepts.
+    pub on_accept: Commit,
+}
+
+impl Planned {
+    /// A command with nothing to record on acceptance.
+    pub fn new(serial: Serial, actor: AccountRef, body: CommandBody) -> Planned {
+        Planned {
+            serial,
+            actor,
+            body,
+            on_accept: Commit::Nothing,
+        }
+    }
+}
+
+/// One result per device of a site.
+pub type PerDevice<T> = Vec<(Serial, Result<T, CloudError>)>;
+
+/// The simulated cloud's state.
+#[derive(Debug, Clone, Default)]
+pub struct CloudModel {
+    accounts: BTreeMap<AccountId, Account>,
+    devices: BTreeMap<Serial, DeviceRecord>,
+    sites: BTreeMap<SiteId, Site>,
+    /// By domain name.
+    registrations: BTreeMap<DomainName, Registration>,
+    next_account: u32,
+    next_site: u32,
+    next_invitation: u64,
+}
+
+impl CloudModel {
+    pub fn new() -> CloudModel {
+        CloudModel::default()
+    }
+
+    /// Records what the device accepted.
+    pub fn commit(&mut self, commit: &Commit) {
+        match commit {
+            Commit::Nothing => {}
+            Commit::AddToSite { site, serial } => {
+                if let Some(site_record) = self.sites.get_mut(site) {
+                    if !site_record.devices.contains(serial) {
+                        site_record.devices.push(serial.clone());
+                    }
+                }
+                if let Some(device) = self.devices.get_mut(serial) {
+                    device.site = Some(*site);
+                }
+            }
+        }
+    }
+}

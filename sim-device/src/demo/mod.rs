@@ -1,0 +1,216 @@
+//! The demo: the whole product story against a real broker, the simulated
+//! cloud and one simulated recorder running the real agent, with readable,
+//! numbered steps. Each step prints what was done, the outcome, and
+//! whether it is what the product promises:
+//!
+//! ```text
+//!   step 7: installer sends a sixth invitation today -> You can send at most five invitations in one day [ok]
+//! ```
+//!
+//! [`run`] is what `sim-device demo` calls; the tests call it too. It
+//! returns a [`DemoReport`]; setup failures (no broker, no agent) are
+//! errors, outcomes that differ from the promise are failed steps.
+//!
+//! `story` prints and records the steps, `sections` tells the story one
+//! section at a time.
+
+mod sections;
+mod story;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use protocol::AccountId;
+
+use crate::broker::{BrokerConfig, EmbeddedBroker};
+use crate::cloud::driver::{load_or_create_seed, CloudOptions};
+use crate::cloud::model::{CloudError, CloudModel};
+use crate::cloud::{Cloud, DriverError};
+use crate::mosquitto::{Mosquitto, MosquittoError};
+use crate::pki::{Pki, PkiError};
+use crate::recorder::{Recorder, RecorderError, RecorderSpec};
+use sections::tell;
+use story::Story;
+
+/// The demo recorder.
+pub const SERIAL: &str = "SIM-NVR-0001";
+/// Its verification code (on the label).
+pub const CODE: &str = "KQ7XWA";
+const REGION: &str = "EU";
+
+/// Which broker the story runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BrokerKind {
+    /// The embedded rumqttd broker with mutual TLS (no setup needed).
+    #[default]
+    Embedded,
+    /// mosquitto (the Debian package) with TLS, client certificates and the
+    /// per-device ACL.
+    Mosquitto,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
+    pub broker: BrokerKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("PKI: {0}")]
+    Pki(#[from] PkiError),
+    #[error("embedded broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error("mosquitto: {0}")]
+    Mosquitto(#[from] MosquittoError),
+    #[error("cloud: {0}")]
+    Cloud(#[from] DriverError),
+    #[error("recorder: {0}")]
+    Recorder(#[from] RecorderError),
+    #[error("cloud setup: {0}")]
+    Setup(#[from] CloudError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One step of the story.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepResult {
+    pub number: usize,
+    pub what: String,
+    pub outcome: String,
+    /// What the product promises.
+    pub expected: String,
+    pub ok: bool,
+}
+
+/// The whole run.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub broker: BrokerKind,
+    pub steps: Vec<StepResult>,
+    pub elapsed: Duration,
+}
+
+impl DemoReport {
+    /// True when every outcome is what the product promises.
+    pub fn passed(&self) -> bool {
+        !self.steps.is_empty() && self.steps.iter().all(|s| s.ok)
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &StepResult> {
+        self.steps.iter().filter(|s| !s.ok)
+    }
+
+    /// The closing line.
+    pub fn summary(&self) -> String {
+        let failed = self.failures().count();
+        let broker = match self.broker {
+            BrokerKind::Embedded => "embedded broker",
+            BrokerKind::Mosquitto => "mosquitto",
+        };
+        if failed == 0 {
+            format!(
+                "demo passed: {} steps, every outcome as the product promises ({broker}, {:.1} s)",
+                self.steps.len(),
+                self.elapsed.as_secs_f64()
+            )
+        } else {
+            format!(
+                "demo FAILED: {failed} of {} steps differ from what the product promises ({broker}, {:.1} s)",
+                self.steps.len(),
+                self.elapsed.as_secs_f64()
+            )
+        }
+    }
+}
+
+/// Runs the story, printing each step to `out`.
+pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
+    let started = Instant::now();
+    let dir = tempfile::Builder::new().prefix("sim-demo-").tempdir()?;
+    let pki = Pki::generate(dir.path().join("pki"), &[SERIAL])?;
+    let seed = load_or_create_seed(pki.dir())?;
+
+    // Keep the broker alive for the whole story.
+    let (_embedded, _mosquitto, port, broker_text) = match options.broker {
+        BrokerKind::Embedded => {
+            let broker = EmbeddedBroker::start(BrokerConfig::from_pki(&pki))?;
+            let port = broker.port();
+            let text = format!("embedded MQTT broker (mutual TLS) on 127.0.0.1:{port}");
+            (Some(broker), None, port, text)
+        }
+        BrokerKind::Mosquitto => {
+            let mosquitto = Mosquitto::start(&pki)?;
+            let port = mosquitto.port();
+            let text = format!(
+                "mosquitto (TLS 1.3, client certificates, per-device ACL) on 127.0.0.1:{port}"
+            );
+            (None, Some(mosquitto), port, text)
+        }
+    };
+    let host = "127.0.0.1";
+    let _ = writeln!(
+        out,
+        "sim-device demo: {broker_text}; simulated cloud; recorder {SERIAL} ({REGION}, 8 channels) running the real agent"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut story = Story {
+        out,
+        steps: Vec::new(),
+    };
+    let result = runtime.block_on(async {
+        let mut model = CloudModel::new();
+        model.register_device(SERIAL, CODE, REGION)?;
+        let people = People::register(&mut model)?;
+        let options = CloudOptions::with_seed(&pki, host, port, seed);
+        let cloud = Cloud::connect(options, model).await?;
+        let mut spec = RecorderSpec::new(SERIAL);
+        spec.region = REGION.into();
+        spec.verification_code = CODE.into();
+        let recorder = Recorder::start(&pki, host, port, cloud.public_key(), spec)?;
+        let told = tell(&mut story, &cloud, &recorder, &people).await;
+        cloud.shutdown().await;
+        recorder.stop()?;
+        told
+    });
+    result?;
+    let report = DemoReport {
+        broker: options.broker,
+        steps: story.steps,
+        elapsed: started.elapsed(),
+    };
+    let _ = writeln!(story.out, "\n{}", report.summary());
+    Ok(report)
+}
+
+/// The accounts of the story.
+struct People {
+    installer: AccountId,
+    frank: AccountId,
+    fiona: AccountId,
+    steve: AccountId,
+}
+
+impl People {
+    fn register(model: &mut CloudModel) -> Result<People, CloudError> {
+        let installer = model.register_account(
+            "acme-security",
+            Some("ops@acme-security.example"),
+            None,
+            "EU",
+        )?;
+        let frank = model.register_account("frank", Some("frank@example.com"), None, "EU")?;
+        let fiona = model.register_account("fiona", None, Some("+49 151 0000 0002"), "EU")?;
+        model.register_account("ursula", Some("ursula@example.com"), None, "US")?;
+        let steve = model.register_account("steve", Some("steve@example.com"), None, "EU")?;
+        Ok(People {
+            installer,
+            frank,
+            fiona,
+            steve,
+        })
+    }
+}

@@ -1,0 +1,320 @@
+//! One fleet device: its TLS session and MQTT link, its access list built
+//! through the agent's core, the agent's backoff between attempts, and
+//! the signed commands it applies and acknowledges.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::core::backoff::{Backoff, BackoffPolicy};
+use agent::core::{apply, DeviceState, Effect, Identity};
+use agent::shell::tls::{client_config, TlsFiles};
+use protocol::access::Action;
+use protocol::codec;
+use protocol::command::bind_proof;
+use protocol::envelope::{self, CommandKeys};
+use protocol::limits::{MAX_COMMAND_BYTES, MAX_MESSAGE_BYTES};
+use protocol::topics::{self, Leaf};
+use protocol::{
+    AccountId, AccountRef, Ack, BindRole, ChannelScope, Command, CommandBody, Outcome, Permissions,
+    Region, Serial, Text,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::{now_secs, setup, FleetError, Target};
+use crate::pki::Pki;
+
+/// Shares each fleet device holds besides its owner.
+pub(super) const SHARES_PER_DEVICE: usize = 4;
+const REGION: &str = "EU";
+const CODE: &str = "ABCDEF";
+const CHANNELS: u16 = 8;
+/// The agent's own connection timeout (`cloud.connect_timeout_secs`).
+const AGENT_CONNECT_TIMEOUT_SECS: u64 = 10;
+
+/// What devices tell the coordinator.
+#[derive(Debug)]
+pub(super) enum DeviceEvent {
+    /// `took`: from the start of this device's attempt to its ConnAck.
+    Connected {
+        device: usize,
+        at: Instant,
+        took: Duration,
+    },
+    Disconnected,
+    /// An attempt to connect failed, and how.
+    Failed(&'static str),
+}
+
+/// A short name for why a connection attempt failed, for the report.
+fn failure_kind(error: &rumqttc::ConnectionError) -> &'static str {
+    use rumqttc::ConnectionError as E;
+    match error {
+        E::Io(e) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused",
+            std::io::ErrorKind::ConnectionReset => "connection reset",
+            std::io::ErrorKind::TimedOut => "timed out",
+            std::io::ErrorKind::UnexpectedEof => "closed by the broker",
+            _ => "other I/O error",
+        },
+        E::NetworkTimeout | E::FlushTimeout => "timed out",
+        E::Tls(_) => "TLS error",
+        E::ConnectionRefused(_) => "refused by the broker (CONNACK)",
+        E::MqttState(_) => "connection lost",
+        _ => "other",
+    }
+}
+
+pub(super) fn account(id: &str) -> Result<AccountRef, FleetError> {
+    Ok(AccountRef {
+        id: AccountId::new(id).map_err(setup("account"))?,
+        region: Region::new(REGION).map_err(setup("region"))?,
+    })
+}
+
+/// A device bound to its owner with a few shares, built through the core
+/// (as the cloud would have), with sequence numbers 1..=1+SHARES.
+fn initial_state(serial: &Serial, now: u64) -> Result<DeviceState, FleetError> {
+    let identity = Identity {
+        serial: serial.clone(),
+        region: Region::new(REGION).map_err(setup("region"))?,
+        channel_count: CHANNELS,
+        verification_code: Text::new(CODE).map_err(setup("code"))?,
+    };
+    let owner = account("owner")?;
+    let mut state = DeviceState::new(identity).map_err(setup("state"))?;
+    let mut bodies = vec![CommandBody::Bind {
+        role: BindRole::Owner,
+        proof: bind_proof(CODE.as_bytes(), serial, &owner.id),
+    }];
+    for i in 0..SHARES_PER_DEVICE {
+        bodies.push(CommandBody::Share {
+            account: account(&format!("friend{i}"))?,
+            permissions: Permissions::of(&[Action::LiveView, Action::Playback]),
+            channels: ChannelScope::All,
+            validity: None,
+        });
+    }
+    for (i, body) in bodies.into_iter().enumerate() {
+        let command = Command {
+            serial: serial.clone(),
+            actor: owner.clone(),
+            seq: i as u64 + 1,
+            issued_at: now,
+            body,
+        };
+        let applied = apply(&state, &command, now);
+        if applied.outcome != Outcome::Accepted {
+            return Err(FleetError::Setup(format!(
+                "initial command {} refused: {:?}",
+                command.seq, applied.outcome
+            )));
+        }
+        state = applied.state;
+    }
+    Ok(state)
+}
+
+fn random_u32(rng: &SystemRandom) -> u32 {
+    let mut bytes = [0u8; 4];
+    let _ = rng.fill(&mut bytes);
+    u32::from_le_bytes(bytes)
+}
+
+pub(super) fn mqtt_options(
+    client_id: &str,
+    target: &Target,
+    tls: rustls::ClientConfig,
+    keep_alive: Duration,
+) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, target.host.clone(), target.port);
+    options.set_keep_alive(keep_alive);
+    options.set_clean_session(false);
+    // Small windows: a device handles one command at a time.
+    options.set_inflight(4);
+    options.set_max_packet_size(MAX_COMMAND_BYTES + 512, MAX_MESSAGE_BYTES + 512);
+    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        Arc::new(tls),
+    )));
+    options
+}
+
+fn device_tls(pki: &Pki, serial: &str) -> Result<rustls::ClientConfig, FleetError> {
+    let files = pki
+        .device(serial)
+        .ok_or_else(|| FleetError::Setup(format!("no certificate for {serial}")))?;
+    let mut config = client_config(&TlsFiles {
+        ca: pki.ca_cert(),
+        cert: &files.cert,
+        key: &files.key,
+        allow_tls12: false,
+    })
+    .map_err(setup("device TLS"))?;
+    // A session cache per device is memory the fleet does not need: a
+    // restarted broker has new ticket keys anyway.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
+}
+
+/// One simulated device: its link, its state, its backoff.
+struct Device {
+    index: usize,
+    serial: Serial,
+    state: DeviceState,
+    keys: Arc<CommandKeys>,
+    backoff: BackoffPolicy,
+    client: AsyncClient,
+    eventloop: EventLoop,
+}
+
+impl Device {
+    async fn run(
+        mut self,
+        events: mpsc::UnboundedSender<DeviceEvent>,
+        first_connect: Arc<Semaphore>,
+    ) {
+        let rng = SystemRandom::new();
+        let mut backoff = Backoff::new(self.backoff);
+        let started = Instant::now();
+        let millis = || started.elapsed().as_millis() as u64;
+        let mut permit = first_connect.acquire_owned().await.ok();
+        let mut attempt_started = Instant::now();
+        let mut connected = false;
+        loop {
+            match self.eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    permit = None;
+                    connected = true;
+                    backoff.on_connected(millis());
+                    let _ = self.client.try_subscribe(
+                        topics::topic(&self.serial, Leaf::Command),
+                        QoS::AtLeastOnce,
+                    );
+                    let _ = events.send(DeviceEvent::Connected {
+                        device: self.index,
+                        at: Instant::now(),
+                        took: attempt_started.elapsed(),
+                    });
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => self.on_command(&publish.payload),
+                Ok(_) => {
+                    // A reconnect leaves room for 100 replayed requests.
+                    if self.eventloop.pending.is_empty() && self.eventloop.pending.capacity() > 0 {
+                        self.eventloop.pending = std::collections::VecDeque::new();
+                    }
+                }
+                Err(error) => {
+                    if !connected {
+                        let _ = events.send(DeviceEvent::Failed(failure_kind(&error)));
+                    }
+                    if permit.is_some() {
+                        // Give the slot to another device while this one waits.
+                        permit = None;
+                    }
+                    if connected {
+                        connected = false;
+                        backoff.on_disconnected(millis());
+                        let _ = events.send(DeviceEvent::Disconnected);
+                    }
+                    let delay = backoff.on_connect_failed(random_u32(&rng));
+                    tokio::time::sleep(delay).await;
+                    attempt_started = Instant::now();
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, payload: &[u8]) {
+        let now = now_secs();
+        let ack = match envelope::open(payload, &self.keys, &self.serial) {
+            Ok(command) => {
+                let applied = apply(&self.state, &command, now);
+                self.state = applied.state;
+                applied.effects.iter().find_map(|effect| match effect {
+                    Effect::Ack(ack) => Some(*ack),
+                    _ => None,
+                })
+            }
+            Err(e) => Some(Ack {
+                seq: None,
+                outcome: Outcome::Refused(e.reason()),
+                redelivered: false,
+            }),
+        };
+        if let Some(ack) = ack {
+            if let Ok(bytes) = codec::encode(&ack, MAX_MESSAGE_BYTES) {
+                let _ = self.client.try_publish(
+                    topics::topic(&self.serial, Leaf::Ack),
+                    QoS::AtLeastOnce,
+                    false,
+                    bytes,
+                );
+            }
+        }
+    }
+}
+
+/// What every device of a fleet is started with.
+pub(super) struct Launch<'a> {
+    pub(super) pki: &'a Pki,
+    pub(super) target: &'a Target,
+    pub(super) keys: Arc<CommandKeys>,
+    /// Cloud time for the devices' initial commands.
+    pub(super) now: u64,
+    pub(super) backoff: BackoffPolicy,
+    pub(super) events: mpsc::UnboundedSender<DeviceEvent>,
+    /// Slots for handshakes in progress while the fleet first connects.
+    pub(super) first_connect: Arc<Semaphore>,
+}
+
+impl Launch<'_> {
+    /// Builds device `index` with serial `name` and spawns it.
+    pub(super) fn spawn(
+        &self,
+        index: usize,
+        name: &str,
+    ) -> Result<(JoinHandle<()>, Serial), FleetError> {
+        let serial = Serial::new(name).map_err(setup("serial"))?;
+        let tls = device_tls(self.pki, name)?;
+        let (client, mut eventloop) = AsyncClient::new(
+            mqtt_options(name, self.target, tls, Duration::from_secs(60)),
+            8,
+        );
+        // As the agent: a handshake queued behind a busy broker is not dead.
+        eventloop
+            .network_options
+            .set_connection_timeout(AGENT_CONNECT_TIMEOUT_SECS);
+        eventloop.network_options.set_tcp_nodelay(true);
+        // rumqttc reserves room for 100 events per connection (14 KiB); a
+        // device sees one at a time, and the queue grows if it must.
+        eventloop.state.events = std::collections::VecDeque::new();
+        let device = Device {
+            index,
+            state: initial_state(&serial, self.now)?,
+            serial: serial.clone(),
+            keys: self.keys.clone(),
+            backoff: self.backoff,
+            client,
+            eventloop,
+        };
+        let handle = tokio::spawn(device.run(self.events.clone(), self.first_connect.clone()));
+        Ok((handle, serial))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fleet_device_starts_bound_with_its_shares() {
+        let serial = Serial::new("FLEET-00001").unwrap();
+        let state = initial_state(&serial, 1_800_000_000).unwrap();
+        assert_eq!(state.access.shares.len(), SHARES_PER_DEVICE);
+        assert_eq!(state.ledger.last_seq, 1 + SHARES_PER_DEVICE as u64);
+    }
+}

@@ -1,0 +1,360 @@
+//! Fleet load: many simulated devices in one process, each with its own
+//! mutual-TLS MQTT session, its own access list and the agent's own core
+//! (`apply`, full-jitter `Backoff`), against one broker. Measures what a
+//! cloud operator cares about: how fast a fleet connects, what one device
+//! costs in memory, how command acknowledgements behave under load, and
+//! whether reconnects after a broker restart spread out (no thundering
+//! herd).
+//!
+//! A fleet device is not the whole agent (no state file, no local socket,
+//! no interface polling): ten thousand of those would measure the file
+//! system, not the link. It keeps what shapes the broker's load: the TLS
+//! session, the topic tree, the signed-command path and the backoff.
+//!
+//! `stats` holds what is measured, `device` one simulated device, `probe`
+//! the cloud's latency measurement, `verdict` the judgment of a run
+//! against the targets; this module runs the phases in order.
+
+mod device;
+mod probe;
+mod stats;
+mod verdict;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::core::backoff::BackoffPolicy;
+use protocol::envelope::{CommandKeys, CommandSigner};
+use protocol::Serial;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::pki::Pki;
+use device::{DeviceEvent, Launch};
+use probe::LatencyProbe;
+use stats::report_failure;
+
+pub use stats::{describe_failures, rss_bytes, FleetReport, Percentiles, ReconnectCurve};
+pub use verdict::{verdict, Verdict};
+
+/// Handshakes in progress at once while the fleet first connects: a
+/// listen backlog overflow would add SYN retries of a second or more and
+/// measure the kernel, not the broker.
+const CONNECT_CONCURRENCY: usize = 200;
+/// Width of one bar of the reconnect curve.
+const CURVE_BUCKET: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("fleet setup: {0}")]
+    Setup(String),
+    #[error("only {connected} of {devices} devices connected within {secs} s")]
+    NotAllConnected {
+        connected: usize,
+        devices: usize,
+        secs: u64,
+    },
+}
+
+fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> FleetError + '_ {
+    move |e| FleetError::Setup(format!("{what}: {e}"))
+}
+
+/// Where the fleet connects.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    pub devices: usize,
+    /// How long the whole fleet may take to connect.
+    pub connect_deadline: Duration,
+    /// Signed commands sent through the cloud, spread over the devices,
+    /// to measure command → acknowledgement latency under load.
+    pub commands: usize,
+    /// The serial prefix; device i is `{prefix}-{i:05}`.
+    pub prefix: String,
+    /// The agent's `reconnect_spread_ms` (see agent::core::backoff).
+    pub reconnect_spread: Duration,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            devices: 100,
+            connect_deadline: Duration::from_secs(60),
+            commands: 1000,
+            prefix: "FLEET".into(),
+            reconnect_spread: BackoffPolicy::default().reconnect_spread,
+        }
+    }
+}
+
+pub fn serials(options: &FleetOptions) -> Vec<String> {
+    (0..options.devices)
+        .map(|i| format!("{}-{i:05}", options.prefix))
+        .collect()
+}
+
+/// Raises the open-file limit to its hard maximum: each device is a socket,
+/// and a broker started from here inherits the limit.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    limit.rlim_cur
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A broker the fleet can restart to measure the reconnect curve.
+pub trait Restartable {
+    fn restart(&mut self) -> Result<(), String>;
+}
+
+/// The fleet's device tasks, aborted when dropped.
+struct Running {
+    handles: Vec<JoinHandle<()>>,
+    serials: Vec<Serial>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for handle in &self.handles {
+            handle.abort();
+        }
+    }
+}
+
+/// Runs the fleet: connect all, measure memory, send commands, and if a
+/// broker to restart is given, restart it and record the reconnect curve.
+/// `progress` gets one line per phase.
+pub async fn run(
+    options: &FleetOptions,
+    pki: &Pki,
+    target: &Target,
+    command_seed: [u8; 32],
+    broker: Option<&mut dyn Restartable>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<FleetReport, FleetError> {
+    let signer = CommandSigner::from_seed(1, &command_seed).map_err(setup("command key"))?;
+    let mut keys = CommandKeys::new();
+    keys.pin(1, signer.public_key());
+    let now = now_secs();
+
+    // Devices are spawned as they are built, never held in a list first:
+    // a list freed after spawning stays in the allocator and in the RSS.
+    let rss_empty = rss_bytes();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let started = Instant::now();
+    let launch = Launch {
+        pki,
+        target,
+        keys: Arc::new(keys),
+        now,
+        backoff: BackoffPolicy {
+            reconnect_spread: options.reconnect_spread,
+            ..BackoffPolicy::default()
+        },
+        events: events_tx,
+        first_connect: Arc::new(Semaphore::new(CONNECT_CONCURRENCY)),
+    };
+    let fleet = spawn_all(options, &launch).await?;
+    drop(launch);
+
+    let mut report = connect_all(options, &mut events, started, progress).await;
+    report.rss_before_bytes = rss_empty;
+    progress(&format!(
+        "{}/{} connected in {:.2} s; connect time {}; {:.1} KiB per connected device (process RSS growth / devices); failed attempts: {}",
+        report.connected,
+        options.devices,
+        report.all_connected_after.as_secs_f64(),
+        report.connect,
+        report.bytes_per_device() as f64 / 1024.0,
+        describe_failures(&report.connect_failures)
+    ));
+    if report.connected < options.devices {
+        return Err(FleetError::NotAllConnected {
+            connected: report.connected,
+            devices: options.devices,
+            secs: options.connect_deadline.as_secs(),
+        });
+    }
+    if options.commands > 0 {
+        let probe = LatencyProbe::connect(pki, target, signer).await?;
+        measure_commands(options, probe, &fleet.serials, &mut report, progress).await?;
+    }
+    if let Some(broker) = broker {
+        measure_reconnect(options, broker, &mut events, &mut report, progress).await?;
+    }
+    drop(fleet);
+    Ok(report)
+}
+
+/// Builds and spawns every device, letting the first ones start their
+/// handshakes meanwhile.
+async fn spawn_all(options: &FleetOptions, launch: &Launch<'_>) -> Result<Running, FleetError> {
+    let names = serials(options);
+    let mut fleet = Running {
+        handles: Vec::with_capacity(names.len()),
+        serials: Vec::with_capacity(names.len()),
+    };
+    for (index, name) in names.iter().enumerate() {
+        let (handle, serial) = launch.spawn(index, name)?;
+        fleet.handles.push(handle);
+        fleet.serials.push(serial);
+        if index % 64 == 63 {
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(fleet)
+}
+
+/// Waits (at most the connect deadline) for every device's first
+/// connection; the report's connection figures and memory.
+async fn connect_all(
+    options: &FleetOptions,
+    events: &mut mpsc::UnboundedReceiver<DeviceEvent>,
+    started: Instant,
+    progress: &mut dyn FnMut(&str),
+) -> FleetReport {
+    let mut connected_at: Vec<Option<Duration>> = vec![None; options.devices];
+    let mut connect_failures = Vec::new();
+    let mut connected = 0usize;
+    let deadline = started + options.connect_deadline;
+    while connected < options.devices {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, events.recv()).await {
+            Ok(Some(DeviceEvent::Connected { device, took, .. })) => {
+                if connected_at[device].is_none() {
+                    connected_at[device] = Some(took);
+                    connected += 1;
+                    if connected % 1000 == 0 {
+                        progress(&format!(
+                            "{connected} connected after {:.1} s",
+                            started.elapsed().as_secs_f64()
+                        ));
+                    }
+                }
+            }
+            Ok(Some(DeviceEvent::Failed(kind))) => report_failure(&mut connect_failures, kind),
+            Ok(Some(DeviceEvent::Disconnected)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let all_connected_after = started.elapsed();
+    // Let subscriptions settle before measuring memory and commands.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut connect_times: Vec<Duration> = connected_at.iter().flatten().copied().collect();
+    FleetReport {
+        devices: options.devices,
+        connected,
+        all_connected_after,
+        connect: Percentiles::of(&mut connect_times),
+        rss_connected_bytes: rss_bytes(),
+        connect_failures,
+        ..FleetReport::default()
+    }
+}
+
+/// Sends the signed commands and records their acknowledgement latency.
+async fn measure_commands(
+    options: &FleetOptions,
+    probe: LatencyProbe,
+    serials: &[Serial],
+    report: &mut FleetReport,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), FleetError> {
+    let window = options.devices.min(64);
+    let (mut latencies, refused, unanswered) = probe.run(serials, options.commands, window).await?;
+    report.command_latency = Percentiles::of(&mut latencies);
+    report.commands_refused = refused;
+    report.commands_unanswered = unanswered;
+    progress(&format!(
+        "{} commands over {} devices (up to {window} in flight): {}; refused {refused}, unanswered {unanswered}",
+        options.commands, options.devices, report.command_latency
+    ));
+    Ok(())
+}
+
+/// Restarts the broker and times every device's reconnect.
+async fn measure_reconnect(
+    options: &FleetOptions,
+    broker: &mut dyn Restartable,
+    events: &mut mpsc::UnboundedReceiver<DeviceEvent>,
+    report: &mut FleetReport,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), FleetError> {
+    // Drain stale events, then restart and time every reconnect.
+    while events.try_recv().is_ok() {}
+    broker
+        .restart()
+        .map_err(|e| FleetError::Setup(format!("restart: {e}")))?;
+    let back = Instant::now();
+    progress("broker restarted; waiting for every device to reconnect");
+    let mut reconnect_times = Vec::with_capacity(options.devices);
+    let mut seen = vec![false; options.devices];
+    let reconnect_deadline = back + Duration::from_secs(180);
+    while reconnect_times.len() < options.devices {
+        let wait = reconnect_deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, events.recv()).await {
+            Ok(Some(DeviceEvent::Connected { device, at, .. })) => {
+                if !seen[device] {
+                    seen[device] = true;
+                    reconnect_times.push(at.saturating_duration_since(back));
+                }
+            }
+            Ok(Some(DeviceEvent::Failed(kind))) => {
+                report_failure(&mut report.reconnect_failures, kind)
+            }
+            Ok(Some(DeviceEvent::Disconnected)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    report.reconnected = reconnect_times.len();
+    progress(&format!(
+        "failed attempts while reconnecting: {}",
+        describe_failures(&report.reconnect_failures)
+    ));
+    let curve = ReconnectCurve::from_times(reconnect_times, CURVE_BUCKET);
+    progress(&format!(
+        "{}/{} reconnected, the last {:.2} s after the broker was back; peak {} per {} ms, mean {:.1}, peak/mean {:.2}",
+        report.reconnected,
+        options.devices,
+        curve.all_back_after.as_secs_f64(),
+        curve.peak(),
+        CURVE_BUCKET.as_millis(),
+        curve.mean(),
+        curve.peak_to_mean()
+    ));
+    report.reconnect = Some(curve);
+    Ok(())
+}
+
+impl Restartable for crate::mosquitto::Mosquitto {
+    fn restart(&mut self) -> Result<(), String> {
+        crate::mosquitto::Mosquitto::restart(self).map_err(|e| e.to_string())
+    }
+}
+
+impl Restartable for crate::broker::EmbeddedBroker {
+    fn restart(&mut self) -> Result<(), String> {
+        crate::broker::EmbeddedBroker::restart(self).map_err(|e| e.to_string())
+    }
+}

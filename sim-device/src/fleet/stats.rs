@@ -1,0 +1,190 @@
+//! What a fleet run measures: percentiles of durations, the reconnect
+//! curve after a broker restart, failed attempts by kind, the process's
+//! memory, and the [`FleetReport`] that holds them.
+
+use std::time::Duration;
+
+/// Percentiles of a set of durations, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub fn of(samples: &mut [Duration]) -> Percentiles {
+        if samples.is_empty() {
+            return Percentiles::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let index = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[index].as_secs_f64() * 1000.0
+        };
+        Percentiles {
+            count: samples.len(),
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: at(1.0),
+        }
+    }
+}
+
+impl std::fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms (n = {})",
+            self.p50, self.p90, self.p99, self.p999, self.max, self.count
+        )
+    }
+}
+
+/// Reconnects per bucket after a broker restart.
+#[derive(Debug, Clone, Default)]
+pub struct ReconnectCurve {
+    pub bucket: Duration,
+    /// Reconnects in each bucket, from the first reconnect to the last.
+    pub counts: Vec<usize>,
+    /// From the broker listening again to the last device back.
+    pub all_back_after: Duration,
+}
+
+impl ReconnectCurve {
+    pub fn from_times(mut times: Vec<Duration>, bucket: Duration) -> ReconnectCurve {
+        times.sort_unstable();
+        let (Some(first), Some(last)) = (times.first().copied(), times.last().copied()) else {
+            return ReconnectCurve {
+                bucket,
+                ..ReconnectCurve::default()
+            };
+        };
+        let buckets = ((last - first).as_nanos() / bucket.as_nanos()) as usize + 1;
+        let mut counts = vec![0; buckets];
+        for t in &times {
+            counts[((*t - first).as_nanos() / bucket.as_nanos()) as usize] += 1;
+        }
+        ReconnectCurve {
+            bucket,
+            counts,
+            all_back_after: last,
+        }
+    }
+
+    /// Mean reconnects per bucket over the reconnect window.
+    pub fn mean(&self) -> f64 {
+        if self.counts.is_empty() {
+            return 0.0;
+        }
+        self.counts.iter().sum::<usize>() as f64 / self.counts.len() as f64
+    }
+
+    pub fn peak(&self) -> usize {
+        self.counts.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Peak over mean: 1.0 is a perfectly even spread.
+    pub fn peak_to_mean(&self) -> f64 {
+        let mean = self.mean();
+        if mean == 0.0 {
+            0.0
+        } else {
+            self.peak() as f64 / mean
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FleetReport {
+    pub devices: usize,
+    pub connected: usize,
+    pub all_connected_after: Duration,
+    pub connect: Percentiles,
+    /// Before any device was built.
+    pub rss_before_bytes: u64,
+    pub rss_connected_bytes: u64,
+    pub command_latency: Percentiles,
+    pub commands_refused: usize,
+    pub commands_unanswered: usize,
+    pub reconnect: Option<ReconnectCurve>,
+    pub reconnected: usize,
+    /// Failed attempts by kind while the fleet first connected.
+    pub connect_failures: Vec<(&'static str, usize)>,
+    /// Failed attempts by kind after the broker restart.
+    pub reconnect_failures: Vec<(&'static str, usize)>,
+}
+
+pub(super) fn report_failure(counts: &mut Vec<(&'static str, usize)>, kind: &'static str) {
+    match counts.iter_mut().find(|(k, _)| *k == kind) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((kind, 1)),
+    }
+}
+
+/// "3 timed out, 1 connection refused", or "none".
+pub fn describe_failures(counts: &[(&'static str, usize)]) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl FleetReport {
+    pub fn bytes_per_device(&self) -> u64 {
+        self.rss_connected_bytes
+            .saturating_sub(self.rss_before_bytes)
+            .checked_div(self.devices as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// The resident set size of this process, from /proc.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let mut samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let p = Percentiles::of(&mut samples);
+        assert_eq!(p.count, 100);
+        assert_eq!(p.p50, 50.0);
+        assert_eq!(p.p99, 99.0);
+        assert_eq!(p.max, 100.0);
+    }
+
+    #[test]
+    fn an_even_reconnect_spread_has_a_peak_to_mean_of_one() {
+        let times: Vec<Duration> = (0..100).map(|i| Duration::from_millis(i * 10)).collect();
+        let curve = ReconnectCurve::from_times(times, Duration::from_millis(250));
+        assert_eq!(curve.counts, vec![25, 25, 25, 25]);
+        assert_eq!(curve.peak_to_mean(), 1.0);
+    }
+
+    #[test]
+    fn a_thundering_herd_shows_in_the_peak_to_mean() {
+        let mut times: Vec<Duration> = vec![Duration::ZERO; 90];
+        times.extend((1..=10).map(|i| Duration::from_millis(i * 250)));
+        let curve = ReconnectCurve::from_times(times, Duration::from_millis(250));
+        assert!(curve.peak_to_mean() > 5.0, "{:?}", curve.counts);
+    }
+}
