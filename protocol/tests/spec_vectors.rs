@@ -1005,6 +1005,9 @@ const LIMITS: &[(&str, usize)] = &[
         limits::MAX_VERIFICATION_CODE_LEN,
     ),
     ("MAX_VERSION_LEN", limits::MAX_VERSION_LEN),
+    ("MAX_UNACKED_INBOUND", limits::MAX_UNACKED_INBOUND),
+    ("MAX_WATCHED_SESSIONS", limits::MAX_WATCHED_SESSIONS),
+    ("MAX_WATCHES_PER_CONNECTION", limits::MAX_WATCHES_PER_CONNECTION),
 ];
 
 fn limit_rows() -> Vec<Vec<String>> {

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::core::backoff::{Backoff, BackoffPolicy};
-use agent::core::{apply, DeviceState, Effect, Identity};
+use agent::core::{apply, handle_command, DeviceState, Identity};
 use agent::shell::tls::{client_config, TlsFiles};
 use protocol::access::Action;
 use protocol::codec;
 use protocol::command::bind_proof;
-use protocol::envelope::{self, CommandKeys};
+use protocol::envelope::CommandKeys;
 use protocol::limits::{MAX_COMMAND_BYTES, MAX_MESSAGE_BYTES};
 use protocol::topics::{self, Leaf};
 use protocol::{
-    AccountId, AccountRef, Ack, BindRole, ChannelScope, Command, CommandBody, Outcome, Permissions,
+    AccountId, AccountRef, BindRole, ChannelScope, Command, CommandBody, Outcome, Permissions,
     Region, Serial, Text,
 };
 use ring::rand::{SecureRandom, SystemRandom};
@@ -230,21 +230,11 @@ impl Device {
 
     fn on_command(&mut self, payload: &[u8]) {
         let now = now_secs();
-        let ack = match envelope::open(payload, &self.keys, &self.serial) {
-            Ok(command) => {
-                let applied = apply(&self.state, &command, now);
-                self.state = applied.state;
-                applied.effects.iter().find_map(|effect| match effect {
-                    Effect::Ack(ack) => Some(*ack),
-                    _ => None,
-                })
-            }
-            Err(e) => Some(Ack {
-                seq: None,
-                outcome: Outcome::Refused(e.reason()),
-                redelivered: false,
-            }),
-        };
+        // The agent's own command path; the simulated device keeps its
+        // state in memory (no flash), so every plan is carried out.
+        let applied = handle_command(&self.state, payload, &self.keys, now);
+        let ack = applied.ack();
+        self.state = applied.state;
         if let Some(ack) = ack {
             if let Ok(bytes) = codec::encode(&ack, MAX_MESSAGE_BYTES) {
                 let _ = self.client.try_publish(
