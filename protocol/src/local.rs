@@ -45,6 +45,28 @@ pub enum LocalRequest {
         /// How many, clamped to `MAX_AUDIT_REPLY`.
         max: u16,
     },
+    /// Watch a session the process holds (a live view, a playback, a
+    /// configuration session): it is registered if the decision is allow
+    /// now (reply `Decision(Allow)`), and the connection gets
+    /// `LocalReply::Revoked` the moment that decision turns to deny. A
+    /// denied session is not registered (reply `Decision(Deny(reason))`).
+    Watch {
+        /// The process's own id for the session, unique on its connection.
+        session: u32,
+        /// Who holds the session.
+        principal: Principal,
+        /// What the session does.
+        action: Action,
+        /// The channel, for a channel-scoped action.
+        channel: Option<u16>,
+    },
+    /// The process ended a watched session (reply `Done`, also when the
+    /// session was not watched or already revoked). Closing the connection
+    /// ends all of its sessions.
+    Unwatch {
+        /// The id given in `Watch`.
+        session: u32,
+    },
 }
 
 /// The cloud link as the agent sees it.
@@ -107,7 +129,9 @@ pub struct StatusReply {
 
 // One reply exists per connection at a time; the inline audit list is fine.
 #[allow(clippy::large_enum_variant)]
-/// The agent's answer: exactly one per request, in request order.
+/// The agent's answer: exactly one per request, in request order, except
+/// `Revoked`, which answers no request: the agent sends it on a connection
+/// that watches sessions whenever one of them is revoked, between replies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LocalReply {
     /// The answer to `Authorize`.
@@ -122,6 +146,14 @@ pub enum LocalReply {
     Done,
     /// The request was refused or could not be understood.
     Error(Reason),
+    /// A notice, not a reply: watched session `session` may no longer go
+    /// on, for `reason`. It is no longer watched.
+    Revoked {
+        /// The id given in `Watch`.
+        session: u32,
+        /// Why the decision turned to deny.
+        reason: Reason,
+    },
 }
 
 /// Encodes a message as one frame: length prefix and body.

@@ -1007,7 +1007,10 @@ const LIMITS: &[(&str, usize)] = &[
     ("MAX_VERSION_LEN", limits::MAX_VERSION_LEN),
     ("MAX_UNACKED_INBOUND", limits::MAX_UNACKED_INBOUND),
     ("MAX_WATCHED_SESSIONS", limits::MAX_WATCHED_SESSIONS),
-    ("MAX_WATCHES_PER_CONNECTION", limits::MAX_WATCHES_PER_CONNECTION),
+    (
+        "MAX_WATCHES_PER_CONNECTION",
+        limits::MAX_WATCHES_PER_CONNECTION,
+    ),
 ];
 
 fn limit_rows() -> Vec<Vec<String>> {

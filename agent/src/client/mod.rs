@@ -2,13 +2,21 @@
 //! streaming and SDK servers) and the simulator. Blocking, so it fits any
 //! process whether or not it runs an async runtime; one request at a time
 //! per connection.
+//!
+//! A streaming server watches the sessions it serves
+//! ([`LocalClient::watch`]) and reads [`Notice`]s ([`LocalClient::next_notice`])
+//! when the connection's descriptor ([`AsRawFd`]) is readable in its own
+//! `poll` loop: each notice names a session that must stop now, and why.
 
-use std::io::{self, BufReader, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
 use protocol::access::{Action, Decision, LocalLevel, Principal};
+use protocol::limits::MAX_WATCHES_PER_CONNECTION;
 use protocol::local::{
     decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, StatusReply,
     FRAME_HEADER_LEN,
@@ -43,6 +51,20 @@ pub struct LocalClient {
     /// Replies are read through a small buffer: one system call usually
     /// brings a whole reply (header and body).
     stream: BufReader<UnixStream>,
+    /// Notices that arrived while a reply was awaited, oldest first (at
+    /// most one per watched session).
+    notices: VecDeque<Notice>,
+    /// The reply timeout given at connect.
+    timeout: Duration,
+}
+
+/// A watched session was revoked: it must stop now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notice {
+    /// The id the process gave in [`LocalClient::watch`].
+    pub session: u32,
+    /// Why the decision turned to deny.
+    pub reason: Reason,
 }
 
 impl LocalClient {
@@ -53,6 +75,8 @@ impl LocalClient {
         stream.set_write_timeout(Some(timeout))?;
         Ok(LocalClient {
             stream: BufReader::with_capacity(1024, stream),
+            notices: VecDeque::new(),
+            timeout,
         })
     }
 
@@ -62,7 +86,21 @@ impl LocalClient {
             ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
         })?;
         self.stream.get_mut().write_all(&frame)?;
-        self.read_reply()
+        loop {
+            match self.read_reply()? {
+                LocalReply::Revoked { session, reason } => self.queue(Notice { session, reason }),
+                reply => return Ok(reply),
+            }
+        }
+    }
+
+    fn queue(&mut self, notice: Notice) {
+        if self.notices.len() >= MAX_WATCHES_PER_CONNECTION {
+            // Cannot happen with a well-behaved agent (one notice per
+            // watched session); the oldest is the least useful.
+            self.notices.pop_front();
+        }
+        self.notices.push_back(notice);
     }
 
     /// Reads one reply frame (also used by tests that write raw bytes).
@@ -138,6 +176,84 @@ impl LocalClient {
             LocalReply::Audit(entries) => Ok(entries.into_iter().collect()),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+impl LocalClient {
+    /// Watches a session this process holds: if `principal` may do
+    /// `action` on `channel` now, the session is registered under
+    /// `session` (an id unique on this connection) and `Allow` is
+    /// returned; the agent then sends a [`Notice`] the moment the decision
+    /// turns to deny. A denied session is not registered (`Deny(reason)`).
+    /// Over the limits, or a session id already in use: `Refused`.
+    pub fn watch(
+        &mut self,
+        session: u32,
+        principal: Principal,
+        action: Action,
+        channel: Option<u16>,
+    ) -> Result<Decision, ClientError> {
+        match self.request(&LocalRequest::Watch {
+            session,
+            principal,
+            action,
+            channel,
+        })? {
+            LocalReply::Decision(decision) => Ok(decision),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The session ended: the agent stops watching it.
+    pub fn unwatch(&mut self, session: u32) -> Result<(), ClientError> {
+        match self.request(&LocalRequest::Unwatch { session })? {
+            LocalReply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The next notice: one already received, or one that arrives within
+    /// `wait` (`None` if none does). Call it when the descriptor is
+    /// readable, and until it returns `None`, since a read can bring
+    /// several notices at once. A closed connection is an error: every
+    /// session watched on it must then be treated as revoked.
+    pub fn next_notice(&mut self, wait: Duration) -> Result<Option<Notice>, ClientError> {
+        if let Some(notice) = self.notices.pop_front() {
+            return Ok(Some(notice));
+        }
+        if self.stream.buffer().is_empty() {
+            self.stream
+                .get_ref()
+                .set_read_timeout(Some(wait.max(Duration::from_micros(1))))?;
+            let ready = self.stream.fill_buf().map(|b| !b.is_empty());
+            self.stream.get_ref().set_read_timeout(Some(self.timeout))?;
+            match ready {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(ClientError::Io(io::ErrorKind::UnexpectedEof.into()));
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match self.read_reply()? {
+            LocalReply::Revoked { session, reason } => Ok(Some(Notice { session, reason })),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+}
+
+impl AsRawFd for LocalClient {
+    /// The connection's descriptor, for the process's own `poll` loop.
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.get_ref().as_raw_fd()
     }
 }
 

@@ -66,11 +66,11 @@ impl Watches {
         self.entries.is_empty()
     }
 
-    /// Registers `watch` if its decision is allow at `now`. A denied
-    /// session is not registered (the reason is returned, as a decision
-    /// would give it); nor is one beyond the limits (`CapacityExceeded`)
-    /// or one whose id its connection already uses (`SessionExists`).
-    pub fn add(&mut self, state: &DeviceState, watch: Watch, now: u64) -> Result<(), Reason> {
+    /// Registers `watch` if its decision is allow at `now`, and returns the
+    /// decision: a denied session is not registered. A registration beyond
+    /// the limits (`CapacityExceeded`) or with a session id its connection
+    /// already uses (`SessionExists`) is refused.
+    pub fn add(&mut self, state: &DeviceState, watch: Watch, now: u64) -> Result<Decision, Reason> {
         if self.find(watch.connection, watch.session).is_some() {
             return Err(Reason::SessionExists);
         }
@@ -83,11 +83,11 @@ impl Watches {
         {
             return Err(Reason::CapacityExceeded);
         }
-        if let Decision::Deny(reason) = decide_for(state, &watch, now) {
-            return Err(reason);
+        let decision = decide_for(state, &watch, now);
+        if decision == Decision::Allow {
+            self.entries.push(watch);
         }
-        self.entries.push(watch);
-        Ok(())
+        Ok(decision)
     }
 
     /// The process ended session `session` of `connection`; false if it
@@ -100,6 +100,11 @@ impl Watches {
             }
             None => false,
         }
+    }
+
+    /// Whether `connection` watches any session.
+    pub fn on_connection(&self, connection: u32) -> bool {
+        self.entries.iter().any(|w| w.connection == connection)
     }
 
     /// The connection closed: its sessions end.

@@ -5,20 +5,21 @@
 //! never touches another client or the cloud link.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use protocol::limits::MAX_LOCAL_CLIENTS;
+use protocol::limits::{MAX_LOCAL_CLIENTS, MAX_WATCHES_PER_CONNECTION};
 use protocol::local::{
     decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, FRAME_HEADER_LEN,
 };
 use protocol::Reason;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
 use super::clock::now_secs;
@@ -28,16 +29,28 @@ use crate::store::RealFlash;
 /// A connection that sends nothing for this long is closed, so idle or
 /// stuck clients cannot hold the client slots forever.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A connection that watches sessions is closed only after this much
+/// silence: a stream can last for days, and its process has no reason to
+/// speak meanwhile.
+const WATCHING_IDLE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Once a request began, the rest of it must follow within this time.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read ahead per client (a typical request is under 100 bytes).
 const READ_BUFFER: usize = 1024;
 
 /// What answers the requests: the agent. `peer_uid` is the client's uid
-/// from the kernel (SO_PEERCRED), already on the allow-list.
+/// from the kernel (SO_PEERCRED), already on the allow-list; `connection`
+/// numbers the connection (its watched sessions belong to it).
 pub(crate) trait LocalService {
+    /// A connection opened: where its notices (revoked sessions) arrive.
+    fn open(&self, connection: u32) -> mpsc::Receiver<LocalReply>;
     /// The reply to `request` from a process of uid `peer_uid`.
-    fn serve(&self, request: LocalRequest, peer_uid: u32) -> LocalReply;
+    fn serve(&self, request: LocalRequest, peer_uid: u32, connection: u32) -> LocalReply;
+    /// Whether the connection watches sessions (it may then be idle for as
+    /// long as its streams last).
+    fn watching(&self, connection: u32) -> bool;
+    /// The connection closed: its watched sessions end.
+    fn close(&self, connection: u32);
 }
 
 /// Where the socket is and who may use it.
@@ -80,6 +93,7 @@ pub(crate) async fn serve<S: LocalService + 'static>(
     service: Rc<S>,
 ) {
     let active = Rc::new(Cell::new(0usize));
+    let mut next_connection: u32 = 0;
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -117,10 +131,14 @@ pub(crate) async fn serve<S: LocalService + 'static>(
         active.set(active.get() + 1);
         let active = active.clone();
         let service = service.clone();
+        next_connection = next_connection.wrapping_add(1);
+        let connection = next_connection;
         tokio::task::spawn_local(async move {
-            if let Err(e) = serve_client(stream, uid, &*service).await {
+            let notices = service.open(connection);
+            if let Err(e) = serve_client(stream, uid, connection, notices, &*service).await {
                 debug!(uid, error = %e, "local socket client closed");
             }
+            service.close(connection);
             active.set(active.get() - 1);
         });
     }
@@ -135,6 +153,8 @@ async fn refuse(mut stream: UnixStream, reason: Reason) {
 async fn serve_client<S: LocalService>(
     mut stream: UnixStream,
     uid: u32,
+    connection: u32,
+    mut notices: mpsc::Receiver<LocalReply>,
     service: &S,
 ) -> io::Result<()> {
     let (read_half, mut write_half) = stream.split();
@@ -143,42 +163,76 @@ async fn serve_client<S: LocalService>(
     let mut reader = BufReader::with_capacity(READ_BUFFER, read_half);
     let mut body = Vec::new();
     loop {
-        // Idle between requests for up to IDLE_TIMEOUT; once a request has
-        // begun, all of it (header included) must come within
-        // BODY_TIMEOUT, so a client stalled mid-header is closed as soon
-        // as one stalled mid-body.
-        let waiting = tokio::time::timeout(IDLE_TIMEOUT, reader.fill_buf())
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??;
-        if waiting.is_empty() {
-            return Ok(());
-        }
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        tokio::time::timeout(BODY_TIMEOUT, reader.read_exact(&mut header))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame header"))??;
-        let len = match frame_body_len(header) {
-            Ok(len) => len,
-            Err(e) => {
-                // The framing cannot be trusted any more: answer and close.
-                info!(error = %e, "local socket frame refused");
-                write_reply(&mut write_half, &LocalReply::Error(e.reason())).await?;
-                return Ok(());
+        // Idle between requests for up to IDLE_TIMEOUT (for as long as it
+        // likes while it watches sessions); once a request has begun, all
+        // of it (header included) must come within BODY_TIMEOUT, so a
+        // client stalled mid-header is closed as soon as one stalled
+        // mid-body. Notices are written between requests, never inside a
+        // reply.
+        let idle = if service.watching(connection) {
+            WATCHING_IDLE_TIMEOUT
+        } else {
+            IDLE_TIMEOUT
+        };
+        let request_begun = tokio::select! {
+            biased;
+            Some(notice) = notices.recv() => {
+                write_reply(&mut write_half, &notice).await?;
+                continue;
+            }
+            waiting = tokio::time::timeout(idle, async { reader.fill_buf().await.map(|b| !b.is_empty()) }) => {
+                waiting.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??
             }
         };
-        body.resize(len, 0);
-        tokio::time::timeout(BODY_TIMEOUT, reader.read_exact(&mut body))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame body"))??;
-        let reply = match decode_frame_body::<LocalRequest>(&body) {
-            Ok(request) => service.serve(request, uid),
-            Err(e) => {
-                info!(error = %e, "local socket request malformed");
-                LocalReply::Error(e.reason())
+        if !request_begun {
+            return Ok(());
+        }
+        let request = read_request(&mut reader, &mut body).await?;
+        let reply = match request {
+            Ok(request) => service.serve(request, uid, connection),
+            Err(Framing::Malformed(reason)) => LocalReply::Error(reason),
+            Err(Framing::Lost(reason)) => {
+                // The framing cannot be trusted any more: answer and close.
+                write_reply(&mut write_half, &LocalReply::Error(reason)).await?;
+                return Ok(());
             }
         };
         write_reply(&mut write_half, &reply).await?;
     }
+}
+
+/// Why a request could not be taken.
+enum Framing {
+    /// The body does not decode; the next frame can still be read.
+    Malformed(Reason),
+    /// The header is bad: where the next frame starts is unknown.
+    Lost(Reason),
+}
+
+/// Reads one request whose first byte has arrived, within BODY_TIMEOUT.
+async fn read_request<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    body: &mut Vec<u8>,
+) -> io::Result<Result<LocalRequest, Framing>> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    tokio::time::timeout(BODY_TIMEOUT, reader.read_exact(&mut header))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame header"))??;
+    let len = match frame_body_len(header) {
+        Ok(len) => len,
+        Err(e) => {
+            info!(error = %e, "local socket frame refused");
+            return Ok(Err(Framing::Lost(e.reason())));
+        }
+    };
+    body.resize(len, 0);
+    tokio::time::timeout(BODY_TIMEOUT, reader.read_exact(body))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame body"))??;
+    Ok(decode_frame_body::<LocalRequest>(body).map_err(|e| {
+        info!(error = %e, "local socket request malformed");
+        Framing::Malformed(e.reason())
+    }))
 }
 
 async fn write_reply<W: AsyncWrite + Unpin>(stream: &mut W, reply: &LocalReply) -> io::Result<()> {
@@ -189,12 +243,17 @@ async fn write_reply<W: AsyncWrite + Unpin>(stream: &mut W, reply: &LocalReply) 
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "reply"))?
 }
 
-/// The agent as the local socket server sees it, and the signal that wakes
-/// the event loop when a local request changed something it acts on.
+/// The agent as the local socket server sees it, the signal that wakes
+/// the event loop when a local request changed something it acts on, and
+/// where each connection's notices go.
 pub(crate) struct SharedService {
     pub(crate) agent: RefCell<Agent<RealFlash>>,
     pub(crate) changed: Notify,
     admin_uids: Vec<u32>,
+    /// Each open connection's notice queue. A connection gets at most one
+    /// notice per session it watches (bounded per connection), so a full
+    /// queue means a process that stopped reading: it is closed.
+    notices: RefCell<HashMap<u32, mpsc::Sender<LocalReply>>>,
 }
 
 impl SharedService {
@@ -205,21 +264,65 @@ impl SharedService {
             agent: RefCell::new(agent),
             changed: Notify::new(),
             admin_uids,
+            notices: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Revokes every watched session whose decision is now deny and tells
+    /// its connection. Called after anything that can change a decision.
+    pub(crate) fn revoke_denied(&self, now: u64) {
+        let revoked = self.agent.borrow_mut().revoke_denied(now);
+        let mut notices = self.notices.borrow_mut();
+        for r in revoked {
+            let notice = LocalReply::Revoked {
+                session: r.session,
+                reason: r.reason,
+            };
+            let delivered = notices
+                .get(&r.connection)
+                .is_some_and(|queue| queue.try_send(notice).is_ok());
+            if !delivered {
+                // Dropping the sender ends the connection's notices; its
+                // task then closes it, which the process sees as every
+                // session revoked.
+                warn!(
+                    connection = r.connection,
+                    "local client not reading its notices; closing it"
+                );
+                notices.remove(&r.connection);
+            }
         }
     }
 }
 
 impl LocalService for SharedService {
-    fn serve(&self, request: LocalRequest, peer_uid: u32) -> LocalReply {
+    fn open(&self, connection: u32) -> mpsc::Receiver<LocalReply> {
+        let (sender, receiver) = mpsc::channel(MAX_WATCHES_PER_CONNECTION);
+        self.notices.borrow_mut().insert(connection, sender);
+        receiver
+    }
+
+    fn serve(&self, request: LocalRequest, peer_uid: u32, connection: u32) -> LocalReply {
         let changes_link = matches!(request, LocalRequest::SetPlatformAccess { .. });
         let may_switch = self.admin_uids.contains(&peer_uid);
+        let now = now_secs();
         let reply = self
             .agent
             .borrow_mut()
-            .local_request(request, may_switch, now_secs());
+            .local_request(request, connection, may_switch, now);
         if changes_link {
+            self.revoke_denied(now);
             self.changed.notify_one();
         }
         reply
+    }
+
+    fn watching(&self, connection: u32) -> bool {
+        self.agent.borrow().watches_on(connection)
+    }
+
+    fn close(&self, connection: u32) {
+        self.notices.borrow_mut().remove(&connection);
+        self.agent.borrow_mut().connection_closed(connection);
     }
 }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 mod mqtt_io;
 use tracing::info;
 
-use super::clock::now_secs;
+use super::clock::{self, now_secs};
 use super::config::Config;
 use super::local_server::SharedService;
 use super::mqtt_task::{self, MqttTask};
@@ -230,7 +230,11 @@ impl<'a> Driver<'a> {
             at_wall(at).max(earliest.unwrap_or(now))
         });
         let network = self.next_network_check.filter(|_| connected);
-        [link, checkpoint, registration, network]
+        // A watched session ends at its grant's end to the millisecond.
+        let watch = agent
+            .next_watch_deadline(wall)
+            .map(|at| now + clock::until(at));
+        [link, checkpoint, registration, network, watch]
             .into_iter()
             .flatten()
             .min()
@@ -241,7 +245,9 @@ impl<'a> Driver<'a> {
     fn on_timer(&mut self) {
         let random = self.random();
         self.link.handle_timeout(self.millis(), random);
-        self.shared.agent.borrow_mut().observe_clock(now_secs());
+        let now = now_secs();
+        self.shared.agent.borrow_mut().observe_clock(now);
+        self.shared.revoke_denied(now);
     }
 }
 

@@ -153,6 +153,9 @@ impl Driver<'_> {
             }
             _ => warn!(topic = %publish.topic, "message on an unexpected topic ignored"),
         }
+        drop(agent);
+        // A command may have revoked what a running stream relies on.
+        self.shared.revoke_denied(now);
     }
 
     /// Hands queued messages, then owed acknowledgements, to the MQTT

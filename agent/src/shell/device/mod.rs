@@ -4,13 +4,12 @@
 //! events with the time, and takes messages from its outbox. Its one I/O
 //! is the state store, because an acknowledgement must wait for flash.
 
-use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::codec;
 use protocol::ddns::DomainResult;
 use protocol::envelope::CommandKeys;
 use protocol::limits::{MAX_COMMAND_BYTES, MAX_MESSAGE_BYTES};
-use protocol::local::{LinkState, LocalReply, LocalRequest, StatusReply};
-use protocol::messages::{AuditActor, AuditEntry, AuditEvent, AuditReport, DeviceStatus};
+use protocol::local::LinkState;
+use protocol::messages::{AuditActor, AuditEvent, AuditReport, DeviceStatus};
 use protocol::topics::Leaf;
 use protocol::{Outcome, Reason};
 use serde::Serialize;
@@ -18,11 +17,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::core::domain::{NetworkFacts, Registrar};
 use crate::core::outbox::{Outbox, Outgoing};
-use crate::core::{
-    decide, handle_command, set_platform_access, storage_failed, AuditRing, DeviceState, Effect,
-    Effects,
-};
+use crate::core::watch::Watches;
+use crate::core::{handle_command, storage_failed, AuditRing, DeviceState, Effect, Effects};
 use crate::store::{Flash, StateStore};
+
+mod local;
 
 /// The device: its state and everything around it (store, command keys,
 /// audit ring, outbox, domain registrar), over the flash `F`.
@@ -41,6 +40,8 @@ pub struct Agent<F: Flash> {
     /// The network facts last read, so that a renamed domain is registered
     /// at once.
     network: Option<NetworkFacts>,
+    /// Sessions the firmware's processes watch (see `local`).
+    watches: Watches,
 }
 
 impl<F: Flash> Agent<F> {
@@ -61,6 +62,7 @@ impl<F: Flash> Agent<F> {
             registrar,
             link: LinkState::Connecting,
             network: None,
+            watches: Watches::new(),
         }
     }
 
@@ -262,105 +264,6 @@ impl<F: Flash> Agent<F> {
         if let Some(registration) = self.registrar.observe(facts, now) {
             info!(domain = %registration.domain, attempt = registration.attempt, "registering domain");
             self.queue(Leaf::DomainRegister, &registration);
-        }
-    }
-
-    /// May `principal` do `action` on `channel`? Recorded in the audit ring.
-    pub fn authorize(
-        &mut self,
-        principal: &Principal,
-        action: Action,
-        channel: Option<u16>,
-        now: u64,
-    ) -> Decision {
-        self.observe_clock(now);
-        let decision = decide(&self.state, principal, action, channel, now);
-        let actor = match principal {
-            Principal::Cloud(id) => AuditActor::Cloud(id.clone()),
-            Principal::Local(level) => AuditActor::Local(*level),
-        };
-        let outcome = match decision {
-            Decision::Allow => Outcome::Accepted,
-            Decision::Deny(reason) => Outcome::Refused(reason),
-        };
-        self.audit.record(AuditEntry {
-            at: now,
-            actor,
-            event: AuditEvent::Decision { action, channel },
-            outcome,
-        });
-        decision
-    }
-
-    /// Switches platform access on behalf of a local user, asked through a
-    /// process that is (`admin_process`) or is not on `admin_uids`.
-    pub fn set_platform_access(
-        &mut self,
-        by: LocalLevel,
-        admin_process: bool,
-        enabled: bool,
-        now: u64,
-    ) -> Result<(), Reason> {
-        let (result, audit) = set_platform_access(&self.state, by, admin_process, enabled, now);
-        if let Err(Reason::PeerNotAllowed) = result {
-            warn!(
-                ?by,
-                enabled, "platform access switch refused: the process is not on admin_uids"
-            );
-        }
-        self.audit.record(audit);
-        let (next, effects) = result?;
-        self.carry_out(next, &effects, now)
-    }
-
-    /// Answers a local-socket request from a process that `may_switch`
-    /// platform access (its uid is on `local_socket.admin_uids`), or not.
-    pub fn local_request(
-        &mut self,
-        request: LocalRequest,
-        may_switch: bool,
-        now: u64,
-    ) -> LocalReply {
-        match request {
-            LocalRequest::Authorize {
-                principal,
-                action,
-                channel,
-            } => LocalReply::Decision(self.authorize(&principal, action, channel, now)),
-            LocalRequest::Status => LocalReply::Status(Box::new(self.status(now))),
-            LocalRequest::ListAccess => LocalReply::Access(Box::new(self.state_report())),
-            LocalRequest::SetPlatformAccess { by, enabled } => {
-                match self.set_platform_access(by, may_switch, enabled, now) {
-                    Ok(()) => LocalReply::Done,
-                    Err(reason) => LocalReply::Error(reason),
-                }
-            }
-            LocalRequest::RecentAudit { max } => LocalReply::Audit(self.audit.recent(max)),
-        }
-    }
-
-    /// The status reply at device time `now`.
-    pub fn status(&self, now: u64) -> StatusReply {
-        let access = &self.state.access;
-        StatusReply {
-            serial: self.state.identity.serial.clone(),
-            link: self.link,
-            bound: access.binding != protocol::messages::Binding::Unbound,
-            handed_over: matches!(
-                access.binding,
-                protocol::messages::Binding::Owned {
-                    installer: Some(_),
-                    ..
-                }
-            ),
-            cloud_service: access.cloud_service,
-            platform_access: access.platform_access,
-            domain: access.domain.clone(),
-            registration: self.registrar.state(),
-            last_seq: self.state.ledger.last_seq,
-            clock_trusted: self.state.clock.is_trusted(now),
-            reports_queued: self.outbox.len() as u32,
-            reports_dropped: self.outbox.dropped(),
         }
     }
 
