@@ -20,10 +20,8 @@
 //! model of which sequence numbers are fresh, recent or old, so the ledger
 //! is checked against an independent account of what was sent.
 
-mod common;
-
 use agent::core::{apply, decide, set_platform_access, Applied, DeviceState};
-use common::*;
+use hc_testkit::fixture::*;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use proptest::test_runner::{Config, RngAlgorithm};

@@ -1,10 +1,8 @@
 //! Table tests for the access rules of DESIGN.md section 3, each named
 //! after the rule it checks, driving the public core API.
 
-mod common;
-
 use agent::core::{set_platform_access, Effect};
-use common::*;
+use hc_testkit::fixture::*;
 use protocol::access::{Action, Decision, LocalLevel};
 use protocol::messages::{AuditEvent, Binding};
 use protocol::{

@@ -17,6 +17,11 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use agent::client::LocalClient;
+use hc_testkit::agent_config::current_uid;
+use hc_testkit::cloud::TestCloud;
+use hc_testkit::daemon::*;
+use hc_testkit::local::{state_of, wait_local};
+use hc_testkit::model::{access_of, Rng};
 use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::limits::{MAX_COMMAND_BYTES, MAX_LOCAL_CLIENTS, MAX_LOCAL_FRAME_BYTES, MAX_SHARES};
 use protocol::local::{LinkState, LocalReply, LocalRequest};
@@ -25,10 +30,7 @@ use protocol::{
     AccountId, Ack, ChannelScope, ChannelSet, Command, CommandBody, Outcome, Permissions, Reason,
     Serial, Validity,
 };
-use support::config::{current_uid, AgentConfig};
-use support::local::{state_of, wait_local};
-use support::model::{access_of, Rng};
-use support::*;
+use support::site;
 
 // ------------------------------------------------------ hand-made postcard
 
@@ -119,7 +121,7 @@ fn foreign(id: &str) -> protocol::AccountRef {
 
 impl Bench {
     fn start() -> Bench {
-        let site = Site::new();
+        let site = site();
         let cloud = site.cloud();
         let agent = site.start_agent(&site.default_config());
         assert!(cloud.wait_status(true, WAIT), "device never online");
@@ -253,7 +255,7 @@ impl Bench {
 fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_serving_after() {
     let mut b = Bench::start();
     let mut rng = Rng(0x5eed_0bad_1dea_f00d);
-    let mut random = |n: usize| -> Vec<u8> { (0..n).map(|_| rng.next() as u8).collect() };
+    let mut random = |n: usize| -> Vec<u8> { (0..n).map(|_| rng.next_u64() as u8).collect() };
 
     // The hand-made encoding is postcard's: a valid command made by hand
     // equals the library's encoding, so each variation below differs from
@@ -642,7 +644,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
         (
             "a second bind",
             "mallory",
-            support::model::bind_owner_body("mallory"),
+            hc_testkit::model::bind_owner_body("mallory"),
             AlreadyBound,
         ),
         (
@@ -1065,13 +1067,11 @@ fn local_socket_bad_frames_each_get_their_error_and_never_disturb_other_clients(
 
 #[test]
 fn local_socket_peer_not_on_the_allow_list_is_refused_and_the_agent_keeps_serving_the_cloud() {
-    let site = Site::new();
+    let site = site();
     let uid = current_uid();
-    let config = site.write_agent_config(&AgentConfig {
-        file: "strangers.toml".into(),
-        allowed_uids: vec![uid.wrapping_add(4242)],
-        admin_uids: vec![],
-        ..site.agent_config()
+    let config = site.write_agent_config("strangers.toml", |c| {
+        c.local_socket.allowed_uids = vec![uid.wrapping_add(4242)];
+        c.local_socket.admin_uids = vec![];
     });
     let mut cloud = site.cloud();
     let _agent = site.start_agent(&config);
@@ -1105,11 +1105,9 @@ fn local_socket_peer_not_on_the_allow_list_is_refused_and_the_agent_keeps_servin
 
 #[test]
 fn a_process_not_on_admin_uids_cannot_switch_platform_access_whatever_level_it_claims() {
-    let site = Site::new();
-    let config = site.write_agent_config(&AgentConfig {
-        file: "no-admins.toml".into(),
-        admin_uids: vec![],
-        ..site.agent_config()
+    let site = site();
+    let config = site.write_agent_config("no-admins.toml", |c| {
+        c.local_socket.admin_uids = vec![];
     });
     let mut cloud = site.cloud();
     let _agent = site.start_agent(&config);
@@ -1155,7 +1153,7 @@ fn a_burst_of_1000_bad_envelopes_is_answered_or_counted_and_the_agent_keeps_serv
     let mut rng = Rng(0xb0b5_1ead);
     b.cloud.drain();
     for i in 0..BURST {
-        let mut garbage: Vec<u8> = (0..100 + i % 50).map(|_| rng.next() as u8).collect();
+        let mut garbage: Vec<u8> = (0..100 + i % 50).map(|_| rng.next_u64() as u8).collect();
         garbage[..2].copy_from_slice(&[1, 1]);
         b.cloud.publish_raw(garbage);
     }

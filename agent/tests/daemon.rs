@@ -7,11 +7,12 @@ mod support;
 use std::time::Duration;
 
 use agent::client::LocalClient;
+use hc_testkit::daemon::*;
 use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::ddns::DomainRegistration;
 use protocol::topics::Leaf;
 use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
-use support::*;
+use support::site;
 
 fn share_bob() -> CommandBody {
     CommandBody::Share {
@@ -38,7 +39,7 @@ fn wait_socket(site: &Site) -> LocalClient {
 
 #[test]
 fn connects_with_its_client_certificate_and_reports_online_and_state() {
-    let site = Site::new();
+    let site = site();
     let cloud = site.cloud();
     let _agent = site.start_agent(&site.default_config());
     assert!(
@@ -51,7 +52,7 @@ fn connects_with_its_client_certificate_and_reports_online_and_state() {
 
 #[test]
 fn a_signed_command_is_applied_persisted_and_acknowledged() {
-    let site = Site::new();
+    let site = site();
     let mut cloud = site.cloud();
     let mut agent = site.start_agent(&site.default_config());
     assert!(cloud.wait_status(true, WAIT));
@@ -75,7 +76,7 @@ fn a_signed_command_is_applied_persisted_and_acknowledged() {
 
 #[test]
 fn wrong_signature_replay_and_oversized_payload_are_refused_and_change_nothing() {
-    let site = Site::new();
+    let site = site();
     let mut cloud = site.cloud();
     let _agent = site.start_agent(&site.default_config());
     assert!(cloud.wait_status(true, WAIT));
@@ -139,7 +140,7 @@ fn playback_share(name: &str) -> CommandBody {
 
 #[test]
 fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
-    let mut site = Site::new();
+    let mut site = site();
     let mut cloud = site.cloud();
     let _agent = site.start_agent(&site.default_config());
     assert!(cloud.wait_status(true, WAIT));
@@ -198,7 +199,7 @@ fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
 
 #[test]
 fn the_last_will_marks_the_device_offline_when_the_agent_is_killed() {
-    let site = Site::new();
+    let site = site();
     let cloud = site.cloud();
     let mut agent = site.start_agent(&site.default_config());
     assert!(cloud.wait_status(true, WAIT));
@@ -212,7 +213,7 @@ fn the_last_will_marks_the_device_offline_when_the_agent_is_killed() {
 
 #[test]
 fn sigterm_marks_the_device_offline_and_exits_cleanly() {
-    let site = Site::new();
+    let site = site();
     let cloud = site.cloud();
     let mut agent = site.start_agent(&site.default_config());
     assert!(cloud.wait_status(true, WAIT));
@@ -223,9 +224,9 @@ fn sigterm_marks_the_device_offline_and_exits_cleanly() {
 
 #[test]
 fn a_broker_certificate_from_another_ca_is_refused() {
-    let site = Site::new();
+    let site = site();
     let other = site.pki.generate_unrelated().unwrap();
-    let config = site.write_config(other.ca_cert(), "");
+    let config = site.write_agent_config("agent.toml", |c| c.cloud.ca = other.ca_cert().to_owned());
     let cloud = site.cloud();
     let agent = site.start_agent(&config);
     assert!(
@@ -254,7 +255,7 @@ fn a_broker_certificate_from_another_ca_is_refused() {
 
 #[test]
 fn the_local_socket_answers_authorize_under_concurrent_clients_and_survives_garbage() {
-    let site = Site::new();
+    let site = site();
     let mut cloud = site.cloud();
     let _agent = site.start_agent(&site.default_config());
     assert!(cloud.wait_status(true, WAIT));
@@ -318,7 +319,7 @@ fn the_local_socket_answers_authorize_under_concurrent_clients_and_survives_garb
 
 #[test]
 fn platform_access_off_closes_the_link_and_keeps_it_closed_until_on() {
-    let site = Site::new();
+    let site = site();
     let mut cloud = site.cloud();
     let _agent = site.start_agent(&site.default_config());
     assert!(cloud.wait_status(true, WAIT));
@@ -349,7 +350,7 @@ fn platform_access_off_closes_the_link_and_keeps_it_closed_until_on() {
 
 #[test]
 fn the_domain_is_registered_again_after_a_port_change() {
-    let site = Site::new();
+    let site = site();
     let cloud = site.cloud();
     let _agent = site.start_agent(&site.default_config());
     let first = cloud
@@ -372,9 +373,9 @@ fn the_domain_is_registered_again_after_a_port_change() {
 #[test]
 fn the_local_socket_is_created_with_a_mode_that_shuts_out_other_users() {
     use std::os::unix::fs::PermissionsExt;
-    let site = Site::new();
+    let site = site();
     let _agent = site.start_agent(&site.default_config());
-    let _local = support::local::wait_local(&site.socket());
+    let _local = hc_testkit::local::wait_local(&site.socket());
     let mode = std::fs::metadata(site.socket())
         .unwrap()
         .permissions()

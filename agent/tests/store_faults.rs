@@ -5,13 +5,11 @@
 //! state cannot reach flash is refused with `StorageFailed`, and nothing of
 //! it stays in memory or on disk.
 
-mod common;
-
 use agent::core::domain::{Registrar, RegistrarPolicy};
 use agent::core::DeviceState;
 use agent::shell::agent::Agent;
 use agent::store::{Fault, FaultyFlash, Loaded, RealFlash, StateStore, StoreError};
-use common::*;
+use hc_testkit::fixture::*;
 use protocol::access::Action;
 use protocol::codec;
 use protocol::envelope::{CommandKeys, CommandSigner};

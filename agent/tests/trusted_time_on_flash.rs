@@ -5,13 +5,11 @@
 //! clock rolled back into the grant's window cannot revive it. Between such
 //! moments nothing is written (flash wears).
 
-mod common;
-
 use agent::core::domain::{Registrar, RegistrarPolicy};
 use agent::core::{decide, DeviceState};
 use agent::shell::agent::Agent;
 use agent::store::{Loaded, RealFlash, StateStore};
-use common::*;
+use hc_testkit::fixture::*;
 use protocol::access::{Action, Decision};
 use protocol::envelope::{CommandKeys, CommandSigner};
 use protocol::{ChannelScope, CommandBody, Reason};

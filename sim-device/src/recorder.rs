@@ -15,13 +15,13 @@
 //! servers do: ask the agent over the local socket before serving, and
 //! serve only on `Allow`. They return the agent's decision.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use agent::client::{ClientError, LocalClient};
-use agent::shell::config::{encode_hex, Config};
+use agent::shell::config::Config;
+use hc_testkit::agent_config;
 use protocol::access::{Action, Decision, Principal};
 use protocol::local::StatusReply;
 
@@ -114,32 +114,8 @@ pub struct Recorder {
     thread: Option<JoinHandle<Result<(), String>>>,
 }
 
-fn toml_str(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn path_str(path: &Path) -> String {
-    toml_str(&path.to_string_lossy())
-}
-
 /// The effective uid of this process: the one the agent's socket allows.
-pub fn current_uid() -> u32 {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
+pub use hc_testkit::agent_config::current_uid;
 
 /// The agent configuration text for a recorder whose files live in `dir`.
 pub fn config_text(
@@ -150,71 +126,26 @@ pub fn config_text(
     broker_port: u16,
     command_key: &[u8; 32],
 ) -> Result<String, RecorderError> {
-    let device = pki
-        .device(&spec.serial)
+    let mut config = agent_config::loopback(pki, &spec.serial, dir, broker_port, command_key)
         .ok_or_else(|| RecorderError::NoCertificate(spec.serial.clone()))?;
-    let mut text = String::new();
-    let _ = write!(
-        text,
-        "# Written by sim-device for the simulated recorder {serial}.\n\
-         serial = {serial_q}\n\
-         region = {region}\n\
-         channels = {channels}\n\
-         verification_code = {code}\n\
-         state_dir = {state}\n\
-         \n\
-         [cloud]\n\
-         host = {host}\n\
-         port = {port}\n\
-         ca = {ca}\n\
-         cert = {cert}\n\
-         key = {key}\n\
-         keep_alive_secs = 5\n\
-         backoff_base_ms = 200\n\
-         backoff_cap_ms = 2000\n\
-         \n\
-         [[command_keys]]\n\
-         id = {key_id}\n\
-         public_key = {public}\n\
-         \n\
-         [local_socket]\n\
-         path = {socket}\n\
-         allowed_uids = [{uid}]\n\
-         admin_uids = [{uid}]\n\
-         mode = 0o600\n\
-         \n\
-         [domain]\n\
-         http_port = {http}\n\
-         https_port = {https}\n\
-         rtsp_port = {rtsp}\n\
-         sdk_port = {sdk}\n\
-         check_interval_secs = 1\n\
-         min_interval_secs = 1\n\
-         \n\
-         [log]\n\
-         level = {level}\n",
-        serial = spec.serial,
-        serial_q = toml_str(&spec.serial),
-        region = toml_str(&spec.region),
-        channels = spec.channels,
-        code = toml_str(&spec.verification_code),
-        state = path_str(&dir.join("state")),
-        host = toml_str(broker_host),
-        port = broker_port,
-        ca = path_str(pki.ca_cert()),
-        cert = path_str(&device.cert),
-        key = path_str(&device.key),
-        key_id = COMMAND_KEY_ID,
-        public = toml_str(&encode_hex(command_key)),
-        socket = path_str(&dir.join("agent.sock")),
-        uid = current_uid(),
-        http = spec.http_port,
-        https = spec.https_port,
-        rtsp = spec.rtsp_port,
-        sdk = spec.sdk_port,
-        level = toml_str(&spec.log_level),
-    );
-    Ok(text)
+    config.region = spec.region.clone();
+    config.channels = spec.channels;
+    config.verification_code = spec.verification_code.clone();
+    config.cloud.host = broker_host.into();
+    config.cloud.backoff_base_ms = 200;
+    config.cloud.backoff_cap_ms = 2_000;
+    config.command_keys[0].id = COMMAND_KEY_ID;
+    config.local_socket.mode = 0o600;
+    config.domain.http_port = spec.http_port;
+    config.domain.https_port = spec.https_port;
+    config.domain.rtsp_port = spec.rtsp_port;
+    config.domain.sdk_port = spec.sdk_port;
+    config.log.level = spec.log_level.clone();
+    Ok(format!(
+        "# Written by sim-device for the simulated recorder {}.\n{}",
+        spec.serial,
+        agent_config::to_toml(&config)
+    ))
 }
 
 impl Recorder {

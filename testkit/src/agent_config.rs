@@ -1,151 +1,116 @@
-//! Agent configurations beyond [`Site::write_config`]: another broker port
-//! (a proxy, mosquitto), another device certificate, a shorter keep-alive,
-//! another local-socket allow-list. The text is the one `write_config`
-//! writes, with these values substituted.
+//! Agent configuration files as the tests, the simulator and the
+//! measurements write them: an `agent::shell::config::Config` value, built
+//! here and changed by the caller, serialized with `toml`. No text
+//! templates, so a key the agent renames or adds cannot drift apart from
+//! the files written for it.
 
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
-use super::{signer, Site, CODE, SERIAL};
+use agent::shell::config::{
+    encode_hex, CloudConfig, CommandKeyConfig, Config, DomainConfig, LocalSocketConfig, LogConfig,
+};
 
-/// What differs from the default agent configuration of a [`Site`].
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    /// The file name inside the site's directory.
-    pub file: String,
-    /// The broker (or proxy) port on `localhost`.
-    pub port: u16,
-    /// The CA the agent pins.
-    pub ca: PathBuf,
-    /// The serial whose device certificate and key the agent presents.
-    pub cert_of: String,
-    pub keep_alive_secs: u64,
-    pub backoff_base_ms: u64,
-    pub backoff_cap_ms: u64,
-    /// The local socket's uid allow-list.
-    pub allowed_uids: Vec<u32>,
-    /// Of those, the uids that may switch platform access.
-    pub admin_uids: Vec<u32>,
-    /// Appended to `[cloud]` (e.g. `allow_tls12 = true`).
-    pub cloud_extra: String,
-}
+use crate::pki::Pki;
 
-impl Site {
-    /// The default configuration's values (as `default_config` writes them).
-    pub fn agent_config(&self) -> AgentConfig {
-        AgentConfig {
-            file: "agent.toml".into(),
-            port: self.broker.port(),
-            ca: self.pki.ca_cert().to_owned(),
-            cert_of: SERIAL.into(),
+/// The configuration of a device on loopback, as the tests run it (callers
+/// change what they need): device `serial` of `pki` (its certificate and
+/// key; None if the PKI has none), an 8-channel EU recorder with code
+/// `ABCDEF`, its files (state, socket) in `dir`, the broker on
+/// `localhost:port`, `command_key` pinned as key 1, short timings
+/// (keep-alive 5 s, backoff 100 ms to 1 s, domain checks every second), the
+/// local socket open to this process's uid as user and admin, log level
+/// debug.
+pub fn loopback(
+    pki: &Pki,
+    serial: &str,
+    dir: &Path,
+    port: u16,
+    command_key: &[u8; 32],
+) -> Option<Config> {
+    let device = pki.device(serial)?;
+    Some(Config {
+        serial: serial.into(),
+        region: "EU".into(),
+        channels: 8,
+        verification_code: crate::daemon::CODE.into(),
+        state_dir: dir.join("state"),
+        cloud: CloudConfig {
+            host: "localhost".into(),
+            port,
+            ca: pki.ca_cert().to_owned(),
+            cert: device.cert.clone(),
+            key: device.key.clone(),
             keep_alive_secs: 5,
+            allow_tls12: false,
+            insecure_plaintext: false,
             backoff_base_ms: 100,
-            backoff_cap_ms: 1000,
+            backoff_cap_ms: 1_000,
+            // The agent's default.
+            reconnect_spread_ms: 1_000,
+        },
+        command_keys: vec![CommandKeyConfig {
+            id: 1,
+            public_key: encode_hex(command_key),
+        }],
+        local_socket: LocalSocketConfig {
+            path: dir.join("agent.sock"),
             allowed_uids: vec![current_uid()],
             admin_uids: vec![current_uid()],
-            cloud_extra: String::new(),
-        }
-    }
-
-    /// Writes `config` into the site's directory.
-    pub fn write_agent_config(&self, config: &AgentConfig) -> PathBuf {
-        let device = self
-            .pki
-            .device(&config.cert_of)
-            .unwrap_or_else(|| panic!("no device certificate for {}", config.cert_of));
-        let list = |uids: &[u32]| {
-            uids.iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let uids = list(&config.allowed_uids);
-        let admin_uids = list(&config.admin_uids);
-        let text = format!(
-            r#"serial = "{SERIAL}"
-region = "EU"
-channels = 8
-verification_code = "{CODE}"
-state_dir = "{state}"
-
-[cloud]
-host = "localhost"
-port = {port}
-ca = "{ca}"
-cert = "{cert}"
-key = "{key}"
-keep_alive_secs = {keep_alive}
-backoff_base_ms = {base}
-backoff_cap_ms = {cap}
-{extra}
-
-[[command_keys]]
-id = 1
-public_key = "{public}"
-
-[local_socket]
-path = "{socket}"
-allowed_uids = [{uids}]
-admin_uids = [{admin_uids}]
-
-[domain]
-http_port = 80
-https_port = 443
-rtsp_port = 554
-sdk_port = 8000
-ports_file = "{ports}"
-check_interval_secs = 1
-min_interval_secs = 1
-
-[log]
-level = "debug"
-"#,
-            state = self.state_dir().display(),
-            port = config.port,
-            ca = config.ca.display(),
-            cert = device.cert.display(),
-            key = device.key.display(),
-            keep_alive = config.keep_alive_secs,
-            base = config.backoff_base_ms,
-            cap = config.backoff_cap_ms,
-            extra = config.cloud_extra,
-            public = agent::shell::config::encode_hex(&signer().public_key()),
-            socket = self.socket().display(),
-            uids = uids,
-            ports = self.ports_file().display(),
-        );
-        let path = self.dir.path().join(&config.file);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// The agent's log file (appended to by every agent of the site).
-    pub fn agent_log_path(&self) -> PathBuf {
-        self.dir.path().join("agent.log")
-    }
+            mode: 0o660,
+        },
+        domain: DomainConfig {
+            check_interval_secs: 1,
+            min_interval_secs: 1,
+            ..DomainConfig::default()
+        },
+        log: LogConfig {
+            level: "debug".into(),
+        },
+    })
 }
 
-/// The uid this test runs as.
+/// The configuration file's text.
+pub fn to_toml(config: &Config) -> String {
+    toml::to_string(config).expect("an agent configuration serializes to TOML")
+}
+
+/// Writes `config` to `path`.
+pub fn write(config: &Config, path: &Path) -> io::Result<()> {
+    std::fs::write(path, to_toml(config))
+}
+
+/// The effective uid of this process: the one an agent it starts runs as.
 pub fn current_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(0)
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
-/// Reads a whole file as text (empty if missing).
-pub fn read_text(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Site {
-    /// A site whose embedded broker is started from `broker(&pki)` instead
-    /// of the PKI's own mutual-TLS configuration.
-    pub fn with_broker(
-        broker: impl FnOnce(&sim_device::pki::Pki) -> sim_device::broker::BrokerConfig,
-    ) -> Site {
+    #[test]
+    fn a_written_configuration_loads_back_equal() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = sim_device::pki::Pki::generate(dir.path().join("pki"), &[SERIAL]).unwrap();
-        let config = broker(&pki);
-        let broker = sim_device::broker::EmbeddedBroker::start(config).unwrap();
-        Site { dir, pki, broker }
+        let pki = Pki::generate(dir.path().join("pki"), &["RT-1"]).unwrap();
+        let mut config = loopback(&pki, "RT-1", dir.path(), 18_883, &[9; 32]).unwrap();
+        // Every optional key set, so that each is written and read back.
+        config.cloud.allow_tls12 = true;
+        config.domain.ports_file = Some(dir.path().join("ports"));
+        config.local_socket.mode = 0o600;
+        for (name, config) in [
+            ("with ports file", config.clone()),
+            ("without", {
+                config.domain.ports_file = None;
+                config
+            }),
+        ] {
+            let path = dir.path().join("agent.toml");
+            write(&config, &path).unwrap();
+            // `load` validates too.
+            let read = Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(format!("{read:?}"), format!("{config:?}"), "{name}");
+        }
     }
 }

@@ -1,77 +1,143 @@
-//! A cloud for the fault tests that keeps a record of everything: every
-//! ack (with the time it arrived) and every status, on an MQTT session
-//! that can be persistent (so acks published while the cloud's own
-//! connection is down, during a broker restart, are queued for it), and
-//! that re-publishes a command envelope until it is acknowledged, as
-//! protocol/SPEC.md section 6.5 allows ("MAY re-publish the same envelope").
+//! The cloud side of the daemon tests and the measurements: MQTT clients
+//! with the PKI's cloud certificate that sign commands for the site's
+//! device ([`SERIAL`]) and read what it publishes. [`TestCloud`] waits for
+//! what a test expects; [`RecordingCloud`] keeps a record of everything: every
+//! ack (with the time it arrived) and every status, on an MQTT session that
+//! can be persistent (so acks published while the cloud's own connection is
+//! down, during a broker restart, are queued for it), and re-publishes a
+//! command envelope until it is acknowledged, as protocol/SPEC.md section
+//! 6.5 allows ("MAY re-publish the same envelope").
 
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use protocol::command::bind_proof;
 use protocol::envelope::CommandSigner;
-use protocol::messages::DeviceStatus;
+use protocol::messages::{DeviceStatus, StateReport};
 use protocol::topics::{self, Leaf};
-use protocol::{Ack, Command, CommandBody, Serial};
+use protocol::{AccountId, Ack, BindRole, Command, CommandBody, Serial};
 use rumqttc::{Client, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
-use sim_device::pki::Pki;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{account, decode, signer, tls_client_config, SERIAL, WAIT};
+use crate::daemon::{account, decode, signer, CODE, SERIAL, WAIT};
+use crate::pki::Pki;
 
-/// One ack as the cloud received it.
-#[derive(Debug, Clone, Copy)]
-pub struct AckRecord {
-    pub at: Instant,
-    pub ack: Ack,
+/// A rustls client configuration that trusts `pki`'s CA and presents `cert`.
+pub fn tls_client_config(pki: &Pki, cert: &Path, key: &Path) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(pki.ca_cert()).unwrap() {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap()
 }
 
-pub struct RecordingCloud {
+/// How a cloud client connects and what it listens to.
+#[derive(Debug, Clone)]
+pub struct CloudOptions {
+    /// The client id's prefix (the process id and a counter follow).
+    pub name: &'static str,
+    /// The device topics it subscribes to (for every device).
+    pub leaves: Vec<Leaf>,
+    /// Clean session off, so that the broker queues for it while it is away.
+    pub persistent: bool,
+    pub keep_alive: Duration,
+    /// Requests the client may have outstanding.
+    pub capacity: usize,
+    /// TCP_NODELAY on its socket, as a cloud service would have it (so that
+    /// measured figures are the agent's and the broker's, not Nagle's
+    /// algorithm in the test client).
+    pub nodelay: bool,
+}
+
+impl Default for CloudOptions {
+    /// Every topic the device publishes, a clean session, keep-alive 5 s.
+    fn default() -> Self {
+        CloudOptions {
+            name: "cloud",
+            leaves: vec![
+                Leaf::Ack,
+                Leaf::State,
+                Leaf::Status,
+                Leaf::Audit,
+                Leaf::DomainRegister,
+            ],
+            persistent: false,
+            keep_alive: Duration::from_secs(5),
+            capacity: 256,
+            nodelay: false,
+        }
+    }
+}
+
+/// The cloud side of the tests: subscribes to device topics and signs
+/// commands.
+pub struct TestCloud {
     client: Client,
     rx: mpsc::Receiver<Publish>,
-    signer: CommandSigner,
     pub seq: u64,
-    /// Every ack received, in arrival order.
-    pub acks: Vec<AckRecord>,
-    /// Every status received (online or not), in arrival order.
-    pub statuses: Vec<(Instant, bool)>,
-    /// How often a command was published again because no ack came.
-    pub resends: u64,
+    signer: CommandSigner,
     /// How often the cloud's own connection (re)connected.
-    pub connects: Arc<std::sync::atomic::AtomicU32>,
+    pub connects: Arc<AtomicU32>,
 }
 
-impl RecordingCloud {
-    /// Connects to the broker on `port` with the PKI's cloud certificate.
-    /// `persistent`: clean session off, so the broker queues for it.
-    pub fn connect(pki: &Pki, port: u16, persistent: bool) -> RecordingCloud {
-        static CLIENTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let id = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+impl TestCloud {
+    /// Connects to the broker on `port` with the PKI's cloud certificate,
+    /// with the [`CloudOptions::default`].
+    pub fn connect(pki: &Pki, port: u16) -> TestCloud {
+        TestCloud::connect_with(pki, port, CloudOptions::default())
+    }
+
+    /// Connects and returns once every subscription is in place.
+    pub fn connect_with(pki: &Pki, port: u16, options: CloudOptions) -> TestCloud {
+        static CLIENTS: AtomicU32 = AtomicU32::new(0);
+        let id = CLIENTS.fetch_add(1, Ordering::Relaxed);
         let cloud = pki.cloud();
-        let mut options = MqttOptions::new(
-            format!("rec-cloud-{}-{id}", std::process::id()),
+        let mut mqtt = MqttOptions::new(
+            format!("{}-{}-{id}", options.name, std::process::id()),
             "localhost",
             port,
         );
-        options.set_keep_alive(Duration::from_secs(5));
-        options.set_clean_session(!persistent);
-        options.set_max_packet_size(512 * 1024, 512 * 1024);
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+        mqtt.set_keep_alive(options.keep_alive);
+        mqtt.set_clean_session(!options.persistent);
+        mqtt.set_max_packet_size(512 * 1024, 512 * 1024);
+        mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             Arc::new(tls_client_config(pki, &cloud.cert, &cloud.key)),
         )));
-        let (client, mut connection) = Client::new(options, 1024);
+        let (client, mut connection) = Client::new(mqtt, options.capacity);
+        connection
+            .eventloop
+            .network_options
+            .set_tcp_nodelay(options.nodelay);
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let subscriber = client.clone();
-        let connects: Arc<std::sync::atomic::AtomicU32> = Arc::default();
+        let connects: Arc<AtomicU32> = Arc::default();
         let counter = connects.clone();
+        let leaves = options.leaves.clone();
         std::thread::spawn(move || {
             for event in connection.iter() {
                 match event {
+                    // Subscribe on every connection: a broker restart may
+                    // have lost the session.
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        for leaf in [Leaf::Ack, Leaf::Status, Leaf::State] {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        for leaf in &leaves {
                             let _ = subscriber
-                                .try_subscribe(topics::all_devices(leaf), QoS::AtLeastOnce);
+                                .try_subscribe(topics::all_devices(*leaf), QoS::AtLeastOnce);
                         }
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
@@ -87,47 +153,185 @@ impl RecordingCloud {
                 }
             }
         });
-        for _ in 0..3 {
+        for _ in &options.leaves {
             ready_rx
                 .recv_timeout(WAIT)
-                .expect("recording cloud subscribed");
+                .expect("cloud client subscribed");
         }
-        RecordingCloud {
+        TestCloud {
             client,
             rx,
-            signer: signer(),
             seq: 0,
-            acks: Vec::new(),
-            statuses: Vec::new(),
-            resends: 0,
+            signer: signer(),
             connects,
         }
     }
 
-    /// The next command (next seq, issued now) and its envelope.
-    pub fn next(&mut self, actor: &str, body: CommandBody) -> (Command, Vec<u8>) {
+    pub fn command(&mut self, actor: &str, body: CommandBody) -> Command {
         self.seq += 1;
-        let command = Command {
+        Command {
             serial: Serial::new(SERIAL).unwrap(),
             actor: account(actor),
             seq: self.seq,
             issued_at: agent::shell::event_loop::now_secs(),
             body,
+        }
+    }
+
+    pub fn seal(&self, command: &Command) -> Vec<u8> {
+        self.signer.seal(command).unwrap()
+    }
+
+    pub fn publish_raw(&self, payload: Vec<u8>) {
+        self.publish_to(Leaf::Command, payload);
+    }
+
+    pub fn publish_to(&self, leaf: Leaf, payload: Vec<u8>) {
+        let topic = topics::topic(&Serial::new(SERIAL).unwrap(), leaf);
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .unwrap();
+    }
+
+    /// Signs, publishes and waits for the acknowledgement of `seq`.
+    pub fn send(&mut self, actor: &str, body: CommandBody) -> Ack {
+        let command = self.command(actor, body);
+        self.publish_raw(self.seal(&command));
+        self.wait_ack(Some(command.seq))
+    }
+
+    pub fn bind_owner(&mut self, owner: &str) -> Ack {
+        let proof = bind_proof(
+            CODE.as_bytes(),
+            &Serial::new(SERIAL).unwrap(),
+            &AccountId::new(owner).unwrap(),
+        );
+        self.send(
+            owner,
+            CommandBody::Bind {
+                role: BindRole::Owner,
+                proof,
+            },
+        )
+    }
+
+    /// The next message on `leaf` that `accept` likes.
+    pub fn wait_for<T>(
+        &self,
+        leaf: Leaf,
+        within: Duration,
+        mut accept: impl FnMut(&Publish) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + within;
+        let topic = topics::topic(&Serial::new(SERIAL).unwrap(), leaf);
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let publish = self.rx.recv_timeout(left).ok()?;
+            if publish.topic == topic {
+                if let Some(value) = accept(&publish) {
+                    return Some(value);
+                }
+            }
+        }
+    }
+
+    pub fn wait_ack(&self, seq: Option<u64>) -> Ack {
+        self.wait_for(Leaf::Ack, WAIT, |p| {
+            decode::<Ack>(&p.payload).filter(|a| a.seq == seq)
+        })
+        .unwrap_or_else(|| panic!("no ack for seq {seq:?}"))
+    }
+
+    pub fn wait_status(&self, online: bool, within: Duration) -> bool {
+        self.wait_for(Leaf::Status, within, |p| {
+            decode::<DeviceStatus>(&p.payload).filter(|s| s.online == online)
+        })
+        .is_some()
+    }
+
+    pub fn wait_state(&self, mut accept: impl FnMut(&StateReport) -> bool) -> StateReport {
+        self.wait_for(Leaf::State, WAIT, |p| {
+            decode::<StateReport>(&p.payload).filter(|s| accept(s))
+        })
+        .expect("no matching state report")
+    }
+
+    /// Collects every message on `leaf` for `during`.
+    pub fn collect(&self, leaf: Leaf, during: Duration) -> Vec<Publish> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + during;
+        let topic = topics::topic(&Serial::new(SERIAL).unwrap(), leaf);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(p) if p.topic == topic => out.push(p),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    pub fn drain(&self) {
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
+/// One ack as the cloud received it.
+#[derive(Debug, Clone, Copy)]
+pub struct AckRecord {
+    pub at: Instant,
+    pub ack: Ack,
+}
+
+pub struct RecordingCloud {
+    pub cloud: TestCloud,
+    /// Every ack received, in arrival order.
+    pub acks: Vec<AckRecord>,
+    /// Every status received (online or not), in arrival order.
+    pub statuses: Vec<(Instant, bool)>,
+    /// How often a command was published again because no ack came.
+    pub resends: u64,
+}
+
+impl RecordingCloud {
+    /// Connects to the broker on `port` with the PKI's cloud certificate,
+    /// for acks, status and state. `persistent`: clean session off, so the
+    /// broker queues for it.
+    pub fn connect(pki: &Pki, port: u16, persistent: bool) -> RecordingCloud {
+        let options = CloudOptions {
+            name: "rec-cloud",
+            leaves: vec![Leaf::Ack, Leaf::Status, Leaf::State],
+            persistent,
+            capacity: 1024,
+            ..CloudOptions::default()
         };
-        let envelope = self.signer.seal(&command).unwrap();
+        RecordingCloud {
+            cloud: TestCloud::connect_with(pki, port, options),
+            acks: Vec::new(),
+            statuses: Vec::new(),
+            resends: 0,
+        }
+    }
+
+    /// The sequence number of the last command made.
+    pub fn seq(&self) -> u64 {
+        self.cloud.seq
+    }
+
+    /// The next command (next seq, issued now) and its envelope.
+    pub fn next(&mut self, actor: &str, body: CommandBody) -> (Command, Vec<u8>) {
+        let command = self.cloud.command(actor, body);
+        let envelope = self.cloud.seal(&command);
         (command, envelope)
     }
 
     pub fn publish(&self, envelope: &[u8]) {
-        let topic = topics::topic(&Serial::new(SERIAL).unwrap(), Leaf::Command);
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, envelope.to_vec())
-            .unwrap();
+        self.cloud.publish_raw(envelope.to_vec());
     }
 
     /// Records one incoming message, or returns false after `within`.
     fn receive(&mut self, within: Duration) -> bool {
-        let Ok(p) = self.rx.recv_timeout(within) else {
+        let Ok(p) = self.cloud.rx.recv_timeout(within) else {
             return false;
         };
         let serial = Serial::new(SERIAL).unwrap();
@@ -233,7 +437,7 @@ impl RecordingCloud {
     }
 }
 
-impl super::TestCloud {
+impl TestCloud {
     /// The next `n` acks in arrival order (fewer after `within`); other
     /// messages are dropped.
     pub fn collect_acks(&self, n: usize, within: Duration) -> Vec<Ack> {

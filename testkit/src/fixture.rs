@@ -1,14 +1,16 @@
-//! A small fixture for driving the core: a device with a known identity,
-//! known accounts, and a helper that issues commands with growing sequence
-//! numbers the way the cloud would.
-#![allow(dead_code)]
+//! The core-level fixture: a device with a known identity, known accounts,
+//! a [`Device`] that issues commands with growing sequence numbers the way
+//! the cloud would, and the fully populated device ([`full_list`],
+//! [`Device::full`]) that the decision tests, the benchmarks and the
+//! measurements run on.
 
 use agent::core::{apply, decide, Applied, DeviceState, Identity};
 use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::command::bind_proof;
+use protocol::limits::{MAX_CHANNELS, MAX_SHARES};
 use protocol::{
-    AccountId, AccountRef, BindRole, ChannelScope, Command, CommandBody, InstallerGrants, Outcome,
-    Permissions, Reason, Region, Serial, Text, Validity,
+    AccountId, AccountRef, BindRole, ChannelScope, ChannelSet, Command, CommandBody, Grant,
+    InstallerGrants, Outcome, Permissions, Reason, Region, Serial, Text, Validity,
 };
 
 pub const SERIAL: &str = "NVR-TEST-0001";
@@ -89,13 +91,36 @@ pub struct Device {
     pub now: u64,
 }
 
+impl Default for Device {
+    fn default() -> Self {
+        Device::new()
+    }
+}
+
 impl Device {
     pub fn new() -> Device {
+        Device::with_identity(identity())
+    }
+
+    pub fn with_identity(identity: Identity) -> Device {
         Device {
-            state: DeviceState::new(identity()).unwrap(),
+            state: DeviceState::new(identity).unwrap(),
             seq: 0,
             now: T0,
         }
+    }
+
+    /// A [`FULL_CHANNELS`]-channel device whose list [`full_list`] filled
+    /// (every command accepted).
+    pub fn full(grants: InstallerGrants, shares: impl IntoIterator<Item = CommandBody>) -> Device {
+        let mut d = Device::with_identity(Identity {
+            channel_count: FULL_CHANNELS,
+            ..identity()
+        });
+        for (actor, body) in full_list(grants, shares) {
+            d.expect_ok(actor, body);
+        }
+        d
     }
 
     /// Owned by alice, no installer.
@@ -139,7 +164,7 @@ impl Device {
     pub fn command(&mut self, actor: AccountRef, body: CommandBody) -> Command {
         self.seq += 1;
         Command {
-            serial: Serial::new(SERIAL).unwrap(),
+            serial: self.state.identity.serial.clone(),
             actor,
             seq: self.seq,
             issued_at: self.now,
@@ -185,4 +210,89 @@ impl Device {
     pub fn decide(&self, principal: &Principal, action: Action, channel: Option<u16>) -> Decision {
         decide(&self.state, principal, action, channel, self.now)
     }
+}
+
+// ---- the fully populated device ----
+
+/// The fully populated device has every channel a device may have.
+pub const FULL_CHANNELS: u16 = MAX_CHANNELS as u16;
+
+/// The account of share `i`: `user000`, `user001`, ...
+pub fn user(i: usize) -> String {
+    format!("user{i:03}")
+}
+
+/// The channels of `i`'s parity plus the last one: 128 or 129 of the
+/// [`FULL_CHANNELS`].
+pub fn parity_channels(i: usize) -> ChannelSet {
+    let mut set = ChannelSet::EMPTY;
+    for c in (1..=FULL_CHANNELS).filter(|c| usize::from(*c) % 2 == i % 2) {
+        set.insert(c);
+    }
+    set.insert(FULL_CHANNELS);
+    set
+}
+
+/// Share `i` of the usual full list: live view, playback, alarms and
+/// configuration reading on [`parity_channels`], valid for `validity`.
+pub fn parity_share(i: usize, validity: Option<Validity>) -> CommandBody {
+    share(
+        account(&user(i)),
+        &[
+            Action::LiveView,
+            Action::Playback,
+            Action::AlarmNotifications,
+            Action::ConfigRead,
+        ],
+        ChannelScope::Only(parity_channels(i)),
+        validity,
+    )
+}
+
+/// Installer grants with validity windows: site information, live view and
+/// playback for `validity`, configuration without end, and the "may
+/// disable the cloud service" flag.
+pub fn timed_grants(validity: Option<Validity>) -> InstallerGrants {
+    let timed = Some(Grant { validity });
+    InstallerGrants {
+        site_info: timed,
+        configuration: Some(Grant { validity: None }),
+        live_view: timed,
+        playback: timed,
+        may_disable_cloud: true,
+    }
+}
+
+/// The commands (actor, body) that populate a device, in the order the
+/// cloud sends them: installer "inst" adds it to a site, hands it over to
+/// "alice" with `grants`, and alice shares it (`shares`, usually
+/// [`MAX_SHARES`] of them).
+pub fn full_list(
+    grants: InstallerGrants,
+    shares: impl IntoIterator<Item = CommandBody>,
+) -> Vec<(&'static str, CommandBody)> {
+    let mut commands = vec![
+        (
+            "inst",
+            CommandBody::Bind {
+                role: BindRole::Installer,
+                proof: proof_for("inst"),
+            },
+        ),
+        (
+            "alice",
+            CommandBody::Handover {
+                installer_grants: grants,
+            },
+        ),
+    ];
+    commands.extend(shares.into_iter().map(|body| ("alice", body)));
+    commands
+}
+
+/// [`MAX_SHARES`] [`parity_share`]s, share `i` valid for `validity(i)`.
+pub fn parity_shares(
+    validity: impl Fn(usize) -> Option<Validity>,
+) -> impl Iterator<Item = CommandBody> {
+    (0..MAX_SHARES).map(move |i| parity_share(i, validity(i)))
 }
