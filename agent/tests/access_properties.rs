@@ -1091,16 +1091,7 @@ fn any_time() -> impl Strategy<Value = u64> {
 /// an ended window would be trusted again and the expired share work.
 #[test]
 fn a_late_command_does_not_reopen_a_clock_rollback() {
-    let mut d = Device::owned();
-    d.expect_ok(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ChannelScope::All,
-            window(T0, T0 + 1_000),
-        ),
-    );
+    let mut d = Device::owned_and_shared(bob_live_view(window(T0, T0 + 1_000)));
     // The device runs past the end of bob's window.
     d.now = T0 + 5_000;
     d.state.clock.observe(d.now);

@@ -30,9 +30,11 @@ fn with_bob(actions: &[Action], channels: ChannelScope) -> Device {
 #[test]
 fn unbound_device_denies_every_cloud_account() {
     let d = Device::new();
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
-        deny(Reason::NotBound)
+    d.expect_decision(
+        &cloud("alice"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::NotBound),
     );
 }
 
@@ -85,34 +87,36 @@ fn shared_user_gets_exactly_the_granted_actions() {
 #[test]
 fn shared_user_is_limited_to_the_channels_in_scope() {
     let d = with_bob(&[Action::LiveView], only(&[2, 5]));
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(2)),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(5)),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(3)),
-        deny(Reason::ChannelOutOfScope)
+    d.expect_decision(&cloud("bob"), Action::LiveView, Some(2), Decision::Allow);
+    d.expect_decision(&cloud("bob"), Action::LiveView, Some(5), Decision::Allow);
+    d.expect_decision(
+        &cloud("bob"),
+        Action::LiveView,
+        Some(3),
+        deny(Reason::ChannelOutOfScope),
     );
 }
 
 #[test]
 fn channel_actions_need_a_channel_the_device_has() {
     let d = Device::owned();
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, None),
-        deny(Reason::NoSuchChannel)
+    d.expect_decision(
+        &cloud("alice"),
+        Action::LiveView,
+        None,
+        deny(Reason::NoSuchChannel),
     );
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(0)),
-        deny(Reason::NoSuchChannel)
+    d.expect_decision(
+        &cloud("alice"),
+        Action::LiveView,
+        Some(0),
+        deny(Reason::NoSuchChannel),
     );
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(CHANNELS + 1)),
-        deny(Reason::NoSuchChannel)
+    d.expect_decision(
+        &cloud("alice"),
+        Action::LiveView,
+        Some(CHANNELS + 1),
+        deny(Reason::NoSuchChannel),
     );
     assert_eq!(
         d.decide(
@@ -123,87 +127,61 @@ fn channel_actions_need_a_channel_the_device_has() {
         deny(Reason::NoSuchChannel)
     );
     // Device-level actions ignore the channel.
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::ConfigRead, None),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("alice"), Action::ConfigRead, None, Decision::Allow);
 }
 
 #[test]
 fn shared_user_outside_the_validity_window_is_denied() {
-    let mut d = Device::owned();
-    d.expect_ok(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            window(T0 + 100, T0 + 200),
-        ),
-    );
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::NotYetValid)
+    let mut d = Device::owned_and_shared(bob_live_view(window(T0 + 100, T0 + 200)));
+    d.expect_decision(
+        &cloud("bob"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::NotYetValid),
     );
     d.now = T0 + 100;
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("bob"), Action::LiveView, Some(1), Decision::Allow);
     d.now = T0 + 200;
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::Expired)
+    d.expect_decision(
+        &cloud("bob"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::Expired),
     );
 }
 
 #[test]
 fn time_limited_grants_are_denied_while_the_clock_is_behind_the_trusted_floor() {
-    let mut d = Device::owned();
-    d.expect_ok(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            window(T0 - 1000, T0 + 1000),
-        ),
-    );
+    let mut d = Device::owned_and_shared(bob_live_view(window(T0 - 1000, T0 + 1000)));
     d.now = T0 - 500; // the device clock fell behind the last signed cloud time
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::ClockNotTrusted)
+    d.expect_decision(
+        &cloud("bob"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::ClockNotTrusted),
     );
     // Owner access does not depend on time.
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("alice"), Action::LiveView, Some(1), Decision::Allow);
 }
 
 #[test]
 fn a_clock_rollback_never_extends_a_grant() {
-    let mut d = Device::owned();
-    d.expect_ok(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            window(T0, T0 + 100),
-        ),
-    );
+    let mut d = Device::owned_and_shared(bob_live_view(window(T0, T0 + 100)));
     d.now = T0 + 150;
     d.state.clock.observe(d.now);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::Expired)
+    d.expect_decision(
+        &cloud("bob"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::Expired),
     );
     d.now = T0 + 50; // rolled back into the window
     d.state.clock.observe(d.now);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::ClockNotTrusted)
+    d.expect_decision(
+        &cloud("bob"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::ClockNotTrusted),
     );
 }
 
@@ -214,10 +192,7 @@ fn cloud_off_site() -> Device {
         ..InstallerGrants::default()
     };
     let mut d = Device::handed_over(grants);
-    d.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    d.expect_ok("alice", bob_live_view(None));
     d.expect_ok("inst", CommandBody::SetCloudService { enabled: false });
     d
 }
@@ -225,34 +200,41 @@ fn cloud_off_site() -> Device {
 #[test]
 fn cloud_service_off_denies_owner_and_shared_users_with_that_reason() {
     let d = cloud_off_site();
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
-        deny(Reason::CloudServiceDisabled)
+    d.expect_decision(
+        &cloud("alice"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::CloudServiceDisabled),
     );
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::ShareManagement, None),
-        deny(Reason::CloudServiceDisabled)
+    d.expect_decision(
+        &cloud("alice"),
+        Action::ShareManagement,
+        None,
+        deny(Reason::CloudServiceDisabled),
     );
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::CloudServiceDisabled)
+    d.expect_decision(
+        &cloud("bob"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::CloudServiceDisabled),
     );
 }
 
 #[test]
 fn cloud_service_off_leaves_the_installer_switch_and_local_users_working() {
     let mut d = cloud_off_site();
-    assert_eq!(
-        d.decide(&local(LocalLevel::Guest), Action::LiveView, Some(1)),
-        Decision::Allow
+    d.expect_decision(
+        &local(LocalLevel::Guest),
+        Action::LiveView,
+        Some(1),
+        Decision::Allow,
     );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::CloudServiceSwitch, None),
-        Decision::Allow
+    d.expect_decision(&cloud("inst"), Action::LiveView, Some(1), Decision::Allow);
+    d.expect_decision(
+        &cloud("inst"),
+        Action::CloudServiceSwitch,
+        None,
+        Decision::Allow,
     );
     d.expect_refused(
         "alice",
@@ -260,10 +242,7 @@ fn cloud_service_off_leaves_the_installer_switch_and_local_users_working() {
         Reason::CloudServiceDisabled,
     );
     d.expect_ok("inst", CommandBody::SetCloudService { enabled: true });
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("alice"), Action::LiveView, Some(1), Decision::Allow);
 }
 
 #[test]
@@ -279,9 +258,11 @@ fn platform_access_off_denies_every_cloud_action_but_not_local_users() {
             "{who}"
         );
     }
-    assert_eq!(
-        d.decide(&local(LocalLevel::Operator), Action::LiveView, Some(1)),
-        Decision::Allow
+    d.expect_decision(
+        &local(LocalLevel::Operator),
+        Action::LiveView,
+        Some(1),
+        Decision::Allow,
     );
 }
 
@@ -292,59 +273,53 @@ fn local_users_get_their_level_permissions() {
     let operator = local(LocalLevel::Operator);
     let guest = local(LocalLevel::Guest);
     assert_eq!(d.decide(&admin, Action::ConfigWrite, None), Decision::Allow);
-    assert_eq!(
-        d.decide(&admin, Action::PlatformAccessSwitch, None),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&admin, Action::ShareManagement, None),
-        deny(Reason::ActionNotGranted)
+    d.expect_decision(&admin, Action::PlatformAccessSwitch, None, Decision::Allow);
+    d.expect_decision(
+        &admin,
+        Action::ShareManagement,
+        None,
+        deny(Reason::ActionNotGranted),
     );
     assert_eq!(d.decide(&operator, Action::Ptz, Some(1)), Decision::Allow);
-    assert_eq!(
-        d.decide(&operator, Action::ConfigWrite, None),
-        deny(Reason::ActionNotGranted)
+    d.expect_decision(
+        &operator,
+        Action::ConfigWrite,
+        None,
+        deny(Reason::ActionNotGranted),
     );
     assert_eq!(d.decide(&guest, Action::Playback, Some(1)), Decision::Allow);
-    assert_eq!(
-        d.decide(&guest, Action::Ptz, Some(1)),
-        deny(Reason::ActionNotGranted)
-    );
-    assert_eq!(
-        d.decide(&guest, Action::PlatformAccessSwitch, None),
-        deny(Reason::ActionNotGranted)
+    d.expect_decision(&guest, Action::Ptz, Some(1), deny(Reason::ActionNotGranted));
+    d.expect_decision(
+        &guest,
+        Action::PlatformAccessSwitch,
+        None,
+        deny(Reason::ActionNotGranted),
     );
 }
 
 #[test]
 fn local_users_work_on_an_unbound_device() {
     let d = Device::new();
-    assert_eq!(
-        d.decide(&local(LocalLevel::Admin), Action::LiveView, Some(1)),
-        Decision::Allow
+    d.expect_decision(
+        &local(LocalLevel::Admin),
+        Action::LiveView,
+        Some(1),
+        Decision::Allow,
     );
 }
 
 #[test]
 fn installer_manages_the_site_fully_before_handover_but_not_who_else_holds_it() {
     let mut d = Device::installer_managed();
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::ConfigWrite, None),
-        Decision::Allow
+    d.expect_decision(&cloud("inst"), Action::ConfigWrite, None, Decision::Allow);
+    d.expect_decision(&cloud("inst"), Action::LiveView, Some(4), Decision::Allow);
+    d.expect_decision(
+        &cloud("inst"),
+        Action::CloudServiceSwitch,
+        None,
+        Decision::Allow,
     );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::LiveView, Some(4)),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::CloudServiceSwitch, None),
-        Decision::Allow
-    );
-    d.expect_refused(
-        "inst",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-        Reason::NotOwner,
-    );
+    d.expect_refused("inst", bob_live_view(None), Reason::NotOwner);
 }
 
 #[test]
@@ -357,35 +332,34 @@ fn installer_after_handover_keeps_only_the_accepted_permissions_within_their_win
         ..InstallerGrants::default()
     };
     let mut d = Device::handed_over(grants);
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::LiveView, Some(1)),
-        Decision::Allow
+    d.expect_decision(&cloud("inst"), Action::LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("inst"), Action::ConfigWrite, None, Decision::Allow);
+    d.expect_decision(
+        &cloud("inst"),
+        Action::Playback,
+        Some(1),
+        deny(Reason::ActionNotGranted),
     );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::ConfigWrite, None),
-        Decision::Allow
+    d.expect_decision(
+        &cloud("inst"),
+        Action::SiteInfoManagement,
+        None,
+        deny(Reason::ActionNotGranted),
     );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::Playback, Some(1)),
-        deny(Reason::ActionNotGranted)
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::SiteInfoManagement, None),
-        deny(Reason::ActionNotGranted)
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::CloudServiceSwitch, None),
-        deny(Reason::NotAllowedToDisableCloud)
+    d.expect_decision(
+        &cloud("inst"),
+        Action::CloudServiceSwitch,
+        None,
+        deny(Reason::NotAllowedToDisableCloud),
     );
     d.now = T0 + 3600;
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::LiveView, Some(1)),
-        deny(Reason::Expired)
+    d.expect_decision(
+        &cloud("inst"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::Expired),
     );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::ConfigRead, None),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("inst"), Action::ConfigRead, None, Decision::Allow);
 }
 
 // ---- commands ----
@@ -428,10 +402,7 @@ fn bind_needs_a_valid_verification_code_proof() {
 #[test]
 fn only_the_owner_shares() {
     let mut d = Device::handed_over(InstallerGrants::default());
-    d.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    d.expect_ok("alice", bob_live_view(None));
     let body = share(account("carol"), &[Action::LiveView], ALL_CHANNELS, None);
     d.expect_refused("bob", body.clone(), Reason::NotOwner);
     d.expect_refused("inst", body.clone(), Reason::NotOwner);
@@ -452,9 +423,11 @@ fn only_the_owner_unshares_one_several_or_all() {
     };
     d.expect_refused("carol", one.clone(), Reason::NotOwner);
     d.expect_ok("alice", one);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::NotAPrincipal)
+    d.expect_decision(
+        &cloud("bob"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::NotAPrincipal),
     );
     let several = CommandBody::Unshare {
         accounts: [account("carol").id, account("dave").id]
@@ -477,23 +450,19 @@ fn unshare_naming_an_unknown_account_removes_nothing() {
             .collect(),
     };
     d.expect_refused("alice", body, Reason::UnknownShare);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("bob"), Action::LiveView, Some(1), Decision::Allow);
 }
 
 #[test]
 fn a_revoked_share_stops_working_at_once() {
     let mut d = with_bob(&[Action::LiveView], ALL_CHANNELS);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("bob"), Action::LiveView, Some(1), Decision::Allow);
     d.expect_ok("alice", CommandBody::UnshareAll);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::NotAPrincipal)
+    d.expect_decision(
+        &cloud("bob"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::NotAPrincipal),
     );
 }
 
@@ -544,22 +513,12 @@ fn a_share_with_an_empty_or_reversed_window_is_refused() {
     let mut d = Device::owned();
     d.expect_refused(
         "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            window(T0, T0),
-        ),
+        bob_live_view(window(T0, T0)),
         Reason::InvalidValidity,
     );
     d.expect_refused(
         "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            window(T0 + 5, T0),
-        ),
+        bob_live_view(window(T0 + 5, T0)),
         Reason::InvalidValidity,
     );
 }
@@ -605,14 +564,13 @@ fn sharing_again_replaces_the_share() {
         share(account("bob"), &[Action::Playback], ALL_CHANNELS, None),
     );
     assert_eq!(d.state.access.shares.len(), 1);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::ActionNotGranted)
+    d.expect_decision(
+        &cloud("bob"),
+        Action::LiveView,
+        Some(1),
+        deny(Reason::ActionNotGranted),
     );
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::Playback, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("bob"), Action::Playback, Some(1), Decision::Allow);
 }
 
 #[test]
@@ -681,13 +639,12 @@ fn handover_makes_the_accepting_account_owner_and_narrows_the_installer() {
         ..InstallerGrants::default()
     });
     assert_eq!(d.state.access.owner().unwrap().id.as_str(), "alice");
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::Playback, Some(1)),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::ConfigWrite, None),
-        deny(Reason::ActionNotGranted)
+    d.expect_decision(&cloud("inst"), Action::Playback, Some(1), Decision::Allow);
+    d.expect_decision(
+        &cloud("inst"),
+        Action::ConfigWrite,
+        None,
+        deny(Reason::ActionNotGranted),
     );
 }
 
@@ -704,15 +661,19 @@ fn only_the_owner_grants_or_revokes_installer_rights() {
         Reason::NotOwner,
     );
     d.expect_ok("alice", CommandBody::GrantInstaller { grants });
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::SiteInfoManagement, None),
-        Decision::Allow
+    d.expect_decision(
+        &cloud("inst"),
+        Action::SiteInfoManagement,
+        None,
+        Decision::Allow,
     );
     d.expect_refused("inst", CommandBody::RevokeInstaller, Reason::NotOwner);
     d.expect_ok("alice", CommandBody::RevokeInstaller);
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::SiteInfoManagement, None),
-        deny(Reason::NotAPrincipal)
+    d.expect_decision(
+        &cloud("inst"),
+        Action::SiteInfoManagement,
+        None,
+        deny(Reason::NotAPrincipal),
     );
     d.expect_refused("alice", CommandBody::RevokeInstaller, Reason::NoInstaller);
     d.expect_refused(
@@ -755,10 +716,7 @@ fn an_installer_holding_the_flag_may_unbind_the_owner() {
         may_disable_cloud: true,
         ..InstallerGrants::default()
     });
-    d.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    d.expect_ok("alice", bob_live_view(None));
     d.expect_ok("inst", CommandBody::Unbind);
     assert_eq!(d.state.access.binding, Binding::Unbound);
     assert!(d.state.access.shares.is_empty());
@@ -770,10 +728,7 @@ fn unbinding_removes_owner_shares_and_installer_grants_and_resets_the_domain() {
         live_view: Some(Grant { validity: None }),
         ..InstallerGrants::default()
     });
-    d.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    d.expect_ok("alice", bob_live_view(None));
     d.expect_ok(
         "alice",
         CommandBody::SetDomain {
@@ -788,9 +743,11 @@ fn unbinding_removes_owner_shares_and_installer_grants_and_resets_the_domain() {
         agent::core::AccessState::reset(&identity()).unwrap()
     );
     for who in ["alice", "bob", "inst"] {
-        assert_eq!(
-            d.decide(&cloud(who), Action::LiveView, Some(1)),
-            deny(Reason::NotBound)
+        d.expect_decision(
+            &cloud(who),
+            Action::LiveView,
+            Some(1),
+            deny(Reason::NotBound),
         );
     }
 }
@@ -821,10 +778,7 @@ fn the_domain_name_is_validated_on_the_device() {
 #[test]
 fn a_replayed_or_older_sequence_number_is_refused_and_changes_nothing() {
     let mut d = Device::owned();
-    let first = d.command(
-        account("alice"),
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    let first = d.command(account("alice"), bob_live_view(None));
     d.run_command(&first);
     for _ in 0..protocol::limits::RECENT_OUTCOMES {
         d.expect_ok("alice", CommandBody::RequestState);
@@ -845,10 +799,7 @@ fn a_replayed_or_older_sequence_number_is_refused_and_changes_nothing() {
 #[test]
 fn a_redelivered_command_gets_the_same_outcome_without_being_applied_twice() {
     let mut d = Device::owned();
-    let share_bob = d.command(
-        account("alice"),
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    let share_bob = d.command(account("alice"), bob_live_view(None));
     assert_eq!(d.run_command(&share_bob).outcome, Outcome::Accepted);
     d.expect_ok("alice", CommandBody::UnshareAll);
     let again = d.run_command(&share_bob);
@@ -925,10 +876,7 @@ fn operation_requests_are_answered_with_the_decision() {
 #[test]
 fn changes_are_persisted_before_they_are_acknowledged() {
     let mut d = Device::owned();
-    let applied = d.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    let applied = d.expect_ok("alice", bob_live_view(None));
     let persist = applied
         .effects
         .iter()
@@ -1018,10 +966,7 @@ fn handover_turns_the_service_back_on_when_the_installer_keeps_no_switch() {
         },
     );
     assert!(d.state.access.cloud_service);
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("alice"), Action::LiveView, Some(1), Decision::Allow);
     // With the switch kept, the installer's choice stands.
     let mut d = Device::installer_managed();
     d.expect_ok("inst", CommandBody::SetCloudService { enabled: false });

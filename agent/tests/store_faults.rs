@@ -10,21 +10,17 @@ use agent::core::DeviceState;
 use agent::shell::agent::Agent;
 use agent::store::{Fault, FaultyFlash, Loaded, RealFlash, StateStore, StoreError};
 use hc_testkit::fixture::*;
-use protocol::access::Action;
 use protocol::codec;
 use protocol::envelope::{CommandKeys, CommandSigner};
 use protocol::limits::MAX_MESSAGE_BYTES;
 use protocol::topics::Leaf;
-use protocol::{Ack, ChannelScope, Outcome, Reason};
+use protocol::{Ack, Outcome, Reason};
 
 /// Two distinct states: a device with an owner, and the same with a share.
 fn old_and_new() -> (DeviceState, DeviceState) {
     let mut device = Device::owned();
     let old = device.state.clone();
-    device.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ChannelScope::All, None),
-    );
+    device.expect_ok("alice", bob_live_view(None));
     (old, device.state)
 }
 
@@ -314,10 +310,7 @@ fn a_command_whose_state_cannot_reach_flash_is_refused_and_leaves_nothing_behind
         let mut device = Device::owned();
         let before = device.state.clone();
         let (mut agent, signer) = agent_on(dir.path(), before.clone());
-        let command = device.command(
-            account("alice"),
-            share(account("bob"), &[Action::LiveView], ChannelScope::All, None),
-        );
+        let command = device.command(account("alice"), bob_live_view(None));
         let envelope = signer.seal(&command).unwrap();
 
         agent.store_flash().arm(fault);

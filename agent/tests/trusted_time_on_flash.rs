@@ -12,22 +12,13 @@ use agent::store::{Loaded, RealFlash, StateStore};
 use hc_testkit::fixture::*;
 use protocol::access::{Action, Decision};
 use protocol::envelope::{CommandKeys, CommandSigner};
-use protocol::{ChannelScope, CommandBody, Reason};
+use protocol::{CommandBody, Reason};
 
 const END: u64 = T0 + 1_000;
 
 /// Owned by alice, bob shared with live view until END; saved to `dir`.
 fn agent_with_timed_share(dir: &std::path::Path) -> (Agent<RealFlash>, Device, CommandSigner) {
-    let mut device = Device::owned();
-    device.expect_ok(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ChannelScope::All,
-            window(T0, END),
-        ),
-    );
+    let device = Device::owned_and_shared(bob_live_view(window(T0, END)));
     let signer = CommandSigner::from_seed(1, &[9; 32]).unwrap();
     let mut keys = CommandKeys::new();
     keys.pin(1, signer.public_key());

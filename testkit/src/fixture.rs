@@ -83,6 +83,17 @@ pub fn share(
     }
 }
 
+/// Bob may watch every channel live for `validity`: the share the time
+/// rules are tested on.
+pub fn bob_live_view(validity: Option<Validity>) -> CommandBody {
+    share(
+        account("bob"),
+        &[Action::LiveView],
+        ChannelScope::All,
+        validity,
+    )
+}
+
 /// A device and the cloud's view of it: the next sequence number and the
 /// current time.
 pub struct Device {
@@ -133,6 +144,13 @@ impl Device {
                 proof: proof_for("alice"),
             },
         );
+        d
+    }
+
+    /// Owned by alice, who shared it: `share` (e.g. [`bob_live_view`]).
+    pub fn owned_and_shared(share: CommandBody) -> Device {
+        let mut d = Device::owned();
+        d.expect_ok("alice", share);
         d
     }
 
@@ -209,6 +227,23 @@ impl Device {
 
     pub fn decide(&self, principal: &Principal, action: Action, channel: Option<u16>) -> Decision {
         decide(&self.state, principal, action, channel, self.now)
+    }
+
+    /// Asserts what [`Device::decide`] answers now.
+    #[track_caller]
+    pub fn expect_decision(
+        &self,
+        principal: &Principal,
+        action: Action,
+        channel: Option<u16>,
+        expected: Decision,
+    ) {
+        assert_eq!(
+            self.decide(principal, action, channel),
+            expected,
+            "{principal:?} {action:?} on channel {channel:?} at {}",
+            self.now
+        );
     }
 }
 
