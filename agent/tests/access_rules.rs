@@ -3,8 +3,10 @@
 
 use agent::core::{set_platform_access, Effect};
 use hc_testkit::fixture::*;
-use protocol::access::{Action, Decision, LocalLevel};
+use protocol::access::Action::{self, *};
+use protocol::access::{Decision, LocalLevel};
 use protocol::messages::{AuditEvent, Binding};
+use protocol::Reason::*;
 use protocol::{
     BindRole, ChannelScope, ChannelSet, CommandBody, Grant, InstallerGrants, Outcome, Reason, Text,
 };
@@ -30,21 +32,16 @@ fn with_bob(actions: &[Action], channels: ChannelScope) -> Device {
 #[test]
 fn unbound_device_denies_every_cloud_account() {
     let d = Device::new();
-    d.expect_decision(
-        &cloud("alice"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::NotBound),
-    );
+    d.expect_decision(&cloud("alice"), LiveView, Some(1), deny(NotBound));
 }
 
 #[test]
 fn deny_by_default_for_an_account_that_is_not_a_principal() {
-    let d = with_bob(&[Action::LiveView], ALL_CHANNELS);
+    let d = with_bob(&[LiveView], ALL_CHANNELS);
     for action in Action::ALL {
         assert_eq!(
             d.decide(&cloud("mallory"), *action, Some(1)),
-            deny(Reason::NotAPrincipal),
+            deny(NotAPrincipal),
             "{action:?}"
         );
     }
@@ -55,9 +52,7 @@ fn owner_may_do_everything_through_the_cloud_but_the_two_switches() {
     let d = Device::owned();
     for action in Action::ALL {
         let expected = match action {
-            Action::CloudServiceSwitch | Action::PlatformAccessSwitch => {
-                deny(Reason::ActionNotGranted)
-            }
+            CloudServiceSwitch | PlatformAccessSwitch => deny(ActionNotGranted),
             _ => Decision::Allow,
         };
         assert_eq!(
@@ -70,11 +65,11 @@ fn owner_may_do_everything_through_the_cloud_but_the_two_switches() {
 
 #[test]
 fn shared_user_gets_exactly_the_granted_actions() {
-    let d = with_bob(&[Action::LiveView, Action::Playback], ALL_CHANNELS);
+    let d = with_bob(&[LiveView, Playback], ALL_CHANNELS);
     for action in Action::ALL {
         let expected = match action {
-            Action::LiveView | Action::Playback => Decision::Allow,
-            _ => deny(Reason::ActionNotGranted),
+            LiveView | Playback => Decision::Allow,
+            _ => deny(ActionNotGranted),
         };
         assert_eq!(
             d.decide(&cloud("bob"), *action, Some(3)),
@@ -86,82 +81,48 @@ fn shared_user_gets_exactly_the_granted_actions() {
 
 #[test]
 fn shared_user_is_limited_to_the_channels_in_scope() {
-    let d = with_bob(&[Action::LiveView], only(&[2, 5]));
-    d.expect_decision(&cloud("bob"), Action::LiveView, Some(2), Decision::Allow);
-    d.expect_decision(&cloud("bob"), Action::LiveView, Some(5), Decision::Allow);
-    d.expect_decision(
-        &cloud("bob"),
-        Action::LiveView,
-        Some(3),
-        deny(Reason::ChannelOutOfScope),
-    );
+    let d = with_bob(&[LiveView], only(&[2, 5]));
+    d.expect_decision(&cloud("bob"), LiveView, Some(2), Decision::Allow);
+    d.expect_decision(&cloud("bob"), LiveView, Some(5), Decision::Allow);
+    d.expect_decision(&cloud("bob"), LiveView, Some(3), deny(ChannelOutOfScope));
 }
 
 #[test]
 fn channel_actions_need_a_channel_the_device_has() {
     let d = Device::owned();
+    d.expect_decision(&cloud("alice"), LiveView, None, deny(NoSuchChannel));
+    d.expect_decision(&cloud("alice"), LiveView, Some(0), deny(NoSuchChannel));
     d.expect_decision(
         &cloud("alice"),
-        Action::LiveView,
-        None,
-        deny(Reason::NoSuchChannel),
-    );
-    d.expect_decision(
-        &cloud("alice"),
-        Action::LiveView,
-        Some(0),
-        deny(Reason::NoSuchChannel),
-    );
-    d.expect_decision(
-        &cloud("alice"),
-        Action::LiveView,
+        LiveView,
         Some(CHANNELS + 1),
-        deny(Reason::NoSuchChannel),
+        deny(NoSuchChannel),
     );
     assert_eq!(
-        d.decide(
-            &local(LocalLevel::Admin),
-            Action::Playback,
-            Some(CHANNELS + 1)
-        ),
-        deny(Reason::NoSuchChannel)
+        d.decide(&local(LocalLevel::Admin), Playback, Some(CHANNELS + 1)),
+        deny(NoSuchChannel)
     );
     // Device-level actions ignore the channel.
-    d.expect_decision(&cloud("alice"), Action::ConfigRead, None, Decision::Allow);
+    d.expect_decision(&cloud("alice"), ConfigRead, None, Decision::Allow);
 }
 
 #[test]
 fn shared_user_outside_the_validity_window_is_denied() {
     let mut d = Device::owned_and_shared(bob_live_view(window(T0 + 100, T0 + 200)));
-    d.expect_decision(
-        &cloud("bob"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::NotYetValid),
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(NotYetValid));
     d.now = T0 + 100;
-    d.expect_decision(&cloud("bob"), Action::LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), Decision::Allow);
     d.now = T0 + 200;
-    d.expect_decision(
-        &cloud("bob"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::Expired),
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(Expired));
 }
 
 #[test]
 fn time_limited_grants_are_denied_while_the_clock_is_behind_the_trusted_floor() {
     let mut d = Device::owned_and_shared(bob_live_view(window(T0 - 1000, T0 + 1000)));
     d.now = T0 - 500; // the device clock fell behind the last signed cloud time
-    d.expect_decision(
-        &cloud("bob"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::ClockNotTrusted),
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(ClockNotTrusted));
     // Owner access does not depend on time.
-    d.expect_decision(&cloud("alice"), Action::LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("alice"), LiveView, Some(1), Decision::Allow);
 }
 
 #[test]
@@ -169,20 +130,10 @@ fn a_clock_rollback_never_extends_a_grant() {
     let mut d = Device::owned_and_shared(bob_live_view(window(T0, T0 + 100)));
     d.now = T0 + 150;
     d.state.clock.observe(d.now);
-    d.expect_decision(
-        &cloud("bob"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::Expired),
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(Expired));
     d.now = T0 + 50; // rolled back into the window
     d.state.clock.observe(d.now);
-    d.expect_decision(
-        &cloud("bob"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::ClockNotTrusted),
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(ClockNotTrusted));
 }
 
 fn cloud_off_site() -> Device {
@@ -202,22 +153,17 @@ fn cloud_service_off_denies_owner_and_shared_users_with_that_reason() {
     let d = cloud_off_site();
     d.expect_decision(
         &cloud("alice"),
-        Action::LiveView,
+        LiveView,
         Some(1),
-        deny(Reason::CloudServiceDisabled),
+        deny(CloudServiceDisabled),
     );
     d.expect_decision(
         &cloud("alice"),
-        Action::ShareManagement,
+        ShareManagement,
         None,
-        deny(Reason::CloudServiceDisabled),
+        deny(CloudServiceDisabled),
     );
-    d.expect_decision(
-        &cloud("bob"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::CloudServiceDisabled),
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(CloudServiceDisabled));
 }
 
 #[test]
@@ -225,42 +171,37 @@ fn cloud_service_off_leaves_the_installer_switch_and_local_users_working() {
     let mut d = cloud_off_site();
     d.expect_decision(
         &local(LocalLevel::Guest),
-        Action::LiveView,
+        LiveView,
         Some(1),
         Decision::Allow,
     );
-    d.expect_decision(&cloud("inst"), Action::LiveView, Some(1), Decision::Allow);
-    d.expect_decision(
-        &cloud("inst"),
-        Action::CloudServiceSwitch,
-        None,
-        Decision::Allow,
-    );
+    d.expect_decision(&cloud("inst"), LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("inst"), CloudServiceSwitch, None, Decision::Allow);
     d.expect_refused(
         "alice",
         CommandBody::SetCloudService { enabled: true },
         Reason::CloudServiceDisabled,
     );
     d.expect_ok("inst", CommandBody::SetCloudService { enabled: true });
-    d.expect_decision(&cloud("alice"), Action::LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("alice"), LiveView, Some(1), Decision::Allow);
 }
 
 #[test]
 fn platform_access_off_denies_every_cloud_action_but_not_local_users() {
-    let d = with_bob(&[Action::LiveView], ALL_CHANNELS);
+    let d = with_bob(&[LiveView], ALL_CHANNELS);
     let (result, _) = set_platform_access(&d.state, LocalLevel::Admin, true, false, d.now);
     let (state, _) = result.unwrap();
     let d = Device { state, ..d };
     for who in ["alice", "bob", "inst", "mallory"] {
         assert_eq!(
-            d.decide(&cloud(who), Action::LiveView, Some(1)),
-            deny(Reason::PlatformAccessOff),
+            d.decide(&cloud(who), LiveView, Some(1)),
+            deny(PlatformAccessOff),
             "{who}"
         );
     }
     d.expect_decision(
         &local(LocalLevel::Operator),
-        Action::LiveView,
+        LiveView,
         Some(1),
         Decision::Allow,
     );
@@ -272,29 +213,14 @@ fn local_users_get_their_level_permissions() {
     let admin = local(LocalLevel::Admin);
     let operator = local(LocalLevel::Operator);
     let guest = local(LocalLevel::Guest);
-    assert_eq!(d.decide(&admin, Action::ConfigWrite, None), Decision::Allow);
-    d.expect_decision(&admin, Action::PlatformAccessSwitch, None, Decision::Allow);
-    d.expect_decision(
-        &admin,
-        Action::ShareManagement,
-        None,
-        deny(Reason::ActionNotGranted),
-    );
-    assert_eq!(d.decide(&operator, Action::Ptz, Some(1)), Decision::Allow);
-    d.expect_decision(
-        &operator,
-        Action::ConfigWrite,
-        None,
-        deny(Reason::ActionNotGranted),
-    );
-    assert_eq!(d.decide(&guest, Action::Playback, Some(1)), Decision::Allow);
-    d.expect_decision(&guest, Action::Ptz, Some(1), deny(Reason::ActionNotGranted));
-    d.expect_decision(
-        &guest,
-        Action::PlatformAccessSwitch,
-        None,
-        deny(Reason::ActionNotGranted),
-    );
+    assert_eq!(d.decide(&admin, ConfigWrite, None), Decision::Allow);
+    d.expect_decision(&admin, PlatformAccessSwitch, None, Decision::Allow);
+    d.expect_decision(&admin, ShareManagement, None, deny(ActionNotGranted));
+    assert_eq!(d.decide(&operator, Ptz, Some(1)), Decision::Allow);
+    d.expect_decision(&operator, ConfigWrite, None, deny(ActionNotGranted));
+    assert_eq!(d.decide(&guest, Playback, Some(1)), Decision::Allow);
+    d.expect_decision(&guest, Ptz, Some(1), deny(ActionNotGranted));
+    d.expect_decision(&guest, PlatformAccessSwitch, None, deny(ActionNotGranted));
 }
 
 #[test]
@@ -302,7 +228,7 @@ fn local_users_work_on_an_unbound_device() {
     let d = Device::new();
     d.expect_decision(
         &local(LocalLevel::Admin),
-        Action::LiveView,
+        LiveView,
         Some(1),
         Decision::Allow,
     );
@@ -311,14 +237,9 @@ fn local_users_work_on_an_unbound_device() {
 #[test]
 fn installer_manages_the_site_fully_before_handover_but_not_who_else_holds_it() {
     let mut d = Device::installer_managed();
-    d.expect_decision(&cloud("inst"), Action::ConfigWrite, None, Decision::Allow);
-    d.expect_decision(&cloud("inst"), Action::LiveView, Some(4), Decision::Allow);
-    d.expect_decision(
-        &cloud("inst"),
-        Action::CloudServiceSwitch,
-        None,
-        Decision::Allow,
-    );
+    d.expect_decision(&cloud("inst"), ConfigWrite, None, Decision::Allow);
+    d.expect_decision(&cloud("inst"), LiveView, Some(4), Decision::Allow);
+    d.expect_decision(&cloud("inst"), CloudServiceSwitch, None, Decision::Allow);
     d.expect_refused("inst", bob_live_view(None), Reason::NotOwner);
 }
 
@@ -332,34 +253,24 @@ fn installer_after_handover_keeps_only_the_accepted_permissions_within_their_win
         ..InstallerGrants::default()
     };
     let mut d = Device::handed_over(grants);
-    d.expect_decision(&cloud("inst"), Action::LiveView, Some(1), Decision::Allow);
-    d.expect_decision(&cloud("inst"), Action::ConfigWrite, None, Decision::Allow);
+    d.expect_decision(&cloud("inst"), LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("inst"), ConfigWrite, None, Decision::Allow);
+    d.expect_decision(&cloud("inst"), Playback, Some(1), deny(ActionNotGranted));
     d.expect_decision(
         &cloud("inst"),
-        Action::Playback,
-        Some(1),
-        deny(Reason::ActionNotGranted),
+        SiteInfoManagement,
+        None,
+        deny(ActionNotGranted),
     );
     d.expect_decision(
         &cloud("inst"),
-        Action::SiteInfoManagement,
+        CloudServiceSwitch,
         None,
-        deny(Reason::ActionNotGranted),
-    );
-    d.expect_decision(
-        &cloud("inst"),
-        Action::CloudServiceSwitch,
-        None,
-        deny(Reason::NotAllowedToDisableCloud),
+        deny(NotAllowedToDisableCloud),
     );
     d.now = T0 + 3600;
-    d.expect_decision(
-        &cloud("inst"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::Expired),
-    );
-    d.expect_decision(&cloud("inst"), Action::ConfigRead, None, Decision::Allow);
+    d.expect_decision(&cloud("inst"), LiveView, Some(1), deny(Expired));
+    d.expect_decision(&cloud("inst"), ConfigRead, None, Decision::Allow);
 }
 
 // ---- commands ----
@@ -403,7 +314,7 @@ fn bind_needs_a_valid_verification_code_proof() {
 fn only_the_owner_shares() {
     let mut d = Device::handed_over(InstallerGrants::default());
     d.expect_ok("alice", bob_live_view(None));
-    let body = share(account("carol"), &[Action::LiveView], ALL_CHANNELS, None);
+    let body = share(account("carol"), &[LiveView], ALL_CHANNELS, None);
     d.expect_refused("bob", body.clone(), Reason::NotOwner);
     d.expect_refused("inst", body.clone(), Reason::NotOwner);
     d.expect_refused("mallory", body, Reason::NotAPrincipal);
@@ -415,7 +326,7 @@ fn only_the_owner_unshares_one_several_or_all() {
     for who in ["bob", "carol", "dave", "erin"] {
         d.expect_ok(
             "alice",
-            share(account(who), &[Action::LiveView], ALL_CHANNELS, None),
+            share(account(who), &[LiveView], ALL_CHANNELS, None),
         );
     }
     let one = CommandBody::Unshare {
@@ -423,12 +334,7 @@ fn only_the_owner_unshares_one_several_or_all() {
     };
     d.expect_refused("carol", one.clone(), Reason::NotOwner);
     d.expect_ok("alice", one);
-    d.expect_decision(
-        &cloud("bob"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::NotAPrincipal),
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(NotAPrincipal));
     let several = CommandBody::Unshare {
         accounts: [account("carol").id, account("dave").id]
             .into_iter()
@@ -443,32 +349,27 @@ fn only_the_owner_unshares_one_several_or_all() {
 
 #[test]
 fn unshare_naming_an_unknown_account_removes_nothing() {
-    let mut d = with_bob(&[Action::LiveView], ALL_CHANNELS);
+    let mut d = with_bob(&[LiveView], ALL_CHANNELS);
     let body = CommandBody::Unshare {
         accounts: [account("bob").id, account("ghost").id]
             .into_iter()
             .collect(),
     };
     d.expect_refused("alice", body, Reason::UnknownShare);
-    d.expect_decision(&cloud("bob"), Action::LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), Decision::Allow);
 }
 
 #[test]
 fn a_revoked_share_stops_working_at_once() {
-    let mut d = with_bob(&[Action::LiveView], ALL_CHANNELS);
-    d.expect_decision(&cloud("bob"), Action::LiveView, Some(1), Decision::Allow);
+    let mut d = with_bob(&[LiveView], ALL_CHANNELS);
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), Decision::Allow);
     d.expect_ok("alice", CommandBody::UnshareAll);
-    d.expect_decision(
-        &cloud("bob"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::NotAPrincipal),
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(NotAPrincipal));
 }
 
 #[test]
 fn the_receiver_can_leave_a_share_but_nobody_else_can_use_leave() {
-    let mut d = with_bob(&[Action::LiveView], ALL_CHANNELS);
+    let mut d = with_bob(&[LiveView], ALL_CHANNELS);
     d.expect_refused("carol", CommandBody::LeaveShare, Reason::UnknownShare);
     d.expect_ok("bob", CommandBody::LeaveShare);
     assert!(d.state.access.shares.is_empty());
@@ -477,50 +378,27 @@ fn the_receiver_can_leave_a_share_but_nobody_else_can_use_leave() {
 #[test]
 fn a_share_cannot_exceed_what_the_owner_has() {
     let mut d = Device::owned();
-    d.expect_refused(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::ShareManagement],
-            ALL_CHANNELS,
-            None,
-        ),
-        Reason::ExceedsOwnerRights,
-    );
-    d.expect_refused(
-        "alice",
-        share(account("bob"), &[Action::Unbind], ALL_CHANNELS, None),
-        Reason::ExceedsOwnerRights,
-    );
-    d.expect_refused(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            only(&[CHANNELS + 1]),
-            None,
-        ),
-        Reason::ExceedsOwnerRights,
-    );
+    for (actions, channels) in [
+        (&[ShareManagement], ALL_CHANNELS),
+        (&[Unbind], ALL_CHANNELS),
+        (&[LiveView], only(&[CHANNELS + 1])),
+    ] {
+        let body = share(account("bob"), actions, channels, None);
+        d.expect_refused("alice", body, ExceedsOwnerRights);
+    }
     d.expect_ok(
         "alice",
-        share(account("bob"), &[Action::LiveView], only(&[CHANNELS]), None),
+        share(account("bob"), &[LiveView], only(&[CHANNELS]), None),
     );
 }
 
 #[test]
 fn a_share_with_an_empty_or_reversed_window_is_refused() {
     let mut d = Device::owned();
-    d.expect_refused(
-        "alice",
-        bob_live_view(window(T0, T0)),
-        Reason::InvalidValidity,
-    );
-    d.expect_refused(
-        "alice",
-        bob_live_view(window(T0 + 5, T0)),
-        Reason::InvalidValidity,
-    );
+    for (start, end) in [(T0, T0), (T0 + 5, T0)] {
+        let body = bob_live_view(window(start, end));
+        d.expect_refused("alice", body, InvalidValidity);
+    }
 }
 
 #[test]
@@ -528,7 +406,7 @@ fn accounts_from_another_region_are_refused() {
     let mut d = Device::owned();
     d.expect_refused(
         "alice",
-        share(foreign("zed"), &[Action::LiveView], ALL_CHANNELS, None),
+        share(foreign("zed"), &[LiveView], ALL_CHANNELS, None),
         Reason::CrossRegion,
     );
     // A command whose actor is in another region is refused too.
@@ -544,33 +422,22 @@ fn accounts_from_another_region_are_refused() {
 #[test]
 fn sharing_with_the_owner_or_installer_is_refused() {
     let mut d = Device::handed_over(InstallerGrants::default());
-    d.expect_refused(
-        "alice",
-        share(account("alice"), &[Action::LiveView], ALL_CHANNELS, None),
-        Reason::AlreadyAPrincipal,
-    );
-    d.expect_refused(
-        "alice",
-        share(account("inst"), &[Action::LiveView], ALL_CHANNELS, None),
-        Reason::AlreadyAPrincipal,
-    );
+    for principal in ["alice", "inst"] {
+        let body = share(account(principal), &[LiveView], ALL_CHANNELS, None);
+        d.expect_refused("alice", body, AlreadyAPrincipal);
+    }
 }
 
 #[test]
 fn sharing_again_replaces_the_share() {
-    let mut d = with_bob(&[Action::LiveView], ALL_CHANNELS);
+    let mut d = with_bob(&[LiveView], ALL_CHANNELS);
     d.expect_ok(
         "alice",
-        share(account("bob"), &[Action::Playback], ALL_CHANNELS, None),
+        share(account("bob"), &[Playback], ALL_CHANNELS, None),
     );
     assert_eq!(d.state.access.shares.len(), 1);
-    d.expect_decision(
-        &cloud("bob"),
-        Action::LiveView,
-        Some(1),
-        deny(Reason::ActionNotGranted),
-    );
-    d.expect_decision(&cloud("bob"), Action::Playback, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(ActionNotGranted));
+    d.expect_decision(&cloud("bob"), Playback, Some(1), Decision::Allow);
 }
 
 #[test]
@@ -581,7 +448,7 @@ fn shares_are_bounded_by_the_limit() {
             "alice",
             share(
                 account(&format!("user{i:03}")),
-                &[Action::LiveView],
+                &[LiveView],
                 ALL_CHANNELS,
                 None,
             ),
@@ -589,18 +456,13 @@ fn shares_are_bounded_by_the_limit() {
     }
     d.expect_refused(
         "alice",
-        share(
-            account("one-too-many"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            None,
-        ),
+        share(account("one-too-many"), &[LiveView], ALL_CHANNELS, None),
         Reason::CapacityExceeded,
     );
     // Replacing an existing share still works when full.
     d.expect_ok(
         "alice",
-        share(account("user000"), &[Action::Playback], ALL_CHANNELS, None),
+        share(account("user000"), &[Playback], ALL_CHANNELS, None),
     );
 }
 
@@ -639,13 +501,8 @@ fn handover_makes_the_accepting_account_owner_and_narrows_the_installer() {
         ..InstallerGrants::default()
     });
     assert_eq!(d.state.access.owner().unwrap().id.as_str(), "alice");
-    d.expect_decision(&cloud("inst"), Action::Playback, Some(1), Decision::Allow);
-    d.expect_decision(
-        &cloud("inst"),
-        Action::ConfigWrite,
-        None,
-        deny(Reason::ActionNotGranted),
-    );
+    d.expect_decision(&cloud("inst"), Playback, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("inst"), ConfigWrite, None, deny(ActionNotGranted));
 }
 
 #[test]
@@ -661,19 +518,14 @@ fn only_the_owner_grants_or_revokes_installer_rights() {
         Reason::NotOwner,
     );
     d.expect_ok("alice", CommandBody::GrantInstaller { grants });
-    d.expect_decision(
-        &cloud("inst"),
-        Action::SiteInfoManagement,
-        None,
-        Decision::Allow,
-    );
+    d.expect_decision(&cloud("inst"), SiteInfoManagement, None, Decision::Allow);
     d.expect_refused("inst", CommandBody::RevokeInstaller, Reason::NotOwner);
     d.expect_ok("alice", CommandBody::RevokeInstaller);
     d.expect_decision(
         &cloud("inst"),
-        Action::SiteInfoManagement,
+        SiteInfoManagement,
         None,
-        deny(Reason::NotAPrincipal),
+        deny(NotAPrincipal),
     );
     d.expect_refused("alice", CommandBody::RevokeInstaller, Reason::NoInstaller);
     d.expect_refused(
@@ -743,12 +595,7 @@ fn unbinding_removes_owner_shares_and_installer_grants_and_resets_the_domain() {
         agent::core::AccessState::reset(&identity()).unwrap()
     );
     for who in ["alice", "bob", "inst"] {
-        d.expect_decision(
-            &cloud(who),
-            Action::LiveView,
-            Some(1),
-            deny(Reason::NotBound),
-        );
+        d.expect_decision(&cloud(who), LiveView, Some(1), deny(NotBound));
     }
 }
 
@@ -846,11 +693,11 @@ fn a_command_for_another_device_is_refused() {
 
 #[test]
 fn operation_requests_are_answered_with_the_decision() {
-    let mut d = with_bob(&[Action::LiveView], only(&[1]));
+    let mut d = with_bob(&[LiveView], only(&[1]));
     let live = d.run(
         "bob",
         CommandBody::Operation {
-            action: Action::LiveView,
+            action: LiveView,
             channel: Some(1),
         },
     );
@@ -858,7 +705,7 @@ fn operation_requests_are_answered_with_the_decision() {
     let config = d.run(
         "bob",
         CommandBody::Operation {
-            action: Action::ConfigWrite,
+            action: ConfigWrite,
             channel: None,
         },
     );
@@ -866,7 +713,7 @@ fn operation_requests_are_answered_with_the_decision() {
     let other = d.run(
         "bob",
         CommandBody::Operation {
-            action: Action::LiveView,
+            action: LiveView,
             channel: Some(2),
         },
     );
@@ -902,7 +749,7 @@ fn read_only_commands_are_not_written_to_flash() {
         CommandBody::RequestState,
         CommandBody::RequestAudit { max: 5 },
         CommandBody::Operation {
-            action: Action::LiveView,
+            action: LiveView,
             channel: Some(1),
         },
     ] {
@@ -966,7 +813,7 @@ fn handover_turns_the_service_back_on_when_the_installer_keeps_no_switch() {
         },
     );
     assert!(d.state.access.cloud_service);
-    d.expect_decision(&cloud("alice"), Action::LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("alice"), LiveView, Some(1), Decision::Allow);
     // With the switch kept, the installer's choice stands.
     let mut d = Device::installer_managed();
     d.expect_ok("inst", CommandBody::SetCloudService { enabled: false });
