@@ -148,16 +148,9 @@ fn validity() -> impl Strategy<Value = Option<Validity>> {
 fn grants_from<S: Strategy<Value = Option<Validity>>>(
     window: impl Fn() -> S,
 ) -> impl Strategy<Value = InstallerGrants> {
-    let grant = || prop::option::of(window().prop_map(|validity| Grant { validity }));
-    (grant(), grant(), grant(), grant(), any::<bool>()).prop_map(
-        |(site_info, configuration, live_view, playback, may_disable_cloud)| InstallerGrants {
-            site_info,
-            configuration,
-            live_view,
-            playback,
-            may_disable_cloud,
-        },
-    )
+    protocol::arbitrary::installer_grants_of(move || {
+        window().prop_map(|validity| Grant { validity })
+    })
 }
 
 /// Grants the fixture can hand over with (well-formed windows only).

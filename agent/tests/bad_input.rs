@@ -34,6 +34,14 @@ use support::site;
 
 // ------------------------------------------------------ hand-made postcard
 
+fn ack(seq: Option<u64>, outcome: Outcome, redelivered: bool) -> Ack {
+    Ack {
+        seq,
+        outcome,
+        redelivered,
+    }
+}
+
 fn varint(mut v: u64) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
@@ -200,15 +208,7 @@ impl Bench {
 
     /// Refused before verification or decoding: ack with `seq: None`.
     fn refused_unverified(&mut self, name: &str, payload: Vec<u8>, reason: Reason) {
-        self.case(
-            name,
-            payload,
-            Ack {
-                seq: None,
-                outcome: Outcome::Refused(reason),
-                redelivered: false,
-            },
-        );
+        self.case(name, payload, ack(None, Outcome::Refused(reason), false));
     }
 
     /// A verified, fresh command refused by the rules.
@@ -216,11 +216,7 @@ impl Bench {
         self.case(
             name,
             payload,
-            Ack {
-                seq: Some(seq),
-                outcome: Outcome::Refused(reason),
-                redelivered: false,
-            },
+            ack(Some(seq), Outcome::Refused(reason), false),
         );
     }
 
@@ -517,22 +513,14 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
     b.case(
         "the same envelope again (a redelivery): first outcome, not applied again",
         first_envelope,
-        Ack {
-            seq: Some(first.seq),
-            outcome: Outcome::Accepted,
-            redelivered: true,
-        },
+        ack(Some(first.seq), Outcome::Accepted, true),
     );
     let mut reuse = first.clone();
     reuse.body = CommandBody::UnshareAll;
     b.case(
         "a recent seq with another signed body: answered as that seq, nothing applied",
         b.cloud.seal(&reuse),
-        Ack {
-            seq: Some(first.seq),
-            outcome: Outcome::Accepted,
-            redelivered: true,
-        },
+        ack(Some(first.seq), Outcome::Accepted, true),
     );
     let mut zero = b.cloud.command("alice", CommandBody::UnshareAll);
     b.cloud.seq -= 1;
@@ -540,11 +528,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
     b.case(
         "seq 0",
         b.cloud.seal(&zero),
-        Ack {
-            seq: Some(0),
-            outcome: Outcome::Refused(ReplayedSequence),
-            redelivered: false,
-        },
+        ack(Some(0), Outcome::Refused(ReplayedSequence), false),
     );
     // 16 more commands push the share out of the remembered outcomes.
     for _ in 0..protocol::limits::RECENT_OUTCOMES {
@@ -555,11 +539,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
     b.case(
         "a seq older than the remembered ones",
         b.cloud.seal(&old),
-        Ack {
-            seq: Some(first.seq),
-            outcome: Outcome::Refused(ReplayedSequence),
-            redelivered: false,
-        },
+        ack(Some(first.seq), Outcome::Refused(ReplayedSequence), false),
     );
 
     // Commands the access rules refuse (verified, fresh: each consumes its
@@ -1073,9 +1053,7 @@ fn local_socket_peer_not_on_the_allow_list_is_refused_and_the_agent_keeps_servin
         c.local_socket.allowed_uids = vec![uid.wrapping_add(4242)];
         c.local_socket.admin_uids = vec![];
     });
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&config);
-    assert!(cloud.wait_status(true, WAIT));
+    let (mut cloud, _agent) = site.start_online(&config);
     for attempt in 0..3 {
         let mut stream = loop {
             if let Ok(s) = UnixStream::connect(site.socket()) {
@@ -1109,9 +1087,7 @@ fn a_process_not_on_admin_uids_cannot_switch_platform_access_whatever_level_it_c
     let config = site.write_agent_config("no-admins.toml", |c| {
         c.local_socket.admin_uids = vec![];
     });
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&config);
-    assert!(cloud.wait_status(true, WAIT));
+    let (mut cloud, _agent) = site.start_online(&config);
     let mut local = wait_local(&site.socket());
     for enabled in [false, true, false] {
         match local.set_platform_access(LocalLevel::Admin, enabled) {

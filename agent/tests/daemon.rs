@@ -53,10 +53,7 @@ fn connects_with_its_client_certificate_and_reports_online_and_state() {
 #[test]
 fn a_signed_command_is_applied_persisted_and_acknowledged() {
     let site = site();
-    let mut cloud = site.cloud();
-    let mut agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let (mut cloud, mut agent) = site.start_owned(&site.default_config());
     assert_eq!(cloud.send("alice", share_bob()).outcome, Outcome::Accepted);
     let state = cloud.wait_state(|s| s.shares.len() == 1);
     assert_eq!(state.shares[0].account.id.as_str(), "bob");
@@ -77,10 +74,7 @@ fn a_signed_command_is_applied_persisted_and_acknowledged() {
 #[test]
 fn wrong_signature_replay_and_oversized_payload_are_refused_and_change_nothing() {
     let site = site();
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let (mut cloud, _agent) = site.start_owned(&site.default_config());
     let before = cloud.wait_state(|s| s.last_seq == 1);
 
     // Wrong signature: one flipped bit in the signature.
@@ -141,10 +135,7 @@ fn playback_share(name: &str) -> CommandBody {
 #[test]
 fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
     let mut site = site();
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let (mut cloud, _agent) = site.start_owned(&site.default_config());
     let mut sent = Vec::new();
     for round in 0..5 {
         // Queue commands, restart the broker while they are in flight.
@@ -256,10 +247,7 @@ fn a_broker_certificate_from_another_ca_is_refused() {
 #[test]
 fn the_local_socket_answers_authorize_under_concurrent_clients_and_survives_garbage() {
     let site = site();
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let (mut cloud, _agent) = site.start_owned(&site.default_config());
     assert_eq!(cloud.send("alice", share_bob()).outcome, Outcome::Accepted);
     drop(wait_socket(&site));
 
@@ -281,28 +269,19 @@ fn the_local_socket_answers_authorize_under_concurrent_clients_and_survives_garb
             let path = site.socket();
             std::thread::spawn(move || {
                 let mut client = LocalClient::connect(&path, Duration::from_secs(5)).unwrap();
+                let bob = Principal::Cloud(AccountId::new("bob").unwrap());
+                let guest = Principal::Local(LocalLevel::Guest);
+                let not_granted = Decision::Deny(Reason::ActionNotGranted);
                 for n in 0..200u16 {
                     let channel = Some(1 + (n + i) % 8);
-                    let bob = client
-                        .authorize(
-                            Principal::Cloud(AccountId::new("bob").unwrap()),
-                            Action::LiveView,
-                            channel,
-                        )
-                        .unwrap();
-                    assert_eq!(bob, Decision::Allow);
-                    let cfg = client
-                        .authorize(
-                            Principal::Cloud(AccountId::new("bob").unwrap()),
-                            Action::ConfigWrite,
-                            None,
-                        )
-                        .unwrap();
-                    assert_eq!(cfg, Decision::Deny(Reason::ActionNotGranted));
-                    let guest = client
-                        .authorize(Principal::Local(LocalLevel::Guest), Action::Ptz, channel)
-                        .unwrap();
-                    assert_eq!(guest, Decision::Deny(Reason::ActionNotGranted));
+                    for (principal, action, channel, expected) in [
+                        (&bob, Action::LiveView, channel, Decision::Allow),
+                        (&bob, Action::ConfigWrite, None, not_granted),
+                        (&guest, Action::Ptz, channel, not_granted),
+                    ] {
+                        let decision = client.authorize(principal.clone(), action, channel);
+                        assert_eq!(decision.unwrap(), expected, "{principal:?} {action:?}");
+                    }
                 }
             })
         })
@@ -320,9 +299,7 @@ fn the_local_socket_answers_authorize_under_concurrent_clients_and_survives_garb
 #[test]
 fn platform_access_off_closes_the_link_and_keeps_it_closed_until_on() {
     let site = site();
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
+    let (mut cloud, _agent) = site.start_online(&site.default_config());
     let mut client = wait_socket(&site);
     assert_eq!(
         client

@@ -23,7 +23,7 @@ use agent::store::{Loaded, RealFlash, StateStore};
 use hc_testkit::cloud::RecordingCloud;
 use hc_testkit::daemon::*;
 use hc_testkit::local::{state_of, wait_local, wait_status_until};
-use hc_testkit::model::{access_of, bind_owner_body, fresh_applications, stream_body, Model, Rng};
+use hc_testkit::model::{access_of, fresh_applications, stream_command, Model, Rng};
 use hc_testkit::proxy::{Mode, Proxy};
 use protocol::access::{Action, Decision, Principal};
 use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason, Validity};
@@ -35,13 +35,8 @@ const BROKER_RESTARTS: usize = 25;
 /// re-publishing every `resend` until then; checks the outcome against the
 /// model and applies it there.
 fn stream_one(cloud: &mut RecordingCloud, model: &mut Model, resend: Duration) -> u64 {
-    let seq = cloud.seq() + 1;
-    let body = if seq == 1 {
-        bind_owner_body("alice")
-    } else {
-        stream_body(seq)
-    };
-    let (command, envelope) = cloud.next("alice", body);
+    let (command, envelope) = cloud.next("alice", stream_command(cloud.seq() + 1));
+    let seq = command.seq;
     let ack = cloud.send_until_acked(seq, &envelope, resend, Duration::from_secs(30));
     let expected = model.apply(&command);
     assert_eq!(expected, Outcome::Accepted, "the stream is all valid");
@@ -200,17 +195,11 @@ fn agent_sigkilled_120_times_during_command_handling_never_half_applies_nor_lose
                        model: &mut Model,
                        history: &mut Vec<_>,
                        envelopes: &mut Vec<Vec<u8>>| {
-        let seq = cloud.seq() + 1;
-        let body = if seq == 1 {
-            bind_owner_body("alice")
-        } else {
-            stream_body(seq)
-        };
-        let (command, envelope) = cloud.next("alice", body);
+        let (command, envelope) = cloud.next("alice", stream_command(cloud.seq() + 1));
         assert_eq!(model.apply(&command), Outcome::Accepted);
         history.push(model.access().clone());
         envelopes.push(envelope);
-        seq
+        command.seq
     };
 
     // The state on flash after a kill: what the next start loads. It must
@@ -416,10 +405,7 @@ fn network_cut_without_fin_detected_within_1_5_keepalives_then_reconnect_with_ba
         c.cloud.port = proxy.port();
         c.cloud.keep_alive_secs = KEEP_ALIVE.as_secs();
     });
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&config);
-    assert!(cloud.wait_status(true, WAIT), "device never online");
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let (mut cloud, _agent) = site.start_owned(&config);
 
     // Wait for a quiet link (nothing from the broker for a second), then
     // cut right after the broker's next packet: the answer to a keep-alive
@@ -623,16 +609,8 @@ fn clock_jumps_forward_then_back_over_6_readings_never_revive_a_share_or_an_inst
 fn a_forward_jump_into_a_future_window_then_back_is_not_trusted_until_the_clock_catches_up() {
     use fixture::{window, T0};
     use Reason::*;
-    let mut d = fixture::Device::owned();
-    d.expect_ok(
-        "alice",
-        fixture::share(
-            fixture::account("dave"),
-            &[Action::Playback],
-            ChannelScope::All,
-            window(T0 + 2_000, T0 + 3_000),
-        ),
-    );
+    let dave = fixture::share_all("dave", &[Action::Playback], window(T0 + 2_000, T0 + 3_000));
+    let mut d = fixture::Device::owned_and_shared(dave);
     let steps = [
         (T0 + 100, Decision::Deny(NotYetValid)),
         // The device cannot tell a jump from the passing of time: the
@@ -711,12 +689,7 @@ fn the_trusted_time_floor_survives_a_restart_so_a_rollback_while_off_is_still_ca
     d.now = T0 + 800;
     d.expect_ok(
         "alice",
-        fixture::share(
-            fixture::account("erin"),
-            &[Action::LiveView],
-            ChannelScope::All,
-            None,
-        ),
+        fixture::share_all("erin", &[Action::LiveView], None),
     );
     let dir = tempfile::tempdir().unwrap();
     let mut store = StateStore::new(RealFlash, dir.path().into(), "state");
@@ -745,10 +718,7 @@ fn end_to_end_a_command_from_a_cloud_clock_ahead_suspends_timed_shares_across_a_
     const AHEAD: u64 = 6;
     let site = site();
     let config = site.default_config();
-    let mut cloud = site.cloud();
-    let mut agent = site.start_agent(&config);
-    assert!(cloud.wait_status(true, WAIT));
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let (mut cloud, mut agent) = site.start_owned(&config);
     let now = agent::shell::event_loop::now_secs();
     let share = |who: &str, validity| CommandBody::Share {
         account: account(who),

@@ -131,29 +131,27 @@ fn full_state() -> DeviceState {
 
 // ------------------------------------------------------- the Cedar version
 
-/// What the owner may do through the cloud (as `decide` has it).
-fn owner_actions() -> Vec<Action> {
+/// Every action but `excluded`.
+fn actions_except(excluded: &[Action]) -> Vec<Action> {
     Action::ALL
         .iter()
         .copied()
-        .filter(|a| !matches!(a, Action::CloudServiceSwitch | Action::PlatformAccessSwitch))
+        .filter(|a| !excluded.contains(a))
         .collect()
+}
+
+/// What the owner may do through the cloud (as `decide` has it).
+fn owner_actions() -> Vec<Action> {
+    actions_except(&[Action::CloudServiceSwitch, Action::PlatformAccessSwitch])
 }
 
 /// What the installer may do before handover.
 fn site_installer_actions() -> Vec<Action> {
-    Action::ALL
-        .iter()
-        .copied()
-        .filter(|a| {
-            !matches!(
-                a,
-                Action::ShareManagement
-                    | Action::InstallerManagement
-                    | Action::PlatformAccessSwitch
-            )
-        })
-        .collect()
+    actions_except(&[
+        Action::ShareManagement,
+        Action::InstallerManagement,
+        Action::PlatformAccessSwitch,
+    ])
 }
 
 fn actions_of(permissions: Permissions) -> Vec<Action> {

@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use agent::client::LocalClient;
 use hc_testkit::agent_config;
 use hc_testkit::cloud::{CloudOptions, TestCloud};
-use hc_testkit::daemon::{account, agent_binary, signer, AgentProcess, SERIAL, WAIT};
+use hc_testkit::daemon::{account, agent_binary, device_config, AgentProcess, SERIAL, WAIT};
 use hc_testkit::fixture::{full_list, parity_channels, parity_shares, timed_grants, user};
 use hc_testkit::mosquitto::Mosquitto;
 use hc_testkit::pki::Pki;
@@ -142,6 +142,11 @@ fn row(cells: &[&str]) {
     println!("| {} |", cells.join(" | "));
 }
 
+/// A row with a figure of the agent's and nothing to compare it with.
+fn figure_row(section: &str, what: &str, figure: &str) {
+    row(&[section, what, figure, "", "", "", "", ""]);
+}
+
 fn met(ok: bool) -> &'static str {
     if ok {
         "yes"
@@ -218,14 +223,7 @@ impl Setup {
     /// A production-like configuration: a 256-channel recorder, log level
     /// info, keep-alive 30 s, the example's domain intervals.
     fn write_config(&self) -> PathBuf {
-        let mut config = agent_config::loopback(
-            &self.pki,
-            SERIAL,
-            self.dir.path(),
-            self.broker.port(),
-            &signer().public_key(),
-        )
-        .expect("the PKI has the device's certificate");
+        let mut config = device_config(&self.pki, self.dir.path(), self.broker.port());
         config.channels = CHANNELS;
         config.cloud.keep_alive_secs = 30;
         config.domain.check_interval_secs = 30;
@@ -311,6 +309,12 @@ impl Latency {
     }
     fn p(&self, p: f64) -> Duration {
         percentile(&self.sorted, p)
+    }
+
+    /// The percentiles `ps` in milliseconds: "a / b / c".
+    fn ms(&self, ps: &[f64]) -> String {
+        let figures: Vec<String> = ps.iter().map(|p| ms(self.p(*p))).collect();
+        figures.join(" / ")
     }
 }
 
@@ -808,7 +812,7 @@ fn main() {
         "< mosquitto_sub",
         met(agent_rss < sub_rss),
     ]);
-    row(&[
+    figure_row(
         "2",
         "RSS after the runs below (peak VmHWM) / after a restart with the full list",
         &format!(
@@ -817,12 +821,7 @@ fn main() {
             kib(hwm),
             kib(restart_rss)
         ),
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]);
+    );
     row(&[
         "2",
         "Size on disk (x86_64, stripped)",
@@ -847,57 +846,32 @@ fn main() {
         "",
         "",
     ]);
-    row(&[
+    figure_row(
         "4",
         &format!(
             "Command -> ack over TLS via mosquitto, read-only operation (n={}) p50 / p99 / p99.9",
             operations.sorted.len()
         ),
-        &format!(
-            "{} / {} / {}",
-            ms(operations.p(0.5)),
-            ms(operations.p(0.99)),
-            ms(operations.p(0.999))
-        ),
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]);
-    row(&[
+        &operations.ms(&[0.5, 0.99, 0.999]),
+    );
+    figure_row(
         "4",
         &format!(
             "Command -> ack, share change persisted with fsync (n={SHARE_CHANGES}) p50 / p99 / max"
         ),
-        &format!(
-            "{} / {} / {}",
-            ms(changes.p(0.5)),
-            ms(changes.p(0.99)),
-            ms(changes.p(1.0))
-        ),
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]);
+        &changes.ms(&[0.5, 0.99, 1.0]),
+    );
     if let Some(nagle) = nagle {
-        row(&[
+        figure_row(
             "4",
             &format!(
                 "The same read-only command with mosquitto's default `set_tcp_nodelay false` (n={NAGLE_OPERATIONS}) p50 / p99"
             ),
-            &format!("{} / {}", ms(nagle.p(0.5)), ms(nagle.p(0.99))),
-            "",
-            "",
-            "",
-            "",
-            "",
-        ]);
+            &nagle.ms(&[0.5, 0.99]),
+        );
     }
     for (clients, rate, lat) in [(1, one_rate, &one), (16, sixteen_rate, &sixteen)] {
-        row(&[
+        figure_row(
             "4",
             &format!(
                 "Local socket authorize, {clients} client{} ({} requests): throughput, p50 / p99",
@@ -905,12 +879,7 @@ fn main() {
                 lat.sorted.len()
             ),
             &format!("{rate:.0}/s, {} / {}", us(lat.p(0.5)), us(lat.p(0.99))),
-            "",
-            "",
-            "",
-            "",
-            "",
-        ]);
+        );
     }
     row(&[
         "4",
@@ -929,7 +898,7 @@ fn main() {
     row(&[
         "5",
         &format!("Start -> MQTT connected (online status at the cloud), full list, n={RESTARTS}: median / max"),
-        &format!("{} / {}", ms(online.p(0.5)), ms(online.p(1.0))),
+        &online.ms(&[0.5, 1.0]),
         "",
         "",
         "",
@@ -937,16 +906,11 @@ fn main() {
         // Every start, not just the median.
         met(online.p(1.0) < Duration::from_millis(50)),
     ]);
-    row(&[
+    figure_row(
         "5",
         &format!("Start -> full list in force (local socket allows the last share), n={RESTARTS}: median / max"),
-        &format!("{} / {}", ms(enforced.p(0.5)), ms(enforced.p(1.0))),
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]);
+        &enforced.ms(&[0.5, 1.0]),
+    );
     // Stalls of about 40 ms are TCP delayed acknowledgements meeting
     // Nagle's algorithm on some socket along the path.
     let slow = |l: &Latency| {

@@ -189,11 +189,19 @@ pub fn any_grant() -> impl Strategy<Value = Grant> {
 }
 
 pub fn any_installer_grants() -> impl Strategy<Value = InstallerGrants> {
+    installer_grants_of(any_grant)
+}
+
+/// Installer grants whose four grants, each present or not, come from
+/// `grant`.
+pub fn installer_grants_of<S: Strategy<Value = Grant>>(
+    grant: impl Fn() -> S,
+) -> impl Strategy<Value = InstallerGrants> {
     (
-        option::of(any_grant()),
-        option::of(any_grant()),
-        option::of(any_grant()),
-        option::of(any_grant()),
+        option::of(grant()),
+        option::of(grant()),
+        option::of(grant()),
+        option::of(grant()),
         any::<bool>(),
     )
         .prop_map(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use agent::shell::config::Config;
 use protocol::envelope::CommandSigner;
 use protocol::limits::MAX_MESSAGE_BYTES;
+use protocol::Outcome;
 
 use crate::agent_config;
 use crate::broker::{BrokerConfig, EmbeddedBroker};
@@ -41,6 +42,13 @@ pub fn agent_binary(built: Option<&str>) -> PathBuf {
 /// The cloud's command signer; the site's agents pin its public key.
 pub fn signer() -> CommandSigner {
     CommandSigner::from_seed(1, &SEED).unwrap()
+}
+
+/// [`agent_config::loopback`] for the device [`SERIAL`] of `pki`, files in
+/// `dir`, the broker on `port`, the [`signer`]'s key pinned.
+pub fn device_config(pki: &Pki, dir: &Path, port: u16) -> Config {
+    agent_config::loopback(pki, SERIAL, dir, port, &signer().public_key())
+        .unwrap_or_else(|| panic!("the PKI has no certificate for {SERIAL}"))
 }
 
 pub struct Site {
@@ -94,14 +102,7 @@ impl Site {
     /// The configuration of the site's device: [`agent_config::loopback`]
     /// against the site's broker, with the firmware's ports file.
     pub fn agent_config(&self) -> Config {
-        let mut config = agent_config::loopback(
-            &self.pki,
-            SERIAL,
-            self.dir.path(),
-            self.broker.port(),
-            &signer().public_key(),
-        )
-        .expect("the site's PKI has the device's certificate");
+        let mut config = device_config(&self.pki, self.dir.path(), self.broker.port());
         config.domain.ports_file = Some(self.ports_file());
         config
     }
@@ -127,6 +128,26 @@ impl Site {
 
     pub fn cloud(&self) -> TestCloud {
         TestCloud::connect(&self.pki, self.broker.port())
+    }
+
+    /// A cloud, then the agent with `config`; returns once the cloud saw
+    /// the device online.
+    pub fn start_online(&self, config: &Path) -> (TestCloud, AgentProcess) {
+        let cloud = self.cloud();
+        let agent = self.start_agent(config);
+        assert!(
+            cloud.wait_status(true, WAIT),
+            "device never online:\n{}",
+            agent.log()
+        );
+        (cloud, agent)
+    }
+
+    /// [`Site::start_online`], then alice binds the device as its owner.
+    pub fn start_owned(&self, config: &Path) -> (TestCloud, AgentProcess) {
+        let (mut cloud, agent) = self.start_online(config);
+        assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+        (cloud, agent)
     }
 }
 

@@ -83,15 +83,15 @@ pub fn share(
     }
 }
 
+/// A share of every channel with home account `to`.
+pub fn share_all(to: &str, actions: &[Action], validity: Option<Validity>) -> CommandBody {
+    share(account(to), actions, ChannelScope::All, validity)
+}
+
 /// Bob may watch every channel live for `validity`: the share the time
 /// rules are tested on.
 pub fn bob_live_view(validity: Option<Validity>) -> CommandBody {
-    share(
-        account("bob"),
-        &[Action::LiveView],
-        ChannelScope::All,
-        validity,
-    )
+    share_all("bob", &[Action::LiveView], validity)
 }
 
 /// A device and the cloud's view of it: the next sequence number and the

@@ -90,6 +90,16 @@ pub fn stream_body(seq: u64) -> CommandBody {
     }
 }
 
+/// Command `seq` of the stream alice sends: her owner bind first, then
+/// [`stream_body`].
+pub fn stream_command(seq: u64) -> CommandBody {
+    if seq == 1 {
+        bind_owner_body("alice")
+    } else {
+        stream_body(seq)
+    }
+}
+
 /// `Bind { role: Owner }` for `owner`, with the right proof.
 pub fn bind_owner_body(owner: &str) -> CommandBody {
     CommandBody::Bind {
