@@ -869,6 +869,17 @@ fn connect(site: &Site) -> LocalClient {
 }
 
 /// Reads until EOF; true if the peer closed within `within`.
+/// The agent's next reply on `stream` is exactly the error frame of
+/// `reason`.
+#[track_caller]
+fn expect_error_reply(stream: &mut UnixStream, reason: Reason, what: &str) {
+    let mut reply = vec![0u8; 6];
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.read_exact(&mut reply).unwrap();
+    let expected = protocol::local::encode_frame(&LocalReply::Error(reason)).unwrap();
+    assert_eq!(reply, expected, "{what}");
+}
+
 fn closed_within(stream: &mut UnixStream, within: Duration) -> bool {
     stream.set_read_timeout(Some(within)).unwrap();
     let mut buf = [0u8; 64];
@@ -945,14 +956,7 @@ fn local_socket_bad_frames_each_get_their_error_and_never_disturb_other_clients(
     ] {
         let mut stream = UnixStream::connect(b.site.socket()).unwrap();
         stream.write_all(&len.to_be_bytes()).unwrap();
-        let mut reply = vec![0u8; 6];
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.read_exact(&mut reply).unwrap();
-        assert_eq!(
-            reply,
-            protocol::local::encode_frame(&LocalReply::Error(Reason::TooLarge)).unwrap(),
-            "{name}"
-        );
+        expect_error_reply(&mut stream, Reason::TooLarge, name);
         assert!(closed_within(&mut stream, WAIT), "{name}: not closed");
         served(&mut probe, name);
         cases.push(name.to_owned());
@@ -1063,13 +1067,10 @@ fn local_socket_peer_not_on_the_allow_list_is_refused_and_the_agent_keeps_servin
         };
         // Whatever it sends, it gets PeerNotAllowed and is closed.
         let _ = stream.write_all(&frame(&[1]));
-        let mut reply = vec![0u8; 6];
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.read_exact(&mut reply).unwrap();
-        assert_eq!(
-            reply,
-            protocol::local::encode_frame(&LocalReply::Error(Reason::PeerNotAllowed)).unwrap(),
-            "attempt {attempt}"
+        expect_error_reply(
+            &mut stream,
+            Reason::PeerNotAllowed,
+            &format!("attempt {attempt}"),
         );
         assert!(
             closed_within(&mut stream, WAIT),

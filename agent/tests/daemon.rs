@@ -191,9 +191,7 @@ fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
 #[test]
 fn the_last_will_marks_the_device_offline_when_the_agent_is_killed() {
     let site = site();
-    let cloud = site.cloud();
-    let mut agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
+    let (cloud, mut agent) = site.start_online(&site.default_config());
     agent.kill();
     // The broker notices the dead connection within 1.5 keep-alives (5 s).
     assert!(
@@ -205,9 +203,7 @@ fn the_last_will_marks_the_device_offline_when_the_agent_is_killed() {
 #[test]
 fn sigterm_marks_the_device_offline_and_exits_cleanly() {
     let site = site();
-    let cloud = site.cloud();
-    let mut agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
+    let (cloud, mut agent) = site.start_online(&site.default_config());
     let status = agent.terminate();
     assert!(status.success(), "exit status {status}:\n{}", agent.log());
     assert!(cloud.wait_status(false, Duration::from_secs(3)));

@@ -193,28 +193,23 @@ fn permits(
     } else {
         format!(" when {{ {} }}", conditions.join(" && "))
     };
-    let list = |scoped: bool| {
-        actions
+    let resources = [
+        (true, format!("resource {channel_resource}")),
+        (false, format!("resource == {device}")),
+    ];
+    for (scoped, resource) in resources {
+        let listed: Vec<String> = actions
             .iter()
             .filter(|a| a.is_channel_scoped() == scoped)
             .map(|a| format!("Action::\"{}\"", a.name()))
-            .collect::<Vec<_>>()
-    };
-    let channel_actions = list(true);
-    if !channel_actions.is_empty() {
-        let _ = writeln!(
-            out,
-            "permit(principal == {principal}, action in [{}], resource {channel_resource}){when};",
-            channel_actions.join(", ")
-        );
-    }
-    let device_actions = list(false);
-    if !device_actions.is_empty() {
-        let _ = writeln!(
-            out,
-            "permit(principal == {principal}, action in [{}], resource == {device}){when};",
-            device_actions.join(", ")
-        );
+            .collect();
+        if !listed.is_empty() {
+            let _ = writeln!(
+                out,
+                "permit(principal == {principal}, action in [{}], {resource}){when};",
+                listed.join(", ")
+            );
+        }
     }
 }
 
