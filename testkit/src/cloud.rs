@@ -14,16 +14,16 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::command::bind_proof;
 use protocol::envelope::CommandSigner;
 use protocol::messages::{DeviceStatus, StateReport};
 use protocol::topics::{self, Leaf};
-use protocol::{AccountId, Ack, BindRole, Command, CommandBody, Serial};
+use protocol::{Ack, Command, CommandBody, Serial};
 use rumqttc::{Client, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::daemon::{account, decode, signer, CODE, SERIAL, WAIT};
+use crate::daemon::{account, decode, signer, SERIAL, WAIT};
+use crate::model::bind_owner_body;
 use crate::pki::Pki;
 
 /// A rustls client configuration that trusts `pki`'s CA and presents `cert`.
@@ -200,19 +200,9 @@ impl TestCloud {
         self.wait_ack(Some(command.seq))
     }
 
+    /// `owner` binds the device as its owner (with the right proof).
     pub fn bind_owner(&mut self, owner: &str) -> Ack {
-        let proof = bind_proof(
-            CODE.as_bytes(),
-            &Serial::new(SERIAL).unwrap(),
-            &AccountId::new(owner).unwrap(),
-        );
-        self.send(
-            owner,
-            CommandBody::Bind {
-                role: BindRole::Owner,
-                proof,
-            },
-        )
+        self.send(owner, bind_owner_body(owner))
     }
 
     /// The next message on `leaf` that `accept` likes.
