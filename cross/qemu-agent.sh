@@ -4,8 +4,9 @@
 # SIGTERM/SIGKILL sent to that pid reach the agent (QEMU hands signals to the
 # guest program), and the exit status is the agent's.
 #
-# Usable as the daemon tests' agent program (agent/tests/support/mod.rs takes
-# the HC_AGENT_BIN environment variable as the path of the agent to start):
+# Usable as the daemon tests' agent program (hc_testkit::daemon::agent_binary
+# takes the HC_AGENT_BIN environment variable as the path of the agent to
+# start):
 #
 #   HC_CROSS_TARGET=armv7-unknown-linux-gnueabihf HC_AGENT_BIN=$PWD/cross/qemu-agent.sh \
 #     cargo test -p hc-agent --test daemon --locked -- --test-threads=1

@@ -9,7 +9,8 @@
 # (details of the run in target/perf-details.log).
 #
 #   1. access decisions: agent::core::decide vs cedar-policy (perf/, its own
-#      Cargo.lock; built into target/perf)
+#      Cargo.lock; built into target/perf, as the daemon measurements of
+#      2-5, perf/src/measure.rs)
 #   2. memory and size: the agent vs mosquitto_sub, one TLS session each to
 #      the same mosquitto
 #   3. domain registration: the agent vs inadyn, RSS
@@ -56,13 +57,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- builds, one after the other (one release build at a time)
-log "building hc-agent and the measure example (release)"
-cargo build --release --locked -p hc-agent --bin hc-agent --example measure >&2
-log "building the Cedar comparison (perf/, release)"
+log "building hc-agent (release)"
+cargo build --release --locked -p hc-agent --bin hc-agent >&2
+log "building the Cedar comparison and the daemon measurements (perf/, release)"
 # Not --locked: perf/Cargo.lock follows the path dependencies (hc-agent,
-# hc-protocol) as their manifests change.
+# hc-protocol, hc-testkit) as their manifests change.
 cargo build --release --manifest-path perf/Cargo.toml --target-dir target/perf \
-    --bin cedar-compare >&2
+    --bin cedar-compare --bin measure >&2
 fleet_devices=${PERF_FLEET_DEVICES:-1000}
 if [ "$fleet_devices" -gt 0 ]; then
     log "building the simulator (sim profile) for the fleet"
@@ -81,7 +82,7 @@ if ! target/perf/release/cedar-compare >>"$rows" 2> >(tee -a "$details" >&2); th
     exit 1
 fi
 log "2/4 daemon: memory, size, domain registration, end to end, start-up"
-HC_AGENT_BIN="$root/target/release/hc-agent" target/release/examples/measure \
+HC_AGENT_BIN="$root/target/release/hc-agent" target/perf/release/measure \
     >>"$rows" 2> >(tee -a "$details" >&2)
 sleep 0.2 # let tee finish
 # The device build: static musl, std rebuilt as cross/build.sh does. Its
@@ -94,7 +95,7 @@ if rustup target list --installed 2>/dev/null | grep -qx "$musl" &&
         CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C force-unwind-tables=no" \
         cargo build --release --locked -Zbuild-std=std,panic_abort -Zbuild-std-features= \
         -p hc-agent --bin hc-agent --target "$musl" >&2
-    HC_AGENT_BIN="$root/target/cross/$musl/release/hc-agent" target/release/examples/measure \
+    HC_AGENT_BIN="$root/target/cross/$musl/release/hc-agent" target/perf/release/measure \
         2> >(sed 's/^measure:/measure (static musl):/' | tee -a "$details" >&2) |
         sed -n -e 's/^| 2 | Idle RSS, one TLS session/| 2 | Idle RSS of the static musl build (as on devices), one TLS session/p' \
             -e 's/^| 2 | Size on disk (x86_64, stripped)/| 2 | Size on disk (x86_64 static musl, libc included)/p' >>"$rows"

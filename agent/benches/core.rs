@@ -16,135 +16,29 @@
 
 use std::hint::black_box;
 
-use agent::core::{apply, decide, DeviceState, Identity};
+use agent::core::{apply, decide, DeviceState};
 use criterion::{criterion_group, criterion_main, Criterion};
-use protocol::access::{Action, Decision, Principal};
-use protocol::command::bind_proof;
-use protocol::limits::{MAX_CHANNELS, MAX_SHARES};
-use protocol::{
-    AccountId, AccountRef, BindRole, ChannelScope, ChannelSet, Command, CommandBody, Grant,
-    InstallerGrants, Outcome, Permissions, Region, Serial, Text, Validity,
+use hc_testkit::fixture::{
+    account, cloud, parity_share, timed_grants, user, window, Device, FULL_CHANNELS as CHANNELS, T0,
 };
+use protocol::access::{Action, Decision, Principal};
+use protocol::limits::MAX_SHARES;
+use protocol::{CommandBody, Outcome};
 
-const SERIAL: &str = "NVR-BENCH-0001";
-const CODE: &str = "ABCDEF";
-const REGION: &str = "EU";
-const T0: u64 = 1_800_000_000;
 const NOW: u64 = T0 + 10;
-const CHANNELS: u16 = MAX_CHANNELS as u16;
 
-fn account(id: &str) -> AccountRef {
-    AccountRef {
-        id: AccountId::new(id).unwrap(),
-        region: Region::new(REGION).unwrap(),
-    }
-}
-
-fn cloud(id: &str) -> Principal {
-    Principal::Cloud(AccountId::new(id).unwrap())
-}
-
-fn user(i: usize) -> String {
-    format!("user{i:03}")
-}
-
-fn window(i: usize) -> Option<Validity> {
-    Some(Validity {
-        not_before: T0 - 1_000,
-        not_after: T0 + 100_000 + i as u64,
-    })
-}
-
-/// Channels of the index's parity, plus channel 256.
-fn channels_of(i: usize) -> ChannelScope {
-    let mut set = ChannelSet::EMPTY;
-    for c in (1..=CHANNELS).filter(|c| usize::from(*c) % 2 == i % 2) {
-        set.insert(c);
-    }
-    set.insert(CHANNELS);
-    ChannelScope::Only(set)
-}
-
+/// Share `i`: channels of the index's parity plus channel 256, valid from
+/// `T0 - 1000` to `T0 + 100_000 + i`.
 fn share(i: usize) -> CommandBody {
-    CommandBody::Share {
-        account: account(&user(i)),
-        permissions: Permissions::of(&[
-            Action::LiveView,
-            Action::Playback,
-            Action::AlarmNotifications,
-            Action::ConfigRead,
-        ]),
-        channels: channels_of(i),
-        validity: window(i),
-    }
-}
-
-/// Drives the core the way the cloud would: growing sequence numbers.
-struct Cloud {
-    state: DeviceState,
-    seq: u64,
-}
-
-impl Cloud {
-    fn command(&mut self, actor: &str, body: CommandBody) -> Command {
-        self.seq += 1;
-        Command {
-            serial: Serial::new(SERIAL).unwrap(),
-            actor: account(actor),
-            seq: self.seq,
-            issued_at: T0,
-            body,
-        }
-    }
-
-    fn run(&mut self, actor: &str, body: CommandBody) {
-        let command = self.command(actor, body);
-        let applied = apply(&self.state, &command, T0);
-        assert_eq!(applied.outcome, Outcome::Accepted, "{command:?}");
-        self.state = applied.state;
-    }
+    parity_share(i, window(T0 - 1_000, T0 + 100_000 + i as u64))
 }
 
 /// A full device, and the same device with every share but `skip`.
-fn device(skip: Option<usize>) -> Cloud {
-    let identity = Identity {
-        serial: Serial::new(SERIAL).unwrap(),
-        region: Region::new(REGION).unwrap(),
-        channel_count: CHANNELS,
-        verification_code: Text::new(CODE).unwrap(),
-    };
-    let serial = identity.serial.clone();
-    let mut cloud = Cloud {
-        state: DeviceState::new(identity).unwrap(),
-        seq: 0,
-    };
-    let proof = bind_proof(CODE.as_bytes(), &serial, &AccountId::new("inst").unwrap());
-    cloud.run(
-        "inst",
-        CommandBody::Bind {
-            role: BindRole::Installer,
-            proof,
-        },
-    );
-    let timed = Some(Grant {
-        validity: window(0),
-    });
-    cloud.run(
-        "alice",
-        CommandBody::Handover {
-            installer_grants: InstallerGrants {
-                site_info: timed,
-                configuration: Some(Grant { validity: None }),
-                live_view: timed,
-                playback: timed,
-                may_disable_cloud: true,
-            },
-        },
-    );
-    for i in (0..MAX_SHARES).filter(|i| Some(*i) != skip) {
-        cloud.run("alice", share(i));
-    }
-    cloud
+fn device(skip: Option<usize>) -> Device {
+    Device::full(
+        timed_grants(window(T0 - 1_000, T0 + 100_000)),
+        (0..MAX_SHARES).filter(|i| Some(*i) != skip).map(share),
+    )
 }
 
 fn bench_decide(c: &mut Criterion) {
@@ -206,10 +100,10 @@ fn bench_apply(c: &mut Criterion) {
     // One short of full: the middle share is missing, so the Share command
     // inserts in the middle of the list.
     let missing = MAX_SHARES / 2;
-    let mut cloud = device(Some(missing));
-    assert_eq!(cloud.state.access.shares.len(), MAX_SHARES - 1);
-    let command = cloud.command("alice", share(missing));
-    let state = cloud.state;
+    let mut d = device(Some(missing));
+    assert_eq!(d.state.access.shares.len(), MAX_SHARES - 1);
+    let command = d.command(account("alice"), share(missing));
+    let state = d.state;
     let applied = apply(&state, &command, NOW);
     assert_eq!(applied.outcome, Outcome::Accepted);
     assert_eq!(applied.state.access.shares.len(), MAX_SHARES);

@@ -20,10 +20,8 @@
 //! model of which sequence numbers are fresh, recent or old, so the ledger
 //! is checked against an independent account of what was sent.
 
-mod common;
-
 use agent::core::{apply, decide, set_platform_access, Applied, DeviceState};
-use common::*;
+use hc_testkit::fixture::*;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use proptest::test_runner::{Config, RngAlgorithm};
@@ -150,16 +148,9 @@ fn validity() -> impl Strategy<Value = Option<Validity>> {
 fn grants_from<S: Strategy<Value = Option<Validity>>>(
     window: impl Fn() -> S,
 ) -> impl Strategy<Value = InstallerGrants> {
-    let grant = || prop::option::of(window().prop_map(|validity| Grant { validity }));
-    (grant(), grant(), grant(), grant(), any::<bool>()).prop_map(
-        |(site_info, configuration, live_view, playback, may_disable_cloud)| InstallerGrants {
-            site_info,
-            configuration,
-            live_view,
-            playback,
-            may_disable_cloud,
-        },
-    )
+    protocol::arbitrary::installer_grants_from(move || {
+        prop::option::of(window().prop_map(|validity| Grant { validity }))
+    })
 }
 
 /// Grants the fixture can hand over with (well-formed windows only).
@@ -275,20 +266,27 @@ enum Seq {
     Old(Index),
 }
 
+/// A command the cloud sends.
+#[derive(Debug, Clone)]
+struct Outgoing {
+    actor: AccountRef,
+    body: Body,
+    seq: Seq,
+    clock: Clock,
+    wrong_device: bool,
+    /// Deliver the same command again right away, after moving the device
+    /// clock by this much.
+    redeliver: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 enum Step {
-    Send {
-        actor: AccountRef,
-        body: Body,
-        seq: Seq,
-        clock: Clock,
-        wrong_device: bool,
-        /// Deliver the same command again right away, after moving the
-        /// device clock by this much.
-        redeliver: Option<i64>,
-    },
+    Send(Outgoing),
     /// Deliver an earlier command of this sequence again, verbatim.
-    Replay { pick: Index, clock: Clock },
+    Replay {
+        pick: Index,
+        clock: Clock,
+    },
     /// A local user flips the platform-access switch.
     Local {
         level: LocalLevel,
@@ -312,13 +310,15 @@ fn step() -> impl Strategy<Value = Step> {
             prop::bool::weighted(0.03),
             prop::option::weighted(0.2, -2_000i64..2_000),
         )
-            .prop_map(|(actor, body, seq, clock, wrong_device, redeliver)| Step::Send {
-                actor,
-                body,
-                seq,
-                clock,
-                wrong_device,
-                redeliver,
+            .prop_map(|(actor, body, seq, clock, wrong_device, redeliver)| {
+                Step::Send(Outgoing {
+                    actor,
+                    body,
+                    seq,
+                    clock,
+                    wrong_device,
+                    redeliver,
+                })
             }),
         3 => (any::<Index>(), clock()).prop_map(|(pick, clock)| Step::Replay { pick, clock }),
         1 => (level, prop::bool::weighted(0.7), clock())
@@ -342,22 +342,24 @@ fn owner_share() -> impl Strategy<Value = Step> {
         channel_scope(),
         validity(),
     )
-        .prop_map(|(i, permissions, channels, validity)| Step::Send {
-            actor: pool_ref(0),
-            body: Body::Plain(Box::new(CommandBody::Share {
-                account: pool_ref(i),
-                permissions,
-                channels,
-                validity,
-            })),
-            seq: Seq::Next(1),
-            clock: Clock {
-                cloud_dt: 0,
-                skew_dt: 0,
-                lag: 0,
-            },
-            wrong_device: false,
-            redeliver: None,
+        .prop_map(|(i, permissions, channels, validity)| {
+            Step::Send(Outgoing {
+                actor: pool_ref(0),
+                body: Body::Plain(Box::new(CommandBody::Share {
+                    account: pool_ref(i),
+                    permissions,
+                    channels,
+                    validity,
+                })),
+                seq: Seq::Next(1),
+                clock: Clock {
+                    cloud_dt: 0,
+                    skew_dt: 0,
+                    lag: 0,
+                },
+                wrong_device: false,
+                redeliver: None,
+            })
         })
 }
 
@@ -506,50 +508,49 @@ impl Sim {
         applied
     }
 
+    fn send(&mut self, out: &Outgoing, check: &mut dyn FnMut(&Event)) {
+        self.tick(out.clock);
+        let seq = match &out.seq {
+            Seq::Next(gap) => {
+                self.cloud_seq += gap;
+                self.cloud_seq
+            }
+            Seq::Old(index) => index.index(self.cloud_seq as usize + 1) as u64,
+        };
+        let body = match &out.body {
+            Body::Plain(body) => (**body).clone(),
+            Body::Bind { role, valid_proof } => CommandBody::Bind {
+                role: *role,
+                proof: if *valid_proof {
+                    proof_for(&out.actor.id)
+                } else {
+                    proof_for("somebody-else")
+                },
+            },
+        };
+        let command = Command {
+            serial: Serial::new(if out.wrong_device {
+                "NVR-OTHER-9"
+            } else {
+                SERIAL
+            })
+            .unwrap(),
+            actor: out.actor.clone(),
+            seq,
+            issued_at: self.cloud_now.saturating_sub(out.clock.lag),
+            body,
+        };
+        let first = self.deliver(&command, None, check);
+        if let Some(shift) = out.redeliver {
+            self.skew = (self.skew + shift).clamp(-20_000, 20_000);
+            self.deliver(&command, Some(&first), check);
+        }
+        self.sent.push(command);
+    }
+
     fn play(&mut self, step: &Step, check: &mut dyn FnMut(&Event)) {
         match step {
-            Step::Send {
-                actor,
-                body,
-                seq,
-                clock,
-                wrong_device,
-                redeliver,
-            } => {
-                self.tick(*clock);
-                let seq = match seq {
-                    Seq::Next(gap) => {
-                        self.cloud_seq += gap;
-                        self.cloud_seq
-                    }
-                    Seq::Old(index) => index.index(self.cloud_seq as usize + 1) as u64,
-                };
-                let body = match body {
-                    Body::Plain(body) => (**body).clone(),
-                    Body::Bind { role, valid_proof } => CommandBody::Bind {
-                        role: *role,
-                        proof: if *valid_proof {
-                            proof_for(&actor.id)
-                        } else {
-                            proof_for("somebody-else")
-                        },
-                    },
-                };
-                let command = Command {
-                    serial: Serial::new(if *wrong_device { "NVR-OTHER-9" } else { SERIAL })
-                        .unwrap(),
-                    actor: actor.clone(),
-                    seq,
-                    issued_at: self.cloud_now.saturating_sub(clock.lag),
-                    body,
-                };
-                let first = self.deliver(&command, None, check);
-                if let Some(shift) = redeliver {
-                    self.skew = (self.skew + shift).clamp(-20_000, 20_000);
-                    self.deliver(&command, Some(&first), check);
-                }
-                self.sent.push(command);
-            }
+            Step::Send(out) => self.send(out, check),
             Step::Replay { pick, clock } => {
                 if self.sent.is_empty() {
                     return;
@@ -1093,16 +1094,7 @@ fn any_time() -> impl Strategy<Value = u64> {
 /// an ended window would be trusted again and the expired share work.
 #[test]
 fn a_late_command_does_not_reopen_a_clock_rollback() {
-    let mut d = Device::owned();
-    d.expect_ok(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ChannelScope::All,
-            window(T0, T0 + 1_000),
-        ),
-    );
+    let mut d = Device::owned_and_shared(bob_live_view(window(T0, T0 + 1_000)));
     // The device runs past the end of bob's window.
     d.now = T0 + 5_000;
     d.state.clock.observe(d.now);

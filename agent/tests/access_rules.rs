@@ -1,12 +1,12 @@
 //! Table tests for the access rules of DESIGN.md section 3, each named
 //! after the rule it checks, driving the public core API.
 
-mod common;
-
 use agent::core::{set_platform_access, Effect};
-use common::*;
-use protocol::access::{Action, Decision, LocalLevel};
+use hc_testkit::fixture::*;
+use protocol::access::Action::{self, *};
+use protocol::access::{Decision, LocalLevel};
 use protocol::messages::{AuditEvent, Binding};
+use protocol::Reason::*;
 use protocol::{
     BindRole, ChannelScope, ChannelSet, CommandBody, Grant, InstallerGrants, Outcome, Reason, Text,
 };
@@ -32,19 +32,16 @@ fn with_bob(actions: &[Action], channels: ChannelScope) -> Device {
 #[test]
 fn unbound_device_denies_every_cloud_account() {
     let d = Device::new();
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
-        deny(Reason::NotBound)
-    );
+    d.expect_decision(&cloud("alice"), LiveView, Some(1), deny(NotBound));
 }
 
 #[test]
 fn deny_by_default_for_an_account_that_is_not_a_principal() {
-    let d = with_bob(&[Action::LiveView], ALL_CHANNELS);
+    let d = with_bob(&[LiveView], ALL_CHANNELS);
     for action in Action::ALL {
         assert_eq!(
             d.decide(&cloud("mallory"), *action, Some(1)),
-            deny(Reason::NotAPrincipal),
+            deny(NotAPrincipal),
             "{action:?}"
         );
     }
@@ -55,9 +52,7 @@ fn owner_may_do_everything_through_the_cloud_but_the_two_switches() {
     let d = Device::owned();
     for action in Action::ALL {
         let expected = match action {
-            Action::CloudServiceSwitch | Action::PlatformAccessSwitch => {
-                deny(Reason::ActionNotGranted)
-            }
+            CloudServiceSwitch | PlatformAccessSwitch => deny(ActionNotGranted),
             _ => Decision::Allow,
         };
         assert_eq!(
@@ -70,11 +65,11 @@ fn owner_may_do_everything_through_the_cloud_but_the_two_switches() {
 
 #[test]
 fn shared_user_gets_exactly_the_granted_actions() {
-    let d = with_bob(&[Action::LiveView, Action::Playback], ALL_CHANNELS);
+    let d = with_bob(&[LiveView, Playback], ALL_CHANNELS);
     for action in Action::ALL {
         let expected = match action {
-            Action::LiveView | Action::Playback => Decision::Allow,
-            _ => deny(Reason::ActionNotGranted),
+            LiveView | Playback => Decision::Allow,
+            _ => deny(ActionNotGranted),
         };
         assert_eq!(
             d.decide(&cloud("bob"), *action, Some(3)),
@@ -86,127 +81,59 @@ fn shared_user_gets_exactly_the_granted_actions() {
 
 #[test]
 fn shared_user_is_limited_to_the_channels_in_scope() {
-    let d = with_bob(&[Action::LiveView], only(&[2, 5]));
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(2)),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(5)),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(3)),
-        deny(Reason::ChannelOutOfScope)
-    );
+    let d = with_bob(&[LiveView], only(&[2, 5]));
+    d.expect_decision(&cloud("bob"), LiveView, Some(2), Decision::Allow);
+    d.expect_decision(&cloud("bob"), LiveView, Some(5), Decision::Allow);
+    d.expect_decision(&cloud("bob"), LiveView, Some(3), deny(ChannelOutOfScope));
 }
 
 #[test]
 fn channel_actions_need_a_channel_the_device_has() {
     let d = Device::owned();
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, None),
-        deny(Reason::NoSuchChannel)
+    d.expect_decision(&cloud("alice"), LiveView, None, deny(NoSuchChannel));
+    d.expect_decision(&cloud("alice"), LiveView, Some(0), deny(NoSuchChannel));
+    d.expect_decision(
+        &cloud("alice"),
+        LiveView,
+        Some(CHANNELS + 1),
+        deny(NoSuchChannel),
     );
     assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(0)),
-        deny(Reason::NoSuchChannel)
-    );
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(CHANNELS + 1)),
-        deny(Reason::NoSuchChannel)
-    );
-    assert_eq!(
-        d.decide(
-            &local(LocalLevel::Admin),
-            Action::Playback,
-            Some(CHANNELS + 1)
-        ),
-        deny(Reason::NoSuchChannel)
+        d.decide(&local(LocalLevel::Admin), Playback, Some(CHANNELS + 1)),
+        deny(NoSuchChannel)
     );
     // Device-level actions ignore the channel.
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::ConfigRead, None),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("alice"), ConfigRead, None, Decision::Allow);
 }
 
 #[test]
 fn shared_user_outside_the_validity_window_is_denied() {
-    let mut d = Device::owned();
-    d.expect_ok(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            window(T0 + 100, T0 + 200),
-        ),
-    );
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::NotYetValid)
-    );
+    let mut d = Device::owned_and_shared(bob_live_view(window(T0 + 100, T0 + 200)));
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(NotYetValid));
     d.now = T0 + 100;
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), Decision::Allow);
     d.now = T0 + 200;
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::Expired)
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(Expired));
 }
 
 #[test]
 fn time_limited_grants_are_denied_while_the_clock_is_behind_the_trusted_floor() {
-    let mut d = Device::owned();
-    d.expect_ok(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            window(T0 - 1000, T0 + 1000),
-        ),
-    );
+    let mut d = Device::owned_and_shared(bob_live_view(window(T0 - 1000, T0 + 1000)));
     d.now = T0 - 500; // the device clock fell behind the last signed cloud time
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::ClockNotTrusted)
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(ClockNotTrusted));
     // Owner access does not depend on time.
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("alice"), LiveView, Some(1), Decision::Allow);
 }
 
 #[test]
 fn a_clock_rollback_never_extends_a_grant() {
-    let mut d = Device::owned();
-    d.expect_ok(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            window(T0, T0 + 100),
-        ),
-    );
+    let mut d = Device::owned_and_shared(bob_live_view(window(T0, T0 + 100)));
     d.now = T0 + 150;
     d.state.clock.observe(d.now);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::Expired)
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(Expired));
     d.now = T0 + 50; // rolled back into the window
     d.state.clock.observe(d.now);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::ClockNotTrusted)
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(ClockNotTrusted));
 }
 
 fn cloud_off_site() -> Device {
@@ -216,10 +143,7 @@ fn cloud_off_site() -> Device {
         ..InstallerGrants::default()
     };
     let mut d = Device::handed_over(grants);
-    d.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    d.expect_ok("alice", bob_live_view(None));
     d.expect_ok("inst", CommandBody::SetCloudService { enabled: false });
     d
 }
@@ -227,63 +151,59 @@ fn cloud_off_site() -> Device {
 #[test]
 fn cloud_service_off_denies_owner_and_shared_users_with_that_reason() {
     let d = cloud_off_site();
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
-        deny(Reason::CloudServiceDisabled)
+    d.expect_decision(
+        &cloud("alice"),
+        LiveView,
+        Some(1),
+        deny(CloudServiceDisabled),
     );
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::ShareManagement, None),
-        deny(Reason::CloudServiceDisabled)
+    d.expect_decision(
+        &cloud("alice"),
+        ShareManagement,
+        None,
+        deny(CloudServiceDisabled),
     );
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::CloudServiceDisabled)
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(CloudServiceDisabled));
 }
 
 #[test]
 fn cloud_service_off_leaves_the_installer_switch_and_local_users_working() {
     let mut d = cloud_off_site();
-    assert_eq!(
-        d.decide(&local(LocalLevel::Guest), Action::LiveView, Some(1)),
-        Decision::Allow
+    d.expect_decision(
+        &local(LocalLevel::Guest),
+        LiveView,
+        Some(1),
+        Decision::Allow,
     );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::CloudServiceSwitch, None),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("inst"), LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("inst"), CloudServiceSwitch, None, Decision::Allow);
     d.expect_refused(
         "alice",
         CommandBody::SetCloudService { enabled: true },
         Reason::CloudServiceDisabled,
     );
     d.expect_ok("inst", CommandBody::SetCloudService { enabled: true });
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("alice"), LiveView, Some(1), Decision::Allow);
 }
 
 #[test]
 fn platform_access_off_denies_every_cloud_action_but_not_local_users() {
-    let d = with_bob(&[Action::LiveView], ALL_CHANNELS);
+    let d = with_bob(&[LiveView], ALL_CHANNELS);
     let (result, _) = set_platform_access(&d.state, LocalLevel::Admin, true, false, d.now);
     let (state, _) = result.unwrap();
     let d = Device { state, ..d };
     for who in ["alice", "bob", "inst", "mallory"] {
         assert_eq!(
-            d.decide(&cloud(who), Action::LiveView, Some(1)),
-            deny(Reason::PlatformAccessOff),
+            d.decide(&cloud(who), LiveView, Some(1)),
+            deny(PlatformAccessOff),
             "{who}"
         );
     }
-    assert_eq!(
-        d.decide(&local(LocalLevel::Operator), Action::LiveView, Some(1)),
-        Decision::Allow
+    d.expect_decision(
+        &local(LocalLevel::Operator),
+        LiveView,
+        Some(1),
+        Decision::Allow,
     );
 }
 
@@ -293,60 +213,34 @@ fn local_users_get_their_level_permissions() {
     let admin = local(LocalLevel::Admin);
     let operator = local(LocalLevel::Operator);
     let guest = local(LocalLevel::Guest);
-    assert_eq!(d.decide(&admin, Action::ConfigWrite, None), Decision::Allow);
-    assert_eq!(
-        d.decide(&admin, Action::PlatformAccessSwitch, None),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&admin, Action::ShareManagement, None),
-        deny(Reason::ActionNotGranted)
-    );
-    assert_eq!(d.decide(&operator, Action::Ptz, Some(1)), Decision::Allow);
-    assert_eq!(
-        d.decide(&operator, Action::ConfigWrite, None),
-        deny(Reason::ActionNotGranted)
-    );
-    assert_eq!(d.decide(&guest, Action::Playback, Some(1)), Decision::Allow);
-    assert_eq!(
-        d.decide(&guest, Action::Ptz, Some(1)),
-        deny(Reason::ActionNotGranted)
-    );
-    assert_eq!(
-        d.decide(&guest, Action::PlatformAccessSwitch, None),
-        deny(Reason::ActionNotGranted)
-    );
+    assert_eq!(d.decide(&admin, ConfigWrite, None), Decision::Allow);
+    d.expect_decision(&admin, PlatformAccessSwitch, None, Decision::Allow);
+    d.expect_decision(&admin, ShareManagement, None, deny(ActionNotGranted));
+    assert_eq!(d.decide(&operator, Ptz, Some(1)), Decision::Allow);
+    d.expect_decision(&operator, ConfigWrite, None, deny(ActionNotGranted));
+    assert_eq!(d.decide(&guest, Playback, Some(1)), Decision::Allow);
+    d.expect_decision(&guest, Ptz, Some(1), deny(ActionNotGranted));
+    d.expect_decision(&guest, PlatformAccessSwitch, None, deny(ActionNotGranted));
 }
 
 #[test]
 fn local_users_work_on_an_unbound_device() {
     let d = Device::new();
-    assert_eq!(
-        d.decide(&local(LocalLevel::Admin), Action::LiveView, Some(1)),
-        Decision::Allow
+    d.expect_decision(
+        &local(LocalLevel::Admin),
+        LiveView,
+        Some(1),
+        Decision::Allow,
     );
 }
 
 #[test]
 fn installer_manages_the_site_fully_before_handover_but_not_who_else_holds_it() {
     let mut d = Device::installer_managed();
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::ConfigWrite, None),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::LiveView, Some(4)),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::CloudServiceSwitch, None),
-        Decision::Allow
-    );
-    d.expect_refused(
-        "inst",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-        Reason::NotOwner,
-    );
+    d.expect_decision(&cloud("inst"), ConfigWrite, None, Decision::Allow);
+    d.expect_decision(&cloud("inst"), LiveView, Some(4), Decision::Allow);
+    d.expect_decision(&cloud("inst"), CloudServiceSwitch, None, Decision::Allow);
+    d.expect_refused("inst", bob_live_view(None), Reason::NotOwner);
 }
 
 #[test]
@@ -359,35 +253,24 @@ fn installer_after_handover_keeps_only_the_accepted_permissions_within_their_win
         ..InstallerGrants::default()
     };
     let mut d = Device::handed_over(grants);
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::LiveView, Some(1)),
-        Decision::Allow
+    d.expect_decision(&cloud("inst"), LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("inst"), ConfigWrite, None, Decision::Allow);
+    d.expect_decision(&cloud("inst"), Playback, Some(1), deny(ActionNotGranted));
+    d.expect_decision(
+        &cloud("inst"),
+        SiteInfoManagement,
+        None,
+        deny(ActionNotGranted),
     );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::ConfigWrite, None),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::Playback, Some(1)),
-        deny(Reason::ActionNotGranted)
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::SiteInfoManagement, None),
-        deny(Reason::ActionNotGranted)
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::CloudServiceSwitch, None),
-        deny(Reason::NotAllowedToDisableCloud)
+    d.expect_decision(
+        &cloud("inst"),
+        CloudServiceSwitch,
+        None,
+        deny(NotAllowedToDisableCloud),
     );
     d.now = T0 + 3600;
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::LiveView, Some(1)),
-        deny(Reason::Expired)
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::ConfigRead, None),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("inst"), LiveView, Some(1), deny(Expired));
+    d.expect_decision(&cloud("inst"), ConfigRead, None, Decision::Allow);
 }
 
 // ---- commands ----
@@ -430,11 +313,8 @@ fn bind_needs_a_valid_verification_code_proof() {
 #[test]
 fn only_the_owner_shares() {
     let mut d = Device::handed_over(InstallerGrants::default());
-    d.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
-    let body = share(account("carol"), &[Action::LiveView], ALL_CHANNELS, None);
+    d.expect_ok("alice", bob_live_view(None));
+    let body = share(account("carol"), &[LiveView], ALL_CHANNELS, None);
     d.expect_refused("bob", body.clone(), Reason::NotOwner);
     d.expect_refused("inst", body.clone(), Reason::NotOwner);
     d.expect_refused("mallory", body, Reason::NotAPrincipal);
@@ -446,7 +326,7 @@ fn only_the_owner_unshares_one_several_or_all() {
     for who in ["bob", "carol", "dave", "erin"] {
         d.expect_ok(
             "alice",
-            share(account(who), &[Action::LiveView], ALL_CHANNELS, None),
+            share(account(who), &[LiveView], ALL_CHANNELS, None),
         );
     }
     let one = CommandBody::Unshare {
@@ -454,10 +334,7 @@ fn only_the_owner_unshares_one_several_or_all() {
     };
     d.expect_refused("carol", one.clone(), Reason::NotOwner);
     d.expect_ok("alice", one);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::NotAPrincipal)
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(NotAPrincipal));
     let several = CommandBody::Unshare {
         accounts: [account("carol").id, account("dave").id]
             .into_iter()
@@ -472,36 +349,27 @@ fn only_the_owner_unshares_one_several_or_all() {
 
 #[test]
 fn unshare_naming_an_unknown_account_removes_nothing() {
-    let mut d = with_bob(&[Action::LiveView], ALL_CHANNELS);
+    let mut d = with_bob(&[LiveView], ALL_CHANNELS);
     let body = CommandBody::Unshare {
         accounts: [account("bob").id, account("ghost").id]
             .into_iter()
             .collect(),
     };
     d.expect_refused("alice", body, Reason::UnknownShare);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), Decision::Allow);
 }
 
 #[test]
 fn a_revoked_share_stops_working_at_once() {
-    let mut d = with_bob(&[Action::LiveView], ALL_CHANNELS);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    let mut d = with_bob(&[LiveView], ALL_CHANNELS);
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), Decision::Allow);
     d.expect_ok("alice", CommandBody::UnshareAll);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::NotAPrincipal)
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(NotAPrincipal));
 }
 
 #[test]
 fn the_receiver_can_leave_a_share_but_nobody_else_can_use_leave() {
-    let mut d = with_bob(&[Action::LiveView], ALL_CHANNELS);
+    let mut d = with_bob(&[LiveView], ALL_CHANNELS);
     d.expect_refused("carol", CommandBody::LeaveShare, Reason::UnknownShare);
     d.expect_ok("bob", CommandBody::LeaveShare);
     assert!(d.state.access.shares.is_empty());
@@ -510,60 +378,27 @@ fn the_receiver_can_leave_a_share_but_nobody_else_can_use_leave() {
 #[test]
 fn a_share_cannot_exceed_what_the_owner_has() {
     let mut d = Device::owned();
-    d.expect_refused(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::ShareManagement],
-            ALL_CHANNELS,
-            None,
-        ),
-        Reason::ExceedsOwnerRights,
-    );
-    d.expect_refused(
-        "alice",
-        share(account("bob"), &[Action::Unbind], ALL_CHANNELS, None),
-        Reason::ExceedsOwnerRights,
-    );
-    d.expect_refused(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            only(&[CHANNELS + 1]),
-            None,
-        ),
-        Reason::ExceedsOwnerRights,
-    );
+    for (actions, channels) in [
+        (&[ShareManagement], ALL_CHANNELS),
+        (&[Unbind], ALL_CHANNELS),
+        (&[LiveView], only(&[CHANNELS + 1])),
+    ] {
+        let body = share(account("bob"), actions, channels, None);
+        d.expect_refused("alice", body, ExceedsOwnerRights);
+    }
     d.expect_ok(
         "alice",
-        share(account("bob"), &[Action::LiveView], only(&[CHANNELS]), None),
+        share(account("bob"), &[LiveView], only(&[CHANNELS]), None),
     );
 }
 
 #[test]
 fn a_share_with_an_empty_or_reversed_window_is_refused() {
     let mut d = Device::owned();
-    d.expect_refused(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            window(T0, T0),
-        ),
-        Reason::InvalidValidity,
-    );
-    d.expect_refused(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            window(T0 + 5, T0),
-        ),
-        Reason::InvalidValidity,
-    );
+    for (start, end) in [(T0, T0), (T0 + 5, T0)] {
+        let body = bob_live_view(window(start, end));
+        d.expect_refused("alice", body, InvalidValidity);
+    }
 }
 
 #[test]
@@ -571,7 +406,7 @@ fn accounts_from_another_region_are_refused() {
     let mut d = Device::owned();
     d.expect_refused(
         "alice",
-        share(foreign("zed"), &[Action::LiveView], ALL_CHANNELS, None),
+        share(foreign("zed"), &[LiveView], ALL_CHANNELS, None),
         Reason::CrossRegion,
     );
     // A command whose actor is in another region is refused too.
@@ -587,34 +422,22 @@ fn accounts_from_another_region_are_refused() {
 #[test]
 fn sharing_with_the_owner_or_installer_is_refused() {
     let mut d = Device::handed_over(InstallerGrants::default());
-    d.expect_refused(
-        "alice",
-        share(account("alice"), &[Action::LiveView], ALL_CHANNELS, None),
-        Reason::AlreadyAPrincipal,
-    );
-    d.expect_refused(
-        "alice",
-        share(account("inst"), &[Action::LiveView], ALL_CHANNELS, None),
-        Reason::AlreadyAPrincipal,
-    );
+    for principal in ["alice", "inst"] {
+        let body = share(account(principal), &[LiveView], ALL_CHANNELS, None);
+        d.expect_refused("alice", body, AlreadyAPrincipal);
+    }
 }
 
 #[test]
 fn sharing_again_replaces_the_share() {
-    let mut d = with_bob(&[Action::LiveView], ALL_CHANNELS);
+    let mut d = with_bob(&[LiveView], ALL_CHANNELS);
     d.expect_ok(
         "alice",
-        share(account("bob"), &[Action::Playback], ALL_CHANNELS, None),
+        share(account("bob"), &[Playback], ALL_CHANNELS, None),
     );
     assert_eq!(d.state.access.shares.len(), 1);
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::LiveView, Some(1)),
-        deny(Reason::ActionNotGranted)
-    );
-    assert_eq!(
-        d.decide(&cloud("bob"), Action::Playback, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("bob"), LiveView, Some(1), deny(ActionNotGranted));
+    d.expect_decision(&cloud("bob"), Playback, Some(1), Decision::Allow);
 }
 
 #[test]
@@ -625,7 +448,7 @@ fn shares_are_bounded_by_the_limit() {
             "alice",
             share(
                 account(&format!("user{i:03}")),
-                &[Action::LiveView],
+                &[LiveView],
                 ALL_CHANNELS,
                 None,
             ),
@@ -633,18 +456,13 @@ fn shares_are_bounded_by_the_limit() {
     }
     d.expect_refused(
         "alice",
-        share(
-            account("one-too-many"),
-            &[Action::LiveView],
-            ALL_CHANNELS,
-            None,
-        ),
+        share(account("one-too-many"), &[LiveView], ALL_CHANNELS, None),
         Reason::CapacityExceeded,
     );
     // Replacing an existing share still works when full.
     d.expect_ok(
         "alice",
-        share(account("user000"), &[Action::Playback], ALL_CHANNELS, None),
+        share(account("user000"), &[Playback], ALL_CHANNELS, None),
     );
 }
 
@@ -683,14 +501,8 @@ fn handover_makes_the_accepting_account_owner_and_narrows_the_installer() {
         ..InstallerGrants::default()
     });
     assert_eq!(d.state.access.owner().unwrap().id.as_str(), "alice");
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::Playback, Some(1)),
-        Decision::Allow
-    );
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::ConfigWrite, None),
-        deny(Reason::ActionNotGranted)
-    );
+    d.expect_decision(&cloud("inst"), Playback, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("inst"), ConfigWrite, None, deny(ActionNotGranted));
 }
 
 #[test]
@@ -706,15 +518,14 @@ fn only_the_owner_grants_or_revokes_installer_rights() {
         Reason::NotOwner,
     );
     d.expect_ok("alice", CommandBody::GrantInstaller { grants });
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::SiteInfoManagement, None),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("inst"), SiteInfoManagement, None, Decision::Allow);
     d.expect_refused("inst", CommandBody::RevokeInstaller, Reason::NotOwner);
     d.expect_ok("alice", CommandBody::RevokeInstaller);
-    assert_eq!(
-        d.decide(&cloud("inst"), Action::SiteInfoManagement, None),
-        deny(Reason::NotAPrincipal)
+    d.expect_decision(
+        &cloud("inst"),
+        SiteInfoManagement,
+        None,
+        deny(NotAPrincipal),
     );
     d.expect_refused("alice", CommandBody::RevokeInstaller, Reason::NoInstaller);
     d.expect_refused(
@@ -757,10 +568,7 @@ fn an_installer_holding_the_flag_may_unbind_the_owner() {
         may_disable_cloud: true,
         ..InstallerGrants::default()
     });
-    d.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    d.expect_ok("alice", bob_live_view(None));
     d.expect_ok("inst", CommandBody::Unbind);
     assert_eq!(d.state.access.binding, Binding::Unbound);
     assert!(d.state.access.shares.is_empty());
@@ -772,10 +580,7 @@ fn unbinding_removes_owner_shares_and_installer_grants_and_resets_the_domain() {
         live_view: Some(Grant { validity: None }),
         ..InstallerGrants::default()
     });
-    d.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    d.expect_ok("alice", bob_live_view(None));
     d.expect_ok(
         "alice",
         CommandBody::SetDomain {
@@ -790,10 +595,7 @@ fn unbinding_removes_owner_shares_and_installer_grants_and_resets_the_domain() {
         agent::core::AccessState::reset(&identity()).unwrap()
     );
     for who in ["alice", "bob", "inst"] {
-        assert_eq!(
-            d.decide(&cloud(who), Action::LiveView, Some(1)),
-            deny(Reason::NotBound)
-        );
+        d.expect_decision(&cloud(who), LiveView, Some(1), deny(NotBound));
     }
 }
 
@@ -823,10 +625,7 @@ fn the_domain_name_is_validated_on_the_device() {
 #[test]
 fn a_replayed_or_older_sequence_number_is_refused_and_changes_nothing() {
     let mut d = Device::owned();
-    let first = d.command(
-        account("alice"),
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    let first = d.command(account("alice"), bob_live_view(None));
     d.run_command(&first);
     for _ in 0..protocol::limits::RECENT_OUTCOMES {
         d.expect_ok("alice", CommandBody::RequestState);
@@ -847,10 +646,7 @@ fn a_replayed_or_older_sequence_number_is_refused_and_changes_nothing() {
 #[test]
 fn a_redelivered_command_gets_the_same_outcome_without_being_applied_twice() {
     let mut d = Device::owned();
-    let share_bob = d.command(
-        account("alice"),
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    let share_bob = d.command(account("alice"), bob_live_view(None));
     assert_eq!(d.run_command(&share_bob).outcome, Outcome::Accepted);
     d.expect_ok("alice", CommandBody::UnshareAll);
     let again = d.run_command(&share_bob);
@@ -897,11 +693,11 @@ fn a_command_for_another_device_is_refused() {
 
 #[test]
 fn operation_requests_are_answered_with_the_decision() {
-    let mut d = with_bob(&[Action::LiveView], only(&[1]));
+    let mut d = with_bob(&[LiveView], only(&[1]));
     let live = d.run(
         "bob",
         CommandBody::Operation {
-            action: Action::LiveView,
+            action: LiveView,
             channel: Some(1),
         },
     );
@@ -909,7 +705,7 @@ fn operation_requests_are_answered_with_the_decision() {
     let config = d.run(
         "bob",
         CommandBody::Operation {
-            action: Action::ConfigWrite,
+            action: ConfigWrite,
             channel: None,
         },
     );
@@ -917,7 +713,7 @@ fn operation_requests_are_answered_with_the_decision() {
     let other = d.run(
         "bob",
         CommandBody::Operation {
-            action: Action::LiveView,
+            action: LiveView,
             channel: Some(2),
         },
     );
@@ -927,10 +723,7 @@ fn operation_requests_are_answered_with_the_decision() {
 #[test]
 fn changes_are_persisted_before_they_are_acknowledged() {
     let mut d = Device::owned();
-    let applied = d.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ALL_CHANNELS, None),
-    );
+    let applied = d.expect_ok("alice", bob_live_view(None));
     let persist = applied
         .effects
         .iter()
@@ -956,7 +749,7 @@ fn read_only_commands_are_not_written_to_flash() {
         CommandBody::RequestState,
         CommandBody::RequestAudit { max: 5 },
         CommandBody::Operation {
-            action: Action::LiveView,
+            action: LiveView,
             channel: Some(1),
         },
     ] {
@@ -1020,10 +813,7 @@ fn handover_turns_the_service_back_on_when_the_installer_keeps_no_switch() {
         },
     );
     assert!(d.state.access.cloud_service);
-    assert_eq!(
-        d.decide(&cloud("alice"), Action::LiveView, Some(1)),
-        Decision::Allow
-    );
+    d.expect_decision(&cloud("alice"), LiveView, Some(1), Decision::Allow);
     // With the switch kept, the installer's choice stands.
     let mut d = Device::installer_managed();
     d.expect_ok("inst", CommandBody::SetCloudService { enabled: false });

@@ -17,6 +17,11 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use agent::client::LocalClient;
+use hc_testkit::agent_config::current_uid;
+use hc_testkit::cloud::TestCloud;
+use hc_testkit::daemon::*;
+use hc_testkit::local::{state_of, wait_local};
+use hc_testkit::model::{access_of, Rng};
 use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::limits::{MAX_COMMAND_BYTES, MAX_LOCAL_CLIENTS, MAX_LOCAL_FRAME_BYTES, MAX_SHARES};
 use protocol::local::{LinkState, LocalReply, LocalRequest};
@@ -25,12 +30,17 @@ use protocol::{
     AccountId, Ack, ChannelScope, ChannelSet, Command, CommandBody, Outcome, Permissions, Reason,
     Serial, Validity,
 };
-use support::config::{current_uid, AgentConfig};
-use support::local::{state_of, wait_local};
-use support::model::{access_of, Rng};
-use support::*;
+use support::site;
 
 // ------------------------------------------------------ hand-made postcard
+
+fn ack(seq: Option<u64>, outcome: Outcome, redelivered: bool) -> Ack {
+    Ack {
+        seq,
+        outcome,
+        redelivered,
+    }
+}
 
 fn varint(mut v: u64) -> Vec<u8> {
     let mut out = Vec::new();
@@ -119,7 +129,7 @@ fn foreign(id: &str) -> protocol::AccountRef {
 
 impl Bench {
     fn start() -> Bench {
-        let site = Site::new();
+        let site = site();
         let cloud = site.cloud();
         let agent = site.start_agent(&site.default_config());
         assert!(cloud.wait_status(true, WAIT), "device never online");
@@ -198,15 +208,7 @@ impl Bench {
 
     /// Refused before verification or decoding: ack with `seq: None`.
     fn refused_unverified(&mut self, name: &str, payload: Vec<u8>, reason: Reason) {
-        self.case(
-            name,
-            payload,
-            Ack {
-                seq: None,
-                outcome: Outcome::Refused(reason),
-                redelivered: false,
-            },
-        );
+        self.case(name, payload, ack(None, Outcome::Refused(reason), false));
     }
 
     /// A verified, fresh command refused by the rules.
@@ -214,11 +216,7 @@ impl Bench {
         self.case(
             name,
             payload,
-            Ack {
-                seq: Some(seq),
-                outcome: Outcome::Refused(reason),
-                redelivered: false,
-            },
+            ack(Some(seq), Outcome::Refused(reason), false),
         );
     }
 
@@ -253,7 +251,7 @@ impl Bench {
 fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_serving_after() {
     let mut b = Bench::start();
     let mut rng = Rng(0x5eed_0bad_1dea_f00d);
-    let mut random = |n: usize| -> Vec<u8> { (0..n).map(|_| rng.next() as u8).collect() };
+    let mut random = |n: usize| -> Vec<u8> { (0..n).map(|_| rng.next_u64() as u8).collect() };
 
     // The hand-made encoding is postcard's: a valid command made by hand
     // equals the library's encoding, so each variation below differs from
@@ -515,22 +513,14 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
     b.case(
         "the same envelope again (a redelivery): first outcome, not applied again",
         first_envelope,
-        Ack {
-            seq: Some(first.seq),
-            outcome: Outcome::Accepted,
-            redelivered: true,
-        },
+        ack(Some(first.seq), Outcome::Accepted, true),
     );
     let mut reuse = first.clone();
     reuse.body = CommandBody::UnshareAll;
     b.case(
         "a recent seq with another signed body: answered as that seq, nothing applied",
         b.cloud.seal(&reuse),
-        Ack {
-            seq: Some(first.seq),
-            outcome: Outcome::Accepted,
-            redelivered: true,
-        },
+        ack(Some(first.seq), Outcome::Accepted, true),
     );
     let mut zero = b.cloud.command("alice", CommandBody::UnshareAll);
     b.cloud.seq -= 1;
@@ -538,11 +528,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
     b.case(
         "seq 0",
         b.cloud.seal(&zero),
-        Ack {
-            seq: Some(0),
-            outcome: Outcome::Refused(ReplayedSequence),
-            redelivered: false,
-        },
+        ack(Some(0), Outcome::Refused(ReplayedSequence), false),
     );
     // 16 more commands push the share out of the remembered outcomes.
     for _ in 0..protocol::limits::RECENT_OUTCOMES {
@@ -553,11 +539,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
     b.case(
         "a seq older than the remembered ones",
         b.cloud.seal(&old),
-        Ack {
-            seq: Some(first.seq),
-            outcome: Outcome::Refused(ReplayedSequence),
-            redelivered: false,
-        },
+        ack(Some(first.seq), Outcome::Refused(ReplayedSequence), false),
     );
 
     // Commands the access rules refuse (verified, fresh: each consumes its
@@ -642,7 +624,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
         (
             "a second bind",
             "mallory",
-            support::model::bind_owner_body("mallory"),
+            hc_testkit::model::bind_owner_body("mallory"),
             AlreadyBound,
         ),
         (
@@ -887,6 +869,17 @@ fn connect(site: &Site) -> LocalClient {
 }
 
 /// Reads until EOF; true if the peer closed within `within`.
+/// The agent's next reply on `stream` is exactly the error frame of
+/// `reason`.
+#[track_caller]
+fn expect_error_reply(stream: &mut UnixStream, reason: Reason, what: &str) {
+    let mut reply = vec![0u8; 6];
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.read_exact(&mut reply).unwrap();
+    let expected = protocol::local::encode_frame(&LocalReply::Error(reason)).unwrap();
+    assert_eq!(reply, expected, "{what}");
+}
+
 fn closed_within(stream: &mut UnixStream, within: Duration) -> bool {
     stream.set_read_timeout(Some(within)).unwrap();
     let mut buf = [0u8; 64];
@@ -963,14 +956,7 @@ fn local_socket_bad_frames_each_get_their_error_and_never_disturb_other_clients(
     ] {
         let mut stream = UnixStream::connect(b.site.socket()).unwrap();
         stream.write_all(&len.to_be_bytes()).unwrap();
-        let mut reply = vec![0u8; 6];
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.read_exact(&mut reply).unwrap();
-        assert_eq!(
-            reply,
-            protocol::local::encode_frame(&LocalReply::Error(Reason::TooLarge)).unwrap(),
-            "{name}"
-        );
+        expect_error_reply(&mut stream, Reason::TooLarge, name);
         assert!(closed_within(&mut stream, WAIT), "{name}: not closed");
         served(&mut probe, name);
         cases.push(name.to_owned());
@@ -1065,17 +1051,13 @@ fn local_socket_bad_frames_each_get_their_error_and_never_disturb_other_clients(
 
 #[test]
 fn local_socket_peer_not_on_the_allow_list_is_refused_and_the_agent_keeps_serving_the_cloud() {
-    let site = Site::new();
+    let site = site();
     let uid = current_uid();
-    let config = site.write_agent_config(&AgentConfig {
-        file: "strangers.toml".into(),
-        allowed_uids: vec![uid.wrapping_add(4242)],
-        admin_uids: vec![],
-        ..site.agent_config()
+    let config = site.write_agent_config("strangers.toml", |c| {
+        c.local_socket.allowed_uids = vec![uid.wrapping_add(4242)];
+        c.local_socket.admin_uids = vec![];
     });
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&config);
-    assert!(cloud.wait_status(true, WAIT));
+    let (mut cloud, _agent) = site.start_online(&config);
     for attempt in 0..3 {
         let mut stream = loop {
             if let Ok(s) = UnixStream::connect(site.socket()) {
@@ -1085,13 +1067,10 @@ fn local_socket_peer_not_on_the_allow_list_is_refused_and_the_agent_keeps_servin
         };
         // Whatever it sends, it gets PeerNotAllowed and is closed.
         let _ = stream.write_all(&frame(&[1]));
-        let mut reply = vec![0u8; 6];
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        stream.read_exact(&mut reply).unwrap();
-        assert_eq!(
-            reply,
-            protocol::local::encode_frame(&LocalReply::Error(Reason::PeerNotAllowed)).unwrap(),
-            "attempt {attempt}"
+        expect_error_reply(
+            &mut stream,
+            Reason::PeerNotAllowed,
+            &format!("attempt {attempt}"),
         );
         assert!(
             closed_within(&mut stream, WAIT),
@@ -1105,15 +1084,11 @@ fn local_socket_peer_not_on_the_allow_list_is_refused_and_the_agent_keeps_servin
 
 #[test]
 fn a_process_not_on_admin_uids_cannot_switch_platform_access_whatever_level_it_claims() {
-    let site = Site::new();
-    let config = site.write_agent_config(&AgentConfig {
-        file: "no-admins.toml".into(),
-        admin_uids: vec![],
-        ..site.agent_config()
+    let site = site();
+    let config = site.write_agent_config("no-admins.toml", |c| {
+        c.local_socket.admin_uids = vec![];
     });
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&config);
-    assert!(cloud.wait_status(true, WAIT));
+    let (mut cloud, _agent) = site.start_online(&config);
     let mut local = wait_local(&site.socket());
     for enabled in [false, true, false] {
         match local.set_platform_access(LocalLevel::Admin, enabled) {
@@ -1155,7 +1130,7 @@ fn a_burst_of_1000_bad_envelopes_is_answered_or_counted_and_the_agent_keeps_serv
     let mut rng = Rng(0xb0b5_1ead);
     b.cloud.drain();
     for i in 0..BURST {
-        let mut garbage: Vec<u8> = (0..100 + i % 50).map(|_| rng.next() as u8).collect();
+        let mut garbage: Vec<u8> = (0..100 + i % 50).map(|_| rng.next_u64() as u8).collect();
         garbage[..2].copy_from_slice(&[1, 1]);
         b.cloud.publish_raw(garbage);
     }

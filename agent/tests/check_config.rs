@@ -9,8 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use sim_device::pki::CertFiles;
-use support::*;
+use hc_testkit::daemon::*;
+use hc_testkit::pki::CertFiles;
+use support::{agent_binary, site};
 
 fn check(config: &Path) -> Output {
     Command::new(agent_binary())
@@ -46,7 +47,7 @@ fn fails_with(output: &Output, expected: &str) {
 
 #[test]
 fn a_good_configuration_passes_and_leaves_nothing_behind() {
-    let site = Site::new();
+    let site = site();
     let output = check(&site.default_config());
     let all = text(&output);
     assert!(output.status.success(), "{all}");
@@ -65,7 +66,7 @@ fn a_good_configuration_passes_and_leaves_nothing_behind() {
 
 #[test]
 fn a_key_readable_by_others_fails() {
-    let site = Site::new();
+    let site = site();
     let key = &site.pki.device(SERIAL).unwrap().key;
     std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).unwrap();
     fails_with(
@@ -94,7 +95,7 @@ fn config_with_identity(site: &Site, name: &str, identity: &CertFiles) -> std::p
 
 #[test]
 fn an_expired_client_certificate_fails() {
-    let site = Site::new();
+    let site = site();
     let expired = site.pki.expired_device(SERIAL).unwrap();
     let config = config_with_identity(&site, "expired.toml", &expired);
     fails_with(&check(&config), "certificate expired");
@@ -102,7 +103,7 @@ fn an_expired_client_certificate_fails() {
 
 #[test]
 fn a_client_certificate_of_another_ca_fails() {
-    let site = Site::new();
+    let site = site();
     let other = site.pki.generate_unrelated().unwrap();
     let config = config_with_identity(&site, "other-ca.toml", other.device(SERIAL).unwrap());
     fails_with(&check(&config), "UnknownIssuer");
@@ -110,7 +111,7 @@ fn a_client_certificate_of_another_ca_fails() {
 
 #[test]
 fn a_missing_certificate_fails_naming_the_file() {
-    let site = Site::new();
+    let site = site();
     let cert = site.pki.device(SERIAL).unwrap().cert.display().to_string();
     let config = config_with(&site, "missing.toml", &cert, "/nonexistent/device.pem");
     fails_with(&check(&config), "/nonexistent/device.pem");
@@ -118,7 +119,7 @@ fn a_missing_certificate_fails_naming_the_file() {
 
 #[test]
 fn a_state_dir_that_cannot_be_created_fails() {
-    let site = Site::new();
+    let site = site();
     let state = site.state_dir().display().to_string();
     // A regular file where a parent directory should be.
     let blocker = site.dir.path().join("a-file");

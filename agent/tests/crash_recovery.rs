@@ -6,15 +6,13 @@
 //!
 //! The child is this test binary itself, re-run with `CRASH_CHILD_DIR` set.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use agent::core::{apply, DeviceState};
 use agent::store::{Loaded, RealFlash, StateStore};
-use common::*;
+use hc_testkit::fixture::*;
 use protocol::access::Action;
 use protocol::{ChannelScope, Command, CommandBody, Outcome};
 

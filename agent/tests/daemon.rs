@@ -7,11 +7,12 @@ mod support;
 use std::time::Duration;
 
 use agent::client::LocalClient;
+use hc_testkit::daemon::*;
 use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::ddns::DomainRegistration;
 use protocol::topics::Leaf;
 use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
-use support::*;
+use support::site;
 
 fn share_bob() -> CommandBody {
     CommandBody::Share {
@@ -38,7 +39,7 @@ fn wait_socket(site: &Site) -> LocalClient {
 
 #[test]
 fn connects_with_its_client_certificate_and_reports_online_and_state() {
-    let site = Site::new();
+    let site = site();
     let cloud = site.cloud();
     let _agent = site.start_agent(&site.default_config());
     assert!(
@@ -51,11 +52,8 @@ fn connects_with_its_client_certificate_and_reports_online_and_state() {
 
 #[test]
 fn a_signed_command_is_applied_persisted_and_acknowledged() {
-    let site = Site::new();
-    let mut cloud = site.cloud();
-    let mut agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let site = site();
+    let (mut cloud, mut agent) = site.start_owned(&site.default_config());
     assert_eq!(cloud.send("alice", share_bob()).outcome, Outcome::Accepted);
     let state = cloud.wait_state(|s| s.shares.len() == 1);
     assert_eq!(state.shares[0].account.id.as_str(), "bob");
@@ -75,11 +73,8 @@ fn a_signed_command_is_applied_persisted_and_acknowledged() {
 
 #[test]
 fn wrong_signature_replay_and_oversized_payload_are_refused_and_change_nothing() {
-    let site = Site::new();
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let site = site();
+    let (mut cloud, _agent) = site.start_owned(&site.default_config());
     let before = cloud.wait_state(|s| s.last_seq == 1);
 
     // Wrong signature: one flipped bit in the signature.
@@ -139,11 +134,8 @@ fn playback_share(name: &str) -> CommandBody {
 
 #[test]
 fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
-    let mut site = Site::new();
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let mut site = site();
+    let (mut cloud, _agent) = site.start_owned(&site.default_config());
     let mut sent = Vec::new();
     for round in 0..5 {
         // Queue commands, restart the broker while they are in flight.
@@ -198,10 +190,8 @@ fn broker_restarts_with_commands_in_flight_lose_and_duplicate_nothing() {
 
 #[test]
 fn the_last_will_marks_the_device_offline_when_the_agent_is_killed() {
-    let site = Site::new();
-    let cloud = site.cloud();
-    let mut agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
+    let site = site();
+    let (cloud, mut agent) = site.start_online(&site.default_config());
     agent.kill();
     // The broker notices the dead connection within 1.5 keep-alives (5 s).
     assert!(
@@ -212,10 +202,8 @@ fn the_last_will_marks_the_device_offline_when_the_agent_is_killed() {
 
 #[test]
 fn sigterm_marks_the_device_offline_and_exits_cleanly() {
-    let site = Site::new();
-    let cloud = site.cloud();
-    let mut agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
+    let site = site();
+    let (cloud, mut agent) = site.start_online(&site.default_config());
     let status = agent.terminate();
     assert!(status.success(), "exit status {status}:\n{}", agent.log());
     assert!(cloud.wait_status(false, Duration::from_secs(3)));
@@ -223,9 +211,9 @@ fn sigterm_marks_the_device_offline_and_exits_cleanly() {
 
 #[test]
 fn a_broker_certificate_from_another_ca_is_refused() {
-    let site = Site::new();
+    let site = site();
     let other = site.pki.generate_unrelated().unwrap();
-    let config = site.write_config(other.ca_cert(), "");
+    let config = site.write_agent_config("agent.toml", |c| c.cloud.ca = other.ca_cert().to_owned());
     let cloud = site.cloud();
     let agent = site.start_agent(&config);
     assert!(
@@ -254,11 +242,8 @@ fn a_broker_certificate_from_another_ca_is_refused() {
 
 #[test]
 fn the_local_socket_answers_authorize_under_concurrent_clients_and_survives_garbage() {
-    let site = Site::new();
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let site = site();
+    let (mut cloud, _agent) = site.start_owned(&site.default_config());
     assert_eq!(cloud.send("alice", share_bob()).outcome, Outcome::Accepted);
     drop(wait_socket(&site));
 
@@ -280,28 +265,19 @@ fn the_local_socket_answers_authorize_under_concurrent_clients_and_survives_garb
             let path = site.socket();
             std::thread::spawn(move || {
                 let mut client = LocalClient::connect(&path, Duration::from_secs(5)).unwrap();
+                let bob = Principal::Cloud(AccountId::new("bob").unwrap());
+                let guest = Principal::Local(LocalLevel::Guest);
+                let not_granted = Decision::Deny(Reason::ActionNotGranted);
                 for n in 0..200u16 {
                     let channel = Some(1 + (n + i) % 8);
-                    let bob = client
-                        .authorize(
-                            Principal::Cloud(AccountId::new("bob").unwrap()),
-                            Action::LiveView,
-                            channel,
-                        )
-                        .unwrap();
-                    assert_eq!(bob, Decision::Allow);
-                    let cfg = client
-                        .authorize(
-                            Principal::Cloud(AccountId::new("bob").unwrap()),
-                            Action::ConfigWrite,
-                            None,
-                        )
-                        .unwrap();
-                    assert_eq!(cfg, Decision::Deny(Reason::ActionNotGranted));
-                    let guest = client
-                        .authorize(Principal::Local(LocalLevel::Guest), Action::Ptz, channel)
-                        .unwrap();
-                    assert_eq!(guest, Decision::Deny(Reason::ActionNotGranted));
+                    for (principal, action, channel, expected) in [
+                        (&bob, Action::LiveView, channel, Decision::Allow),
+                        (&bob, Action::ConfigWrite, None, not_granted),
+                        (&guest, Action::Ptz, channel, not_granted),
+                    ] {
+                        let decision = client.authorize(principal.clone(), action, channel);
+                        assert_eq!(decision.unwrap(), expected, "{principal:?} {action:?}");
+                    }
                 }
             })
         })
@@ -318,10 +294,8 @@ fn the_local_socket_answers_authorize_under_concurrent_clients_and_survives_garb
 
 #[test]
 fn platform_access_off_closes_the_link_and_keeps_it_closed_until_on() {
-    let site = Site::new();
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&site.default_config());
-    assert!(cloud.wait_status(true, WAIT));
+    let site = site();
+    let (mut cloud, _agent) = site.start_online(&site.default_config());
     let mut client = wait_socket(&site);
     assert_eq!(
         client
@@ -349,7 +323,7 @@ fn platform_access_off_closes_the_link_and_keeps_it_closed_until_on() {
 
 #[test]
 fn the_domain_is_registered_again_after_a_port_change() {
-    let site = Site::new();
+    let site = site();
     let cloud = site.cloud();
     let _agent = site.start_agent(&site.default_config());
     let first = cloud
@@ -372,9 +346,9 @@ fn the_domain_is_registered_again_after_a_port_change() {
 #[test]
 fn the_local_socket_is_created_with_a_mode_that_shuts_out_other_users() {
     use std::os::unix::fs::PermissionsExt;
-    let site = Site::new();
+    let site = site();
     let _agent = site.start_agent(&site.default_config());
-    let _local = support::local::wait_local(&site.socket());
+    let _local = hc_testkit::local::wait_local(&site.socket());
     let mode = std::fs::metadata(site.socket())
         .unwrap()
         .permissions()

@@ -14,21 +14,16 @@
 //!
 //! Run: `cargo test -p hc-agent --test decide_allocations`
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use agent::core::{decide, set_platform_access, DeviceState, Identity};
-use common::*;
+use agent::core::{decide, set_platform_access};
+use hc_testkit::fixture::*;
 use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::limits::{MAX_CHANNELS, MAX_SHARES};
-use protocol::{
-    AccountId, BindRole, ChannelScope, ChannelSet, CommandBody, Grant, InstallerGrants,
-    Permissions, Reason,
-};
+use protocol::limits::MAX_SHARES;
+use protocol::{AccountId, CommandBody, InstallerGrants, Reason};
 
 // ---- the counting allocator ----
 
@@ -86,78 +81,22 @@ fn allocations_in<R>(f: impl FnOnce() -> R) -> (usize, R) {
 
 // ---- the full access list ----
 
-const ALL_CHANNELS: u16 = MAX_CHANNELS as u16;
+const ALL_CHANNELS: u16 = FULL_CHANNELS;
 /// Shares and timed grants run from `T0 - 1000` to `END` (plus the index).
 const END: u64 = T0 + 100_000;
 const NOW: u64 = T0 + 10;
 
-fn user(i: usize) -> String {
-    format!("user{i:03}")
-}
-
-/// Share `i` covers the channels of its index's parity, plus channel 256:
-/// 128 or 129 channels.
-fn channels_of(i: usize) -> ChannelSet {
-    let mut set = ChannelSet::EMPTY;
-    for c in (1..=ALL_CHANNELS).filter(|c| usize::from(*c) % 2 == i % 2) {
-        set.insert(c);
-    }
-    set.insert(ALL_CHANNELS);
-    set
-}
-
 /// A 256-channel device owned by alice, handed over from "inst" with timed
-/// grants and the cloud-switch flag, shared with `MAX_SHARES` accounts, all
-/// reached through commands.
+/// grants (but no playback) and the cloud-switch flag, shared with
+/// `MAX_SHARES` accounts, all reached through commands. Share `i` covers
+/// the channels of its index's parity, plus channel 256: 128 or 129
+/// channels.
 fn full_device() -> Device {
-    let mut d = Device {
-        state: DeviceState::new(Identity {
-            channel_count: ALL_CHANNELS,
-            ..identity()
-        })
-        .unwrap(),
-        seq: 0,
-        now: T0,
+    let grants = InstallerGrants {
+        playback: None,
+        ..timed_grants(window(T0 - 1000, END))
     };
-    d.expect_ok(
-        "inst",
-        CommandBody::Bind {
-            role: BindRole::Installer,
-            proof: proof_for("inst"),
-        },
-    );
-    let timed = Some(Grant {
-        validity: window(T0 - 1000, END),
-    });
-    d.expect_ok(
-        "alice",
-        CommandBody::Handover {
-            installer_grants: InstallerGrants {
-                site_info: timed,
-                configuration: Some(Grant { validity: None }),
-                live_view: timed,
-                playback: None,
-                may_disable_cloud: true,
-            },
-        },
-    );
-    let permissions = Permissions::of(&[
-        Action::LiveView,
-        Action::Playback,
-        Action::AlarmNotifications,
-        Action::ConfigRead,
-    ]);
-    for i in 0..MAX_SHARES {
-        d.expect_ok(
-            "alice",
-            CommandBody::Share {
-                account: account(&user(i)),
-                permissions,
-                channels: ChannelScope::Only(channels_of(i)),
-                validity: window(T0 - 1000, END + i as u64),
-            },
-        );
-    }
+    let d = Device::full(grants, parity_shares(|i| window(T0 - 1000, END + i as u64)));
     assert_eq!(d.state.access.shares.len(), MAX_SHARES);
     assert_eq!(d.state.identity.channel_count, ALL_CHANNELS);
     d

@@ -1,6 +1,6 @@
 //! Faults, end to end: the real `hc-agent` binary over mutual TLS to the
 //! embedded broker, with a cloud that signs a stream of commands in which
-//! applying any command twice would show (support::model::stream_body),
+//! applying any command twice would show (hc_testkit::model::stream_body),
 //! and the agent's own core as the reference model of the state.
 //!
 //! - the broker killed and restarted many times while commands flow;
@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use agent::core::DeviceState;
 use agent::store::{Loaded, RealFlash, StateStore};
+use hc_testkit::cloud::RecordingCloud;
+use hc_testkit::daemon::*;
+use hc_testkit::local::{state_of, wait_local, wait_status_until};
+use hc_testkit::model::{access_of, fresh_applications, stream_command, Model, Rng};
+use hc_testkit::proxy::{Mode, Proxy};
 use protocol::access::{Action, Decision, Principal};
 use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason, Validity};
-use support::cloud::RecordingCloud;
-use support::config::AgentConfig;
-use support::local::{state_of, wait_local, wait_status_until};
-use support::model::{access_of, bind_owner_body, fresh_applications, stream_body, Model, Rng};
-use support::proxy::{Mode, Proxy};
-use support::*;
+use support::site;
 
 const BROKER_RESTARTS: usize = 25;
 
@@ -35,13 +35,8 @@ const BROKER_RESTARTS: usize = 25;
 /// re-publishing every `resend` until then; checks the outcome against the
 /// model and applies it there.
 fn stream_one(cloud: &mut RecordingCloud, model: &mut Model, resend: Duration) -> u64 {
-    let seq = cloud.seq + 1;
-    let body = if seq == 1 {
-        bind_owner_body("alice")
-    } else {
-        stream_body(seq)
-    };
-    let (command, envelope) = cloud.next("alice", body);
+    let (command, envelope) = cloud.next("alice", stream_command(cloud.seq() + 1));
+    let seq = command.seq;
     let ack = cloud.send_until_acked(seq, &envelope, resend, Duration::from_secs(30));
     let expected = model.apply(&command);
     assert_eq!(expected, Outcome::Accepted, "the stream is all valid");
@@ -53,7 +48,7 @@ fn stream_one(cloud: &mut RecordingCloud, model: &mut Model, resend: Duration) -
 
 #[test]
 fn broker_killed_and_restarted_25_times_mid_stream_every_command_applied_once_and_acked() {
-    let mut site = Site::new();
+    let mut site = site();
     let config = site.default_config();
     let mut cloud = RecordingCloud::connect(&site.pki, site.broker.port(), true);
     let agent = site.start_agent(&config);
@@ -103,8 +98,8 @@ fn broker_killed_and_restarted_25_times_mid_stream_every_command_applied_once_an
             if restarts_done.load(Ordering::SeqCst) {
                 after_last += 1;
             }
-            outstanding.store(cloud.seq + 1, Ordering::SeqCst);
-            published.store(cloud.seq + 1, Ordering::SeqCst);
+            outstanding.store(cloud.seq() + 1, Ordering::SeqCst);
+            published.store(cloud.seq() + 1, Ordering::SeqCst);
             let seq = stream_one(&mut cloud, &mut model, Duration::from_millis(1500));
             outstanding.store(0, Ordering::SeqCst);
             acked.store(seq, Ordering::SeqCst);
@@ -112,7 +107,7 @@ fn broker_killed_and_restarted_25_times_mid_stream_every_command_applied_once_an
         (restarter.join().unwrap(), after_last)
     });
     let elapsed = started.elapsed();
-    let last = cloud.seq;
+    let last = cloud.seq();
     // Late duplicates of acks may still arrive; record them too.
     cloud.record(Duration::from_millis(500));
 
@@ -181,7 +176,7 @@ const AGENT_KILLS: usize = 120;
 #[test]
 fn agent_sigkilled_120_times_during_command_handling_never_half_applies_nor_loses_an_acked_change()
 {
-    let site = Site::new();
+    let site = site();
     let config = site.default_config();
     let mut cloud = RecordingCloud::connect(&site.pki, site.broker.port(), false);
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
@@ -200,17 +195,11 @@ fn agent_sigkilled_120_times_during_command_handling_never_half_applies_nor_lose
                        model: &mut Model,
                        history: &mut Vec<_>,
                        envelopes: &mut Vec<Vec<u8>>| {
-        let seq = cloud.seq + 1;
-        let body = if seq == 1 {
-            bind_owner_body("alice")
-        } else {
-            stream_body(seq)
-        };
-        let (command, envelope) = cloud.next("alice", body);
+        let (command, envelope) = cloud.next("alice", stream_command(cloud.seq() + 1));
         assert_eq!(model.apply(&command), Outcome::Accepted);
         history.push(model.access().clone());
         envelopes.push(envelope);
-        seq
+        command.seq
     };
 
     // The state on flash after a kill: what the next start loads. It must
@@ -241,9 +230,9 @@ fn agent_sigkilled_120_times_during_command_handling_never_half_applies_nor_lose
             "kill {kill}: acknowledged command {acked} lost; the state is at {at}"
         );
         assert!(
-            at <= cloud.seq,
+            at <= cloud.seq(),
             "kill {kill}: state at {at}, ahead of the newest command {}",
-            cloud.seq
+            cloud.seq()
         );
         assert_eq!(
             &state.access, &history[at as usize],
@@ -342,9 +331,9 @@ fn agent_sigkilled_120_times_during_command_handling_never_half_applies_nor_lose
         cloud.send_until_acked(seq, &envelopes[seq as usize], Duration::from_secs(3), WAIT);
     }
     let report = state_of(&site.socket());
-    assert_eq!(report.last_seq, cloud.seq);
+    assert_eq!(report.last_seq, cloud.seq());
     assert_eq!(&access_of(&report), model.access());
-    for seq in 1..=cloud.seq {
+    for seq in 1..=cloud.seq() {
         for ack in cloud.acks_for(seq) {
             assert_eq!(
                 ack.outcome,
@@ -365,7 +354,7 @@ fn agent_sigkilled_120_times_during_command_handling_never_half_applies_nor_lose
          before its ack was seen, {applied_acked} after its ack); {} commands, final state = model, \
          no acknowledged change lost, no half state; {recovered} loads used the previous copy",
         started.elapsed(),
-        cloud.seq
+        cloud.seq()
     );
 }
 
@@ -410,18 +399,13 @@ impl LogTail {
 #[test]
 fn network_cut_without_fin_detected_within_1_5_keepalives_then_reconnect_with_backoff() {
     const KEEP_ALIVE: Duration = Duration::from_secs(5);
-    let site = Site::new();
+    let site = site();
     let proxy = Proxy::start(site.broker.addr());
-    let config = site.write_agent_config(&AgentConfig {
-        file: "proxied.toml".into(),
-        port: proxy.port(),
-        keep_alive_secs: KEEP_ALIVE.as_secs(),
-        ..site.agent_config()
+    let config = site.write_agent_config("proxied.toml", |c| {
+        c.cloud.port = proxy.port();
+        c.cloud.keep_alive_secs = KEEP_ALIVE.as_secs();
     });
-    let mut cloud = site.cloud();
-    let _agent = site.start_agent(&config);
-    assert!(cloud.wait_status(true, WAIT), "device never online");
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let (mut cloud, _agent) = site.start_owned(&config);
 
     // Wait for a quiet link (nothing from the broker for a second), then
     // cut right after the broker's next packet: the answer to a keep-alive
@@ -523,16 +507,16 @@ fn network_cut_without_fin_detected_within_1_5_keepalives_then_reconnect_with_ba
 //
 // The binary reads the system clock, so jumps are driven through the core
 // with explicit time, observing every reading before deciding, as the event
-// loop does (agent/src/shell/device.rs: observe_clock on every command,
+// loop does (agent/src/shell/device: observe_clock on every command,
 // local request and timer). access_rules.rs already covers a rollback
 // after expiry and a clock behind a command's issue time for shares;
 // access_properties.rs covers rollbacks in random runs. Added here: forward
 // jumps followed by rollbacks, installer grants, the reason in command acks,
 // the floor across a restart (store round trip), and the same end to end.
 
-mod common;
+use hc_testkit::fixture;
 
-fn observe(d: &mut common::Device, t: u64) {
+fn observe(d: &mut fixture::Device, t: u64) {
     d.now = t;
     d.state.clock.observe(t);
 }
@@ -541,8 +525,8 @@ fn cloud_principal(id: &str) -> Principal {
     Principal::Cloud(AccountId::new(id).unwrap())
 }
 
-fn timed_site() -> common::Device {
-    use common::{window, T0};
+fn timed_site() -> fixture::Device {
+    use fixture::{window, T0};
     let grants = protocol::InstallerGrants {
         live_view: Some(protocol::Grant {
             validity: window(T0, T0 + 1_000),
@@ -552,12 +536,12 @@ fn timed_site() -> common::Device {
         }),
         ..Default::default()
     };
-    let mut d = common::Device::handed_over(grants);
+    let mut d = fixture::Device::handed_over(grants);
     for (who, validity) in [("bob", window(T0, T0 + 1_000)), ("carol", None)] {
         d.expect_ok(
             "alice",
-            common::share(
-                common::account(who),
+            fixture::share(
+                fixture::account(who),
                 &[Action::LiveView],
                 ChannelScope::All,
                 validity,
@@ -569,7 +553,7 @@ fn timed_site() -> common::Device {
 
 #[test]
 fn clock_jumps_forward_then_back_over_6_readings_never_revive_a_share_or_an_installer_grant() {
-    use common::T0;
+    use fixture::T0;
     use Reason::*;
     let mut d = timed_site();
     let deny = |r| Decision::Deny(r);
@@ -623,18 +607,10 @@ fn clock_jumps_forward_then_back_over_6_readings_never_revive_a_share_or_an_inst
 
 #[test]
 fn a_forward_jump_into_a_future_window_then_back_is_not_trusted_until_the_clock_catches_up() {
-    use common::{window, T0};
+    use fixture::{window, T0};
     use Reason::*;
-    let mut d = common::Device::owned();
-    d.expect_ok(
-        "alice",
-        common::share(
-            common::account("dave"),
-            &[Action::Playback],
-            ChannelScope::All,
-            window(T0 + 2_000, T0 + 3_000),
-        ),
-    );
+    let dave = fixture::share_all("dave", &[Action::Playback], window(T0 + 2_000, T0 + 3_000));
+    let mut d = fixture::Device::owned_and_shared(dave);
     let steps = [
         (T0 + 100, Decision::Deny(NotYetValid)),
         // The device cannot tell a jump from the passing of time: the
@@ -659,7 +635,7 @@ fn a_forward_jump_into_a_future_window_then_back_is_not_trusted_until_the_clock_
 
 #[test]
 fn a_clock_behind_the_floor_refuses_timed_operations_and_audit_requests_with_clock_not_trusted() {
-    use common::T0;
+    use fixture::T0;
     let mut d = timed_site();
     // A command issued at T0+500 by the cloud's clock; the device clock
     // then reads T0+300 (behind the floor).
@@ -706,19 +682,14 @@ fn a_clock_behind_the_floor_refuses_timed_operations_and_audit_requests_with_clo
 
 #[test]
 fn the_trusted_time_floor_survives_a_restart_so_a_rollback_while_off_is_still_caught() {
-    use common::T0;
+    use fixture::T0;
     let mut d = timed_site();
     // The device ran to T0+800 and then handled a change issued at T0+800.
     observe(&mut d, T0 + 800);
     d.now = T0 + 800;
     d.expect_ok(
         "alice",
-        common::share(
-            common::account("erin"),
-            &[Action::LiveView],
-            ChannelScope::All,
-            None,
-        ),
+        fixture::share_all("erin", &[Action::LiveView], None),
     );
     let dir = tempfile::tempdir().unwrap();
     let mut store = StateStore::new(RealFlash, dir.path().into(), "state");
@@ -745,12 +716,9 @@ fn the_trusted_time_floor_survives_a_restart_so_a_rollback_while_off_is_still_ca
 fn end_to_end_a_command_from_a_cloud_clock_ahead_suspends_timed_shares_across_a_sigkill_until_the_device_clock_catches_up(
 ) {
     const AHEAD: u64 = 6;
-    let site = Site::new();
+    let site = site();
     let config = site.default_config();
-    let mut cloud = site.cloud();
-    let mut agent = site.start_agent(&config);
-    assert!(cloud.wait_status(true, WAIT));
-    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let (mut cloud, mut agent) = site.start_owned(&config);
     let now = agent::shell::clock::now_secs();
     let share = |who: &str, validity| CommandBody::Share {
         account: account(who),

@@ -10,14 +10,14 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use hc_testkit::daemon::*;
+use hc_testkit::local::{status_of, wait_local, wait_status_until};
+use hc_testkit::proxy::Proxy;
 use protocol::ddns::DomainRegistration;
 use protocol::local::{LinkState, RegistrationState};
 use protocol::topics::Leaf;
 use protocol::{CommandBody, Outcome, Text};
-use support::config::AgentConfig;
-use support::local::{status_of, wait_local, wait_status_until};
-use support::proxy::Proxy;
-use support::*;
+use support::site;
 
 /// How long the slow broker holds its first answer on every connection.
 const SLOW: Duration = Duration::from_secs(3);
@@ -28,14 +28,10 @@ fn attempts_in(log: &str) -> usize {
 
 #[test]
 fn a_broker_slow_to_answer_is_connected_on_the_first_attempt_at_start_and_after_a_restart() {
-    let mut site = Site::new();
+    let mut site = site();
     let proxy = Proxy::start(site.broker.addr());
     proxy.delay_replies(SLOW);
-    let config = site.write_agent_config(&AgentConfig {
-        file: "slow.toml".into(),
-        port: proxy.port(),
-        ..site.agent_config()
-    });
+    let config = site.write_agent_config("slow.toml", |c| c.cloud.port = proxy.port());
     let started = Instant::now();
     let agent = site.start_agent(&config);
     let socket = site.socket();
@@ -75,15 +71,13 @@ fn a_broker_slow_to_answer_is_connected_on_the_first_attempt_at_start_and_after_
 
 #[test]
 fn a_renamed_domain_is_registered_within_100_ms_and_the_status_speaks_of_the_new_name() {
-    let site = Site::new();
+    let site = site();
     // The field defaults: a network check every 30 s, one registration of
     // a name per minute at most.
-    let config = site.default_config();
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("check_interval_secs = 1", "check_interval_secs = 30")
-        .replace("min_interval_secs = 1", "min_interval_secs = 60");
-    std::fs::write(&config, text).unwrap();
+    let config = site.write_agent_config("field-defaults.toml", |c| {
+        c.domain.check_interval_secs = 30;
+        c.domain.min_interval_secs = 60;
+    });
     let mut cloud = site.cloud();
     let _agent = site.start_agent(&config);
     cloud
@@ -120,7 +114,7 @@ fn a_renamed_domain_is_registered_within_100_ms_and_the_status_speaks_of_the_new
 
 #[test]
 fn a_local_client_stalled_inside_the_frame_header_is_closed_after_the_stall_timeout() {
-    let site = Site::new();
+    let site = site();
     let _agent = site.start_agent(&site.default_config());
     let _ready = wait_local(&site.socket());
     let mut stalled = UnixStream::connect(site.socket()).unwrap();

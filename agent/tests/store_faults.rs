@@ -5,33 +5,37 @@
 //! state cannot reach flash is refused with `StorageFailed`, and nothing of
 //! it stays in memory or on disk.
 
-mod common;
-
 use agent::core::domain::{Registrar, RegistrarPolicy};
 use agent::core::DeviceState;
 use agent::shell::device::Agent;
 use agent::store::{Fault, FaultyFlash, Loaded, RealFlash, StateStore, StoreError};
-use common::*;
-use protocol::access::Action;
+use hc_testkit::fixture::*;
 use protocol::codec;
 use protocol::envelope::{CommandKeys, CommandSigner};
 use protocol::limits::MAX_MESSAGE_BYTES;
 use protocol::topics::Leaf;
-use protocol::{Ack, ChannelScope, Outcome, Reason};
+use protocol::{Ack, Outcome, Reason};
 
 /// Two distinct states: a device with an owner, and the same with a share.
 fn old_and_new() -> (DeviceState, DeviceState) {
     let mut device = Device::owned();
     let old = device.state.clone();
-    device.expect_ok(
-        "alice",
-        share(account("bob"), &[Action::LiveView], ChannelScope::All, None),
-    );
+    device.expect_ok("alice", bob_live_view(None));
     (old, device.state)
 }
 
 fn faulty_store(dir: &std::path::Path) -> StateStore<FaultyFlash> {
     StateStore::new(FaultyFlash::new(), dir.to_owned(), "state")
+}
+
+/// A store in a fresh directory that saved `states`, in order.
+fn store_that_saved(states: &[&DeviceState]) -> (tempfile::TempDir, StateStore<FaultyFlash>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = faulty_store(dir.path());
+    for state in states {
+        store.save(*state).unwrap();
+    }
+    (dir, store)
 }
 
 fn load_main(store: &mut StateStore<FaultyFlash>) -> DeviceState {
@@ -49,13 +53,20 @@ fn flip_a_bit_in_the_middle(path: &std::path::Path) {
     std::fs::write(path, &bytes).unwrap();
 }
 
+/// Every fault of a save step (power cuts aside).
+const DISK_FAULTS: [Fault; 5] = [
+    Fault::ShortWrite,
+    Fault::DiskFull,
+    Fault::FailedSync,
+    Fault::FailedRename,
+    Fault::FailedDirSync,
+];
+
 /// Saves `old`, arms `fault`, tries to save `new`: the save fails and the
 /// store still loads `old`; once the fault is gone, `new` saves and loads.
 fn failed_save_keeps_old_state(fault: Fault) {
-    let dir = tempfile::tempdir().unwrap();
     let (old, new) = old_and_new();
-    let mut store = faulty_store(dir.path());
-    store.save(&old).unwrap();
+    let (dir, mut store) = store_that_saved(&[&old]);
 
     store.flash().arm(fault);
     let error = store
@@ -79,36 +90,16 @@ fn failed_save_keeps_old_state(fault: Fault) {
 }
 
 #[test]
-fn short_write_fails_the_save_and_keeps_the_old_state() {
-    failed_save_keeps_old_state(Fault::ShortWrite);
-}
-
-#[test]
-fn full_disk_fails_the_save_and_keeps_the_old_state() {
-    failed_save_keeps_old_state(Fault::DiskFull);
-}
-
-#[test]
-fn failed_fsync_fails_the_save_and_keeps_the_old_state() {
-    failed_save_keeps_old_state(Fault::FailedSync);
-}
-
-#[test]
-fn failed_rename_fails_the_save_and_keeps_the_old_state() {
-    failed_save_keeps_old_state(Fault::FailedRename);
-}
-
-#[test]
-fn failed_directory_fsync_fails_the_save_and_keeps_the_old_state() {
-    failed_save_keeps_old_state(Fault::FailedDirSync);
+fn a_short_write_full_disk_or_failed_fsync_or_rename_fails_the_save_and_keeps_the_old_state() {
+    for fault in DISK_FAULTS {
+        failed_save_keeps_old_state(fault);
+    }
 }
 
 #[test]
 fn full_disk_reports_no_space_left() {
-    let dir = tempfile::tempdir().unwrap();
     let (old, new) = old_and_new();
-    let mut store = faulty_store(dir.path());
-    store.save(&old).unwrap();
+    let (_dir, mut store) = store_that_saved(&[&old]);
     store.flash().arm(Fault::DiskFull);
     match store.save(&new) {
         Err(StoreError::Io { step, source, .. }) => {
@@ -119,38 +110,45 @@ fn full_disk_reports_no_space_left() {
     }
 }
 
+/// Saves `new` over `old` with the power cut after `cut_after` flash
+/// operations; a fresh store on `dir`, as after the reboot, loads a good
+/// copy: `new` if the save reported success, else `old` or `new`, never a
+/// half state.
+fn cut_save_then_reboot(
+    store: &mut StateStore<FaultyFlash>,
+    dir: &std::path::Path,
+    cut_after: usize,
+    old: &DeviceState,
+    new: &DeviceState,
+) {
+    store.flash().arm(Fault::PowerCutAfter(cut_after));
+    let saved = store.save(new).is_ok();
+    store.flash().disarm();
+    let mut rebooted = StateStore::new(RealFlash, dir.to_owned(), "state");
+    let loaded = match rebooted.load::<DeviceState>() {
+        Ok(Loaded::Main(state) | Loaded::Recovered { value: state, .. }) => state,
+        other => panic!("cut after {cut_after}: no good copy left: {other:?}"),
+    };
+    if saved {
+        assert_eq!(
+            &loaded, new,
+            "cut after {cut_after}: an acknowledged save was lost"
+        );
+    } else {
+        assert!(
+            &loaded == old || &loaded == new,
+            "cut after {cut_after}: a half state loaded"
+        );
+    }
+}
+
 #[test]
 fn power_cut_at_every_step_of_a_save_loads_the_old_or_the_new_state() {
     let (old, new) = old_and_new();
     // A save is at most a handful of flash operations; cut after each.
     for cut_after in 0..12 {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = faulty_store(dir.path());
-        store.save(&old).unwrap();
-        store.flash().arm(Fault::PowerCutAfter(cut_after));
-        let saved = store.save(&new).is_ok();
-        store.flash().disarm();
-
-        // A fresh store, as after the reboot.
-        let mut rebooted = StateStore::new(RealFlash, dir.path().to_owned(), "state");
-        let loaded = match rebooted
-            .load::<DeviceState>()
-            .expect("load after power cut")
-        {
-            Loaded::Main(state) | Loaded::Recovered { value: state, .. } => state,
-            Loaded::Fresh => panic!("cut after {cut_after}: the old state vanished"),
-        };
-        if saved {
-            assert_eq!(
-                loaded, new,
-                "cut after {cut_after}: an acknowledged save was lost"
-            );
-        } else {
-            assert!(
-                loaded == old || loaded == new,
-                "cut after {cut_after}: a half state loaded"
-            );
-        }
+        let (dir, mut store) = store_that_saved(&[&old]);
+        cut_save_then_reboot(&mut store, dir.path(), cut_after, &old, &new);
     }
 }
 
@@ -163,11 +161,8 @@ fn first_start_loads_fresh() {
 
 #[test]
 fn a_corrupt_state_file_is_reported_and_the_previous_copy_used() {
-    let dir = tempfile::tempdir().unwrap();
     let (old, new) = old_and_new();
-    let mut store = faulty_store(dir.path());
-    store.save(&old).unwrap();
-    store.save(&new).unwrap();
+    let (dir, mut store) = store_that_saved(&[&old, &new]);
 
     flip_a_bit_in_the_middle(&dir.path().join("state"));
 
@@ -185,11 +180,8 @@ fn a_corrupt_state_file_is_reported_and_the_previous_copy_used() {
 
 #[test]
 fn a_truncated_state_file_is_reported_and_the_previous_copy_used() {
-    let dir = tempfile::tempdir().unwrap();
     let (old, new) = old_and_new();
-    let mut store = faulty_store(dir.path());
-    store.save(&old).unwrap();
-    store.save(&new).unwrap();
+    let (dir, mut store) = store_that_saved(&[&old, &new]);
 
     let path = dir.path().join("state");
     let bytes = std::fs::read(&path).unwrap();
@@ -207,10 +199,7 @@ fn after_recovering_from_a_damaged_file_a_save_cut_at_any_step_keeps_a_good_copy
     let mut third = new.clone();
     third.ledger.record(99, Outcome::Accepted);
     for cut_after in 0..12 {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = faulty_store(dir.path());
-        store.save(&old).unwrap();
-        store.save(&new).unwrap();
+        let (dir, _) = store_that_saved(&[&old, &new]);
         // `state` rots; the device restarts on `state.prev` (old).
         flip_a_bit_in_the_middle(&dir.path().join("state"));
         let mut store = faulty_store(dir.path());
@@ -221,35 +210,14 @@ fn after_recovering_from_a_damaged_file_a_save_cut_at_any_step_keeps_a_good_copy
 
         // The next save is cut short: the damaged file must not have
         // pushed the last good copy out.
-        store.flash().arm(Fault::PowerCutAfter(cut_after));
-        let saved = store.save(&third).is_ok();
-        store.flash().disarm();
-        let mut rebooted = StateStore::new(RealFlash, dir.path().to_owned(), "state");
-        let loaded = match rebooted.load::<DeviceState>() {
-            Ok(Loaded::Main(state) | Loaded::Recovered { value: state, .. }) => state,
-            other => panic!("cut after {cut_after}: no good copy left: {other:?}"),
-        };
-        if saved {
-            assert_eq!(
-                loaded, third,
-                "cut after {cut_after}: a saved state was lost"
-            );
-        } else {
-            assert!(
-                loaded == old || loaded == third,
-                "cut after {cut_after}: neither the recovered nor the new state"
-            );
-        }
+        cut_save_then_reboot(&mut store, dir.path(), cut_after, &old, &third);
     }
 }
 
 #[test]
 fn both_copies_damaged_is_an_error_never_a_half_state() {
-    let dir = tempfile::tempdir().unwrap();
     let (old, new) = old_and_new();
-    let mut store = faulty_store(dir.path());
-    store.save(&old).unwrap();
-    store.save(&new).unwrap();
+    let (dir, mut store) = store_that_saved(&[&old, &new]);
     std::fs::write(dir.path().join("state"), b"garbage").unwrap();
     std::fs::write(dir.path().join("state.prev"), b"").unwrap();
 
@@ -263,10 +231,8 @@ fn both_copies_damaged_is_an_error_never_a_half_state() {
 
 #[test]
 fn a_leftover_tmp_file_is_ignored_and_removed() {
-    let dir = tempfile::tempdir().unwrap();
     let (old, new) = old_and_new();
-    let mut store = faulty_store(dir.path());
-    store.save(&old).unwrap();
+    let (dir, mut store) = store_that_saved(&[&old]);
     // A save that was cut before its rename: a complete but unpublished file.
     let mut other = faulty_store(&dir.path().join("elsewhere"));
     other.save(&new).unwrap();
@@ -305,21 +271,12 @@ fn acks(agent: &mut Agent<FaultyFlash>) -> Vec<Ack> {
 
 #[test]
 fn a_command_whose_state_cannot_reach_flash_is_refused_and_leaves_nothing_behind() {
-    for fault in [
-        Fault::ShortWrite,
-        Fault::DiskFull,
-        Fault::FailedSync,
-        Fault::FailedRename,
-        Fault::FailedDirSync,
-    ] {
+    for fault in DISK_FAULTS {
         let dir = tempfile::tempdir().unwrap();
         let mut device = Device::owned();
         let before = device.state.clone();
         let (mut agent, signer) = agent_on(dir.path(), before.clone());
-        let command = device.command(
-            account("alice"),
-            share(account("bob"), &[Action::LiveView], ChannelScope::All, None),
-        );
+        let command = device.command(account("alice"), bob_live_view(None));
         let envelope = signer.seal(&command).unwrap();
 
         agent.store_flash().arm(fault);

@@ -21,12 +21,13 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use hc_testkit::broker::BrokerConfig;
+use hc_testkit::cloud::{tls_client_config, TestCloud};
+use hc_testkit::daemon::*;
+use hc_testkit::local::{wait_local, wait_status_until};
+use hc_testkit::mosquitto::{skip_without_mosquitto, Mosquitto, MosquittoConfig, TlsVersions};
 use protocol::local::LinkState;
-use sim_device::broker::BrokerConfig;
-use sim_device::mosquitto::{skip_without_mosquitto, Mosquitto, MosquittoConfig, TlsVersions};
-use support::config::AgentConfig;
-use support::local::{wait_local, wait_status_until};
-use support::*;
+use support::{site, site_with_broker};
 
 const ATTEMPTS: usize = 3;
 
@@ -69,11 +70,9 @@ fn refused(agent: &AgentProcess, socket: &Path, expected: &[&str]) -> String {
 /// connects to a broker with the site's own certificate.
 fn connects_to_a_good_broker(site: &Site) {
     let good =
-        sim_device::broker::EmbeddedBroker::start(BrokerConfig::from_pki(&site.pki)).unwrap();
-    let config = site.write_agent_config(&AgentConfig {
-        file: "good.toml".into(),
-        port: good.port(),
-        ..site.agent_config()
+        hc_testkit::broker::EmbeddedBroker::start(BrokerConfig::from_pki(&site.pki)).unwrap();
+    let config = site.write_agent_config("good.toml", |c| {
+        c.cloud.port = good.port();
     });
     connects(site, &config);
 }
@@ -87,7 +86,7 @@ fn connects(site: &Site, config: &Path) {
 
 #[test]
 fn an_expired_broker_certificate_is_refused_3_times() {
-    let site = Site::with_broker(|pki| {
+    let site = site_with_broker(|pki| {
         let expired = pki.expired_server().unwrap();
         BrokerConfig::mutual_tls(pki.ca_cert().to_owned(), expired.cert, expired.key)
     });
@@ -106,7 +105,7 @@ fn a_client_certificate_of_the_right_ca_presented_by_the_broker_is_refused_3_tim
     // The cloud's client certificate: signed by the pinned CA, but issued
     // to "cloud" for client authentication only. (A stolen client
     // certificate and key cannot impersonate the broker.)
-    let site = Site::with_broker(|pki| {
+    let site = site_with_broker(|pki| {
         BrokerConfig::mutual_tls(
             pki.ca_cert().to_owned(),
             pki.cloud().cert.clone(),
@@ -126,7 +125,7 @@ fn a_client_certificate_of_the_right_ca_presented_by_the_broker_is_refused_3_tim
 
 #[test]
 fn a_plaintext_mqtt_broker_is_refused_3_times() {
-    let site = Site::with_broker(|_| BrokerConfig::insecure_plaintext());
+    let site = site_with_broker(|_| BrokerConfig::insecure_plaintext());
     let agent = site.start_agent(&site.default_config());
     // The broker reads the ClientHello as MQTT, fails and closes.
     let error = refused(
@@ -136,10 +135,8 @@ fn a_plaintext_mqtt_broker_is_refused_3_times() {
     );
     drop(agent);
     // Control: the test-only plaintext switch, against the same broker.
-    let config = site.write_agent_config(&AgentConfig {
-        file: "plain.toml".into(),
-        cloud_extra: "insecure_plaintext = true".into(),
-        ..site.agent_config()
+    let config = site.write_agent_config("plain.toml", |c| {
+        c.cloud.insecure_plaintext = true;
     });
     connects(&site, &config);
     println!("plaintext MQTT broker: refused {ATTEMPTS} times ({error}); connects only with insecure_plaintext");
@@ -152,7 +149,7 @@ fn a_broker_offering_only_tls_1_2_is_refused_3_times_unless_the_fallback_is_conf
     ) {
         return;
     }
-    let site = Site::new();
+    let site = site();
     let mosquitto = Mosquitto::start_with(
         &site.pki,
         MosquittoConfig {
@@ -161,10 +158,8 @@ fn a_broker_offering_only_tls_1_2_is_refused_3_times_unless_the_fallback_is_conf
         },
     )
     .unwrap();
-    let config = site.write_agent_config(&AgentConfig {
-        file: "tls13.toml".into(),
-        port: mosquitto.port(),
-        ..site.agent_config()
+    let config = site.write_agent_config("tls13.toml", |c| {
+        c.cloud.port = mosquitto.port();
     });
     let agent = site.start_agent(&config);
     let error = refused(
@@ -176,11 +171,9 @@ fn a_broker_offering_only_tls_1_2_is_refused_3_times_unless_the_fallback_is_conf
     // Control: the configured fallback, against the same mosquitto; the
     // cloud sees the device online there.
     let cloud = TestCloud::connect(&site.pki, mosquitto.port());
-    let config = site.write_agent_config(&AgentConfig {
-        file: "tls12.toml".into(),
-        port: mosquitto.port(),
-        cloud_extra: "allow_tls12 = true".into(),
-        ..site.agent_config()
+    let config = site.write_agent_config("tls12.toml", |c| {
+        c.cloud.port = mosquitto.port();
+        c.cloud.allow_tls12 = true;
     });
     let _agent = site.start_agent(&config);
     assert!(
@@ -206,13 +199,12 @@ fn another_device_certificate_cannot_take_over_this_device_session_on_mosquitto(
     }
     const OTHER: &str = "OTHER-1";
     const TRIES: usize = 3;
-    let site = Site::with_broker(|_| BrokerConfig::insecure_plaintext());
-    let mut pki = sim_device::pki::Pki::load(site.pki.dir()).unwrap();
+    let site = site_with_broker(|_| BrokerConfig::insecure_plaintext());
+    let mut pki = hc_testkit::pki::Pki::load(site.pki.dir()).unwrap();
     let other = pki.add_device(OTHER).unwrap();
     let mosquitto = Mosquitto::start(&pki).unwrap();
-    let config = site.write_agent_config(&AgentConfig {
-        port: mosquitto.port(),
-        ..site.agent_config()
+    let config = site.write_agent_config("agent.toml", |c| {
+        c.cloud.port = mosquitto.port();
     });
     let agent = site.start_agent(&config);
     wait_status_until(&site.socket(), WAIT, |s| s.link == LinkState::Connected)

@@ -5,31 +5,20 @@
 //! clock rolled back into the grant's window cannot revive it. Between such
 //! moments nothing is written (flash wears).
 
-mod common;
-
 use agent::core::domain::{Registrar, RegistrarPolicy};
 use agent::core::{decide, DeviceState};
 use agent::shell::device::Agent;
 use agent::store::{Loaded, RealFlash, StateStore};
-use common::*;
+use hc_testkit::fixture::*;
 use protocol::access::{Action, Decision};
 use protocol::envelope::{CommandKeys, CommandSigner};
-use protocol::{ChannelScope, CommandBody, Reason};
+use protocol::{CommandBody, Reason};
 
 const END: u64 = T0 + 1_000;
 
 /// Owned by alice, bob shared with live view until END; saved to `dir`.
 fn agent_with_timed_share(dir: &std::path::Path) -> (Agent<RealFlash>, Device, CommandSigner) {
-    let mut device = Device::owned();
-    device.expect_ok(
-        "alice",
-        share(
-            account("bob"),
-            &[Action::LiveView],
-            ChannelScope::All,
-            window(T0, END),
-        ),
-    );
+    let device = Device::owned_and_shared(bob_live_view(window(T0, END)));
     let signer = CommandSigner::from_seed(1, &[9; 32]).unwrap();
     let mut keys = CommandKeys::new();
     keys.pin(1, signer.public_key());
@@ -99,15 +88,15 @@ fn the_device_clock_passing_a_grant_end_writes_the_floor_before_a_power_cut() {
     );
     agent.observe_clock(END);
     assert_eq!(on_flash(dir.path()).clock.floor(), END);
-    assert_eq!(
-        bob_after_power_cut(dir.path(), END - 10),
-        Decision::Deny(Reason::ClockNotTrusted)
-    );
-    // After the restart at the right time, bob's share is simply over.
-    assert_eq!(
-        bob_after_power_cut(dir.path(), END + 5),
-        Decision::Deny(Reason::Expired)
-    );
+    // A restart with the clock behind the floor is not trusted; after the
+    // restart at the right time, bob's share is simply over.
+    for (restart_at, reason) in [
+        (END - 10, Reason::ClockNotTrusted),
+        (END + 5, Reason::Expired),
+    ] {
+        let decision = bob_after_power_cut(dir.path(), restart_at);
+        assert_eq!(decision, Decision::Deny(reason), "restart at {restart_at}");
+    }
 }
 
 #[test]

@@ -37,42 +37,27 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Instant;
 
-use agent::core::{apply, decide, DeviceState, Identity};
+use agent::core::{decide, DeviceState};
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicySet,
     Request, RestrictedExpression,
 };
+use hc_testkit::fixture::{account, parity_channels, user, Device, FULL_CHANNELS, T0};
 use protocol::access::{Action, LocalLevel, Principal};
-use protocol::command::bind_proof;
-use protocol::limits::{MAX_CHANNELS, MAX_SHARES};
+use protocol::limits::MAX_SHARES;
 use protocol::messages::Binding;
 use protocol::{
-    AccountId, AccountRef, BindRole, ChannelScope, ChannelSet, Command, CommandBody, Grant,
-    InstallerGrants, Outcome, Permissions, Region, Serial, ShareEntry, Text, Validity,
+    AccountId, ChannelScope, ChannelSet, CommandBody, Grant, InstallerGrants, Permissions,
+    ShareEntry, Validity,
 };
 
-const SERIAL: &str = "NVR-PERF-0001";
-const CODE: &str = "ABCDEF";
-const REGION: &str = "EU";
-const T0: u64 = 1_800_000_000;
 const NOW: u64 = T0 + 10;
-const CHANNELS: u16 = MAX_CHANNELS as u16;
+const CHANNELS: u16 = FULL_CHANNELS;
 /// How often each timed request is repeated per engine.
 const AGENT_REPS: u32 = 200;
 const CEDAR_REPS: u32 = 5;
 
 // ---------------------------------------------------------------- the state
-
-fn account(id: &str) -> AccountRef {
-    AccountRef {
-        id: AccountId::new(id).unwrap(),
-        region: Region::new(REGION).unwrap(),
-    }
-}
-
-fn user(i: usize) -> String {
-    format!("user{i:03}")
-}
 
 /// Share `i`: a mix of what owners hand out.
 fn share(i: usize) -> CommandBody {
@@ -85,15 +70,8 @@ fn share(i: usize) -> CommandBody {
     };
     let channels = match i % 5 {
         0 => ChannelScope::All,
-        1 | 2 => {
-            // The index's parity, plus the last channel: 128 or 129.
-            let mut set = ChannelSet::EMPTY;
-            for c in (1..=CHANNELS).filter(|c| usize::from(*c) % 2 == i % 2) {
-                set.insert(c);
-            }
-            set.insert(CHANNELS);
-            ChannelScope::Only(set)
-        }
+        // The index's parity, plus the last channel: 128 or 129.
+        1 | 2 => ChannelScope::Only(parity_channels(i)),
         _ => {
             // A block of 64 channels that moves with the index.
             let start = (i as u16 * 7) % (CHANNELS - 64) + 1;
@@ -129,48 +107,8 @@ fn share(i: usize) -> CommandBody {
     }
 }
 
-struct Cloud {
-    state: DeviceState,
-    seq: u64,
-}
-
-impl Cloud {
-    fn run(&mut self, actor: &str, body: CommandBody) {
-        self.seq += 1;
-        let command = Command {
-            serial: Serial::new(SERIAL).unwrap(),
-            actor: account(actor),
-            seq: self.seq,
-            issued_at: T0,
-            body,
-        };
-        let applied = apply(&self.state, &command, T0);
-        assert_eq!(applied.outcome, Outcome::Accepted, "{command:?}");
-        self.state = applied.state;
-    }
-}
-
 /// The full device: handed over from "inst" to "alice", 64 shares.
 fn full_state() -> DeviceState {
-    let identity = Identity {
-        serial: Serial::new(SERIAL).unwrap(),
-        region: Region::new(REGION).unwrap(),
-        channel_count: CHANNELS,
-        verification_code: Text::new(CODE).unwrap(),
-    };
-    let serial = identity.serial.clone();
-    let mut cloud = Cloud {
-        state: DeviceState::new(identity).unwrap(),
-        seq: 0,
-    };
-    let proof = bind_proof(CODE.as_bytes(), &serial, &AccountId::new("inst").unwrap());
-    cloud.run(
-        "inst",
-        CommandBody::Bind {
-            role: BindRole::Installer,
-            proof,
-        },
-    );
     let window = |end: u64| {
         Some(Grant {
             validity: Some(Validity {
@@ -179,50 +117,41 @@ fn full_state() -> DeviceState {
             }),
         })
     };
-    cloud.run(
-        "alice",
-        CommandBody::Handover {
-            installer_grants: InstallerGrants {
-                site_info: window(T0 + 200_000),
-                configuration: Some(Grant { validity: None }),
-                live_view: window(T0 + 1_000),
-                playback: window(T0 + 200_000),
-                may_disable_cloud: true,
-            },
-        },
-    );
-    for i in 0..MAX_SHARES {
-        cloud.run("alice", share(i));
-    }
-    assert_eq!(cloud.state.access.shares.len(), MAX_SHARES);
-    cloud.state
+    let grants = InstallerGrants {
+        site_info: window(T0 + 200_000),
+        configuration: Some(Grant { validity: None }),
+        live_view: window(T0 + 1_000),
+        playback: window(T0 + 200_000),
+        may_disable_cloud: true,
+    };
+    let device = Device::full(grants, (0..MAX_SHARES).map(share));
+    assert_eq!(device.state.access.shares.len(), MAX_SHARES);
+    device.state
 }
 
 // ------------------------------------------------------- the Cedar version
 
-/// What the owner may do through the cloud (as `decide` has it).
-fn owner_actions() -> Vec<Action> {
+/// Every action but `excluded`.
+fn actions_except(excluded: &[Action]) -> Vec<Action> {
     Action::ALL
         .iter()
         .copied()
-        .filter(|a| !matches!(a, Action::CloudServiceSwitch | Action::PlatformAccessSwitch))
+        .filter(|a| !excluded.contains(a))
         .collect()
+}
+
+/// What the owner may do through the cloud (as `decide` has it).
+fn owner_actions() -> Vec<Action> {
+    actions_except(&[Action::CloudServiceSwitch, Action::PlatformAccessSwitch])
 }
 
 /// What the installer may do before handover.
 fn site_installer_actions() -> Vec<Action> {
-    Action::ALL
-        .iter()
-        .copied()
-        .filter(|a| {
-            !matches!(
-                a,
-                Action::ShareManagement
-                    | Action::InstallerManagement
-                    | Action::PlatformAccessSwitch
-            )
-        })
-        .collect()
+    actions_except(&[
+        Action::ShareManagement,
+        Action::InstallerManagement,
+        Action::PlatformAccessSwitch,
+    ])
 }
 
 fn actions_of(permissions: Permissions) -> Vec<Action> {
@@ -264,28 +193,23 @@ fn permits(
     } else {
         format!(" when {{ {} }}", conditions.join(" && "))
     };
-    let list = |scoped: bool| {
-        actions
+    let resources = [
+        (true, format!("resource {channel_resource}")),
+        (false, format!("resource == {device}")),
+    ];
+    for (scoped, resource) in resources {
+        let listed: Vec<String> = actions
             .iter()
             .filter(|a| a.is_channel_scoped() == scoped)
             .map(|a| format!("Action::\"{}\"", a.name()))
-            .collect::<Vec<_>>()
-    };
-    let channel_actions = list(true);
-    if !channel_actions.is_empty() {
-        let _ = writeln!(
-            out,
-            "permit(principal == {principal}, action in [{}], resource {channel_resource}){when};",
-            channel_actions.join(", ")
-        );
-    }
-    let device_actions = list(false);
-    if !device_actions.is_empty() {
-        let _ = writeln!(
-            out,
-            "permit(principal == {principal}, action in [{}], resource == {device}){when};",
-            device_actions.join(", ")
-        );
+            .collect();
+        if !listed.is_empty() {
+            let _ = writeln!(
+                out,
+                "permit(principal == {principal}, action in [{}], {resource}){when};",
+                listed.join(", ")
+            );
+        }
     }
 }
 

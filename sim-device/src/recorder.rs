@@ -15,13 +15,13 @@
 //! servers do: ask the agent over the local socket before serving, and
 //! serve only on `Allow`. They return the agent's decision.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use agent::client::{ClientError, LocalClient};
-use agent::shell::config::{encode_hex, Config};
+use agent::shell::config::Config;
+use hc_testkit::agent_config;
 use protocol::access::{Action, Decision, Principal};
 use protocol::local::StatusReply;
 
@@ -114,65 +114,8 @@ pub struct Recorder {
     thread: Option<JoinHandle<Result<(), String>>>,
 }
 
-fn toml_str(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// One value of the agent configuration.
-enum Toml<'a> {
-    Str(&'a str),
-    Path(&'a Path),
-    Number(u64),
-    /// Written as is (`0o600`, `[1000]`).
-    Raw(String),
-}
-
-impl std::fmt::Display for Toml<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Toml::Str(text) => f.write_str(&toml_str(text)),
-            Toml::Path(path) => f.write_str(&toml_str(&path.to_string_lossy())),
-            Toml::Number(n) => write!(f, "{n}"),
-            Toml::Raw(text) => f.write_str(text),
-        }
-    }
-}
-
-/// Appends `[header]` (none for the top level) and its `key = value`
-/// lines, after a blank line unless it is the first.
-fn write_table(out: &mut String, header: &str, entries: &[(&str, Toml<'_>)]) {
-    if !header.is_empty() {
-        let _ = write!(out, "\n{header}\n");
-    }
-    for (key, value) in entries {
-        let _ = writeln!(out, "{key} = {value}");
-    }
-}
-
-/// An I/O error on `path`.
-fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RecorderError {
-    let path = path.to_owned();
-    move |source| RecorderError::Io { path, source }
-}
-
 /// The effective uid of this process: the one the agent's socket allows.
-pub fn current_uid() -> u32 {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
+pub use hc_testkit::agent_config::current_uid;
 
 /// The agent configuration text for a recorder whose files live in `dir`.
 pub fn config_text(
@@ -183,71 +126,26 @@ pub fn config_text(
     broker_port: u16,
     command_key: &[u8; 32],
 ) -> Result<String, RecorderError> {
-    let device = pki
-        .device(&spec.serial)
+    let mut config = agent_config::loopback(pki, &spec.serial, dir, broker_port, command_key)
         .ok_or_else(|| RecorderError::NoCertificate(spec.serial.clone()))?;
-    let uid = current_uid();
-    let mut text = format!(
-        "# Written by sim-device for the simulated recorder {}.\n",
-        spec.serial
-    );
-    write_table(
-        &mut text,
-        "",
-        &[
-            ("serial", Toml::Str(&spec.serial)),
-            ("region", Toml::Str(&spec.region)),
-            ("channels", Toml::Number(spec.channels.into())),
-            ("verification_code", Toml::Str(&spec.verification_code)),
-            ("state_dir", Toml::Path(&dir.join("state"))),
-        ],
-    );
-    write_table(
-        &mut text,
-        "[cloud]",
-        &[
-            ("host", Toml::Str(broker_host)),
-            ("port", Toml::Number(broker_port.into())),
-            ("ca", Toml::Path(pki.ca_cert())),
-            ("cert", Toml::Path(&device.cert)),
-            ("key", Toml::Path(&device.key)),
-            ("keep_alive_secs", Toml::Number(5)),
-            ("backoff_base_ms", Toml::Number(200)),
-            ("backoff_cap_ms", Toml::Number(2000)),
-        ],
-    );
-    write_table(
-        &mut text,
-        "[[command_keys]]",
-        &[
-            ("id", Toml::Number(COMMAND_KEY_ID.into())),
-            ("public_key", Toml::Str(&encode_hex(command_key))),
-        ],
-    );
-    write_table(
-        &mut text,
-        "[local_socket]",
-        &[
-            ("path", Toml::Path(&dir.join("agent.sock"))),
-            ("allowed_uids", Toml::Raw(format!("[{uid}]"))),
-            ("admin_uids", Toml::Raw(format!("[{uid}]"))),
-            ("mode", Toml::Raw("0o600".into())),
-        ],
-    );
-    write_table(
-        &mut text,
-        "[domain]",
-        &[
-            ("http_port", Toml::Number(spec.http_port.into())),
-            ("https_port", Toml::Number(spec.https_port.into())),
-            ("rtsp_port", Toml::Number(spec.rtsp_port.into())),
-            ("sdk_port", Toml::Number(spec.sdk_port.into())),
-            ("check_interval_secs", Toml::Number(1)),
-            ("min_interval_secs", Toml::Number(1)),
-        ],
-    );
-    write_table(&mut text, "[log]", &[("level", Toml::Str(&spec.log_level))]);
-    Ok(text)
+    config.region = spec.region.clone();
+    config.channels = spec.channels;
+    config.verification_code = spec.verification_code.clone();
+    config.cloud.host = broker_host.into();
+    config.cloud.backoff_base_ms = 200;
+    config.cloud.backoff_cap_ms = 2_000;
+    config.command_keys[0].id = COMMAND_KEY_ID;
+    config.local_socket.mode = 0o600;
+    config.domain.http_port = spec.http_port;
+    config.domain.https_port = spec.https_port;
+    config.domain.rtsp_port = spec.rtsp_port;
+    config.domain.sdk_port = spec.sdk_port;
+    config.log.level = spec.log_level.clone();
+    Ok(format!(
+        "# Written by sim-device for the simulated recorder {}.\n{}",
+        spec.serial,
+        agent_config::to_toml(&config)
+    ))
 }
 
 impl Recorder {
@@ -265,9 +163,18 @@ impl Recorder {
         let dir = tempfile::Builder::new()
             .prefix(&format!("sim-recorder-{}-", spec.serial))
             .tempdir()
-            .map_err(io_at(&std::env::temp_dir()))?;
-        let home = Home::Temporary(dir);
-        Self::start_with_home(pki, broker_host, broker_port, command_key, spec, home)
+            .map_err(|source| RecorderError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        Self::start_with_home(
+            pki,
+            broker_host,
+            broker_port,
+            command_key,
+            spec,
+            Home::Temporary(dir),
+        )
     }
 
     /// The same with its files (configuration, state, socket) in `dir`,
@@ -281,9 +188,22 @@ impl Recorder {
         spec: RecorderSpec,
     ) -> Result<Recorder, RecorderError> {
         // Absolute, so that the configuration works from any directory.
-        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
-        let home = Home::Given(dir.canonicalize().map_err(io_at(dir))?);
-        Self::start_with_home(pki, broker_host, broker_port, command_key, spec, home)
+        std::fs::create_dir_all(dir).map_err(|source| RecorderError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let dir = dir.canonicalize().map_err(|source| RecorderError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Self::start_with_home(
+            pki,
+            broker_host,
+            broker_port,
+            command_key,
+            spec,
+            Home::Given(dir),
+        )
     }
 
     fn start_with_home(
@@ -295,10 +215,14 @@ impl Recorder {
         home: Home,
     ) -> Result<Recorder, RecorderError> {
         let dir = home.path().to_owned();
-        std::fs::create_dir_all(dir.join("state")).map_err(io_at(&dir))?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| RecorderError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir.join("state")).map_err(io(&dir))?;
         let text = config_text(&spec, &dir, pki, broker_host, broker_port, &command_key)?;
         let config_path = dir.join("agent.toml");
-        std::fs::write(&config_path, text).map_err(io_at(&config_path))?;
+        std::fs::write(&config_path, text).map_err(io(&config_path))?;
         let config =
             Config::load(&config_path).map_err(|e| RecorderError::Config(e.to_string()))?;
         let socket = config.local_socket.path.clone();
@@ -307,7 +231,7 @@ impl Recorder {
         let thread = std::thread::Builder::new()
             .name(format!("agent-{}", spec.serial))
             .spawn(move || run_agent(config, stop_rx))
-            .map_err(io_at(&dir))?;
+            .map_err(io(&dir))?;
         let mut recorder = Recorder {
             spec,
             home,

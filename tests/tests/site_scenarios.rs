@@ -6,14 +6,14 @@
 
 use std::time::Duration;
 
+use hc_testkit::broker::{BrokerConfig, EmbeddedBroker};
+use hc_testkit::pki::Pki;
 use protocol::access::{Decision, Principal};
 use protocol::{Reason, Serial};
-use sim_device::broker::{BrokerConfig, EmbeddedBroker};
 use sim_device::cloud::driver::load_or_create_seed;
 use sim_device::cloud::{
     Cloud, CloudError, CloudModel, CloudOptions, Contact, InstallerPermissions,
 };
-use sim_device::pki::Pki;
 use sim_device::recorder::{Recorder, RecorderSpec};
 
 const FRONT: &str = "SITE-NVR-FRONT";
@@ -47,12 +47,15 @@ fn a_site_wide_service_switch_reaches_online_recorders_and_an_offline_one_once_i
         let mut model = CloudModel::new();
         model.register_device(FRONT, CODE, "EU").unwrap();
         model.register_device(BACK, CODE, "EU").unwrap();
-        let installer = model
-            .register_account("installer", Some("ops@installer.example"), None, "EU")
-            .unwrap();
-        let olivia = model
-            .register_account("olivia", Some("olivia@example.com"), None, "EU")
-            .unwrap();
+        let [installer, olivia] = [
+            ("installer", "ops@installer.example"),
+            ("olivia", "olivia@example.com"),
+        ]
+        .map(|(name, email)| {
+            model
+                .register_account(name, Some(email), None, "EU")
+                .unwrap()
+        });
         let cloud = Cloud::connect(CloudOptions::with_seed(&pki, host, port, seed), model)
             .await
             .unwrap();

@@ -8,7 +8,7 @@ use protocol::ddns::ServicePorts;
 use protocol::envelope::{CommandKeys, PUBLIC_KEY_LEN};
 use protocol::limits::MAX_LOCAL_PEERS;
 use protocol::{Region, Serial, Text};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::Identity;
 
@@ -32,7 +32,7 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub serial: String,
@@ -50,7 +50,7 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudConfig {
     pub host: String,
@@ -86,7 +86,7 @@ pub struct CloudConfig {
     pub reconnect_spread_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandKeyConfig {
     pub id: u8,
@@ -94,7 +94,7 @@ pub struct CommandKeyConfig {
     pub public_key: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalSocketConfig {
     pub path: PathBuf,
@@ -112,7 +112,7 @@ pub struct LocalSocketConfig {
     pub mode: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainConfig {
     pub http_port: u16,
@@ -123,7 +123,7 @@ pub struct DomainConfig {
     /// lines `http=80`, `https=443`, `rtsp=554`, `sdk=8000`, and port
     /// mappings `map=tcp:80:8080`. Read on every check; overrides the ports
     /// above.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports_file: Option<PathBuf>,
     /// How often the LAN address and ports are checked.
     #[serde(default = "default_check_secs")]
@@ -133,7 +133,7 @@ pub struct DomainConfig {
     pub min_interval_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// error, warn, info, debug or trace.

@@ -24,12 +24,13 @@
 //!   answers Allow for the last share (state file loaded and in force),
 //!   over repeated restarts with the full access list.
 //!
-//! Build the agent first (the example spawns the binary; `HC_AGENT_BIN`
+//! Build the agent first (this program spawns the binary; `HC_AGENT_BIN`
 //! selects it, default `target/release/hc-agent`):
 //!
 //! ```text
-//! cargo build --release -p hc-agent --bin hc-agent --example measure
-//! HC_AGENT_BIN=$PWD/target/release/hc-agent target/release/examples/measure
+//! cargo build --release -p hc-agent --bin hc-agent
+//! cargo build --release --manifest-path perf/Cargo.toml --target-dir target/perf --bin measure
+//! HC_AGENT_BIN=$PWD/target/release/hc-agent target/perf/release/measure
 //! ```
 //!
 //! `perf/run.sh` does this and adds the Cedar comparison. Requires the
@@ -38,30 +39,25 @@
 //! Environment: `PERF_BROKER_NODELAY=0` keeps mosquitto's default for the
 //! whole run; `PERF_OPERATIONS=N` sets the command sample (default 2000).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::client::LocalClient;
+use hc_testkit::agent_config;
+use hc_testkit::cloud::{CloudOptions, TestCloud};
+use hc_testkit::daemon::{account, agent_binary, device_config, AgentProcess, SERIAL, WAIT};
+use hc_testkit::fixture::{full_list, parity_channels, parity_shares, timed_grants, user};
+use hc_testkit::mosquitto::Mosquitto;
+use hc_testkit::pki::Pki;
 use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::command::bind_proof;
 use protocol::limits::{MAX_CHANNELS, MAX_SHARES};
-use protocol::messages::DeviceStatus;
-use protocol::topics::{self, Leaf};
-use protocol::{
-    AccountId, Ack, BindRole, ChannelScope, ChannelSet, Command, CommandBody, Grant,
-    InstallerGrants, Outcome, Permissions, Serial, Validity,
-};
-use sim_device::mosquitto::Mosquitto;
-use sim_device::pki::Pki;
-use support::{account, agent_binary, decode, signer, AgentProcess, CODE, SERIAL, WAIT};
+use protocol::topics::Leaf;
+use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Validity};
 
 /// The certificate mosquitto_sub connects with.
 const SUB_SERIAL: &str = "PERF-SUB-1";
@@ -146,6 +142,11 @@ fn row(cells: &[&str]) {
     println!("| {} |", cells.join(" | "));
 }
 
+/// A row with a figure of the agent's and nothing to compare it with.
+fn figure_row(section: &str, what: &str, figure: &str) {
+    row(&[section, what, figure, "", "", "", "", ""]);
+}
+
 fn met(ok: bool) -> &'static str {
     if ok {
         "yes"
@@ -201,12 +202,6 @@ fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-fn uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(0)
-}
-
 fn kill_child(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -228,131 +223,48 @@ impl Setup {
     /// A production-like configuration: a 256-channel recorder, log level
     /// info, keep-alive 30 s, the example's domain intervals.
     fn write_config(&self) -> PathBuf {
-        let device = self.pki.device(SERIAL).unwrap();
-        let text = format!(
-            r#"serial = "{SERIAL}"
-region = "EU"
-channels = {CHANNELS}
-verification_code = "{CODE}"
-state_dir = "{state}"
-
-[cloud]
-host = "localhost"
-port = {port}
-ca = "{ca}"
-cert = "{cert}"
-key = "{key}"
-keep_alive_secs = 30
-backoff_base_ms = 100
-backoff_cap_ms = 1000
-
-[[command_keys]]
-id = 1
-public_key = "{public}"
-
-[local_socket]
-path = "{socket}"
-allowed_uids = [{uid}]
-admin_uids = [{uid}]
-
-[domain]
-http_port = 80
-https_port = 443
-rtsp_port = 554
-sdk_port = 8000
-check_interval_secs = 30
-min_interval_secs = 60
-
-[log]
-level = "info"
-"#,
-            state = self.dir.path().join("state").display(),
-            port = self.broker.port(),
-            ca = self.pki.ca_cert().display(),
-            cert = device.cert.display(),
-            key = device.key.display(),
-            public = agent::shell::config::encode_hex(&signer().public_key()),
-            socket = self.socket().display(),
-            uid = uid(),
-        );
+        let mut config = device_config(&self.pki, self.dir.path(), self.broker.port());
+        config.channels = CHANNELS;
+        config.cloud.keep_alive_secs = 30;
+        config.domain.check_interval_secs = 30;
+        config.domain.min_interval_secs = 60;
+        config.log.level = "info".into();
         let path = self.dir.path().join("agent.toml");
-        std::fs::write(&path, text).unwrap();
+        agent_config::write(&config, &path).unwrap();
         path
     }
 
     fn start_agent(&self, config: &Path) -> AgentProcess {
         AgentProcess::start(
-            Path::new(agent_binary()),
+            &agent_binary(None),
             config,
             &self.dir.path().join("agent.log"),
         )
     }
 }
 
-fn user(i: usize) -> String {
-    format!("user{i:03}")
-}
-
 /// Channels of the index's parity, plus the last channel (128 or 129).
 fn channels_of(i: usize) -> ChannelScope {
-    let mut set = ChannelSet::EMPTY;
-    for c in (1..=CHANNELS).filter(|c| usize::from(*c) % 2 == i % 2) {
-        set.insert(c);
-    }
-    set.insert(CHANNELS);
-    ChannelScope::Only(set)
+    ChannelScope::Only(parity_channels(i))
 }
 
 /// Installer bind, handover with timed grants, `MAX_SHARES` shares with
 /// channel lists and validity windows: the list the agent holds.
-fn fill_access_list(cloud: &mut PerfCloud) {
-    let proof = bind_proof(
-        CODE.as_bytes(),
-        &Serial::new(SERIAL).unwrap(),
-        &AccountId::new("inst").unwrap(),
-    );
-    let ack = cloud.send(
-        "inst",
-        CommandBody::Bind {
-            role: BindRole::Installer,
-            proof,
-        },
-    );
-    assert_eq!(ack.outcome, Outcome::Accepted, "installer bind");
+fn fill_access_list(cloud: &mut TestCloud) {
     let now = agent::shell::clock::now_secs();
-    let window = Some(Validity {
+    let grants = timed_grants(Some(Validity {
         not_before: now - 1_000,
         not_after: now + 30 * 86_400,
+    }));
+    let shares = parity_shares(|i| {
+        Some(Validity {
+            not_before: now - 1_000,
+            not_after: now + 86_400 + i as u64,
+        })
     });
-    let ack = cloud.send(
-        "alice",
-        CommandBody::Handover {
-            installer_grants: InstallerGrants {
-                site_info: Some(Grant { validity: window }),
-                configuration: Some(Grant { validity: None }),
-                live_view: Some(Grant { validity: window }),
-                playback: Some(Grant { validity: window }),
-                may_disable_cloud: true,
-            },
-        },
-    );
-    assert_eq!(ack.outcome, Outcome::Accepted, "handover");
-    for i in 0..MAX_SHARES {
-        let body = CommandBody::Share {
-            account: account(&user(i)),
-            permissions: Permissions::of(&[
-                Action::LiveView,
-                Action::Playback,
-                Action::AlarmNotifications,
-                Action::ConfigRead,
-            ]),
-            channels: channels_of(i),
-            validity: Some(Validity {
-                not_before: now - 1_000,
-                not_after: now + 86_400 + i as u64,
-            }),
-        };
-        assert_eq!(cloud.send("alice", body).outcome, Outcome::Accepted);
+    for (actor, body) in full_list(grants, shares) {
+        let ack = cloud.send(actor, body.clone());
+        assert_eq!(ack.outcome, Outcome::Accepted, "{actor}: {body:?}");
     }
 }
 
@@ -369,122 +281,19 @@ fn last_share_ask() -> (Principal, Action, Option<u16>) {
 
 // ------------------------------------------------------------ the cloud
 
-/// The cloud side: like the test harness's `PerfCloud` (signs commands,
-/// waits for acknowledgements and status), with TCP_NODELAY on its socket
-/// as a cloud service would have it, so that the figures are the agent's
-/// and the broker's, not Nagle's algorithm in the test client.
-struct PerfCloud {
-    client: rumqttc::Client,
-    rx: mpsc::Receiver<rumqttc::Publish>,
-    seq: u64,
-    signer: protocol::envelope::CommandSigner,
-}
-
-impl PerfCloud {
-    fn connect(pki: &Pki, port: u16) -> PerfCloud {
-        use rumqttc::{Client, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
-        let certs = pki.cloud();
-        let mut options = MqttOptions::new(
-            format!("perf-cloud-{}", std::process::id()),
-            "localhost",
-            port,
-        );
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_max_packet_size(512 * 1024, 512 * 1024);
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(support::tls_client_config(pki, &certs.cert, &certs.key)),
-        )));
-        let (client, mut connection) = Client::new(options, 256);
-        connection.eventloop.network_options.set_tcp_nodelay(true);
-        let (tx, rx) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let subscriber = client.clone();
-        std::thread::spawn(move || {
-            for event in connection.iter() {
-                match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for leaf in [Leaf::Ack, Leaf::Status] {
-                            let _ = subscriber
-                                .try_subscribe(topics::all_devices(leaf), QoS::AtLeastOnce);
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = ready_tx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if tx.send(p).is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
-                }
-            }
-        });
-        for _ in 0..2 {
-            ready_rx
-                .recv_timeout(WAIT)
-                .expect("cloud client subscribed");
-        }
-        PerfCloud {
-            client,
-            rx,
-            seq: 0,
-            signer: signer(),
-        }
-    }
-
-    /// Signs, publishes and waits for the acknowledgement.
-    fn send(&mut self, actor: &str, body: CommandBody) -> Ack {
-        self.seq += 1;
-        let command = Command {
-            serial: Serial::new(SERIAL).unwrap(),
-            actor: account(actor),
-            seq: self.seq,
-            issued_at: agent::shell::clock::now_secs(),
-            body,
-        };
-        let payload = self.signer.seal(&command).unwrap();
-        let topic = topics::topic(&Serial::new(SERIAL).unwrap(), Leaf::Command);
-        self.client
-            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
-            .unwrap();
-        let seq = Some(command.seq);
-        self.wait_for(Leaf::Ack, WAIT, |p| {
-            decode::<Ack>(&p.payload).filter(|a| a.seq == seq)
-        })
-        .unwrap_or_else(|| panic!("no ack for seq {seq:?}"))
-    }
-
-    fn wait_for<T>(
-        &self,
-        leaf: Leaf,
-        within: Duration,
-        mut accept: impl FnMut(&rumqttc::Publish) -> Option<T>,
-    ) -> Option<T> {
-        let deadline = Instant::now() + within;
-        let topic = topics::topic(&Serial::new(SERIAL).unwrap(), leaf);
-        loop {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let publish = self.rx.recv_timeout(left).ok()?;
-            if publish.topic == topic {
-                if let Some(value) = accept(&publish) {
-                    return Some(value);
-                }
-            }
-        }
-    }
-
-    fn wait_status(&self, online: bool, within: Duration) -> bool {
-        self.wait_for(Leaf::Status, within, |p| {
-            decode::<DeviceStatus>(&p.payload).filter(|s| s.online == online)
-        })
-        .is_some()
-    }
-
-    fn drain(&self) {
-        while self.rx.try_recv().is_ok() {}
-    }
+/// The cloud side: signs commands, waits for acknowledgements and status,
+/// with TCP_NODELAY on its socket as a cloud service would have it, so that
+/// the figures are the agent's and the broker's, not Nagle's algorithm in
+/// the test client.
+fn perf_cloud(pki: &Pki, port: u16) -> TestCloud {
+    let options = CloudOptions {
+        name: "perf-cloud",
+        leaves: vec![Leaf::Ack, Leaf::Status],
+        keep_alive: Duration::from_secs(30),
+        nodelay: true,
+        ..CloudOptions::default()
+    };
+    TestCloud::connect_with(pki, port, options)
 }
 
 // --------------------------------------------------------- the measurements
@@ -501,9 +310,15 @@ impl Latency {
     fn p(&self, p: f64) -> Duration {
         percentile(&self.sorted, p)
     }
+
+    /// The percentiles `ps` in milliseconds: "a / b / c".
+    fn ms(&self, ps: &[f64]) -> String {
+        let figures: Vec<String> = ps.iter().map(|p| ms(self.p(*p))).collect();
+        figures.join(" / ")
+    }
 }
 
-fn command_latency(cloud: &mut PerfCloud) -> (Latency, Latency) {
+fn command_latency(cloud: &mut TestCloud) -> (Latency, Latency) {
     let (principal_user, action, channel) = {
         let (p, a, c) = last_share_ask();
         let Principal::Cloud(id) = p else {
@@ -552,7 +367,7 @@ fn command_latency(cloud: &mut PerfCloud) -> (Latency, Latency) {
 
 /// Command -> ack after the broker restarted with Nagle's algorithm on
 /// (its default): a short sample once the agent is back.
-fn nagle_latency(cloud: &mut PerfCloud) -> Latency {
+fn nagle_latency(cloud: &mut TestCloud) -> Latency {
     let (principal, action, channel) = last_share_ask();
     let Principal::Cloud(user) = principal else {
         unreachable!()
@@ -790,7 +605,7 @@ fn inadyn_rss(dir: &Path, program: &Path) -> u64 {
 fn restarts(
     setup: &Setup,
     config: &Path,
-    cloud: &PerfCloud,
+    cloud: &TestCloud,
     agent: &mut AgentProcess,
 ) -> (Latency, Latency) {
     let mut online = Vec::new();
@@ -836,7 +651,7 @@ fn restarts(
 
 fn main() {
     let total = Instant::now();
-    let binary = PathBuf::from(agent_binary());
+    let binary = agent_binary(None);
     assert!(
         binary.is_file(),
         "{}: no agent binary (cargo build --release -p hc-agent, or set HC_AGENT_BIN)",
@@ -846,7 +661,7 @@ fn main() {
         which("mosquitto_sub").expect("mosquitto_sub (apt-get install mosquitto-clients)");
     let inadyn = which("inadyn").expect("inadyn (apt-get install inadyn)");
     assert!(
-        sim_device::mosquitto::mosquitto_available(),
+        hc_testkit::mosquitto::mosquitto_available(),
         "mosquitto (apt-get install mosquitto)"
     );
     // "mosquitto_sub version 2.0.11 running on libmosquitto 2.0.11."
@@ -861,7 +676,7 @@ fn main() {
         .unwrap_or("?")
         .to_string();
     let inadyn_version = first_line(&inadyn, &["--version"]);
-    let broker_version = sim_device::mosquitto::mosquitto_binary()
+    let broker_version = hc_testkit::mosquitto::mosquitto_binary()
         .map(|m| first_line(&m, &["-h"]))
         .unwrap_or_default();
     eprintln!("measure: agent {}", binary.display());
@@ -929,7 +744,7 @@ fn main() {
     broker.restart().expect("mosquitto restarts");
     let mut setup = Setup { dir, pki, broker };
     let config = setup.write_config();
-    let mut cloud = PerfCloud::connect(&setup.pki, setup.broker.port());
+    let mut cloud = perf_cloud(&setup.pki, setup.broker.port());
 
     let started = Instant::now();
     let mut agent = setup.start_agent(&config);
@@ -997,7 +812,7 @@ fn main() {
         "< mosquitto_sub",
         met(agent_rss < sub_rss),
     ]);
-    row(&[
+    figure_row(
         "2",
         "RSS after the runs below (peak VmHWM) / after a restart with the full list",
         &format!(
@@ -1006,12 +821,7 @@ fn main() {
             kib(hwm),
             kib(restart_rss)
         ),
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]);
+    );
     row(&[
         "2",
         "Size on disk (x86_64, stripped)",
@@ -1036,57 +846,32 @@ fn main() {
         "",
         "",
     ]);
-    row(&[
+    figure_row(
         "4",
         &format!(
             "Command -> ack over TLS via mosquitto, read-only operation (n={}) p50 / p99 / p99.9",
             operations.sorted.len()
         ),
-        &format!(
-            "{} / {} / {}",
-            ms(operations.p(0.5)),
-            ms(operations.p(0.99)),
-            ms(operations.p(0.999))
-        ),
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]);
-    row(&[
+        &operations.ms(&[0.5, 0.99, 0.999]),
+    );
+    figure_row(
         "4",
         &format!(
             "Command -> ack, share change persisted with fsync (n={SHARE_CHANGES}) p50 / p99 / max"
         ),
-        &format!(
-            "{} / {} / {}",
-            ms(changes.p(0.5)),
-            ms(changes.p(0.99)),
-            ms(changes.p(1.0))
-        ),
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]);
+        &changes.ms(&[0.5, 0.99, 1.0]),
+    );
     if let Some(nagle) = nagle {
-        row(&[
+        figure_row(
             "4",
             &format!(
                 "The same read-only command with mosquitto's default `set_tcp_nodelay false` (n={NAGLE_OPERATIONS}) p50 / p99"
             ),
-            &format!("{} / {}", ms(nagle.p(0.5)), ms(nagle.p(0.99))),
-            "",
-            "",
-            "",
-            "",
-            "",
-        ]);
+            &nagle.ms(&[0.5, 0.99]),
+        );
     }
     for (clients, rate, lat) in [(1, one_rate, &one), (16, sixteen_rate, &sixteen)] {
-        row(&[
+        figure_row(
             "4",
             &format!(
                 "Local socket authorize, {clients} client{} ({} requests): throughput, p50 / p99",
@@ -1094,12 +879,7 @@ fn main() {
                 lat.sorted.len()
             ),
             &format!("{rate:.0}/s, {} / {}", us(lat.p(0.5)), us(lat.p(0.99))),
-            "",
-            "",
-            "",
-            "",
-            "",
-        ]);
+        );
     }
     row(&[
         "4",
@@ -1118,7 +898,7 @@ fn main() {
     row(&[
         "5",
         &format!("Start -> MQTT connected (online status at the cloud), full list, n={RESTARTS}: median / max"),
-        &format!("{} / {}", ms(online.p(0.5)), ms(online.p(1.0))),
+        &online.ms(&[0.5, 1.0]),
         "",
         "",
         "",
@@ -1126,16 +906,11 @@ fn main() {
         // Every start, not just the median.
         met(online.p(1.0) < Duration::from_millis(50)),
     ]);
-    row(&[
+    figure_row(
         "5",
         &format!("Start -> full list in force (local socket allows the last share), n={RESTARTS}: median / max"),
-        &format!("{} / {}", ms(enforced.p(0.5)), ms(enforced.p(1.0))),
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]);
+        &enforced.ms(&[0.5, 1.0]),
+    );
     // Stalls of about 40 ms are TCP delayed acknowledgements meeting
     // Nagle's algorithm on some socket along the path.
     let slow = |l: &Latency| {

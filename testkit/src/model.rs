@@ -9,7 +9,7 @@ use protocol::{
     AccountId, ChannelScope, Command, CommandBody, Outcome, Permissions, Region, Serial, Text,
 };
 
-use super::{account, CODE, SERIAL};
+use crate::daemon::{account, CODE, SERIAL};
 
 /// The identity the site's agent configuration gives the device.
 pub fn identity() -> Identity {
@@ -90,6 +90,16 @@ pub fn stream_body(seq: u64) -> CommandBody {
     }
 }
 
+/// Command `seq` of the stream alice sends: her owner bind first, then
+/// [`stream_body`].
+pub fn stream_command(seq: u64) -> CommandBody {
+    if seq == 1 {
+        bind_owner_body("alice")
+    } else {
+        stream_body(seq)
+    }
+}
+
 /// `Bind { role: Owner }` for `owner`, with the right proof.
 pub fn bind_owner_body(owner: &str) -> CommandBody {
     CommandBody::Bind {
@@ -133,7 +143,7 @@ pub fn field(line: &str, name: &str) -> Option<u64> {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -142,6 +152,6 @@ impl Rng {
 
     /// Uniform in `lo..hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
+        lo + self.next_u64() % (hi - lo)
     }
 }

@@ -8,7 +8,7 @@ use agent::client::LocalClient;
 use protocol::local::StatusReply;
 use protocol::messages::StateReport;
 
-use super::WAIT;
+use crate::daemon::WAIT;
 
 /// A client on `path`, once the agent answers there (a `Status` request
 /// succeeds), or a panic after `WAIT`.

@@ -1,0 +1,118 @@
+//! Agent configuration files as the tests, the simulator and the
+//! measurements write them: an `agent::shell::config::Config` value, built
+//! here and changed by the caller, serialized with `toml`. No text
+//! templates, so a key the agent renames or adds cannot drift apart from
+//! the files written for it.
+
+use std::io;
+use std::path::Path;
+
+use agent::shell::config::{
+    encode_hex, CloudConfig, CommandKeyConfig, Config, DomainConfig, LocalSocketConfig, LogConfig,
+};
+
+use crate::pki::Pki;
+
+/// The configuration of a device on loopback, as the tests run it (callers
+/// change what they need): device `serial` of `pki` (its certificate and
+/// key; None if the PKI has none), an 8-channel EU recorder with code
+/// `ABCDEF`, its files (state, socket) in `dir`, the broker on
+/// `localhost:port`, `command_key` pinned as key 1, short timings
+/// (keep-alive 5 s, backoff 100 ms to 1 s, domain checks every second), the
+/// local socket open to this process's uid as user and admin, log level
+/// debug.
+pub fn loopback(
+    pki: &Pki,
+    serial: &str,
+    dir: &Path,
+    port: u16,
+    command_key: &[u8; 32],
+) -> Option<Config> {
+    let device = pki.device(serial)?;
+    Some(Config {
+        serial: serial.into(),
+        region: "EU".into(),
+        channels: 8,
+        verification_code: crate::daemon::CODE.into(),
+        state_dir: dir.join("state"),
+        cloud: CloudConfig {
+            host: "localhost".into(),
+            port,
+            ca: pki.ca_cert().to_owned(),
+            cert: device.cert.clone(),
+            key: device.key.clone(),
+            keep_alive_secs: 5,
+            // The agent's default.
+            connect_timeout_secs: 10,
+            allow_tls12: false,
+            insecure_plaintext: false,
+            backoff_base_ms: 100,
+            backoff_cap_ms: 1_000,
+            // The agent's default.
+            reconnect_spread_ms: 1_000,
+        },
+        command_keys: vec![CommandKeyConfig {
+            id: 1,
+            public_key: encode_hex(command_key),
+        }],
+        local_socket: LocalSocketConfig {
+            path: dir.join("agent.sock"),
+            allowed_uids: vec![current_uid()],
+            admin_uids: vec![current_uid()],
+            mode: 0o660,
+        },
+        domain: DomainConfig {
+            check_interval_secs: 1,
+            min_interval_secs: 1,
+            ..DomainConfig::default()
+        },
+        log: LogConfig {
+            level: "debug".into(),
+        },
+    })
+}
+
+/// The configuration file's text.
+pub fn to_toml(config: &Config) -> String {
+    toml::to_string(config).expect("an agent configuration serializes to TOML")
+}
+
+/// Writes `config` to `path`.
+pub fn write(config: &Config, path: &Path) -> io::Result<()> {
+    std::fs::write(path, to_toml(config))
+}
+
+/// The effective uid of this process: the one an agent it starts runs as.
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_configuration_loads_back_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::generate(dir.path().join("pki"), &["RT-1"]).unwrap();
+        let mut config = loopback(&pki, "RT-1", dir.path(), 18_883, &[9; 32]).unwrap();
+        // Every optional key set, so that each is written and read back.
+        config.cloud.allow_tls12 = true;
+        config.domain.ports_file = Some(dir.path().join("ports"));
+        config.local_socket.mode = 0o600;
+        for (name, config) in [
+            ("with ports file", config.clone()),
+            ("without", {
+                config.domain.ports_file = None;
+                config
+            }),
+        ] {
+            let path = dir.path().join("agent.toml");
+            write(&config, &path).unwrap();
+            // `load` validates too.
+            let read = Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(format!("{read:?}"), format!("{config:?}"), "{name}");
+        }
+    }
+}

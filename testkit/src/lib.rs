@@ -1,0 +1,28 @@
+//! `hc-testkit`: the one place for what the agent's integration tests and
+//! benchmarks, the simulator (`sim-device`), the cross-crate scenarios
+//! (`tests/`) and the measurements (`perf/`) share. Not shipped; the
+//! product crates never depend on it (only as a dev-dependency).
+//!
+//! - Infrastructure: a throw-away PKI ([`pki`]), an embedded MQTT broker
+//!   with mutual TLS ([`broker`]), a real mosquitto as a child process
+//!   ([`mosquitto`]), the port choice both brokers use ([`ports`]) and a
+//!   TCP proxy that cuts the link like a dead network ([`proxy`]).
+//! - The agent as a process: a site that writes its configuration
+//!   ([`agent_config`], the agent's own `Config` serialized) and runs the
+//!   real binary ([`daemon`]), the cloud that talks to it over MQTT
+//!   ([`cloud`]), its local socket as firmware uses it ([`local`]), and the
+//!   agent's core as the reference model of what it must hold ([`model`]).
+//! - The agent's core in process: a device with known identity and
+//!   accounts, and the fully populated device ([`fixture`]).
+
+pub mod agent_config;
+pub mod broker;
+pub mod cloud;
+pub mod daemon;
+pub mod fixture;
+pub mod local;
+pub mod model;
+pub mod mosquitto;
+pub mod pki;
+pub mod ports;
+pub mod proxy;
