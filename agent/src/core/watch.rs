@@ -261,12 +261,13 @@ mod tests {
         let state = device();
         let mut watches = Watches::new();
         let stranger = live_view(1, 1, cloud("mallory"));
+        let denied = |reason| Ok(Decision::Deny(reason));
         assert_eq!(
             watches.add(&state, stranger, 100),
-            Err(Reason::NotAPrincipal)
+            denied(Reason::NotAPrincipal)
         );
         let expired = live_view(1, 1, cloud("bob"));
-        assert_eq!(watches.add(&state, expired, 250), Err(Reason::Expired));
+        assert_eq!(watches.add(&state, expired, 250), denied(Reason::Expired));
         watches
             .add(&state, live_view(1, 1, cloud("carol")), 100)
             .unwrap();
