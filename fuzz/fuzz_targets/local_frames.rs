@@ -80,7 +80,8 @@ fuzz_target!(|data: &[u8]| {
     let store = StateStore::new(MemFlash::default(), state_dir().clone(), "state");
     let registrar = Registrar::new(state.access.domain.clone(), RegistrarPolicy::default());
     let mut agent = Agent::new(state, store, keys().clone(), registrar);
-    for (i, frame) in frames(stream).into_iter().enumerate() {
+    let frames = frames(stream);
+    for (i, frame) in frames.into_iter().enumerate() {
         let now = T0 + 60 * i as u64;
         let reply = match frame {
             Err(e) => LocalReply::Error(e.reason()),
@@ -91,7 +92,10 @@ fuzz_target!(|data: &[u8]| {
                     // Every other frame comes from a process that is not
                     // on admin_uids: its switch must be refused.
                     let may_switch = i % 2 == 0;
-                    let reply = agent.local_request(request, may_switch, now);
+                    // Frames come over three connections, so watches of
+                    // one are not the other's.
+                    let connection = (i % 3) as u32;
+                    let reply = agent.local_request(request, connection, may_switch, now);
                     if is_switch && !may_switch {
                         assert_eq!(reply, LocalReply::Error(protocol::Reason::PeerNotAllowed));
                     }
@@ -106,5 +110,13 @@ fuzz_target!(|data: &[u8]| {
             },
         };
         round_trip_reply(&reply);
+        // Bounded whatever the frames, and a revoked session is gone.
+        assert!(agent.watched_sessions() <= protocol::limits::MAX_WATCHED_SESSIONS);
+        for revoked in agent.revoke_denied(T0 + 60 * i as u64) {
+            round_trip_reply(&LocalReply::Revoked {
+                session: revoked.session,
+                reason: revoked.reason,
+            });
+        }
     }
 });

@@ -659,6 +659,23 @@ fn vectors() -> Vec<Vector> {
         "local_reply_error",
         LocalReply::Error(Reason::PeerNotAllowed),
     ));
+    v.push(frame(
+        "local_watch",
+        LocalRequest::Watch {
+            session: 7,
+            principal: Principal::Cloud(alice().id),
+            action: Action::LiveView,
+            channel: Some(2),
+        },
+    ));
+    v.push(frame("local_unwatch", LocalRequest::Unwatch { session: 7 }));
+    v.push(frame(
+        "local_notice_revoked",
+        LocalReply::Revoked {
+            session: 7,
+            reason: Reason::Expired,
+        },
+    ));
 
     // Negative vectors: what a receiver must refuse, and with which reason.
     let share = signer().seal(&story()[3]).unwrap();
