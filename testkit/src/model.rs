@@ -102,12 +102,17 @@ pub fn stream_command(seq: u64) -> CommandBody {
 
 /// `Bind { role: Owner }` for `owner`, with the right proof.
 pub fn bind_owner_body(owner: &str) -> CommandBody {
+    bind_body(owner, protocol::BindRole::Owner)
+}
+
+/// `account` binds the test device in `role`, with the right proof.
+pub fn bind_body(account: &str, role: protocol::BindRole) -> CommandBody {
     CommandBody::Bind {
-        role: protocol::BindRole::Owner,
+        role,
         proof: protocol::command::bind_proof(
             CODE.as_bytes(),
             &Serial::new(SERIAL).unwrap(),
-            &AccountId::new(owner).unwrap(),
+            &AccountId::new(account).unwrap(),
         ),
     }
 }
