@@ -12,25 +12,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use agent::client::{LocalClient, Notice};
 use hc_testkit::daemon::*;
 use hc_testkit::local::wait_local;
-use hc_testkit::model::bind_body;
+use hc_testkit::model::{bind_body, live_view_share, unshare_body};
 use protocol::access::{Action, Decision, LocalLevel, Principal};
 use protocol::{
-    AccountId, BindRole, ChannelScope, CommandBody, Grant, InstallerGrants, Outcome, Permissions,
-    Reason, Validity,
+    AccountId, BindRole, CommandBody, Grant, InstallerGrants, Outcome, Reason, Validity,
 };
 use support::site;
 
 fn cloud(id: &str) -> Principal {
     Principal::Cloud(AccountId::new(id).unwrap())
-}
-
-fn share(account_id: &str, validity: Option<Validity>) -> CommandBody {
-    CommandBody::Share {
-        account: account(account_id),
-        permissions: Permissions::of(&[Action::LiveView]),
-        channels: ChannelScope::All,
-        validity,
-    }
 }
 
 fn unix_now() -> Duration {
@@ -79,7 +69,9 @@ fn revoked_sessions_are_told_at_once_with_the_reason_and_the_others_are_not() {
         Outcome::Accepted
     );
     assert_eq!(
-        cloud_side.send("alice", share("bob", None)).outcome,
+        cloud_side
+            .send("alice", live_view_share("bob", None))
+            .outcome,
         Outcome::Accepted
     );
     // carol's share ends on a whole second 3 to 4 s from now.
@@ -88,7 +80,7 @@ fn revoked_sessions_are_told_at_once_with_the_reason_and_the_others_are_not() {
         not_before: 0,
         not_after: ends_at,
     };
-    let carol = cloud_side.send("alice", share("carol", Some(window)));
+    let carol = cloud_side.send("alice", live_view_share("carol", Some(window)));
     assert_eq!(carol.outcome, Outcome::Accepted);
 
     let _ready = wait_local(&site.socket());
@@ -110,10 +102,7 @@ fn revoked_sessions_are_told_at_once_with_the_reason_and_the_others_are_not() {
     no_notice(&mut streams, Duration::from_millis(200));
 
     // 1. The owner deletes bob's share.
-    let unshare = CommandBody::Unshare {
-        accounts: heapless::Vec::from_slice(&[AccountId::new("bob").unwrap()]).unwrap(),
-    };
-    let command = cloud_side.command("alice", unshare);
+    let command = cloud_side.command("alice", unshare_body("bob"));
     let sent = Instant::now();
     cloud_side.publish_raw(cloud_side.seal(&command));
     let revoked = notice(&mut streams, WAIT);

@@ -14,11 +14,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agent::client::LocalClient;
-use hc_testkit::daemon::{account, Site, WAIT};
+use hc_testkit::daemon::{Site, WAIT};
 use hc_testkit::local::wait_local;
+use hc_testkit::model::{live_view_share, unshare_body};
 use protocol::access::{Action, Decision, Principal};
 use protocol::limits::{MAX_WATCHED_SESSIONS, MAX_WATCHES_PER_CONNECTION};
-use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason, Validity};
+use protocol::{AccountId, Outcome, Reason, Validity};
 
 /// Revocations measured (the issue asks for at least 1,000).
 const WATCH_REVOCATIONS: usize = 1_000;
@@ -35,20 +36,7 @@ fn unix_now() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
 }
 
-fn share(id: &str, validity: Option<Validity>) -> CommandBody {
-    CommandBody::Share {
-        account: account(id),
-        permissions: Permissions::of(&[Action::LiveView]),
-        channels: ChannelScope::All,
-        validity,
-    }
-}
 
-fn unshare(id: &str) -> CommandBody {
-    CommandBody::Unshare {
-        accounts: heapless::Vec::from_slice(&[AccountId::new(id).unwrap()]).unwrap(),
-    }
-}
 
 fn cloud(id: &str) -> Principal {
     Principal::Cloud(AccountId::new(id).unwrap())
@@ -128,10 +116,10 @@ fn main() {
     let mut received_at = Vec::with_capacity(WATCH_REVOCATIONS);
     let mut seqs = Vec::with_capacity(WATCH_REVOCATIONS);
     for i in 0..WATCH_REVOCATIONS {
-        assert_eq!(cloud_side.send("alice", share("bob", None)).outcome, Outcome::Accepted);
+        assert_eq!(cloud_side.send("alice", live_view_share("bob", None)).outcome, Outcome::Accepted);
         let watched = stream.watch(1, cloud("bob"), Action::LiveView, Some(1));
         assert_eq!(watched.unwrap(), Decision::Allow, "cycle {i}");
-        let command = cloud_side.command("alice", unshare("bob"));
+        let command = cloud_side.command("alice", unshare_body("bob"));
         let sent = Instant::now();
         cloud_side.publish_raw(cloud_side.seal(&command));
         let notice = stream.next_notice(WAIT).unwrap().expect("a notice");
@@ -161,7 +149,7 @@ fn main() {
             not_after: first_end + k as u64,
         };
         let id = format!("timed{k}");
-        assert_eq!(cloud_side.send("alice", share(&id, Some(window))).outcome, Outcome::Accepted);
+        assert_eq!(cloud_side.send("alice", live_view_share(&id, Some(window))).outcome, Outcome::Accepted);
         let watched = stream.watch(100 + k as u32, cloud(&id), Action::LiveView, Some(1));
         assert_eq!(watched.unwrap(), Decision::Allow);
     }

@@ -160,3 +160,20 @@ impl Rng {
         lo + self.next_u64() % (hi - lo)
     }
 }
+
+/// A share of live view on every channel with `account`, in `validity`.
+pub fn live_view_share(account: &str, validity: Option<protocol::Validity>) -> CommandBody {
+    CommandBody::Share {
+        account: crate::fixture::account(account),
+        permissions: protocol::Permissions::of(&[protocol::access::Action::LiveView]),
+        channels: protocol::ChannelScope::All,
+        validity,
+    }
+}
+
+/// The owner deletes the share of `account`.
+pub fn unshare_body(account: &str) -> CommandBody {
+    CommandBody::Unshare {
+        accounts: heapless::Vec::from_slice(&[AccountId::new(account).unwrap()]).unwrap(),
+    }
+}
