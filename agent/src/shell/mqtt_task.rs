@@ -43,9 +43,9 @@ pub(crate) struct MqttEvent {
 
 /// The running task and the two ends the driver holds.
 pub(crate) struct MqttTask {
-    /// `Some(attempt)`: poll (and so connect) for that attempt; `None`:
-    /// drop any connection and wait.
-    mode: watch::Sender<Option<u32>>,
+    /// `Some(attempt)`: poll (and so connect) for that attempt, with a
+    /// clean session or not; `None`: drop any connection and wait.
+    mode: watch::Sender<Option<Attempt>>,
     events: mpsc::Receiver<MqttEvent>,
     task: JoinHandle<()>,
 }
@@ -60,8 +60,11 @@ impl MqttTask {
     }
 
     /// Runs connection attempt `attempt`.
-    pub(crate) fn connect(&self, attempt: u32) {
-        self.set_mode(Some(attempt));
+    pub(crate) fn connect(&self, attempt: u32, clean_session: bool) {
+        self.set_mode(Some(Attempt {
+            number: attempt,
+            clean_session,
+        }));
     }
 
     /// Drops the current connection or attempt, whatever it is doing.
@@ -69,7 +72,7 @@ impl MqttTask {
         self.set_mode(None);
     }
 
-    fn set_mode(&self, mode: Option<u32>) {
+    fn set_mode(&self, mode: Option<Attempt>) {
         self.mode.send_if_modified(|current| {
             let changed = *current != mode;
             *current = mode;
@@ -90,19 +93,32 @@ impl Drop for MqttTask {
     }
 }
 
+/// A connection attempt the driver asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Attempt {
+    number: u32,
+    clean_session: bool,
+}
+
 async fn poll_loop(
     mut eventloop: EventLoop,
-    mut mode: watch::Receiver<Option<u32>>,
+    mut mode: watch::Receiver<Option<Attempt>>,
     events: mpsc::Sender<MqttEvent>,
 ) {
     loop {
-        let Some(attempt) = *mode.borrow_and_update() else {
+        let Some(current) = *mode.borrow_and_update() else {
             eventloop.clean();
             if mode.changed().await.is_err() {
                 return;
             }
             continue;
         };
+        let attempt = current.number;
+        // Read by rumqttc when it connects (its network is gone after an
+        // error or an abort, so the next poll connects).
+        eventloop
+            .mqtt_options
+            .set_clean_session(current.clean_session);
         let event = tokio::select! {
             biased;
             changed = mode.changed() => {
@@ -136,7 +152,7 @@ async fn poll_loop(
                 if mode.changed().await.is_err() {
                     return;
                 }
-                if *mode.borrow_and_update() != Some(attempt) {
+                if *mode.borrow_and_update() != Some(current) {
                     break;
                 }
             }

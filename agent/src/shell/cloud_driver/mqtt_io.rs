@@ -4,12 +4,12 @@
 //! allows.
 
 use protocol::topics::{self, Leaf};
-use rumqttc::{Event, Outgoing, Packet, Publish, QoS};
+use rumqttc::{ConnectionError, Event, Outgoing, Packet, Publish, QoS, StateError};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::Driver;
-use crate::core::link::{LinkEvent, LossCause, Transmit};
+use crate::core::link::{LinkEvent, LossCause, Transmit, POISON_STRIKES};
 use crate::shell::clock::now_secs;
 use crate::shell::device::Agent;
 use crate::shell::mqtt_task::MqttEvent;
@@ -20,9 +20,12 @@ impl Driver<'_> {
     pub(super) fn carry_out_link(&mut self) {
         while let Some(transmit) = self.link.poll_transmit() {
             match transmit {
-                Transmit::Connect { attempt } => {
-                    debug!(attempt, "connecting to the cloud");
-                    self.mqtt.connect(attempt);
+                Transmit::Connect {
+                    attempt,
+                    clean_session,
+                } => {
+                    debug!(attempt, clean_session, "connecting to the cloud");
+                    self.mqtt.connect(attempt, clean_session);
                 }
                 Transmit::Abort { attempt } => {
                     debug!(attempt, "connection dropped");
@@ -79,6 +82,7 @@ impl Driver<'_> {
                     LossCause::Error => warn!(error, retry_in_ms, "cloud link lost"),
                     LossCause::Silent => warn!(retry_in_ms, "cloud link lost: nothing from the broker for 1.5 keep-alive intervals"),
                     LossCause::TooManyUnacked => warn!(retry_in_ms, "cloud link lost: the broker sent more unacknowledged messages than the device holds"),
+                    LossCause::Undecodable => warn!(error, retry_in_ms, "cloud link lost: the broker sent a message the device cannot take"),
                 }
                 agent.registrar().on_disconnected();
             }
@@ -86,6 +90,10 @@ impl Driver<'_> {
                 info!("cloud link closed");
                 agent.registrar().on_disconnected();
             }
+            LinkEvent::SessionDiscarded => warn!(
+                strikes = POISON_STRIKES,
+                "a message broke the cloud link again and again: the broker's session was started afresh (its queued messages are dropped; the cloud re-sends what was not acknowledged)"
+            ),
         }
     }
 
@@ -133,9 +141,17 @@ impl Driver<'_> {
             }
             Ok(Event::Outgoing(_)) => {}
             Err(e) => {
+                let undecodable = matches!(
+                    e,
+                    ConnectionError::MqttState(StateError::Deserialization(_))
+                );
                 self.connection_error = Some(e);
                 let random = self.random();
-                self.link.handle_error(attempt, now, random);
+                if undecodable {
+                    self.link.handle_undecodable(attempt, now, random);
+                } else {
+                    self.link.handle_error(attempt, now, random);
+                }
             }
         }
     }
