@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agent::client::LocalClient;
+use hc_testkit::cloud::{CloudOptions, TestCloud};
 use hc_testkit::daemon::{Site, WAIT};
 use hc_testkit::local::wait_local;
 use hc_testkit::model::{live_view_share, unshare_body};
@@ -101,7 +102,15 @@ fn watch_background(site: &Site, sessions: usize) -> Vec<LocalClient> {
 
 fn main() {
     let site = Site::new(agent_binary());
-    let (mut cloud_side, agent) = site.start_owned(&site.default_config());
+    // As a cloud service would have it: no Nagle delay on its socket.
+    let options = CloudOptions {
+        nodelay: true,
+        ..CloudOptions::default()
+    };
+    let mut cloud_side = TestCloud::connect_with(&site.pki, site.broker.port(), options);
+    let agent = site.start_agent(&site.default_config());
+    assert!(cloud_side.wait_status(true, WAIT), "{}", agent.log());
+    assert_eq!(cloud_side.bind_owner("alice").outcome, Outcome::Accepted);
     let _ready = wait_local(&site.socket());
     let pid = agent.child.id();
     std::thread::sleep(Duration::from_millis(500));
