@@ -112,7 +112,7 @@ fuzz_target!(|data: &[u8]| {
         round_trip_reply(&reply);
         // Bounded whatever the frames, and a revoked session is gone.
         assert!(agent.watched_sessions() <= protocol::limits::MAX_WATCHED_SESSIONS);
-        for revoked in agent.revoke_denied(T0 + 60 * i as u64) {
+        for revoked in agent.revoke_denied(None, T0 + 60 * i as u64) {
             round_trip_reply(&LocalReply::Revoked {
                 session: revoked.session,
                 reason: revoked.reason,

@@ -116,7 +116,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(500));
     let rss_before = rss_kib(pid);
     // One slot stays free for the session of bob under test.
-    let background = watch_background(&site, MAX_WATCHED_SESSIONS - 1);
+    let mut background = watch_background(&site, MAX_WATCHED_SESSIONS - 1);
     std::thread::sleep(Duration::from_millis(500));
     let rss_full = rss_kib(pid);
     let mut stream = LocalClient::connect(&site.socket(), WAIT).unwrap();
@@ -150,7 +150,11 @@ fn main() {
         at_agent.push(Duration::from_secs_f64(delta.max(0.0)));
     }
 
-    // Grant ends: GRANT_ENDS timed shares ending one second apart.
+    // Grant ends: GRANT_ENDS timed shares ending one second apart, in room
+    // made among the background sessions.
+    for session in 0..GRANT_ENDS as u32 {
+        background[0].unwatch(session).unwrap();
+    }
     let first_end = unix_now().as_secs() + 3;
     for k in 0..GRANT_ENDS {
         let window = Validity {

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::clock::now_secs;
 use super::device::Agent;
+use crate::core::DeviceState;
 use crate::store::RealFlash;
 
 /// A connection that sends nothing for this long is closed, so idle or
@@ -271,7 +272,13 @@ impl SharedService {
     /// Revokes every watched session whose decision is now deny and tells
     /// its connection. Called after anything that can change a decision.
     pub(crate) fn revoke_denied(&self, now: u64) {
-        let revoked = self.agent.borrow_mut().revoke_denied(now);
+        self.revoke_denied_in(None, now);
+    }
+
+    /// The same against `planned`, a state about to replace the agent's
+    /// (`None`: the agent's own).
+    pub(crate) fn revoke_denied_in(&self, planned: Option<&DeviceState>, now: u64) {
+        let revoked = self.agent.borrow_mut().revoke_denied(planned, now);
         let mut notices = self.notices.borrow_mut();
         for r in revoked {
             let notice = LocalReply::Revoked {

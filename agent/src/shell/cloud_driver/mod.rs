@@ -146,7 +146,14 @@ impl<'a> Driver<'a> {
                     self.link.close(self.millis());
                 }
                 event = self.mqtt.next() => match event {
-                    Some(event) => self.on_mqtt(event),
+                    Some(event) => {
+                        if let Some(planned) = self.on_mqtt(event) {
+                            // The revocation notices go out before the
+                            // state's write to flash holds the thread.
+                            tokio::task::yield_now().await;
+                            self.commit(planned);
+                        }
+                    }
                     // The task ended (it never does on its own).
                     None => self.link.close(self.millis()),
                 },

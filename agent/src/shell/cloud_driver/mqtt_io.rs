@@ -15,6 +15,14 @@ use crate::shell::device::Agent;
 use crate::shell::mqtt_task::MqttEvent;
 use crate::store::RealFlash;
 
+/// A command applied in memory, waiting to be carried out: the driver
+/// first lets the local socket's tasks write the notices it caused.
+pub(super) struct Planned {
+    applied: crate::core::Applied,
+    publish: Publish,
+    attempt: u32,
+}
+
 impl Driver<'_> {
     /// Carries out what the link asks for and reports what happened.
     pub(super) fn carry_out_link(&mut self) {
@@ -108,7 +116,9 @@ impl Driver<'_> {
         }
     }
 
-    pub(super) fn on_mqtt(&mut self, event: MqttEvent) {
+    /// Feeds an MQTT event to the link and the agent. A command comes back
+    /// planned but not yet carried out (see `Planned`).
+    pub(super) fn on_mqtt(&mut self, event: MqttEvent) -> Option<Planned> {
         let (now, attempt) = (self.millis(), event.attempt);
         self.link.handle_inflight(attempt, event.inflight);
         match event.event {
@@ -122,12 +132,15 @@ impl Driver<'_> {
                         now,
                     ),
                     Packet::Publish(publish) => {
-                        self.on_publish(&publish);
-                        if publish.qos != QoS::AtMostOnce {
-                            let random = self.random();
-                            self.link
-                                .handle_delivery(attempt, publish.pkid, now, random);
+                        if let Some(applied) = self.plan_command(&publish) {
+                            return Some(Planned {
+                                applied,
+                                publish,
+                                attempt,
+                            });
                         }
+                        self.on_publish(&publish);
+                        self.owe_puback(attempt, &publish);
                     }
                     other => debug!(packet = ?other, "mqtt"),
                 }
@@ -154,6 +167,47 @@ impl Driver<'_> {
                 }
             }
         }
+        None
+    }
+
+    /// A command for this device, opened and applied in memory only; the
+    /// watched sessions its new state denies are told at once (before the
+    /// state reaches flash: a notice that turns out unneeded, when the
+    /// write fails, errs on the side of stopping a stream).
+    fn plan_command(&self, publish: &Publish) -> Option<crate::core::Applied> {
+        match topics::parse(&publish.topic) {
+            Some((s, Leaf::Command)) if s == self.serial => {
+                let now = now_secs();
+                let applied = self
+                    .shared
+                    .agent
+                    .borrow_mut()
+                    .plan_command(&publish.payload, now);
+                self.shared.revoke_denied_in(Some(&applied.state), now);
+                Some(applied)
+            }
+            _ => None,
+        }
+    }
+
+    /// Carries out a planned command: its state to flash, then its
+    /// answers, then the PUBACK is owed.
+    pub(super) fn commit(&mut self, planned: Planned) {
+        let now = now_secs();
+        self.shared
+            .agent
+            .borrow_mut()
+            .commit_command(planned.applied, now);
+        self.shared.revoke_denied(now);
+        self.owe_puback(planned.attempt, &planned.publish);
+    }
+
+    fn owe_puback(&mut self, attempt: u32, publish: &Publish) {
+        if publish.qos != QoS::AtMostOnce {
+            let random = self.random();
+            self.link
+                .handle_delivery(attempt, publish.pkid, self.millis(), random);
+        }
     }
 
     /// A message from the broker; its answers are queued in the outbox
@@ -163,15 +217,11 @@ impl Driver<'_> {
         let now = now_secs();
         let mut agent = self.shared.agent.borrow_mut();
         match topics::parse(&publish.topic) {
-            Some((s, Leaf::Command)) if s == self.serial => agent.on_command(&publish.payload, now),
             Some((s, Leaf::DomainResult)) if s == self.serial => {
                 agent.on_domain_result(&publish.payload, now, self.random())
             }
             _ => warn!(topic = %publish.topic, "message on an unexpected topic ignored"),
         }
-        drop(agent);
-        // A command may have revoked what a running stream relies on.
-        self.shared.revoke_denied(now);
     }
 
     /// Hands queued messages, then owed acknowledgements, to the MQTT

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::Agent;
 use crate::core::watch::{Revoked, Watch};
-use crate::core::{decide, set_platform_access};
+use crate::core::{decide, set_platform_access, DeviceState};
 use crate::store::Flash;
 
 impl<F: Flash> Agent<F> {
@@ -133,13 +133,15 @@ impl<F: Flash> Agent<F> {
         Ok(decision)
     }
 
-    /// Every watched session whose decision is deny at `now`, no longer
-    /// watched; the caller tells their connections.
-    pub fn revoke_denied(&mut self, now: u64) -> Vec<Revoked> {
+    /// Every watched session whose decision is deny at `now` in `planned`
+    /// (a state about to replace this one) or, without it, in this state;
+    /// they are no longer watched, and the caller tells their connections.
+    pub fn revoke_denied(&mut self, planned: Option<&DeviceState>, now: u64) -> Vec<Revoked> {
         if self.watches.is_empty() {
             return Vec::new();
         }
-        let revoked = self.watches.revoke_denied(&self.state, now);
+        let state = planned.unwrap_or(&self.state);
+        let revoked = self.watches.revoke_denied(state, now);
         for r in &revoked {
             info!(connection = r.connection, session = r.session, reason = %r.reason, "watched session revoked");
         }

@@ -18,7 +18,9 @@ use tracing::{debug, error, info, warn};
 use crate::core::domain::{NetworkFacts, Registrar};
 use crate::core::outbox::{Outbox, Outgoing};
 use crate::core::watch::Watches;
-use crate::core::{handle_command, storage_failed, AuditRing, DeviceState, Effect, Effects};
+use crate::core::{
+    handle_command, storage_failed, Applied, AuditRing, DeviceState, Effect, Effects,
+};
 use crate::store::{Flash, StateStore};
 
 mod local;
@@ -146,16 +148,29 @@ impl<F: Flash> Agent<F> {
 
     /// A command envelope arrived on the command topic.
     pub fn on_command(&mut self, payload: &[u8], now: u64) {
+        let applied = self.plan_command(payload, now);
+        self.commit_command(applied, now);
+    }
+
+    /// The first half of `on_command`: the command opened, checked and
+    /// applied in memory; nothing carried out yet.
+    pub fn plan_command(&mut self, payload: &[u8], now: u64) -> Applied {
         self.observe_clock(now);
         let applied = handle_command(&self.state, payload, &self.keys, now);
-        let mut audit = applied.audit.clone();
-        if audit.event == AuditEvent::EnvelopeRefused {
-            warn!(outcome = ?applied.outcome, bytes = payload.len(), "command envelope refused");
-        } else {
-            if let AuditEvent::Command { kind, seq } = applied.audit.event {
-                debug!(seq, ?kind, "command verified");
+        match applied.audit.event {
+            AuditEvent::EnvelopeRefused => {
+                warn!(outcome = ?applied.outcome, bytes = payload.len(), "command envelope refused")
             }
+            AuditEvent::Command { kind, seq } => debug!(seq, ?kind, "command verified"),
+            _ => {}
         }
+        applied
+    }
+
+    /// The second half of `on_command`: the plan carried out (the state to
+    /// flash first), audited and logged.
+    pub fn commit_command(&mut self, applied: Applied, now: u64) {
+        let mut audit = applied.audit.clone();
         // Logged once the outcome is final: a change whose state cannot
         // reach flash is refused, not accepted.
         let redelivered = applied.redelivered;
