@@ -943,13 +943,23 @@ fn the_device_admin_unbinds_locally_audited_and_reported() {
         assert_eq!(result.unwrap_err(), Reason::ActionNotGranted);
         assert_eq!(audit.event, AuditEvent::LocalUnbind);
     }
-    let (result, audit) =
-        local_admin_change(&d.state, LocalLevel::Admin, false, LocalChange::Unbind, d.now);
+    let (result, audit) = local_admin_change(
+        &d.state,
+        LocalLevel::Admin,
+        false,
+        LocalChange::Unbind,
+        d.now,
+    );
     assert_eq!(result.unwrap_err(), Reason::PeerNotAllowed);
     assert_eq!(audit.outcome, Outcome::Refused(Reason::PeerNotAllowed));
 
-    let (result, audit) =
-        local_admin_change(&d.state, LocalLevel::Admin, true, LocalChange::Unbind, d.now);
+    let (result, audit) = local_admin_change(
+        &d.state,
+        LocalLevel::Admin,
+        true,
+        LocalChange::Unbind,
+        d.now,
+    );
     assert_eq!(audit.outcome, Outcome::Accepted);
     let (state, effects) = result.unwrap();
     assert_eq!(effects.first(), Some(&Effect::Persist), "persist first");
@@ -961,8 +971,13 @@ fn the_device_admin_unbinds_locally_audited_and_reported() {
         d.expect_decision(&cloud(who), LiveView, Some(1), deny(NotBound));
     }
     // A second unbind has nothing to do.
-    let (result, _) =
-        local_admin_change(&d.state, LocalLevel::Admin, true, LocalChange::Unbind, d.now);
+    let (result, _) = local_admin_change(
+        &d.state,
+        LocalLevel::Admin,
+        true,
+        LocalChange::Unbind,
+        d.now,
+    );
     assert_eq!(result.unwrap_err(), Reason::NotBound);
     // It can be bound again.
     d.expect_ok(

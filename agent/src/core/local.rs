@@ -76,10 +76,7 @@ pub fn local_admin_change(
     (result, audit)
 }
 
-fn apply_local(
-    state: &DeviceState,
-    change: LocalChange,
-) -> Result<(DeviceState, Effects), Reason> {
+fn apply_local(state: &DeviceState, change: LocalChange) -> Result<(DeviceState, Effects), Reason> {
     let mut next = state.clone();
     let mut effects = Effects::new();
     match change {

@@ -35,7 +35,10 @@ pub(super) fn handover(
     Ok(Change::to(next))
 }
 
-pub(super) fn grant_installer(access: &AccessState, grants: &InstallerGrants) -> Result<Change, Reason> {
+pub(super) fn grant_installer(
+    access: &AccessState,
+    grants: &InstallerGrants,
+) -> Result<Change, Reason> {
     check_grants(grants)?;
     let mut next = access.clone();
     match &mut next.binding {

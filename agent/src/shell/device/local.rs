@@ -37,7 +37,12 @@ impl<F: Flash> Agent<F> {
         enabled: bool,
         now: u64,
     ) -> Result<(), Reason> {
-        self.local_admin_change(by, admin_process, LocalChange::PlatformAccess { enabled }, now)
+        self.local_admin_change(
+            by,
+            admin_process,
+            LocalChange::PlatformAccess { enabled },
+            now,
+        )
     }
 
     /// A device admin's change (platform access, local unbind), asked
