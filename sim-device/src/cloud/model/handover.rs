@@ -89,4 +89,12 @@ impl CloudModel {
             .flat_map(|site| self.handovers_of(*site, now))
             .collect()
     }
+
+    /// The device refused its handover: it is no longer pending (the site
+    /// is handed over once nothing else is).
+    pub fn drop_pending_handover(&mut self, serial: &protocol::Serial) {
+        for site in self.sites.values_mut() {
+            site.pending.retain(|s| s != serial);
+        }
+    }
 }
