@@ -10,8 +10,8 @@ use protocol::access::{LocalLevel, Principal};
 use protocol::messages::Binding;
 use protocol::{AccountId, Action, Grant, InstallerGrants, Permissions, Reason};
 
-use super::sections::{address, Scene, DOMAIN, ONLINE_WAIT};
-use super::story::{decision_text, denied, list_text, result_text, Story};
+use super::sections::{Scene, DOMAIN, ONLINE_WAIT};
+use super::story::{decision_text, denied, list_text, result_text, Story, ADDRESS};
 use super::{DemoError, CODE, SERIAL};
 use crate::cloud::model::{CloudError, ShareKind, ShareTerms};
 
@@ -74,7 +74,7 @@ async fn documents_share(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &Acco
     );
     story.step(
         "steve resolves bakery-main-st",
-        address(),
+        ADDRESS,
         scene.resolve(steve),
     );
     story.step(
@@ -309,7 +309,7 @@ async fn installer_rights_outside_the_site(
         .unwrap_or_default();
     story.step(
         format!("installer resolves {name} for maintenance"),
-        address(),
+        ADDRESS,
         scene.resolve_name(installer, &name),
     );
     let revoked = cloud.revoke_installer(olivia, SERIAL).await;

@@ -9,7 +9,7 @@ use protocol::access::{Action, Principal};
 use protocol::{AccountId, ChannelScope, ChannelSet, Grant, Permissions, Reason, Serial, Validity};
 
 use super::story::{
-    decision_text, denied, err_text, list_text, per_device_text, result_text, Story,
+    decision_text, denied, err_text, list_text, per_device_text, result_text, Story, ADDRESS,
 };
 use super::{DemoError, People, CODE, SERIAL};
 use crate::cloud::model::{
@@ -19,8 +19,6 @@ use crate::cloud::model::{
 use crate::cloud::Cloud;
 use crate::recorder::Recorder;
 
-/// What resolving the recorder's domain gives.
-const ADDRESS: &str = "127.0.0.1 http 80 https 443 rtsp 554 sdk 8000";
 /// How long the demo waits for the recorder to come online.
 pub(super) const ONLINE_WAIT: Duration = Duration::from_secs(10);
 /// How long the demo waits for a domain registration.
@@ -98,11 +96,6 @@ pub(super) async fn tell(
     domain_name(story, &scene, &olivia).await;
     delete_shares(story, &scene, &olivia).await;
     super::flows::tell(story, &scene, &olivia).await
-}
-
-/// The resolved address of the demo's recorder, as `Resolution` prints it.
-pub(super) fn address() -> &'static str {
-    ADDRESS
 }
 
 /// The recorder comes online; the installer creates the site and adds the
