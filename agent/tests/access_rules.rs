@@ -1,7 +1,7 @@
 //! Table tests for the access rules of DESIGN.md section 3, each named
 //! after the rule it checks, driving the public core API.
 
-use agent::core::{set_platform_access, Effect};
+use agent::core::{local_admin_change, set_platform_access, Effect, LocalChange};
 use hc_testkit::fixture::*;
 use protocol::access::Action::{self, *};
 use protocol::access::{Decision, LocalLevel};
@@ -827,4 +827,175 @@ fn handover_turns_the_service_back_on_when_the_installer_keeps_no_switch() {
         },
     );
     assert!(!d.state.access.cloud_service);
+}
+
+// ---- issue 17: installer rights outside the site, the documents' share, local recovery ----
+
+fn site_info_grant() -> InstallerGrants {
+    InstallerGrants {
+        site_info: Some(Grant { validity: None }),
+        live_view: Some(Grant {
+            validity: window(T0, T0 + 100),
+        }),
+        ..InstallerGrants::default()
+    }
+}
+
+#[test]
+fn the_owner_authorizes_an_installer_on_a_device_outside_any_site_and_revokes_it() {
+    let mut d = Device::owned();
+    let authorize = |who: &str| CommandBody::AuthorizeInstaller {
+        installer: account(who),
+        grants: site_info_grant(),
+    };
+    d.expect_refused("inst", authorize("inst"), Reason::NotAPrincipal);
+    d.expect_refused(
+        "alice",
+        CommandBody::AuthorizeInstaller {
+            installer: foreign("inst"),
+            grants: site_info_grant(),
+        },
+        Reason::CrossRegion,
+    );
+    d.expect_refused("alice", authorize("alice"), Reason::AlreadyAPrincipal);
+    d.expect_ok("alice", authorize("inst"));
+    d.expect_decision(&cloud("inst"), SiteInfoManagement, None, Decision::Allow);
+    d.expect_decision(&cloud("inst"), LiveView, Some(1), Decision::Allow);
+    d.expect_decision(&cloud("inst"), ConfigRead, None, deny(ActionNotGranted));
+    // The same installer's grants are replaced; another one must wait.
+    d.expect_ok("alice", authorize("inst"));
+    d.expect_refused("alice", authorize("inst2"), Reason::OtherInstaller);
+    d.expect_ok("alice", CommandBody::RevokeInstaller);
+    d.expect_decision(&cloud("inst"), LiveView, Some(1), deny(NotAPrincipal));
+    d.expect_ok("alice", authorize("inst2"));
+    d.expect_decision(&cloud("inst2"), SiteInfoManagement, None, Decision::Allow);
+}
+
+#[test]
+fn a_shared_user_cannot_be_authorized_as_installer() {
+    let mut d = Device::owned_and_shared(bob_live_view(None));
+    d.expect_refused(
+        "alice",
+        CommandBody::AuthorizeInstaller {
+            installer: account("bob"),
+            grants: site_info_grant(),
+        },
+        Reason::AlreadyAPrincipal,
+    );
+}
+
+#[test]
+fn a_domain_share_grants_nothing_through_the_cloud_and_lists_the_receiver() {
+    let mut d = Device::owned();
+    d.expect_refused(
+        "bob",
+        CommandBody::ShareDomain {
+            account: account("carol"),
+        },
+        Reason::NotAPrincipal,
+    );
+    d.expect_ok(
+        "alice",
+        CommandBody::ShareDomain {
+            account: account("bob"),
+        },
+    );
+    let entry = d.state.access.share_of("bob").expect("bob is listed");
+    assert_eq!(entry.permissions, protocol::Permissions::NONE);
+    for action in Action::ALL {
+        assert_eq!(
+            d.decide(&cloud("bob"), *action, Some(1)),
+            deny(ActionNotGranted),
+            "{action:?}"
+        );
+    }
+    d.expect_ok("bob", CommandBody::LeaveShare);
+    assert!(d.state.access.shares.is_empty());
+}
+
+#[test]
+fn a_share_with_no_permission_or_no_channel_is_refused_as_empty() {
+    let mut d = Device::owned();
+    d.expect_refused(
+        "alice",
+        share(account("bob"), &[], ALL_CHANNELS, None),
+        Reason::EmptyShare,
+    );
+    d.expect_refused(
+        "alice",
+        share(
+            account("bob"),
+            &[LiveView],
+            ChannelScope::Only(ChannelSet::EMPTY),
+            None,
+        ),
+        Reason::EmptyShare,
+    );
+    assert!(d.state.access.shares.is_empty());
+}
+
+#[test]
+fn the_device_admin_unbinds_locally_audited_and_reported() {
+    let mut d = Device::handed_over(site_info_grant());
+    d.expect_ok("alice", bob_live_view(None));
+    for level in [LocalLevel::Operator, LocalLevel::Guest] {
+        let (result, audit) = local_admin_change(&d.state, level, true, LocalChange::Unbind, d.now);
+        assert_eq!(result.unwrap_err(), Reason::ActionNotGranted);
+        assert_eq!(audit.event, AuditEvent::LocalUnbind);
+    }
+    let (result, audit) = local_admin_change(
+        &d.state,
+        LocalLevel::Admin,
+        false,
+        LocalChange::Unbind,
+        d.now,
+    );
+    assert_eq!(result.unwrap_err(), Reason::PeerNotAllowed);
+    assert_eq!(audit.outcome, Outcome::Refused(Reason::PeerNotAllowed));
+
+    let (result, audit) = local_admin_change(
+        &d.state,
+        LocalLevel::Admin,
+        true,
+        LocalChange::Unbind,
+        d.now,
+    );
+    assert_eq!(audit.outcome, Outcome::Accepted);
+    let (state, effects) = result.unwrap();
+    assert_eq!(effects.first(), Some(&Effect::Persist), "persist first");
+    assert!(effects.contains(&Effect::PublishState), "the cloud is told");
+    assert_eq!(state.access.binding, Binding::Unbound);
+    assert!(state.access.shares.is_empty());
+    d.state = state;
+    for who in ["alice", "bob", "inst"] {
+        d.expect_decision(&cloud(who), LiveView, Some(1), deny(NotBound));
+    }
+    // A second unbind has nothing to do.
+    let (result, _) = local_admin_change(
+        &d.state,
+        LocalLevel::Admin,
+        true,
+        LocalChange::Unbind,
+        d.now,
+    );
+    assert_eq!(result.unwrap_err(), Reason::NotBound);
+    // It can be bound again.
+    d.expect_ok(
+        "carol",
+        CommandBody::Bind {
+            role: BindRole::Owner,
+            proof: proof_for("carol"),
+        },
+    );
+}
+
+#[test]
+fn a_local_unbind_keeps_the_admins_platform_access_switch() {
+    let d = Device::owned();
+    let (result, _) = set_platform_access(&d.state, LocalLevel::Admin, true, false, d.now);
+    let off = result.unwrap().0;
+    let (result, _) = local_admin_change(&off, LocalLevel::Admin, true, LocalChange::Unbind, d.now);
+    let (state, _) = result.unwrap();
+    assert!(!state.access.platform_access);
+    assert_eq!(state.access.binding, Binding::Unbound);
 }

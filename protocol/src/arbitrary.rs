@@ -301,6 +301,8 @@ pub const COMMAND_KINDS: &[CommandKind] = &[
     CommandKind::RequestState,
     CommandKind::RequestAudit,
     CommandKind::Operation,
+    CommandKind::AuthorizeInstaller,
+    CommandKind::ShareDomain,
 ];
 
 /// Any `CommandKind`, each variant equally likely.
@@ -324,7 +326,7 @@ fn bounded_vec<S: Strategy, const N: usize>(
 
 /// Every variant of `CommandBody`, each with any valid fields.
 pub fn any_command_body() -> impl Strategy<Value = CommandBody> {
-    // Two nested unions of seven (see the module documentation).
+    // Nested unions of at most seven (see the module documentation).
     let access = prop_oneof![
         (any_bind_role(), any::<[u8; 32]>())
             .prop_map(|(role, proof)| CommandBody::Bind { role, proof }),
@@ -365,7 +367,12 @@ pub fn any_command_body() -> impl Strategy<Value = CommandBody> {
         (any_action(), any_channel_arg())
             .prop_map(|(action, channel)| CommandBody::Operation { action, channel }),
     ];
-    prop_oneof![7 => access.boxed(), 7 => other.boxed()]
+    let appended = prop_oneof![
+        (any_account_ref(), any_installer_grants())
+            .prop_map(|(installer, grants)| CommandBody::AuthorizeInstaller { installer, grants }),
+        any_account_ref().prop_map(|account| CommandBody::ShareDomain { account }),
+    ];
+    prop_oneof![7 => access.boxed(), 7 => other.boxed(), 2 => appended.boxed()]
 }
 
 /// A sequence number or time: small, huge, or anything.
@@ -538,6 +545,7 @@ pub fn any_audit_event() -> impl Strategy<Value = AuditEvent> {
             .prop_map(|(kind, seq)| AuditEvent::Command { kind, seq }),
         any::<bool>().prop_map(|enabled| AuditEvent::PlatformAccess { enabled }),
         Just(AuditEvent::EnvelopeRefused),
+        Just(AuditEvent::LocalUnbind),
     ]
 }
 
@@ -662,6 +670,7 @@ pub fn any_local_request() -> impl Strategy<Value = LocalRequest> {
         (any_local_level(), any::<bool>())
             .prop_map(|(by, enabled)| LocalRequest::SetPlatformAccess { by, enabled }),
         any::<u16>().prop_map(|max| LocalRequest::RecentAudit { max }),
+        any_local_level().prop_map(|by| LocalRequest::Unbind { by }),
     ]
 }
 

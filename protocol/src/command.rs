@@ -107,6 +107,26 @@ pub enum CommandBody {
         /// The channel, for a channel-scoped action.
         channel: Option<u16>,
     },
+    /// The owner names an installer and sets its rights, on a device that
+    /// was never in that installer's site or after the installer was
+    /// revoked ("he/she can authorize the permissions about these devices
+    /// to the Installer"). Replaces the grants of the same installer; a
+    /// different installer must be revoked first (`OtherInstaller`).
+    AuthorizeInstaller {
+        /// The installer (its region must be the device's).
+        installer: AccountRef,
+        /// Its rights, as after a handover.
+        grants: InstallerGrants,
+    },
+    /// The product documents' own share: the receiver gets the device's
+    /// domain name and sees who shared it; what it may do on the device
+    /// comes from the device's own accounts (admin / operator / guest), not
+    /// from the share. Stored as a share with no permission, every action
+    /// denied through the cloud.
+    ShareDomain {
+        /// The account to share with (its region must be the device's).
+        account: AccountRef,
+    },
 }
 
 /// The kind of a command, without its fields (for audit and logs).
@@ -140,6 +160,10 @@ pub enum CommandKind {
     RequestAudit,
     /// [`CommandBody::Operation`].
     Operation,
+    /// [`CommandBody::AuthorizeInstaller`].
+    AuthorizeInstaller,
+    /// [`CommandBody::ShareDomain`].
+    ShareDomain,
 }
 
 impl CommandBody {
@@ -160,6 +184,8 @@ impl CommandBody {
             CommandBody::RequestState => CommandKind::RequestState,
             CommandBody::RequestAudit { .. } => CommandKind::RequestAudit,
             CommandBody::Operation { .. } => CommandKind::Operation,
+            CommandBody::AuthorizeInstaller { .. } => CommandKind::AuthorizeInstaller,
+            CommandBody::ShareDomain { .. } => CommandKind::ShareDomain,
         }
     }
 }

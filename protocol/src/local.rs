@@ -67,6 +67,15 @@ pub enum LocalRequest {
         /// The id given in `Watch`.
         session: u32,
     },
+    /// Local recovery: unbind the device from its cloud account(s), as a
+    /// recorder's local menu does; `by` is the level of the device user
+    /// who asked, as authenticated by the calling process. Admin only,
+    /// from a process on the admin list; audited; the next state report
+    /// tells the cloud. Reply `Done`, or `Error(reason)`.
+    Unbind {
+        /// The level of the device user who asked.
+        by: LocalLevel,
+    },
 }
 
 /// The cloud link as the agent sees it.

@@ -157,6 +157,9 @@ pub enum AuditEvent {
     /// signature, decoding or serial); no actor or sequence number in it
     /// can be trusted.
     EnvelopeRefused,
+    /// The device admin unbound the device locally (`LocalRequest::Unbind`),
+    /// or was refused.
+    LocalUnbind,
 }
 
 /// One audit ring entry.

@@ -98,6 +98,12 @@ reasons! {
     AlreadyAPrincipal = 32, "the account already holds this device as owner or installer";
     /// A watch named a session id its connection already watches.
     SessionExists = 33, "the session is already watched on this connection";
+    /// A per-permission share with no permission or an empty channel list
+    /// (a share that only gives the domain name is `ShareDomain`).
+    EmptyShare = 34, "the share grants no action or no channel; share the domain name instead";
+    /// The owner named an installer while another one holds installer
+    /// rights on the device.
+    OtherInstaller = 35, "another installer holds rights on this device; revoke it first";
 }
 
 impl core::fmt::Display for Reason {

@@ -184,9 +184,9 @@ fn strategies_cover_every_variant() {
             .len()
     }
     let counted = [
-        ("LocalRequest", variants(any_local_request()), 5),
+        ("LocalRequest", variants(any_local_request()), 6),
         ("LocalReply", variants(any_local_reply()), 6),
-        ("AuditEvent", variants(any_audit_event()), 4),
+        ("AuditEvent", variants(any_audit_event()), 5),
         ("AuditActor", variants(any_audit_actor()), 3),
         ("Binding", variants(any_binding()), 3),
         ("DomainOutcome", variants(any_domain_outcome()), 3),

@@ -232,6 +232,15 @@ fn story() -> Vec<Command> {
             },
         ),
         command(14, owner(), CommandBody::Unbind),
+        command(
+            15,
+            owner(),
+            CommandBody::AuthorizeInstaller {
+                installer: installer(),
+                grants: installer_grants(),
+            },
+        ),
+        command(16, owner(), CommandBody::ShareDomain { account: bob() }),
     ]
 }
 
@@ -669,6 +678,12 @@ fn vectors() -> Vec<Vector> {
         },
     ));
     v.push(frame("local_unwatch", LocalRequest::Unwatch { session: 7 }));
+    v.push(frame(
+        "local_unbind",
+        LocalRequest::Unbind {
+            by: LocalLevel::Admin,
+        },
+    ));
     v.push(frame(
         "local_notice_revoked",
         LocalReply::Revoked {

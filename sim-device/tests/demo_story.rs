@@ -50,6 +50,16 @@ fn the_demo_story_keeps_every_promise_on_the_embedded_broker() {
         "Cross-regional share operation is not allowed [ok]",
         "(CloudServiceDisabled) [ok]",
         "(NotAPrincipal) [ok]",
+        // The flows of issue 17.
+        "olivia taps Delete All -> deleted [ok]",
+        "-> Network busy [ok]\n  device SIM-NVR-0001 did not answer within 3 s\n",
+        "installer deletes the recorder from olivia's account -> deleted [ok]",
+        "olivia adds the recorder to her account with its verification code -> added [ok]",
+        "(domain only), shared by olivia [ok]",
+        "device's operator account: LiveView -> allowed [ok]",
+        "the device admin switches platform access off (local menu) -> off; the recorder is offline [ok]",
+        "olivia authorizes acme-security: live view and configuration for 24 h -> granted [ok]",
+        "unbound; the cloud sees it unbound [ok]",
     ] {
         assert!(text.contains(promised), "missing {promised:?}:\n{text}");
     }

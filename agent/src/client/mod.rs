@@ -174,6 +174,18 @@ impl LocalClient {
         }
     }
 
+    /// Local recovery: unbinds the device from its cloud account(s) for a
+    /// local user at level `by`, as a recorder's local menu does. Only a
+    /// device admin, asking through a process on the agent's admin list,
+    /// may; anyone else (or an unbound device: `NotBound`) gets
+    /// [`ClientError::Refused`]. The next state report tells the cloud.
+    pub fn unbind(&mut self, by: LocalLevel) -> Result<(), ClientError> {
+        match self.request(&LocalRequest::Unbind { by })? {
+            LocalReply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Up to `max` newest audit entries, oldest first (the agent caps the
     /// count at `MAX_AUDIT_REPLY`).
     pub fn recent_audit(&mut self, max: u16) -> Result<Vec<AuditEntry>, ClientError> {

@@ -22,6 +22,6 @@ pub use audit::AuditRing;
 pub use command::handle_command;
 pub use decide::{decide, role_of, Role};
 pub use effects::{storage_failed, Effect, Effects};
-pub use local::set_platform_access;
+pub use local::{local_admin_change, set_platform_access, LocalChange};
 pub use state::{AccessState, DeviceState, Identity, Ledger};
 pub use time::TrustedClock;

@@ -310,7 +310,10 @@ impl LocalService for SharedService {
     }
 
     fn serve(&self, request: LocalRequest, peer_uid: u32, connection: u32) -> LocalReply {
-        let changes_link = matches!(request, LocalRequest::SetPlatformAccess { .. });
+        let changes_link = matches!(
+            request,
+            LocalRequest::SetPlatformAccess { .. } | LocalRequest::Unbind { .. }
+        );
         let may_switch = self.admin_uids.contains(&peer_uid);
         let now = now_secs();
         let reply = self

@@ -14,6 +14,7 @@
 //! `story` prints and records the steps, `sections` tells the story one
 //! section at a time.
 
+mod flows;
 mod sections;
 mod story;
 

@@ -9,7 +9,7 @@ use protocol::access::{Action, Principal};
 use protocol::{AccountId, ChannelScope, ChannelSet, Grant, Permissions, Reason, Serial, Validity};
 
 use super::story::{
-    decision_text, denied, err_text, list_text, per_device_text, result_text, Story,
+    decision_text, denied, err_text, list_text, per_device_text, result_text, Story, ADDRESS,
 };
 use super::{DemoError, People, CODE, SERIAL};
 use crate::cloud::model::{
@@ -20,7 +20,7 @@ use crate::cloud::Cloud;
 use crate::recorder::Recorder;
 
 /// How long the demo waits for the recorder to come online.
-const ONLINE_WAIT: Duration = Duration::from_secs(10);
+pub(super) const ONLINE_WAIT: Duration = Duration::from_secs(10);
 /// How long the demo waits for a domain registration.
 const REGISTRATION_WAIT: Duration = Duration::from_secs(8);
 /// How long the demo waits for the agent to cut a watched stream.
@@ -29,33 +29,43 @@ const NOTICE_WAIT: Duration = Duration::from_secs(5);
 const FRANKS_STREAM: u32 = 1;
 
 /// What every section of the story works with.
-struct Scene<'a> {
-    cloud: &'a Cloud,
-    recorder: &'a Recorder,
-    people: &'a People,
-    serial: Serial,
+pub(super) struct Scene<'a> {
+    pub(super) cloud: &'a Cloud,
+    pub(super) recorder: &'a Recorder,
+    pub(super) people: &'a People,
+    pub(super) serial: Serial,
 }
 
 impl Scene<'_> {
-    fn installer(&self) -> &AccountId {
+    pub(super) fn installer(&self) -> &AccountId {
         &self.people.installer
     }
 
     /// The streaming server's answer to `id`'s live view of `channel`.
-    fn live_view(&self, id: &AccountId, channel: u16) -> String {
+    pub(super) fn live_view(&self, id: &AccountId, channel: u16) -> String {
         decision_text(&self.recorder.live_view(&cloud_user(id), channel))
     }
 
     /// `id` resolves the demo's device domain name.
-    fn resolve(&self, id: &AccountId) -> String {
-        match self.cloud.resolve_domain(id, DOMAIN) {
+    pub(super) fn resolve(&self, id: &AccountId) -> String {
+        self.resolve_name(id, DOMAIN)
+    }
+
+    /// `id` resolves the device domain `name`.
+    pub(super) fn resolve_name(&self, id: &AccountId, name: &str) -> String {
+        match self.cloud.resolve_domain(id, name) {
             Ok(r) => format!("{r}"),
             Err(e) => e.to_string(),
         }
     }
 
     /// Olivia shares the recorder with the account named `with`.
-    async fn olivia_shares(&self, olivia: &AccountId, with: &str, terms: ShareTerms) -> String {
+    pub(super) async fn olivia_shares(
+        &self,
+        olivia: &AccountId,
+        with: &str,
+        terms: ShareTerms,
+    ) -> String {
         let shared = self.cloud.share(olivia, SERIAL, with, terms).await;
         result_text(&shared, "Shared")
     }
@@ -66,7 +76,7 @@ fn cloud_user(id: &AccountId) -> Principal {
 }
 
 /// The device domain name olivia gives the recorder.
-const DOMAIN: &str = "bakery-main-st";
+pub(super) const DOMAIN: &str = "bakery-main-st";
 
 pub(super) async fn tell(
     story: &mut Story<'_>,
@@ -89,7 +99,7 @@ pub(super) async fn tell(
     cloud_service_switch(story, &scene, site, &olivia).await;
     domain_name(story, &scene, &olivia).await;
     delete_shares(story, &scene, &olivia).await;
-    Ok(())
+    super::flows::tell(story, &scene, &olivia).await
 }
 
 /// The recorder comes online; the installer creates the site and adds the
@@ -438,7 +448,7 @@ async fn domain_name(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &AccountI
         "changed; the device registered it from 127.0.0.1",
         registered,
     );
-    let address = "127.0.0.1 http 80 https 443 rtsp 554 sdk 8000";
+    let address = ADDRESS;
     story.step(
         "olivia resolves bakery-main-st",
         address,

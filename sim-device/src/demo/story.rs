@@ -12,6 +12,9 @@ use crate::cloud::model::{CloudError, PerDevice};
 use crate::cloud::Cloud;
 use crate::recorder::RecorderError;
 
+/// What resolving the recorder's domain gives, as `Resolution` prints it.
+pub(super) const ADDRESS: &str = "127.0.0.1 http 80 https 443 rtsp 554 sdk 8000";
+
 /// Records and prints the steps.
 pub(super) struct Story<'a> {
     pub(super) out: &'a mut dyn Write,

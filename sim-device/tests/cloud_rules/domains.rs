@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn registration(name: &str, attempt: u32) -> DomainRegistration {
+pub(super) fn registration(name: &str, attempt: u32) -> DomainRegistration {
     DomainRegistration {
         attempt,
         domain: DomainName::new(name).unwrap(),
@@ -12,7 +12,7 @@ fn registration(name: &str, attempt: u32) -> DomainRegistration {
     }
 }
 
-const SEEN: IpAddress = IpAddress::V4([203, 0, 113, 7]);
+pub(super) const SEEN: IpAddress = IpAddress::V4([203, 0, 113, 7]);
 
 #[test]
 fn a_name_held_by_another_live_registration_is_taken() {

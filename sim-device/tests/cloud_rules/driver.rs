@@ -48,7 +48,7 @@ fn network_busy_when_the_device_is_offline() {
         );
         assert_eq!(
             error.to_string(),
-            "Network busy: device NVR-1 did not answer within 3 s"
+            "Network busy\ndevice NVR-1 did not answer within 3 s"
         );
         assert!(waited >= Duration::from_millis(2900), "{waited:?}");
         assert!(waited < Duration::from_secs(5), "{waited:?}");
@@ -79,7 +79,7 @@ fn network_busy_when_an_online_device_does_not_answer() {
         assert!(waited >= Duration::from_millis(750));
         assert_eq!(
             result.unwrap_err().to_string(),
-            "Network busy: device NVR-1 did not answer within 800 ms"
+            "Network busy\ndevice NVR-1 did not answer within 800 ms"
         );
         cloud.shutdown().await;
     });

@@ -9,6 +9,7 @@
 mod accounts;
 mod domains;
 mod driver;
+mod flows;
 mod service;
 mod shares;
 mod sites;
@@ -161,6 +162,13 @@ fn site_with_device(w: &mut World) -> SiteId {
     site
 }
 
+/// Every device of the handover acknowledged its `Handover`.
+fn acknowledge_all(w: &mut World, plan: &sim_device::cloud::model::HandoverPlan) {
+    for command in &plan.commands {
+        w.m.commit(&command.on_accept);
+    }
+}
+
 /// The installer invites `contact`, asking for no permissions.
 fn invite(
     w: &mut World,
@@ -202,7 +210,7 @@ fn errors_read_as_the_product_says_them() {
             waited_ms: 3000
         }
         .to_string(),
-        "Network busy: device S did not answer within 3 s"
+        "Network busy\ndevice S did not answer within 3 s"
     );
     for (status, text) in [
         (SiteStatus::NotInvited, "Not Invited"),

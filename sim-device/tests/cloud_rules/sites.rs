@@ -19,7 +19,9 @@ fn site_status_goes_not_invited_not_registered_not_accepted_handed_over() {
         CloudError::NotTheInvitee,
     );
     assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::NotAccepted);
-    w.m.accept_invitation(id, &newcomer, NOON + 10).unwrap();
+    let plan = w.m.accept_invitation(id, &newcomer, NOON + 10).unwrap();
+    assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::HandoverPending);
+    acknowledge_all(&mut w, &plan);
     assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::HandedOver);
     // Nothing more to invite, resend or accept.
     refused(
@@ -85,8 +87,10 @@ fn a_new_invitation_invalidates_the_previous_one() {
         CloudError::InvitationInvalid,
     );
     assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::NotAccepted);
-    w.m.accept_invitation(second, &w.olivia.clone(), NOON + 120)
-        .unwrap();
+    let plan =
+        w.m.accept_invitation(second, &w.olivia.clone(), NOON + 120)
+            .unwrap();
+    acknowledge_all(&mut w, &plan);
     assert_eq!(w.m.site_status(site).unwrap(), SiteStatus::HandedOver);
 }
 

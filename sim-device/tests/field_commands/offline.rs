@@ -51,7 +51,7 @@ fn an_online_device_that_does_not_answer_is_network_busy() {
     assert_eq!(run.code, Some(1), "{run:?}");
     assert_eq!(
         run.stdout.trim(),
-        "NVR-9: Network busy: device NVR-9 did not answer within 3 s"
+        "NVR-9: Network busy\ndevice NVR-9 did not answer within 3 s"
     );
 }
 

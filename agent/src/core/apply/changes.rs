@@ -11,6 +11,7 @@ use protocol::{
     Permissions, Reason, ShareEntry, Validity,
 };
 
+use super::installer;
 use crate::core::decide::decide;
 use crate::core::effects::Effect;
 use crate::core::state::{AccessState, DeviceState};
@@ -29,7 +30,7 @@ impl Change {
         }
     }
 
-    fn to(access: AccessState) -> Change {
+    pub(super) fn to(access: AccessState) -> Change {
         Change {
             access: Some(access),
             extra: None,
@@ -78,13 +79,17 @@ pub(super) fn change_for(
         }),
         CommandBody::LeaveShare => leave_share(access, &command.actor.id),
         CommandBody::Handover { installer_grants } => {
-            handover(access, &command.actor, installer_grants)
+            installer::handover(access, &command.actor, installer_grants)
         }
-        CommandBody::GrantInstaller { grants } => {
-            may(Action::InstallerManagement).and_then(|()| grant_installer(access, grants))
-        }
+        CommandBody::GrantInstaller { grants } => may(Action::InstallerManagement)
+            .and_then(|()| installer::grant_installer(access, grants)),
         CommandBody::RevokeInstaller => {
-            may(Action::InstallerManagement).and_then(|()| revoke_installer(access))
+            may(Action::InstallerManagement).and_then(|()| installer::revoke_installer(access))
+        }
+        CommandBody::AuthorizeInstaller { installer, grants } => may(Action::InstallerManagement)
+            .and_then(|()| installer::authorize_installer(state, installer, grants)),
+        CommandBody::ShareDomain { account } => {
+            may(Action::ShareManagement).and_then(|()| share_domain(state, account))
         }
         CommandBody::SetCloudService { enabled } => {
             may(Action::CloudServiceSwitch).map(|()| set_cloud_service(access, *enabled))
@@ -177,23 +182,56 @@ fn share(
     channels: &ChannelScope,
     validity: Option<Validity>,
 ) -> Result<Change, Reason> {
-    let access = &state.access;
-    if account.region != state.identity.region {
-        return Err(Reason::CrossRegion);
-    }
-    if access.holds_device(&account.id) {
-        return Err(Reason::AlreadyAPrincipal);
+    check_share_receiver(state, account)?;
+    let empty_scope = matches!(channels, ChannelScope::Only(set) if set.is_empty());
+    if permissions == Permissions::NONE || empty_scope {
+        return Err(Reason::EmptyShare);
     }
     check_share_within_owner_rights(state, permissions, channels)?;
     if validity.is_some_and(|v| !v.is_well_formed()) {
         return Err(Reason::InvalidValidity);
     }
-    let entry = ShareEntry {
-        account: account.clone(),
-        permissions,
-        channels: *channels,
-        validity,
-    };
+    put_share(
+        &state.access,
+        ShareEntry {
+            account: account.clone(),
+            permissions,
+            channels: *channels,
+            validity,
+        },
+    )
+}
+
+/// The documents' own share: the domain name and who shared it, no
+/// permission (the receiver uses the device's own accounts).
+fn share_domain(state: &DeviceState, account: &AccountRef) -> Result<Change, Reason> {
+    check_share_receiver(state, account)?;
+    put_share(
+        &state.access,
+        ShareEntry {
+            account: account.clone(),
+            permissions: Permissions::NONE,
+            channels: ChannelScope::All,
+            validity: None,
+        },
+    )
+}
+
+/// A share goes to an account of the device's region that does not
+/// already hold the device.
+fn check_share_receiver(state: &DeviceState, account: &AccountRef) -> Result<(), Reason> {
+    if account.region != state.identity.region {
+        return Err(Reason::CrossRegion);
+    }
+    if state.access.holds_device(&account.id) {
+        return Err(Reason::AlreadyAPrincipal);
+    }
+    Ok(())
+}
+
+/// Creates or replaces the account's share.
+fn put_share(access: &AccessState, entry: ShareEntry) -> Result<Change, Reason> {
+    let account = entry.account.clone();
     let mut next = access.clone();
     match next.share_index(&account.id) {
         Ok(i) => next.shares[i] = entry,
@@ -223,63 +261,6 @@ fn leave_share(access: &AccessState, actor: &AccountId) -> Result<Change, Reason
     }
     let mut next = access.clone();
     next.shares.remove(index);
-    Ok(Change::to(next))
-}
-
-fn handover(
-    access: &AccessState,
-    actor: &AccountRef,
-    installer_grants: &InstallerGrants,
-) -> Result<Change, Reason> {
-    let Binding::InstallerManaged { installer } = &access.binding else {
-        return Err(Reason::NotInstallerManaged);
-    };
-    if installer.id == actor.id {
-        return Err(Reason::AlreadyAPrincipal);
-    }
-    check_grants(installer_grants)?;
-    let mut next = access.clone();
-    next.binding = Binding::Owned {
-        owner: actor.clone(),
-        installer: Some(installer.clone()),
-        installer_grants: *installer_grants,
-    };
-    // An installer that switched the service off before handover and keeps
-    // no right to switch it would leave the owner locked out for good: the
-    // owner receives a working device.
-    if !installer_grants.may_disable_cloud {
-        next.cloud_service = true;
-    }
-    Ok(Change::to(next))
-}
-
-fn grant_installer(access: &AccessState, grants: &InstallerGrants) -> Result<Change, Reason> {
-    check_grants(grants)?;
-    let mut next = access.clone();
-    match &mut next.binding {
-        Binding::Owned {
-            installer: Some(_),
-            installer_grants,
-            ..
-        } => *installer_grants = *grants,
-        _ => return Err(Reason::NoInstaller),
-    }
-    Ok(Change::to(next))
-}
-
-fn revoke_installer(access: &AccessState) -> Result<Change, Reason> {
-    let mut next = access.clone();
-    match &mut next.binding {
-        Binding::Owned {
-            installer: installer @ Some(_),
-            installer_grants,
-            ..
-        } => {
-            *installer = None;
-            *installer_grants = InstallerGrants::default();
-        }
-        _ => return Err(Reason::NoInstaller),
-    }
     Ok(Change::to(next))
 }
 
@@ -319,13 +300,6 @@ fn check_share_within_owner_rights(
         if set.max().is_some_and(|c| c > state.identity.channel_count) {
             return Err(Reason::ExceedsOwnerRights);
         }
-    }
-    Ok(())
-}
-
-fn check_grants(grants: &InstallerGrants) -> Result<(), Reason> {
-    if grants.windows().any(|w| !w.is_well_formed()) {
-        return Err(Reason::InvalidValidity);
     }
     Ok(())
 }

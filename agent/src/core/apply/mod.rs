@@ -16,6 +16,7 @@ use super::state::DeviceState;
 use changes::{change_for, Change};
 
 mod changes;
+mod installer;
 
 /// The result of handling one command.
 #[derive(Debug, Clone, PartialEq, Eq)]

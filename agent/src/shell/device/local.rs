@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::Agent;
 use crate::core::watch::{Revoked, Watch};
-use crate::core::{decide, set_platform_access, DeviceState};
+use crate::core::{decide, local_admin_change, DeviceState, LocalChange};
 use crate::store::Flash;
 
 impl<F: Flash> Agent<F> {
@@ -37,12 +37,34 @@ impl<F: Flash> Agent<F> {
         enabled: bool,
         now: u64,
     ) -> Result<(), Reason> {
-        let (result, audit) = set_platform_access(&self.state, by, admin_process, enabled, now);
+        self.local_admin_change(
+            by,
+            admin_process,
+            LocalChange::PlatformAccess { enabled },
+            now,
+        )
+    }
+
+    /// A device admin's change (platform access, local unbind), asked
+    /// through a process that is (`admin_process`) or is not on
+    /// `admin_uids`: audited, persisted before it is answered.
+    pub fn local_admin_change(
+        &mut self,
+        by: LocalLevel,
+        admin_process: bool,
+        change: LocalChange,
+        now: u64,
+    ) -> Result<(), Reason> {
+        let (result, audit) = local_admin_change(&self.state, by, admin_process, change, now);
         if let Err(Reason::PeerNotAllowed) = result {
             warn!(
                 ?by,
-                enabled, "platform access switch refused: the process is not on admin_uids"
+                ?change,
+                "local admin change refused: the process is not on admin_uids"
             );
+        }
+        if result.is_ok() && change == LocalChange::Unbind {
+            info!(?by, "unbound locally by the device admin");
         }
         self.audit.record(audit);
         let (next, effects) = result?;
@@ -95,6 +117,12 @@ impl<F: Flash> Agent<F> {
             LocalRequest::Unwatch { session } => {
                 self.watches.remove(connection, session);
                 LocalReply::Done
+            }
+            LocalRequest::Unbind { by } => {
+                match self.local_admin_change(by, may_switch, LocalChange::Unbind, now) {
+                    Ok(()) => LocalReply::Done,
+                    Err(reason) => LocalReply::Error(reason),
+                }
             }
         }
     }

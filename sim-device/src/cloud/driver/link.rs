@@ -117,6 +117,8 @@ pub(super) struct Shared {
     subacks: usize,
     last_error: Option<String>,
     stopping: bool,
+    /// The task re-sending pending handovers, while there are some.
+    pub(super) resender: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Shared {
@@ -151,7 +153,7 @@ pub struct Cloud {
     pub(super) client: AsyncClient,
     shared: Arc<Mutex<Shared>>,
     changes: watch::Receiver<u64>,
-    pub(super) signer: CommandSigner,
+    pub(super) signer: Arc<CommandSigner>,
     ack_timeout: Duration,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -186,6 +188,7 @@ impl Cloud {
             subacks: 0,
             last_error: None,
             stopping: false,
+            resender: None,
         }));
         let (tx, rx) = watch::channel(0u64);
         let task = tokio::spawn(event_task(eventloop, client.clone(), shared.clone(), tx));
@@ -193,7 +196,7 @@ impl Cloud {
             client,
             shared,
             changes: rx,
-            signer: signer(&options.seed),
+            signer: Arc::new(signer(&options.seed)),
             ack_timeout: options.ack_timeout,
             task: Some(task),
         };
@@ -214,6 +217,26 @@ impl Cloud {
             });
         }
         Ok(cloud)
+    }
+
+    /// The same connection for a background task: it neither owns nor
+    /// stops the event task.
+    pub(super) fn detached(&self) -> Cloud {
+        Cloud {
+            client: self.client.clone(),
+            shared: self.shared.clone(),
+            changes: self.changes.clone(),
+            signer: self.signer.clone(),
+            ack_timeout: self.ack_timeout,
+            task: None,
+        }
+    }
+
+    /// Waits for anything to arrive (or `timeout`).
+    pub(super) async fn next_change(&self, timeout: Duration) {
+        let mut changes = self.changes.clone();
+        changes.borrow_and_update();
+        let _ = tokio::time::timeout(timeout, changes.changed()).await;
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -342,6 +365,9 @@ impl Cloud {
     /// Disconnects from the broker.
     pub async fn shutdown(mut self) {
         self.lock().stopping = true;
+        if let Some(resender) = self.lock().resender.take() {
+            resender.abort();
+        }
         let _ = self.client.disconnect().await;
         if let Some(task) = self.task.take() {
             let abort = task.abort_handle();
@@ -359,6 +385,9 @@ impl Drop for Cloud {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
+            if let Some(resender) = self.lock().resender.take() {
+                resender.abort();
+            }
         }
     }
 }

@@ -32,6 +32,7 @@
 //! `link` owns the connection and what arrives on it, `seed` the command
 //! key, `operations` the commands sent and their acknowledgements.
 
+mod flows;
 mod link;
 mod operations;
 mod seed;

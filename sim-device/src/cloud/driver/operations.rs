@@ -140,7 +140,7 @@ impl Cloud {
     }
 
     /// Executes what the model plans, if it allows it.
-    async fn plan_and_execute(
+    pub(super) async fn plan_and_execute(
         &self,
         plan: impl FnOnce(&mut CloudModel) -> Result<Planned, CloudError>,
     ) -> Result<(), CloudError> {
@@ -197,7 +197,11 @@ impl Cloud {
             .into_iter()
             .map(|p| (p.serial.clone(), Ok(p)))
             .collect();
-        Ok(self.execute_each(plans).await)
+        let results = self.execute_each(plans).await;
+        // A device that did not answer keeps its handover pending: sent
+        // again when it is back.
+        self.keep_resending_handovers();
+        Ok(results)
     }
 
     /// The owner shares a device with an account named by email, phone

@@ -9,7 +9,7 @@ use protocol::{AccountId, AccountRef, BindRole, CommandBody, Region, Serial};
 use super::accounts::Account;
 use super::error::require_same_region;
 use super::sites::SiteId;
-use super::{CloudError, CloudModel, Planned};
+use super::{CloudError, CloudModel, Commit, Planned};
 
 /// A device the cloud knows: from the factory (serial, verification code,
 /// region) and from what it reported.
@@ -136,6 +136,27 @@ impl CloudModel {
                 proof,
             },
         ))
+    }
+
+    /// The owner deletes the device from his account: it is unbound and
+    /// can be added again (by him or anyone with its verification code).
+    pub fn plan_delete_device(
+        &self,
+        owner: &AccountId,
+        serial: &str,
+    ) -> Result<Planned, CloudError> {
+        let (actor, device) = self.authorized(owner, || self.require_owner(owner, serial))?;
+        if self.owner_of(serial).as_ref() != Some(owner) {
+            return Err(CloudError::NotYourDevice);
+        }
+        Ok(Planned {
+            serial: device.serial.clone(),
+            actor,
+            body: CommandBody::Unbind,
+            on_accept: Commit::Release {
+                serial: device.serial.clone(),
+            },
+        })
     }
 
     /// The device's owner per its report (or the site's, before any report).

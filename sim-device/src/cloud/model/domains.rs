@@ -9,7 +9,7 @@ use protocol::ddns::{
 };
 use protocol::limits::MAX_DOMAIN_LEN;
 use protocol::messages::Binding;
-use protocol::{AccountId, CommandBody, DomainName, Serial, Text};
+use protocol::{AccountId, CommandBody, DomainName, Grant, InstallerGrants, Serial, Text};
 
 use super::{CloudError, CloudModel, Planned};
 
@@ -157,9 +157,11 @@ impl CloudModel {
     }
 
     /// Resolves a device domain for `requester`: only the owner (while the
-    /// cloud service is on), the site's installer before handover, and
-    /// accounts whose share is valid now (cloud time), per the device's
-    /// last report.
+    /// cloud service is on), the site's installer before handover, the
+    /// installer after it while a live-view or configuration grant is
+    /// valid (its maintenance access, whatever the cloud service switch
+    /// says), and accounts whose share of either kind is valid now (cloud
+    /// time), per the device's last report.
     pub fn resolve_domain(
         &self,
         requester: &AccountId,
@@ -174,9 +176,19 @@ impl CloudModel {
             .get(&registration.serial)
             .and_then(|d| d.report.as_ref())
             .ok_or(CloudError::DomainNotShared)?;
+        let mut installer_access = matches!(&report.binding,
+            Binding::InstallerManaged { installer } if &installer.id == requester);
         match &report.binding {
             Binding::Owned { owner, .. } if &owner.id == requester => {}
             Binding::InstallerManaged { installer } if &installer.id == requester => {}
+            Binding::Owned {
+                installer: Some(installer),
+                installer_grants,
+                ..
+            } if &installer.id == requester => {
+                maintenance_grant_valid(installer_grants, now)?;
+                installer_access = true;
+            }
             _ => {
                 let share = report
                     .shares
@@ -193,7 +205,7 @@ impl CloudModel {
                 }
             }
         }
-        if !report.cloud_service && !matches!(report.binding, Binding::InstallerManaged { .. }) {
+        if !report.cloud_service && !installer_access {
             return Err(CloudError::CloudServiceDisabled);
         }
         Ok(Resolution {
@@ -203,5 +215,30 @@ impl CloudModel {
             ports: registration.ports,
             mappings: registration.mappings.clone(),
         })
+    }
+}
+
+/// The installer reaches the device by its domain for maintenance while
+/// its live-view or configuration grant is valid at `now` (cloud time).
+fn maintenance_grant_valid(grants: &InstallerGrants, now: u64) -> Result<(), CloudError> {
+    let maintenance = [grants.live_view, grants.configuration];
+    let windows: Vec<_> = maintenance.into_iter().flatten().collect();
+    if windows.is_empty() {
+        return Err(CloudError::DomainNotShared);
+    }
+    let valid = |g: &Grant| {
+        g.validity
+            .is_none_or(|w| w.not_before <= now && now < w.not_after)
+    };
+    if windows.iter().any(valid) {
+        return Ok(());
+    }
+    if windows
+        .iter()
+        .any(|g| g.validity.is_some_and(|w| now < w.not_before))
+    {
+        Err(CloudError::ShareNotYetValid)
+    } else {
+        Err(CloudError::ShareExpired)
     }
 }

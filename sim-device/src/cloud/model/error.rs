@@ -19,7 +19,7 @@ pub enum CloudError {
     /// The device did not answer in time. Decided by the driver; the
     /// command may still reach the device later, so its state report stays
     /// the truth.
-    #[error("Network busy: device {serial} did not answer within {}", seconds(.waited_ms))]
+    #[error("Network busy\ndevice {serial} did not answer within {}", seconds(.waited_ms))]
     NetworkBusy { serial: String, waited_ms: u64 },
     /// The device applied its own rules and refused.
     #[error("The device refused: {reason}")]
@@ -90,6 +90,14 @@ pub enum CloudError {
     /// per its report, and there is none.
     #[error("The device {serial} has no {role}")]
     NoHolder { serial: String, role: &'static str },
+    #[error("The installer has no rights on this device")]
+    NoInstallerRights,
+    #[error(
+        "Select at least one permission and one channel, or share only the device domain name"
+    )]
+    EmptyShare,
+    #[error("The device is not in your account")]
+    NotYourDevice,
     #[error("An account with this {0} already exists")]
     AccountExists(&'static str),
     #[error("Invalid {what}: {message}")]
@@ -142,7 +150,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "Network busy: device S1 did not answer within 3 s"
+            "Network busy\ndevice S1 did not answer within 3 s"
         );
     }
 }

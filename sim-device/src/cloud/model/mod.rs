@@ -22,6 +22,8 @@ mod accounts;
 mod devices;
 mod domains;
 mod error;
+mod handover;
+mod installer;
 mod service;
 mod shares;
 mod sites;
@@ -34,7 +36,8 @@ pub use accounts::{normalize_phone, Account, Contact, Identifier};
 pub use devices::DeviceRecord;
 pub use domains::{ip_text, Registration, Resolution, REGISTRATION_TTL_SECS, RESERVED_DOMAINS};
 pub use error::CloudError;
-pub use shares::{ReceivedShare, ShareTerms, SharedAccount};
+pub use installer::InstallerRights;
+pub use shares::{ReceivedShare, ShareKind, ShareTerms, SharedAccount};
 pub use sites::{
     DeviceGrant, DeviceSelection, HandoverPlan, InstallerPermissions, Invitation, InvitationId,
     Site, SiteId, SiteStatus, INVITATIONS_PER_DAY, SECONDS_PER_DAY,
@@ -44,7 +47,22 @@ pub use sites::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit {
     Nothing,
-    AddToSite { site: SiteId, serial: Serial },
+    AddToSite {
+        site: SiteId,
+        serial: Serial,
+    },
+    /// The device left its account (deleted by its owner, removed from the
+    /// owner's account by the installer, removed from a site): it is no
+    /// longer in any site and can be added again.
+    Release {
+        serial: Serial,
+    },
+    /// The device acknowledged its `Handover`: no longer pending.
+    HandedOver {
+        site: SiteId,
+        serial: Serial,
+        at: u64,
+    },
 }
 
 /// A command the cloud-side rules allowed: for the driver to sign and send.
@@ -102,6 +120,23 @@ impl CloudModel {
                 }
                 if let Some(device) = self.devices.get_mut(serial) {
                     device.site = Some(*site);
+                }
+            }
+            Commit::Release { serial } => {
+                for site in self.sites.values_mut() {
+                    site.devices.retain(|s| s != serial);
+                    site.pending.retain(|s| s != serial);
+                }
+                if let Some(device) = self.devices.get_mut(serial) {
+                    device.site = None;
+                }
+            }
+            Commit::HandedOver { site, serial, at } => {
+                if let Some(site) = self.sites.get_mut(site) {
+                    site.pending.retain(|s| s != serial);
+                    if site.pending.is_empty() && site.handed_over_at.is_none() {
+                        site.handed_over_at = Some(*at);
+                    }
                 }
             }
         }

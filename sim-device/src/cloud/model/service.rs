@@ -8,7 +8,7 @@ use protocol::{AccountId, CommandBody};
 
 use super::devices::DeviceRecord;
 use super::sites::SiteId;
-use super::{CloudError, CloudModel, PerDevice, Planned};
+use super::{CloudError, CloudModel, Commit, PerDevice, Planned};
 
 impl CloudModel {
     /// Checks that `installer` may switch the cloud service of `serial`:
@@ -102,7 +102,11 @@ impl CloudModel {
         installer: &AccountId,
         serial: &str,
     ) -> Result<Planned, CloudError> {
-        self.plan_as_switcher(installer, serial, CommandBody::Unbind)
+        let mut planned = self.plan_as_switcher(installer, serial, CommandBody::Unbind)?;
+        planned.on_accept = Commit::Release {
+            serial: planned.serial.clone(),
+        };
+        Ok(planned)
     }
 
     /// `body` from `installer`, if it may switch the device's cloud

@@ -9,7 +9,32 @@ use protocol::{
     Validity,
 };
 
+use super::accounts::Account;
+use super::devices::DeviceRecord;
 use super::{CloudError, CloudModel, Planned};
+
+/// The two kinds of share (DESIGN.md §3, docs/SIMULATOR.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareKind {
+    /// The product documents' own: the receiver gets the domain name and
+    /// who shared it; what it may do on the device comes from the
+    /// device's own accounts (admin / operator / guest).
+    DomainOnly,
+    /// Actions, channels and validity, enforced on the device.
+    Permissions,
+}
+
+impl ShareKind {
+    /// A share with no permission is the domain-only kind (the device
+    /// refuses such a per-permission share).
+    pub fn of(entry: &ShareEntry) -> ShareKind {
+        if entry.permissions == Permissions::NONE {
+            ShareKind::DomainOnly
+        } else {
+            ShareKind::Permissions
+        }
+    }
+}
 
 /// One account the device is shared to, as the owner's list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +62,7 @@ impl SharedAccount {
 /// domain name & the account which shares this device".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedShare {
+    pub kind: ShareKind,
     pub serial: Serial,
     pub domain: DomainName,
     pub owner: AccountRef,
@@ -74,20 +100,17 @@ impl CloudModel {
         with: &str,
         terms: ShareTerms,
     ) -> Result<Planned, CloudError> {
-        let (actor, device) = self.authorized(owner, || self.require_owner(owner, serial))?;
-        let target = self.find_account(with)?;
-        if target.region != device.region {
-            return Err(CloudError::CrossRegionShare);
-        }
-        if &target.id == owner {
-            return Err(CloudError::CannotShareWithSelf);
-        }
+        let (actor, device, target) = self.share_target(owner, serial, with)?;
         let ShareTerms {
             permissions,
             channels,
             validity,
         } = terms;
-        if !permissions.is_subset_of(Permissions::SHAREABLE) || permissions == Permissions::NONE {
+        let empty_scope = matches!(channels, ChannelScope::Only(set) if set.is_empty());
+        if permissions == Permissions::NONE || empty_scope {
+            return Err(CloudError::EmptyShare);
+        }
+        if !permissions.is_subset_of(Permissions::SHAREABLE) {
             return Err(CloudError::PermissionsNotShareable);
         }
         if validity.is_some_and(|v| !v.is_well_formed()) {
@@ -103,6 +126,43 @@ impl CloudModel {
                 validity,
             },
         ))
+    }
+
+    /// The owner shares the device's domain name with an account named by
+    /// email, phone number or user name: the documents' own kind of share.
+    pub fn plan_share_domain(
+        &self,
+        owner: &AccountId,
+        serial: &str,
+        with: &str,
+    ) -> Result<Planned, CloudError> {
+        let (actor, device, target) = self.share_target(owner, serial, with)?;
+        Ok(Planned::new(
+            device.serial.clone(),
+            actor,
+            CommandBody::ShareDomain {
+                account: target.account_ref(),
+            },
+        ))
+    }
+
+    /// The owner's account, the device and the account to share with: it
+    /// must exist, be in the device's region and not be the owner.
+    fn share_target(
+        &self,
+        owner: &AccountId,
+        serial: &str,
+        with: &str,
+    ) -> Result<(AccountRef, &DeviceRecord, &Account), CloudError> {
+        let (actor, device) = self.authorized(owner, || self.require_owner(owner, serial))?;
+        let target = self.find_account(with)?;
+        if target.region != device.region {
+            return Err(CloudError::CrossRegionShare);
+        }
+        if &target.id == owner {
+            return Err(CloudError::CannotShareWithSelf);
+        }
+        Ok((actor, device, target))
     }
 
     /// "All the accounts that this device has been shared to", from the
@@ -143,6 +203,7 @@ impl CloudModel {
                 };
                 let entry = report.shares.iter().find(|s| &s.account.id == account)?;
                 Some(ReceivedShare {
+                    kind: ShareKind::of(entry),
                     serial: d.serial.clone(),
                     domain: report.domain.clone(),
                     owner: owner.clone(),

@@ -11,7 +11,6 @@ use protocol::{
 };
 
 use super::accounts::Contact;
-use super::error::require_same_region;
 use super::{CloudError, CloudModel, Commit, Planned};
 
 /// "You can send at most five invitations in one day."
@@ -45,6 +44,9 @@ pub enum SiteStatus {
     NotRegistered,
     /// Invited, the invitee has an account, but has not accepted.
     NotAccepted,
+    /// Accepted; some device has not acknowledged its handover yet (it was
+    /// offline): the cloud re-sends until it does.
+    HandoverPending,
     HandedOver,
 }
 
@@ -54,6 +56,7 @@ impl fmt::Display for SiteStatus {
             SiteStatus::NotInvited => "Not Invited",
             SiteStatus::NotRegistered => "Not Registered",
             SiteStatus::NotAccepted => "Not Accepted",
+            SiteStatus::HandoverPending => "Handover Pending",
             SiteStatus::HandedOver => "Handed Over",
         })
     }
@@ -147,10 +150,20 @@ pub struct Site {
     pub owner: Option<AccountId>,
     /// The permissions the owner accepted (after handover).
     pub accepted: Option<InstallerPermissions>,
+    /// When the owner accepted the invitation.
+    pub accepted_at: Option<u64>,
+    /// Devices whose `Handover` was not acknowledged yet.
+    pub pending: Vec<Serial>,
+    /// When the last device acknowledged its handover.
     pub handed_over_at: Option<u64>,
 }
 
 impl Site {
+    /// The invitation was accepted (the handover may still be pending).
+    pub fn is_accepted(&self) -> bool {
+        self.accepted_at.is_some()
+    }
+
     pub fn current_invitation(&self) -> Option<&Invitation> {
         self.invitations.last().filter(|i| !i.superseded)
     }
@@ -180,7 +193,7 @@ impl CloudModel {
         if &site_record.installer != installer {
             return Err(CloudError::NotSiteInstaller);
         }
-        if site_record.handed_over_at.is_some() {
+        if site_record.is_accepted() {
             return Err(CloudError::SiteHandedOver);
         }
         let device = self.bindable(account, serial, entered_code)?;
@@ -215,6 +228,8 @@ impl CloudModel {
                 invitations: Vec::new(),
                 owner: None,
                 accepted: None,
+                accepted_at: None,
+                pending: Vec::new(),
                 handed_over_at: None,
             },
         );
@@ -230,6 +245,9 @@ impl CloudModel {
         let site = self.site(site)?;
         if site.handed_over_at.is_some() {
             return Ok(SiteStatus::HandedOver);
+        }
+        if site.is_accepted() {
+            return Ok(SiteStatus::HandoverPending);
         }
         Ok(match site.current_invitation() {
             None => SiteStatus::NotInvited,
@@ -263,7 +281,7 @@ impl CloudModel {
         if &site_record.installer != installer {
             return Err(CloudError::NotSiteInstaller);
         }
-        if site_record.handed_over_at.is_some() {
+        if site_record.is_accepted() {
             return Err(CloudError::SiteHandedOver);
         }
         Ok(site_record)
@@ -358,53 +376,40 @@ impl CloudModel {
             .ok_or(CloudError::UnknownInvitation)
     }
 
-    /// The invitee accepts: the site is handed over in the cloud at once
-    /// and every device of the site gets a `Handover` from the new owner
-    /// with the grants for that device. (A real cloud would retry a device
-    /// that did not answer; the driver reports each device's outcome.)
-    pub fn accept_invitation(
-        &mut self,
-        id: InvitationId,
-        account: &AccountId,
-        now: u64,
-    ) -> Result<HandoverPlan, CloudError> {
-        let invitation = self.invitation(id)?.clone();
-        let owner = self.account(account)?.clone();
-        let site = self.site(invitation.site)?;
-        if site.handed_over_at.is_some() {
-            return Err(CloudError::SiteHandedOver);
-        }
-        if invitation.superseded {
-            return Err(CloudError::InvitationInvalid);
-        }
-        if !invitation.contact.matches(&owner) {
-            return Err(CloudError::NotTheInvitee);
-        }
-        require_same_region(&owner.region, &site.region)?;
-        let commands = site
-            .devices
-            .iter()
-            .map(|serial| {
-                Planned::new(
-                    serial.clone(),
-                    owner.account_ref(),
-                    CommandBody::Handover {
-                        installer_grants: invitation.permissions.grants_for(serial),
-                    },
-                )
-            })
-            .collect();
-        let site = self
-            .sites
-            .get_mut(&invitation.site)
-            .ok_or(CloudError::SiteNotFound)?;
-        site.owner = Some(owner.id.clone());
-        site.accepted = Some(invitation.permissions.clone());
-        site.handed_over_at = Some(now);
-        Ok(HandoverPlan {
-            site: site.id,
-            owner: owner.account_ref(),
-            commands,
+    /// The invitations waiting for `account` to accept, with the
+    /// installer's remarks ("which the invitee can view when he/she
+    /// receives the invitation").
+    pub fn invitations_for(&self, account: &AccountId) -> Vec<&Invitation> {
+        let Ok(account) = self.account(account) else {
+            return Vec::new();
+        };
+        self.sites
+            .values()
+            .filter(|site| !site.is_accepted())
+            .filter_map(Site::current_invitation)
+            .filter(|invitation| invitation.contact.matches(account))
+            .collect()
+    }
+
+    /// The installer removes a device from its site before handover: the
+    /// device is unbound and can be added again.
+    pub fn plan_remove_from_site(
+        &self,
+        installer: &AccountId,
+        site: SiteId,
+        serial: &str,
+    ) -> Result<Planned, CloudError> {
+        let account = self.account(installer)?.account_ref();
+        let site_record = self.managed_site(installer, site)?;
+        let serial = Serial::new(serial)
+            .ok()
+            .filter(|s| site_record.devices.contains(s))
+            .ok_or_else(|| CloudError::DeviceNotInSite(serial.to_owned()))?;
+        Ok(Planned {
+            serial: serial.clone(),
+            actor: account,
+            body: CommandBody::Unbind,
+            on_accept: Commit::Release { serial },
         })
     }
 }
