@@ -25,6 +25,14 @@ fn policy() -> LinkPolicy {
     }
 }
 
+/// Attempt `attempt` on the persistent session.
+fn connect(attempt: u32) -> Transmit {
+    Transmit::Connect {
+        attempt,
+        clean_session: false,
+    }
+}
+
 fn transmits(link: &mut Link) -> Vec<Transmit> {
     std::iter::from_fn(|| link.poll_transmit()).collect()
 }
@@ -38,13 +46,7 @@ fn connecting(now: u64) -> Link {
     let mut link = Link::new(policy(), true, now);
     assert_eq!(link.poll_timeout(), Some(now));
     link.handle_timeout(now, 0);
-    assert_eq!(
-        transmits(&mut link),
-        [Transmit::Connect {
-            attempt: 1,
-            clean_session: false
-        }]
-    );
+    assert_eq!(transmits(&mut link), [connect(1)]);
     link
 }
 
@@ -84,13 +86,7 @@ fn a_disabled_link_does_nothing_until_enabled() {
     assert_eq!(link.state(), LinkState::Disabled);
     link.set_enabled(true, 5);
     link.handle_timeout(5, 0);
-    assert_eq!(
-        transmits(&mut link),
-        [Transmit::Connect {
-            attempt: 1,
-            clean_session: false
-        }]
-    );
+    assert_eq!(transmits(&mut link), [connect(1)]);
 }
 
 #[test]
@@ -126,13 +122,7 @@ fn a_connack_timeout_abandons_the_attempt_and_backs_off() {
     assert_eq!(link.state(), LinkState::Connecting);
     assert!(transmits(&mut link).is_empty());
     link.handle_timeout(CONNECT_TIMEOUT_MS + 1_000, 0);
-    assert_eq!(
-        transmits(&mut link),
-        [Transmit::Connect {
-            attempt: 2,
-            clean_session: false
-        }]
-    );
+    assert_eq!(transmits(&mut link), [connect(2)]);
 }
 
 #[test]
@@ -171,13 +161,7 @@ fn failed_attempts_back_off_exponentially_to_the_cap_and_a_stable_link_resets_it
         }
         now = link.poll_timeout().unwrap();
         link.handle_timeout(now, 0);
-        assert_eq!(
-            transmits(&mut link),
-            [Transmit::Connect {
-                attempt: attempt + 1,
-                clean_session: false
-            }]
-        );
+        assert_eq!(transmits(&mut link), [connect(attempt + 1)]);
     }
     assert_eq!(
         delays,
@@ -291,13 +275,7 @@ fn platform_access_off_goes_offline_gracefully_and_on_reconnects_at_once() {
     link.set_enabled(true, 5_000);
     assert_eq!(link.poll_timeout(), Some(5_000));
     link.handle_timeout(5_000, 0);
-    assert_eq!(
-        transmits(&mut link),
-        [Transmit::Connect {
-            attempt: 2,
-            clean_session: false
-        }]
-    );
+    assert_eq!(transmits(&mut link), [connect(2)]);
 }
 
 #[test]
