@@ -56,6 +56,16 @@ impl FaultyFlash {
         self.fault = None;
     }
 
+    /// One file-system step: the power may be cut before it, and `fault`,
+    /// when armed, makes it fail as `what`.
+    fn step(&mut self, fault: Fault, what: &str) -> io::Result<()> {
+        self.power_cut()?;
+        if self.take(fault) {
+            return Err(injected(what));
+        }
+        Ok(())
+    }
+
     fn power_cut(&mut self) -> io::Result<()> {
         self.operations += 1;
         match self.fault {
@@ -89,26 +99,17 @@ impl Flash for FaultyFlash {
     }
 
     fn sync_file(&mut self, path: &Path) -> io::Result<()> {
-        self.power_cut()?;
-        if self.take(Fault::FailedSync) {
-            return Err(injected("fsync"));
-        }
+        self.step(Fault::FailedSync, "fsync")?;
         self.inner.sync_file(path)
     }
 
     fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
-        self.power_cut()?;
-        if self.take(Fault::FailedRename) {
-            return Err(injected("rename"));
-        }
+        self.step(Fault::FailedRename, "rename")?;
         self.inner.rename(from, to)
     }
 
     fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
-        self.power_cut()?;
-        if self.take(Fault::FailedDirSync) {
-            return Err(injected("directory fsync"));
-        }
+        self.step(Fault::FailedDirSync, "directory fsync")?;
         self.inner.sync_dir(dir)
     }
 
