@@ -98,6 +98,11 @@ reasons! {
     AlreadyAPrincipal = 32, "the account already holds this device as owner or installer";
     /// A watch named a session id its connection already watches.
     SessionExists = 33, "the session is already watched on this connection";
+    /// A time answer that does not answer the outstanding request: a
+    /// replay, another nonce, or no request outstanding.
+    UnexpectedTimeAnswer = 34, "the time answer does not answer the outstanding request";
+    /// A time answer that came after the round-trip bound.
+    LateTimeAnswer = 35, "the time answer came too late to bound the time";
 }
 
 impl core::fmt::Display for Reason {

@@ -481,6 +481,6 @@ fn on_publish(client: &AsyncClient, shared: &mut Shared, topic: &str, payload: &
                 );
             }
         }
-        Leaf::Command | Leaf::Audit | Leaf::DomainResult => {}
+        Leaf::Command | Leaf::Audit | Leaf::DomainResult | Leaf::TimeRequest | Leaf::TimeAnswer => {}
     }
 }
