@@ -42,12 +42,12 @@ use crate::limits::{
     MAX_REGION_LEN, MAX_SERIAL_LEN, MAX_SHARES, MAX_VERSION_LEN,
 };
 use crate::local::{LinkState, LocalReply, LocalRequest, RegistrationState, StatusReply};
-use crate::time::{TimeAnswer, TimeRequest, NONCE_LEN};
 use crate::messages::{
     Ack, AuditActor, AuditEntry, AuditEvent, AuditReport, Binding, DeviceStatus, Outcome,
     StateReport,
 };
 use crate::reason::Reason;
+use crate::time::{TimeAnswer, TimeRequest, NONCE_LEN};
 
 /// A proptest configuration of `cases` cases that writes no regression
 /// files (the tree stays clean).

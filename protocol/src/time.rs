@@ -71,6 +71,21 @@ impl CommandSigner {
     pub fn seal_time(&self, answer: &TimeAnswer) -> Result<Vec<u8>, EncodeError> {
         self.seal_signed(TIME_ANSWER_FORMAT, answer, MAX_MESSAGE_BYTES)
     }
+
+    /// The cloud side in one step: the signed answer to a `TimeRequest`
+    /// payload that `serial` published, at cloud time `time_ms`; `None` if
+    /// the payload is not a request.
+    pub fn answer_time_request(
+        &self,
+        serial: &Serial,
+        request: &[u8],
+        time_ms: u64,
+        radius_ms: u32,
+    ) -> Option<Vec<u8>> {
+        let request: TimeRequest = codec::decode(request, MAX_MESSAGE_BYTES).ok()?;
+        let answer = TimeAnswer::to(serial.clone(), &request, time_ms, radius_ms);
+        self.seal_time(&answer).ok()
+    }
 }
 
 /// Verifies and decodes a signed time answer for `serial`: size, format,
@@ -115,6 +130,19 @@ mod tests {
             open_time_answer(&sealed, &keys, &other),
             Err(EnvelopeError::WrongDevice)
         );
+    }
+
+    #[test]
+    fn the_cloud_answers_a_request_payload_in_one_step() {
+        let (signer, keys, serial) = setup();
+        let request = TimeRequest { nonce: [4; 16] };
+        let payload = codec::encode(&request, MAX_MESSAGE_BYTES).unwrap();
+        let sealed = signer
+            .answer_time_request(&serial, &payload, 77, 5)
+            .unwrap();
+        let expected = TimeAnswer::to(serial.clone(), &request, 77, 5);
+        assert_eq!(open_time_answer(&sealed, &keys, &serial), Ok(expected));
+        assert_eq!(signer.answer_time_request(&serial, &[1, 2], 77, 5), None);
     }
 
     #[test]

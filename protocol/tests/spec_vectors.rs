@@ -1094,7 +1094,10 @@ const LIMITS: &[(&str, usize)] = &[
         "MAX_WATCHES_PER_CONNECTION",
         limits::MAX_WATCHES_PER_CONNECTION,
     ),
-    ("MAX_TIME_ROUND_TRIP_MS", limits::MAX_TIME_ROUND_TRIP_MS as usize),
+    (
+        "MAX_TIME_ROUND_TRIP_MS",
+        limits::MAX_TIME_ROUND_TRIP_MS as usize,
+    ),
 ];
 
 fn limit_rows() -> Vec<Vec<String>> {

@@ -481,6 +481,7 @@ fn on_publish(client: &AsyncClient, shared: &mut Shared, topic: &str, payload: &
                 );
             }
         }
-        Leaf::Command | Leaf::Audit | Leaf::DomainResult | Leaf::TimeRequest | Leaf::TimeAnswer => {}
+        Leaf::Command | Leaf::Audit | Leaf::DomainResult | Leaf::TimeRequest | Leaf::TimeAnswer => {
+        }
     }
 }
