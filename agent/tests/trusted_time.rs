@@ -298,3 +298,44 @@ fn replayed_foreign_unknown_key_and_late_answers_change_nothing() {
     );
     assert_eq!(refusals_in(&agent, Reason::UnexpectedTimeAnswer), 2);
 }
+
+/// With signed time, a command whose issue time is ahead of the device's
+/// clock (a cloud clock 6 s ahead) suspends nothing: the floor it raises
+/// is a signed time, which the anchored time takes as it is. (Without
+/// signed time it suspends timed grants until the wall clock catches up:
+/// `faults.rs`.)
+#[test]
+fn with_signed_time_a_command_from_a_cloud_clock_ahead_suspends_nothing() {
+    let site = site();
+    let config = site.default_config();
+    let (mut cloud, _agent) = site.start_owned(&config);
+    let socket = site.socket();
+    assert!(wait_status_until(&socket, WAIT, |s| s.clock_offset_ms.is_some()).is_some());
+    let now = unix_ms() / 1000;
+    let share = |who: &str, validity| CommandBody::Share {
+        account: account(who),
+        permissions: Permissions::of(&[Action::LiveView]),
+        channels: ChannelScope::All,
+        validity,
+    };
+    let window = Some(Validity {
+        not_before: now - 3_600,
+        not_after: now + 3_600,
+    });
+    assert_eq!(
+        cloud.send("alice", share("bob", window)).outcome,
+        Outcome::Accepted
+    );
+    let mut command = cloud.command("alice", share("carol", None));
+    command.issued_at = now + 6;
+    cloud.publish_raw(cloud.seal(&command));
+    assert_eq!(cloud.wait_ack(Some(command.seq)).outcome, Outcome::Accepted);
+    let mut local = wait_local(&socket);
+    assert_eq!(
+        local
+            .authorize(cloud_principal("bob"), Action::LiveView, Some(1))
+            .unwrap(),
+        Decision::Allow
+    );
+    assert!(local.status().unwrap().clock_trusted);
+}
