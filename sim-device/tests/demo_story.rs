@@ -50,6 +50,7 @@ fn the_demo_story_keeps_every_promise_on_the_embedded_broker() {
         "Cross-regional share operation is not allowed [ok]",
         "(CloudServiceDisabled) [ok]",
         "(NotAPrincipal) [ok]",
+        "10 min behind signed time [ok]",
     ] {
         assert!(text.contains(promised), "missing {promised:?}:\n{text}");
     }
