@@ -23,7 +23,9 @@ use agent::store::{Loaded, RealFlash, StateStore};
 use hc_testkit::cloud::{CloudOptions, RecordingCloud, TestCloud};
 use hc_testkit::daemon::*;
 use hc_testkit::local::{state_of, wait_local, wait_status_until};
-use hc_testkit::model::{access_of, fresh_applications, stream_command, Model, Rng};
+use hc_testkit::model::{
+    access_of, fresh_applications, live_view_share, stream_command, Model, Rng,
+};
 use hc_testkit::proxy::{Mode, Proxy};
 use protocol::access::{Action, Decision, Principal};
 use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason, Validity};
@@ -731,12 +733,7 @@ fn end_to_end_without_signed_time_a_command_from_a_cloud_clock_ahead_suspends_ti
     assert!(cloud.wait_status(true, WAIT), "device never online");
     assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
     let now = agent::shell::clock::now_secs();
-    let share = |who: &str, validity| CommandBody::Share {
-        account: account(who),
-        permissions: Permissions::of(&[Action::LiveView]),
-        channels: ChannelScope::All,
-        validity,
-    };
+    let share = live_view_share;
     let window = Some(Validity {
         not_before: now - 3_600,
         not_after: now + 3_600,

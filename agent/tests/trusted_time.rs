@@ -17,14 +17,12 @@ use hc_testkit::cloud::{unix_ms, CloudOptions, TestCloud};
 use hc_testkit::daemon::*;
 use hc_testkit::faketime::{self, WallClockShift};
 use hc_testkit::local::{status_of, wait_local, wait_status_until};
-use hc_testkit::model::{bind_owner_body, field};
+use hc_testkit::model::{bind_owner_body, field, live_view_share};
 use protocol::access::{Action, Decision, Grant, InstallerGrants, Principal, Validity};
 use protocol::envelope::CommandSigner;
 use protocol::time::{TimeAnswer, TimeRequest};
 use protocol::topics::Leaf;
-use protocol::{
-    AccountId, BindRole, ChannelScope, CommandBody, Outcome, Permissions, Reason, Serial,
-};
+use protocol::{AccountId, BindRole, CommandBody, Outcome, Reason, Serial};
 use support::site;
 
 const HOUR: i64 = 3600;
@@ -91,15 +89,7 @@ fn timed_site(test: &str, shift_secs: i64) -> Option<TimedSite> {
                 installer_grants: grants,
             },
         ),
-        (
-            "alice",
-            CommandBody::Share {
-                account: account("bob"),
-                permissions: Permissions::of(&[Action::LiveView]),
-                channels: ChannelScope::All,
-                validity: Some(window),
-            },
-        ),
+        ("alice", live_view_share("bob", Some(window))),
     ] {
         assert_eq!(
             cloud.send(actor, body).outcome,
@@ -312,12 +302,7 @@ fn with_signed_time_a_command_from_a_cloud_clock_ahead_suspends_nothing() {
     let socket = site.socket();
     assert!(wait_status_until(&socket, WAIT, |s| s.clock_offset_ms.is_some()).is_some());
     let now = unix_ms() / 1000;
-    let share = |who: &str, validity| CommandBody::Share {
-        account: account(who),
-        permissions: Permissions::of(&[Action::LiveView]),
-        channels: ChannelScope::All,
-        validity,
-    };
+    let share = live_view_share;
     let window = Some(Validity {
         not_before: now - 3_600,
         not_after: now + 3_600,

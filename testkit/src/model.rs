@@ -100,6 +100,16 @@ pub fn stream_command(seq: u64) -> CommandBody {
     }
 }
 
+/// A share of live view on every channel for `who`, in `validity`.
+pub fn live_view_share(who: &str, validity: Option<protocol::Validity>) -> CommandBody {
+    CommandBody::Share {
+        account: account(who),
+        permissions: protocol::Permissions::of(&[Action::LiveView]),
+        channels: protocol::ChannelScope::All,
+        validity,
+    }
+}
+
 /// `Bind { role: Owner }` for `owner`, with the right proof.
 pub fn bind_owner_body(owner: &str) -> CommandBody {
     CommandBody::Bind {
