@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 
 use agent::core::DeviceState;
 use agent::store::{Loaded, RealFlash, StateStore};
-use hc_testkit::cloud::RecordingCloud;
+use hc_testkit::cloud::{CloudOptions, RecordingCloud, TestCloud};
 use hc_testkit::daemon::*;
 use hc_testkit::local::{state_of, wait_local, wait_status_until};
-use hc_testkit::model::{access_of, fresh_applications, stream_command, Model, Rng};
+use hc_testkit::model::{
+    access_of, fresh_applications, live_view_share, stream_command, Model, Rng,
+};
 use hc_testkit::proxy::{Mode, Proxy};
 use protocol::access::{Action, Decision, Principal};
 use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason, Validity};
@@ -712,20 +714,26 @@ fn the_trusted_time_floor_survives_a_restart_so_a_rollback_while_off_is_still_ca
     );
 }
 
+/// Without signed time (the cloud does not answer time requests, as before
+/// the first answer after a boot), the floor rule of SPEC.md §8.3 alone
+/// decides. With signed time the same command suspends nothing
+/// (`trusted_time.rs`).
 #[test]
-fn end_to_end_a_command_from_a_cloud_clock_ahead_suspends_timed_shares_across_a_sigkill_until_the_device_clock_catches_up(
+fn end_to_end_without_signed_time_a_command_from_a_cloud_clock_ahead_suspends_timed_shares_across_a_sigkill_until_the_device_clock_catches_up(
 ) {
     const AHEAD: u64 = 6;
     let site = site();
     let config = site.default_config();
-    let (mut cloud, mut agent) = site.start_owned(&config);
-    let now = agent::shell::clock::now_secs();
-    let share = |who: &str, validity| CommandBody::Share {
-        account: account(who),
-        permissions: Permissions::of(&[Action::LiveView]),
-        channels: ChannelScope::All,
-        validity,
+    let options = CloudOptions {
+        answer_time: false,
+        ..CloudOptions::default()
     };
+    let mut cloud = TestCloud::connect_with(&site.pki, site.broker.port(), options);
+    let mut agent = site.start_agent(&config);
+    assert!(cloud.wait_status(true, WAIT), "device never online");
+    assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
+    let now = agent::shell::clock::now_secs();
+    let share = live_view_share;
     let window = Some(Validity {
         not_before: now - 3_600,
         not_after: now + 3_600,

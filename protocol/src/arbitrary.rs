@@ -47,6 +47,7 @@ use crate::messages::{
     StateReport,
 };
 use crate::reason::Reason;
+use crate::time::{TimeAnswer, TimeRequest, NONCE_LEN};
 
 /// A proptest configuration of `cases` cases that writes no regression
 /// files (the tree stays clean).
@@ -504,6 +505,7 @@ prop_compose! {
         domain in any_domain_name(),
         [last_seq, trusted_time_floor] in uniform2(any_counter()),
         reports_dropped in any::<u32>(),
+        clock_offset_ms in any::<Option<i64>>(),
     ) -> StateReport {
         StateReport {
             serial,
@@ -518,6 +520,7 @@ prop_compose! {
             last_seq,
             trusted_time_floor,
             reports_dropped,
+            clock_offset_ms,
         }
     }
 }
@@ -707,6 +710,7 @@ prop_compose! {
         last_seq in any_counter(),
         clock_trusted in any::<bool>(),
         [reports_queued, reports_dropped] in any::<[u32; 2]>(),
+        clock_offset_ms in any::<Option<i64>>(),
     ) -> StatusReply {
         StatusReply {
             serial,
@@ -721,7 +725,25 @@ prop_compose! {
             clock_trusted,
             reports_queued,
             reports_dropped,
+            clock_offset_ms,
         }
+    }
+}
+
+/// Any `TimeRequest`.
+pub fn any_time_request() -> impl Strategy<Value = TimeRequest> {
+    any::<[u8; NONCE_LEN]>().prop_map(|nonce| TimeRequest { nonce })
+}
+
+prop_compose! {
+    /// Any valid `TimeAnswer`.
+    pub fn any_time_answer()(
+        serial in any_serial(),
+        nonce in any::<[u8; NONCE_LEN]>(),
+        time_ms in any_counter(),
+        radius_ms in any::<u32>(),
+    ) -> TimeAnswer {
+        TimeAnswer { serial, nonce, time_ms, radius_ms }
     }
 }
 

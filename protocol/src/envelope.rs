@@ -111,13 +111,33 @@ impl CommandKeys {
 
 /// Verifies and decodes an envelope for `serial`.
 pub fn open(bytes: &[u8], keys: &CommandKeys, serial: &Serial) -> Result<Command, EnvelopeError> {
-    if bytes.len() > MAX_COMMAND_BYTES {
+    let body = open_signed(bytes, keys, ENVELOPE_VERSION, MAX_COMMAND_BYTES)?;
+    let command: Command =
+        codec::decode(body, MAX_COMMAND_BYTES).map_err(EnvelopeError::Malformed)?;
+    if &command.serial != serial {
+        return Err(EnvelopeError::WrongDevice);
+    }
+    Ok(command)
+}
+
+/// Checks a signed blob of format `format` (its first byte) and at most
+/// `max` bytes: size, format, key id and signature, in that order, over
+/// the exact bytes received. Returns the signed body, not yet decoded.
+/// Commands and time answers (`crate::time`) share this layout under
+/// different format bytes, so neither can pass for the other.
+pub fn open_signed<'a>(
+    bytes: &'a [u8],
+    keys: &CommandKeys,
+    format: u8,
+    max: usize,
+) -> Result<&'a [u8], EnvelopeError> {
+    if bytes.len() > max {
         return Err(EnvelopeError::TooLarge(bytes.len()));
     }
     if bytes.len() < HEADER_LEN + 1 + SIGNATURE_LEN {
         return Err(EnvelopeError::TooShort(bytes.len()));
     }
-    if bytes[0] != ENVELOPE_VERSION {
+    if bytes[0] != format {
         return Err(EnvelopeError::UnsupportedVersion(bytes[0]));
     }
     let key = keys
@@ -127,12 +147,7 @@ pub fn open(bytes: &[u8], keys: &CommandKeys, serial: &Serial) -> Result<Command
     UnparsedPublicKey::new(&ED25519, key)
         .verify(signed, signature)
         .map_err(|_| EnvelopeError::BadSignature)?;
-    let command: Command = codec::decode(&signed[HEADER_LEN..], MAX_COMMAND_BYTES)
-        .map_err(EnvelopeError::Malformed)?;
-    if &command.serial != serial {
-        return Err(EnvelopeError::WrongDevice);
-    }
-    Ok(command)
+    Ok(&signed[HEADER_LEN..])
 }
 
 /// The cloud side: a command signing key with its id.
@@ -164,9 +179,20 @@ impl CommandSigner {
 
     /// Encodes and signs a command into an envelope.
     pub fn seal(&self, command: &Command) -> Result<Vec<u8>, codec::EncodeError> {
-        let body = codec::encode(command, MAX_COMMAND_BYTES - HEADER_LEN - SIGNATURE_LEN)?;
+        self.seal_signed(ENVELOPE_VERSION, command, MAX_COMMAND_BYTES)
+    }
+
+    /// Encodes `body` and signs it under format byte `format`, into at
+    /// most `max` bytes (the layout `open_signed` checks).
+    pub fn seal_signed<T: serde::Serialize>(
+        &self,
+        format: u8,
+        body: &T,
+        max: usize,
+    ) -> Result<Vec<u8>, codec::EncodeError> {
+        let body = codec::encode(body, max - HEADER_LEN - SIGNATURE_LEN)?;
         let mut out = Vec::with_capacity(HEADER_LEN + body.len() + SIGNATURE_LEN);
-        out.push(ENVELOPE_VERSION);
+        out.push(format);
         out.push(self.key_id);
         out.extend_from_slice(&body);
         let signature = self.pair.sign(&out);

@@ -10,6 +10,7 @@
 //! - **limits** ([`limits`]): every capacity, in one place;
 //! - **the envelope** ([`envelope`]): Ed25519 signing on the cloud side,
 //!   verification over the exact received bytes on the device;
+//! - **signed time** ([`time`]): the nonce request and the signed answer;
 //! - **the codec** ([`codec`]): postcard with the size limit checked first,
 //!   trailing bytes refused and every failure a typed error.
 //!
@@ -101,6 +102,7 @@ pub mod limits;
 pub mod local;
 pub mod messages;
 pub mod reason;
+pub mod time;
 pub mod topics;
 
 #[cfg(any(test, feature = "arbitrary"))]

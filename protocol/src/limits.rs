@@ -60,3 +60,8 @@ pub const MAX_UNACKED_INBOUND: usize = 64;
 pub const MAX_WATCHED_SESSIONS: usize = 1024;
 /// Sessions one local-socket connection may watch.
 pub const MAX_WATCHES_PER_CONNECTION: usize = 256;
+
+/// Longest round trip, in milliseconds, from a time request to its answer
+/// that the device accepts: a later answer is refused (it bounds the time
+/// too loosely, and may have been held back on purpose).
+pub const MAX_TIME_ROUND_TRIP_MS: u64 = 10_000;

@@ -128,12 +128,19 @@ pub struct StatusReply {
     pub registration: RegistrationState,
     /// The highest command `seq` handled.
     pub last_seq: u64,
-    /// The device clock is at or above the trusted-time floor.
+    /// Time-limited grants can be decided: the device holds signed time
+    /// (`clock_offset_ms` is `Some`), or its wall clock is at or above the
+    /// trusted-time floor.
     pub clock_trusted: bool,
     /// Messages waiting in the offline queue.
     pub reports_queued: u32,
     /// Messages dropped from the offline queue since start-up.
     pub reports_dropped: u32,
+    /// The device wall clock's offset from trusted time in milliseconds
+    /// (positive: the wall clock is ahead), now; `None` without signed
+    /// time since start-up (decisions then use the wall clock against the
+    /// floor). Firmware may set its clock by it (SPEC.md §8.4).
+    pub clock_offset_ms: Option<i64>,
 }
 
 // One reply exists per connection at a time; the inline audit list is fine.

@@ -111,6 +111,10 @@ pub struct StateReport {
     pub trusted_time_floor: u64,
     /// Reports that did not fit the offline queue since start-up.
     pub reports_dropped: u32,
+    /// The device wall clock's offset from trusted time in milliseconds
+    /// (positive: the wall clock is ahead), as of the last signed time
+    /// answer; `None` before the first one since start-up (SPEC.md §8.4).
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// The retained online/offline status; the offline form is the last-will.

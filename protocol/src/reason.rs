@@ -104,6 +104,11 @@ reasons! {
     /// The owner named an installer while another one holds installer
     /// rights on the device.
     OtherInstaller = 35, "another installer holds rights on this device; revoke it first";
+    /// A time answer that does not answer the outstanding request: a
+    /// replay, another nonce, or no request outstanding.
+    UnexpectedTimeAnswer = 36, "the time answer does not answer the outstanding request";
+    /// A time answer that came after the round-trip bound.
+    LateTimeAnswer = 37, "the time answer came too late to bound the time";
 }
 
 impl core::fmt::Display for Reason {

@@ -10,6 +10,8 @@
 //! dev/{serial}/audit          device -> cloud  QoS 1        AuditReport
 //! dev/{serial}/domain/register device -> cloud QoS 1        DomainRegistration
 //! dev/{serial}/domain/result  cloud -> device  QoS 1        DomainResult
+//! dev/{serial}/time/request   device -> cloud  QoS 0        TimeRequest
+//! dev/{serial}/time/answer    cloud -> device  QoS 0        signed TimeAnswer
 //! ```
 
 use alloc::format;
@@ -37,11 +39,15 @@ pub enum Leaf {
     DomainRegister,
     /// `domain/result`: `DomainResult`s, cloud to device.
     DomainResult,
+    /// `time/request`: `TimeRequest`s, device to cloud.
+    TimeRequest,
+    /// `time/answer`: signed `TimeAnswer`s, cloud to device.
+    TimeAnswer,
 }
 
 impl Leaf {
     /// Every leaf, in the order of SPEC.md's topic table.
-    pub const ALL: [Leaf; 7] = [
+    pub const ALL: [Leaf; 9] = [
         Leaf::Command,
         Leaf::Ack,
         Leaf::State,
@@ -49,6 +55,8 @@ impl Leaf {
         Leaf::Audit,
         Leaf::DomainRegister,
         Leaf::DomainResult,
+        Leaf::TimeRequest,
+        Leaf::TimeAnswer,
     ];
 
     /// The leaf's path below `dev/{serial}/`.
@@ -61,12 +69,24 @@ impl Leaf {
             Leaf::Audit => "audit",
             Leaf::DomainRegister => "domain/register",
             Leaf::DomainResult => "domain/result",
+            Leaf::TimeRequest => "time/request",
+            Leaf::TimeAnswer => "time/answer",
         }
     }
 
     /// True for the leaves the device subscribes to (cloud writes them).
     pub const fn is_inbound(self) -> bool {
-        matches!(self, Leaf::Command | Leaf::DomainResult)
+        matches!(self, Leaf::Command | Leaf::DomainResult | Leaf::TimeAnswer)
+    }
+
+    /// The MQTT QoS messages on this leaf are published with: 0 for the
+    /// time exchange (an answer is only good for the one request it
+    /// answers, so neither is worth resending), 1 for everything else.
+    pub const fn qos(self) -> u8 {
+        match self {
+            Leaf::TimeRequest | Leaf::TimeAnswer => 0,
+            _ => 1,
+        }
     }
 
     /// True for the leaves published with the retain flag.

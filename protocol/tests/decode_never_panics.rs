@@ -230,6 +230,8 @@ mutation_tests! {
     mutated_domain_result: any_domain_result(), MAX_MESSAGE_BYTES;
     mutated_local_request: any_local_request(), MAX_LOCAL_FRAME_BYTES;
     mutated_local_reply: any_local_reply(), MAX_LOCAL_FRAME_BYTES;
+    mutated_time_request: any_time_request(), MAX_MESSAGE_BYTES;
+    mutated_time_answer: any_time_answer(), MAX_MESSAGE_BYTES;
 }
 
 // ---------------------------------------------------------------------------

@@ -58,6 +58,8 @@ round_trips! {
     domain_registration_round_trips: any_domain_registration(), MAX_MESSAGE_BYTES;
     domain_result_round_trips: any_domain_result(), MAX_MESSAGE_BYTES;
     status_reply_round_trips: any_status_reply(), MAX_LOCAL_FRAME_BYTES;
+    time_request_round_trips: any_time_request(), MAX_MESSAGE_BYTES;
+    time_answer_round_trips: any_time_answer(), MAX_MESSAGE_BYTES;
 }
 
 /// The same through a local-socket frame: the header announces the body's

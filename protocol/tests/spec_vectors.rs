@@ -44,6 +44,7 @@ use protocol::messages::{
     StateReport,
 };
 use protocol::reason::Reason;
+use protocol::time::{self, TimeAnswer, TimeRequest};
 use protocol::topics::{self, Leaf};
 
 const SPEC: &str = include_str!("../SPEC.md");
@@ -262,6 +263,8 @@ fn state_report() -> StateReport {
         last_seq: 4,
         trusted_time_floor: T0 + 4 * 60,
         reports_dropped: 0,
+        // The wall clock 10 minutes and 250 ms behind signed time.
+        clock_offset_ms: Some(-600_250),
     }
 }
 
@@ -281,6 +284,7 @@ fn state_report_unbound() -> StateReport {
         // (SPEC.md §8.3), here T0.
         trusted_time_floor: T0,
         reports_dropped: 0,
+        clock_offset_ms: None,
     }
 }
 
@@ -371,6 +375,7 @@ fn status_reply() -> StatusReply {
         clock_trusted: true,
         reports_queued: 0,
         reports_dropped: 0,
+        clock_offset_ms: Some(-600_250),
     }
 }
 
@@ -473,6 +478,38 @@ fn refused(
             Ok(()) => Err(format!("accepted, but must be refused with {reason:?}")),
         }),
     }
+}
+
+/// The time request of the vectors: nonce 00 01 .. 0f.
+fn time_request() -> TimeRequest {
+    TimeRequest {
+        nonce: core::array::from_fn(|i| i as u8),
+    }
+}
+
+/// The cloud's answer to `time_request()` at T0 + 4 min + 123 ms.
+fn time_answer() -> TimeAnswer {
+    TimeAnswer::to(serial(), &time_request(), (T0 + 4 * 60) * 1000 + 123, 50)
+}
+
+fn time_answer_vector() -> Vector {
+    let answer = time_answer();
+    Vector {
+        name: "time_answer".to_string(),
+        bytes: signer().seal_time(&answer).expect("a time answer fits"),
+        refused: None,
+        check: Box::new(move |b| {
+            let opened = time::open_time_answer(b, &keys(), &serial())
+                .map_err(|e| format!("does not open: {e}"))?;
+            same(&opened, &answer)
+        }),
+    }
+}
+
+fn open_time_answer(b: &[u8]) -> Result<(), Reason> {
+    time::open_time_answer(b, &keys(), &serial())
+        .map(drop)
+        .map_err(|e| e.reason())
 }
 
 fn open_envelope(b: &[u8]) -> Result<(), Reason> {
@@ -759,6 +796,35 @@ fn vectors() -> Vec<Vector> {
                 .map_err(|e| e.reason())
         },
     ));
+    // Signed time (section 8.4).
+    v.push(message("time_request", time_request()));
+    v.push(time_answer_vector());
+    let mut for_other = time_answer();
+    for_other.serial = Serial::new("DS-7608-0002").unwrap();
+    v.push(refused(
+        "reject_time_answer_wrong_device",
+        signer().seal_time(&for_other).unwrap(),
+        Reason::WrongDevice,
+        open_time_answer,
+    ));
+    v.push(refused(
+        "reject_time_answer_unknown_key",
+        other_key.seal_time(&time_answer()).unwrap(),
+        Reason::UnknownKeyId,
+        open_time_answer,
+    ));
+    v.push(refused(
+        "reject_time_answer_as_command",
+        signer().seal_time(&time_answer()).unwrap(),
+        Reason::UnsupportedVersion,
+        open_envelope,
+    ));
+    v.push(refused(
+        "reject_command_as_time_answer",
+        signer().seal(&story()[10]).unwrap(),
+        Reason::UnsupportedVersion,
+        open_time_answer,
+    ));
     v.push(refused(
         "reject_frame_too_large",
         ((MAX_LOCAL_FRAME_BYTES + 1) as u32).to_be_bytes().to_vec(),
@@ -1043,6 +1109,10 @@ const LIMITS: &[(&str, usize)] = &[
         "MAX_WATCHES_PER_CONNECTION",
         limits::MAX_WATCHES_PER_CONNECTION,
     ),
+    (
+        "MAX_TIME_ROUND_TRIP_MS",
+        limits::MAX_TIME_ROUND_TRIP_MS as usize,
+    ),
 ];
 
 fn limit_rows() -> Vec<Vec<String>> {
@@ -1072,6 +1142,13 @@ fn constant_rows() -> Vec<Vec<String>> {
             "MAX_AUDIT_REQUEST",
             CommandKind::MAX_AUDIT_REQUEST.to_string(),
         ),
+        (
+            "TIME_ANSWER_FORMAT",
+            format!("0x{:02x}", time::TIME_ANSWER_FORMAT),
+        ),
+        ("NONCE_LEN", time::NONCE_LEN.to_string()),
+        ("TIME_REFRESH_SECS", time::TIME_REFRESH_SECS.to_string()),
+        ("TIME_RETRY_SECS", time::TIME_RETRY_SECS.to_string()),
     ]
     .into_iter()
     .map(|(n, v)| vec![n.to_string(), v])
@@ -1191,6 +1268,8 @@ fn payload_of(leaf: Leaf) -> &'static str {
         Leaf::Audit => "AuditReport",
         Leaf::DomainRegister => "DomainRegistration",
         Leaf::DomainResult => "DomainResult",
+        Leaf::TimeRequest => "TimeRequest",
+        Leaf::TimeAnswer => "time answer",
     }
 }
 
@@ -1206,7 +1285,7 @@ fn topic_rows() -> Vec<Vec<String>> {
                     "device → cloud"
                 }
                 .to_string(),
-                "1".to_string(),
+                leaf.qos().to_string(),
                 yes(leaf.is_retained()),
                 payload_of(leaf).to_string(),
             ]
@@ -1284,6 +1363,7 @@ fn max_state_report() -> StateReport {
         last_seq: u64::MAX,
         trusted_time_floor: u64::MAX,
         reports_dropped: u32::MAX,
+        clock_offset_ms: Some(i64::MIN),
     }
 }
 
@@ -1359,6 +1439,13 @@ fn worst_cases() -> Vec<(&'static str, usize, &'static str, usize)> {
         entries: max_audit_entries(),
     };
     let sealed = signer().seal(&max_command()).unwrap().len();
+    let max_time_answer = TimeAnswer {
+        serial: max_serial(),
+        nonce: [0xff; time::NONCE_LEN],
+        time_ms: u64::MAX,
+        radius_ms: u32::MAX,
+    };
+    let sealed_time = signer().seal_time(&max_time_answer).unwrap().len();
     vec![
         (
             "envelope (Unshare of MAX_SHARES longest ids)",
@@ -1394,6 +1481,20 @@ fn worst_cases() -> Vec<(&'static str, usize, &'static str, usize)> {
         (
             "DomainResult",
             msg(&max_result),
+            "MAX_MESSAGE_BYTES",
+            MAX_MESSAGE_BYTES,
+        ),
+        (
+            "TimeRequest",
+            msg(&TimeRequest {
+                nonce: [0xff; time::NONCE_LEN],
+            }),
+            "MAX_MESSAGE_BYTES",
+            MAX_MESSAGE_BYTES,
+        ),
+        (
+            "signed time answer",
+            sealed_time,
             "MAX_MESSAGE_BYTES",
             MAX_MESSAGE_BYTES,
         ),
@@ -1539,6 +1640,7 @@ mod shape {
             deserialize_u16 => visit_u16(0), "u16";
             deserialize_u32 => visit_u32(0), "u32";
             deserialize_u64 => visit_u64(0), "u64";
+            deserialize_i64 => visit_i64(0), "i64";
         }
 
         fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -1653,7 +1755,6 @@ mod shape {
             deserialize_i8 => "i8";
             deserialize_i16 => "i16";
             deserialize_i32 => "i32";
-            deserialize_i64 => "i64";
             deserialize_f32 => "f32";
             deserialize_f64 => "f64";
             deserialize_char => "char";
@@ -1871,6 +1972,8 @@ fn shapes() -> Vec<shape::Shape> {
         shape::of::<RegistrationState>(),
         shape::of::<StatusReply>(),
         shape::of::<LocalReply>(),
+        shape::of::<TimeRequest>(),
+        shape::of::<TimeAnswer>(),
     ]
 }
 

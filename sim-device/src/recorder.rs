@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use agent::client::{ClientError, LocalClient};
+use agent::shell::clock::Clocks;
 use agent::shell::config::Config;
 use hc_testkit::agent_config;
 use protocol::access::{Action, Decision, Principal};
@@ -68,6 +69,11 @@ pub struct RecorderSpec {
     /// The agent's log level (its logs go to the process's global
     /// `tracing` subscriber, if any).
     pub log_level: String,
+    /// How far the recorder's wall clock is off, in seconds (negative:
+    /// behind), as a recorder without NTP or with a flat RTC battery: the
+    /// agent reads this clock instead of the host's (only its wall clock;
+    /// the monotonic clock is the host's).
+    pub wall_clock_offset_secs: i64,
 }
 
 impl RecorderSpec {
@@ -83,6 +89,7 @@ impl RecorderSpec {
             rtsp_port: 554,
             sdk_port: 8000,
             log_level: "warn".into(),
+            wall_clock_offset_secs: 0,
         }
     }
 }
@@ -226,11 +233,12 @@ impl Recorder {
         let config =
             Config::load(&config_path).map_err(|e| RecorderError::Config(e.to_string()))?;
         let socket = config.local_socket.path.clone();
+        let clocks = Clocks::with_wall_offset(spec.wall_clock_offset_secs.saturating_mul(1000));
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(format!("agent-{}", spec.serial))
-            .spawn(move || run_agent(config, stop_rx))
+            .spawn(move || run_agent(config, clocks, stop_rx))
             .map_err(io(&dir))?;
         let mut recorder = Recorder {
             spec,
@@ -369,7 +377,11 @@ impl Drop for Recorder {
 
 /// The agent thread: a current-thread runtime with a `LocalSet`, as on the
 /// device.
-fn run_agent(config: Config, stop: tokio::sync::oneshot::Receiver<()>) -> Result<(), String> {
+fn run_agent(
+    config: Config,
+    clocks: Clocks,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -379,6 +391,9 @@ fn run_agent(config: Config, stop: tokio::sync::oneshot::Receiver<()>) -> Result
         let _ = stop.await;
     };
     local
-        .block_on(&runtime, agent::shell::daemon::run(config, shutdown))
+        .block_on(
+            &runtime,
+            agent::shell::daemon::run_with_clocks(config, clocks, shutdown),
+        )
         .map_err(|e| e.to_string())
 }

@@ -60,6 +60,7 @@ fn the_demo_story_keeps_every_promise_on_the_embedded_broker() {
         "the device admin switches platform access off (local menu) -> off; the recorder is offline [ok]",
         "olivia authorizes acme-security: live view and configuration for 24 h -> granted [ok]",
         "unbound; the cloud sees it unbound [ok]",
+        "10 min behind signed time [ok]",
     ] {
         assert!(text.contains(promised), "missing {promised:?}:\n{text}");
     }

@@ -61,10 +61,15 @@ pub struct CloudOptions {
     /// measured figures are the agent's and the broker's, not Nagle's
     /// algorithm in the test client).
     pub nodelay: bool,
+    /// Answer every time request (when `leaves` has `TimeRequest`) at
+    /// once, signed, with this process's clock, as the real cloud does;
+    /// off, the test sees the requests and answers as it likes.
+    pub answer_time: bool,
 }
 
 impl Default for CloudOptions {
-    /// Every topic the device publishes, a clean session, keep-alive 5 s.
+    /// Every topic the device publishes, a clean session, keep-alive 5 s,
+    /// time requests answered.
     fn default() -> Self {
         CloudOptions {
             name: "cloud",
@@ -74,13 +79,33 @@ impl Default for CloudOptions {
                 Leaf::Status,
                 Leaf::Audit,
                 Leaf::DomainRegister,
+                Leaf::TimeRequest,
             ],
             persistent: false,
             keep_alive: Duration::from_secs(5),
             capacity: 256,
             nodelay: false,
+            answer_time: true,
         }
     }
+}
+
+/// Answers a time request at once with this process's clock (radius 0).
+fn answer_time(client: &Client, signer: &CommandSigner, publish: &Publish) {
+    if let Some((serial, Leaf::TimeRequest)) = topics::parse(&publish.topic) {
+        if let Some(answer) = signer.answer_time_request(&serial, &publish.payload, unix_ms(), 0) {
+            let topic = topics::topic(&serial, Leaf::TimeAnswer);
+            let _ = client.try_publish(topic, QoS::AtMostOnce, false, answer);
+        }
+    }
+}
+
+/// This process's wall clock, Unix milliseconds: the cloud's time.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The cloud side of the tests: subscribes to device topics and signs
@@ -128,6 +153,7 @@ impl TestCloud {
         let connects: Arc<AtomicU32> = Arc::default();
         let counter = connects.clone();
         let leaves = options.leaves.clone();
+        let time_signer = options.answer_time.then(signer);
         std::thread::spawn(move || {
             for event in connection.iter() {
                 match event {
@@ -144,6 +170,9 @@ impl TestCloud {
                         let _ = ready_tx.send(());
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if let Some(signer) = &time_signer {
+                            answer_time(&subscriber, signer, &p);
+                        }
                         if tx.send(p).is_err() {
                             return;
                         }
@@ -191,6 +220,11 @@ impl TestCloud {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload)
             .unwrap();
+    }
+
+    /// The command signer (for hand-made time answers).
+    pub fn signer(&self) -> &CommandSigner {
+        &self.signer
     }
 
     /// Signs, publishes and waits for the acknowledgement of `seq`.

@@ -126,6 +126,12 @@ impl Site {
         AgentProcess::start(&self.agent, config, &self.agent_log_path())
     }
 
+    /// The agent with extra environment variables (for example a
+    /// libfaketime preload that shifts its wall clock alone).
+    pub fn start_agent_with_env(&self, config: &Path, env: &[(&str, String)]) -> AgentProcess {
+        AgentProcess::start_with_env(&self.agent, config, &self.agent_log_path(), env)
+    }
+
     pub fn cloud(&self) -> TestCloud {
         TestCloud::connect(&self.pki, self.broker.port())
     }
@@ -158,6 +164,15 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn start(binary: &Path, config: &Path, log: &Path) -> AgentProcess {
+        AgentProcess::start_with_env(binary, config, log, &[])
+    }
+
+    pub fn start_with_env(
+        binary: &Path,
+        config: &Path,
+        log: &Path,
+        env: &[(&str, String)],
+    ) -> AgentProcess {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -166,6 +181,7 @@ impl AgentProcess {
         let child = Process::new(binary)
             .arg("--config")
             .arg(config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log_file.try_clone().unwrap()))
             .stderr(Stdio::from(log_file))
             .spawn()

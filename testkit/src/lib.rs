@@ -11,7 +11,8 @@
 //!   ([`agent_config`], the agent's own `Config` serialized) and runs the
 //!   real binary ([`daemon`]), the cloud that talks to it over MQTT
 //!   ([`cloud`]), its local socket as firmware uses it ([`local`]), and the
-//!   agent's core as the reference model of what it must hold ([`model`]).
+//!   agent's core as the reference model of what it must hold ([`model`]),
+//!   and its wall clock shifted with libfaketime ([`faketime`]).
 //! - The agent's core in process: a device with known identity and
 //!   accounts, and the fully populated device ([`fixture`]).
 
@@ -19,6 +20,7 @@ pub mod agent_config;
 pub mod broker;
 pub mod cloud;
 pub mod daemon;
+pub mod faketime;
 pub mod fixture;
 pub mod local;
 pub mod model;

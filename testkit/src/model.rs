@@ -100,6 +100,16 @@ pub fn stream_command(seq: u64) -> CommandBody {
     }
 }
 
+/// A share of live view on every channel for `who`, in `validity`.
+pub fn live_view_share(who: &str, validity: Option<protocol::Validity>) -> CommandBody {
+    CommandBody::Share {
+        account: account(who),
+        permissions: protocol::Permissions::of(&[Action::LiveView]),
+        channels: protocol::ChannelScope::All,
+        validity,
+    }
+}
+
 /// `Bind { role: Owner }` for `owner`, with the right proof.
 pub fn bind_owner_body(owner: &str) -> CommandBody {
     bind_body(owner, protocol::BindRole::Owner)
@@ -158,16 +168,6 @@ impl Rng {
     /// Uniform in `lo..hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next_u64() % (hi - lo)
-    }
-}
-
-/// A share of live view on every channel with `account`, in `validity`.
-pub fn live_view_share(account: &str, validity: Option<protocol::Validity>) -> CommandBody {
-    CommandBody::Share {
-        account: crate::fixture::account(account),
-        permissions: protocol::Permissions::of(&[protocol::access::Action::LiveView]),
-        channels: protocol::ChannelScope::All,
-        validity,
     }
 }
 

@@ -41,14 +41,16 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 const EXTRA_DIRS: [&str; 2] = ["/usr/sbin", "/usr/local/sbin"];
 
 /// The device subtree rules, `%u` being the certificate CN.
-const DEVICE_ACL: [&str; 7] = [
+const DEVICE_ACL: [&str; 9] = [
     "pattern read dev/%u/cmd",
     "pattern read dev/%u/domain/result",
+    "pattern read dev/%u/time/answer",
     "pattern write dev/%u/ack",
     "pattern write dev/%u/state",
     "pattern write dev/%u/status",
     "pattern write dev/%u/audit",
     "pattern write dev/%u/domain/register",
+    "pattern write dev/%u/time/request",
 ];
 
 #[derive(Debug, thiserror::Error)]

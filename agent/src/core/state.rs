@@ -216,6 +216,7 @@ impl DeviceState {
             last_seq: self.ledger.last_seq,
             trusted_time_floor: self.clock.floor(),
             reports_dropped,
+            clock_offset_ms: None,
         }
     }
 }

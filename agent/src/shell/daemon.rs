@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
+use super::clock::Clocks;
 use super::cloud_driver;
 use super::config::Config;
 use super::device::Agent;
@@ -77,6 +78,16 @@ pub fn load_state(
 /// Builds everything from the configuration and runs until `shutdown`
 /// completes. Must be called inside a `tokio::task::LocalSet`.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    run_with_clocks(config, Clocks::system(), shutdown).await
+}
+
+/// `run` with the given clocks: a simulated recorder sharing its process
+/// with others may read a wall clock of its own (`Clocks::with_wall_offset`).
+pub async fn run_with_clocks(
+    config: Config,
+    clocks: Clocks,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     config.validate()?;
     let tls_config = if config.cloud.insecure_plaintext {
         warn!("INSECURE: the cloud link runs without TLS (insecure_plaintext); tests only");
@@ -104,6 +115,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let shared = Rc::new(SharedService::new(
         Agent::new(state, store, keys, registrar),
         config.local_socket.admin_uids.clone(),
+        clocks,
     ));
 
     let socket_config = LocalServerConfig {

@@ -22,7 +22,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
-use super::clock::now_secs;
+use super::clock::Clocks;
 use super::device::Agent;
 use crate::core::DeviceState;
 use crate::store::RealFlash;
@@ -250,6 +250,8 @@ async fn write_reply<W: AsyncWrite + Unpin>(stream: &mut W, reply: &LocalReply) 
 pub(crate) struct SharedService {
     pub(crate) agent: RefCell<Agent<RealFlash>>,
     pub(crate) changed: Notify,
+    /// The clocks every event is timed by.
+    pub(crate) clocks: Clocks,
     admin_uids: Vec<u32>,
     /// Each open connection's notice queue. A connection gets at most one
     /// notice per session it watches (bounded per connection), so a full
@@ -260,13 +262,20 @@ pub(crate) struct SharedService {
 impl SharedService {
     /// The agent, served to local processes; `admin_uids` may switch
     /// platform access.
-    pub(crate) fn new(agent: Agent<RealFlash>, admin_uids: Vec<u32>) -> Self {
+    pub(crate) fn new(agent: Agent<RealFlash>, admin_uids: Vec<u32>, clocks: Clocks) -> Self {
         SharedService {
             agent: RefCell::new(agent),
             changed: Notify::new(),
+            clocks,
             admin_uids,
             notices: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// The time decisions take now (see `Agent::now`): the one place the
+    /// clocks are read for them.
+    pub(crate) fn now(&self) -> u64 {
+        self.agent.borrow_mut().now(self.clocks.read())
     }
 
     /// Revokes every watched session whose decision is now deny and tells
@@ -315,7 +324,7 @@ impl LocalService for SharedService {
             LocalRequest::SetPlatformAccess { .. } | LocalRequest::Unbind { .. }
         );
         let may_switch = self.admin_uids.contains(&peer_uid);
-        let now = now_secs();
+        let now = self.now();
         let reply = self
             .agent
             .borrow_mut()

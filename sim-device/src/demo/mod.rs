@@ -38,6 +38,9 @@ pub const SERIAL: &str = "SIM-NVR-0001";
 /// Its verification code (on the label).
 pub const CODE: &str = "KQ7XWA";
 const REGION: &str = "EU";
+/// How far the recorder's wall clock is behind (no NTP on site): its
+/// timed grants are decided by signed time from the cloud.
+pub const CLOCK_BEHIND_SECS: i64 = 600;
 
 /// Which broker the story runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -152,7 +155,8 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
     let host = "127.0.0.1";
     let _ = writeln!(
         out,
-        "sim-device demo: {broker_text}; simulated cloud; recorder {SERIAL} ({REGION}, 8 channels) running the real agent"
+        "sim-device demo: {broker_text}; simulated cloud; recorder {SERIAL} ({REGION}, 8 channels, wall clock {} min behind) running the real agent",
+        CLOCK_BEHIND_SECS / 60
     );
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -171,6 +175,7 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         let mut spec = RecorderSpec::new(SERIAL);
         spec.region = REGION.into();
         spec.verification_code = CODE.into();
+        spec.wall_clock_offset_secs = -CLOCK_BEHIND_SECS;
         let recorder = Recorder::start(&pki, host, port, cloud.public_key(), spec)?;
         let told = tell(&mut story, &cloud, &recorder, &people).await;
         cloud.shutdown().await;

@@ -11,7 +11,7 @@ use protocol::{AccountId, ChannelScope, ChannelSet, Grant, Permissions, Reason, 
 use super::story::{
     decision_text, denied, err_text, list_text, per_device_text, result_text, Story, ADDRESS,
 };
-use super::{DemoError, People, CODE, SERIAL};
+use super::{DemoError, People, CLOCK_BEHIND_SECS, CODE, SERIAL};
 use crate::cloud::model::{
     CloudError, Contact, DeviceGrant, DeviceSelection, InstallerPermissions, InvitationId,
     ShareTerms, SiteId, SiteStatus,
@@ -361,6 +361,7 @@ async fn share(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &AccountId) {
 fn installer_after_handover(story: &mut Story<'_>, scene: &Scene<'_>) {
     let installer = cloud_user(scene.installer());
     story.section("The installer's permissions after handover");
+    recorder_clock(story, scene);
     story.step(
         "installer's live view of channel 1 (granted, valid now)",
         "allowed",
@@ -375,6 +376,31 @@ fn installer_after_handover(story: &mut Story<'_>, scene: &Scene<'_>) {
         "installer changes the configuration (granted from 1 h from now)",
         denied(Reason::NotYetValid),
         decision_text(&scene.recorder.configure(&installer)),
+    );
+}
+
+/// The recorder's wall clock is 10 minutes behind; it decides timed grants
+/// by signed time from the cloud and reports the offset it measured.
+fn recorder_clock(story: &mut Story<'_>, scene: &Scene<'_>) {
+    let offset = scene.recorder.status().ok().and_then(|s| s.clock_offset_ms);
+    let measured = match offset {
+        Some(ms) => format!("{:+.3} s", ms as f64 / 1000.0),
+        None => "none".into(),
+    };
+    let outcome = match offset {
+        // Within a second of the clock's real lag: signed time holds.
+        Some(ms) if (ms + CLOCK_BEHIND_SECS * 1000).abs() < 1000 => {
+            format!("{} min behind signed time", CLOCK_BEHIND_SECS / 60)
+        }
+        Some(_) => "off by another amount".into(),
+        None => "no signed time".into(),
+    };
+    story.step(
+        format!(
+            "recorder's wall clock against the cloud's signed time (measured offset {measured})"
+        ),
+        format!("{} min behind signed time", CLOCK_BEHIND_SECS / 60),
+        outcome,
     );
 }
 

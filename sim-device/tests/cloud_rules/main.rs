@@ -121,6 +121,7 @@ fn report(
         last_seq,
         trusted_time_floor: NOON,
         reports_dropped: 0,
+        clock_offset_ms: None,
     }
 }
 

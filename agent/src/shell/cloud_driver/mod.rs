@@ -20,7 +20,6 @@ use tokio::time::Instant;
 mod mqtt_io;
 use tracing::info;
 
-use super::clock::{self, now_secs};
 use super::config::Config;
 use super::local_server::SharedService;
 use super::mqtt_task::{self, MqttTask};
@@ -133,6 +132,7 @@ impl<'a> Driver<'a> {
             if self.link.is_stopped() {
                 return;
             }
+            self.ask_time_if_due();
             self.hand_over();
             self.check_network_if_due();
             let wake = self.next_wakeup();
@@ -161,7 +161,8 @@ impl<'a> Driver<'a> {
                 facts = poll_facts(&mut self.facts_check) => {
                     self.facts_check = None;
                     if let (Some(facts), true) = (facts, self.link.is_connected()) {
-                        self.shared.agent.borrow_mut().observe_network(facts, now_secs());
+                        let now = self.shared.now();
+                        self.shared.agent.borrow_mut().observe_network(facts, now);
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => self.on_timer(),
@@ -202,12 +203,13 @@ impl<'a> Driver<'a> {
         }
         let now = Instant::now();
         let periodic = self.next_network_check.is_some_and(|at| now >= at);
+        let device_now = self.shared.now();
         let registration = self
             .shared
             .agent
             .borrow()
             .registration_due_at()
-            .is_some_and(|at| at <= now_secs())
+            .is_some_and(|at| at <= device_now)
             && self
                 .last_facts_read
                 .is_none_or(|at| now >= at + FACTS_RETRY);
@@ -221,11 +223,14 @@ impl<'a> Driver<'a> {
 
     fn next_wakeup(&self) -> Instant {
         let now = Instant::now();
-        let wall = now_secs();
-        // Wall-clock deadlines have a resolution of one second, and a due
-        // one that cannot be met yet (flash failing) must not spin.
-        let at_wall = |at: u64| now + Duration::from_secs(at.saturating_sub(wall).max(1));
+        let reading = self.shared.clocks.read();
         let agent = self.shared.agent.borrow();
+        // Deadlines in device time (signed time, or the wall clock without
+        // it) have a resolution of one second, and a due one that cannot
+        // be met yet (flash failing) must not spin.
+        let device_ms = agent.now_ms(reading);
+        let device_secs = device_ms / 1000;
+        let at_wall = |at: u64| now + Duration::from_secs(at.saturating_sub(device_secs).max(1));
         let link = self
             .link
             .poll_timeout()
@@ -238,10 +243,14 @@ impl<'a> Driver<'a> {
         });
         let network = self.next_network_check.filter(|_| connected);
         // A watched session ends at its grant's end to the millisecond.
-        let watch = agent
-            .next_watch_deadline(wall)
-            .map(|at| now + clock::until(at));
-        [link, checkpoint, registration, network, watch]
+        let watch = agent.next_watch_deadline(device_secs).map(|at| {
+            now + Duration::from_millis(at.saturating_mul(1000).saturating_sub(device_ms))
+        });
+        let time_request = agent
+            .time_request_due_at()
+            .filter(|_| self.link.is_connected())
+            .map(|at| now + Duration::from_millis(at.saturating_sub(reading.mono_ms)));
+        [link, checkpoint, registration, network, watch, time_request]
             .into_iter()
             .flatten()
             .min()
@@ -252,7 +261,7 @@ impl<'a> Driver<'a> {
     fn on_timer(&mut self) {
         let random = self.random();
         self.link.handle_timeout(self.millis(), random);
-        let now = now_secs();
+        let now = self.shared.now();
         self.shared.agent.borrow_mut().observe_clock(now);
         self.shared.revoke_denied(now);
     }

@@ -4,13 +4,13 @@
 //! allows.
 
 use protocol::topics::{self, Leaf};
+use ring::rand::SecureRandom;
 use rumqttc::{ConnectionError, Event, Outgoing, Packet, Publish, QoS, StateError};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::Driver;
 use crate::core::link::{LinkEvent, LossCause, Transmit, POISON_STRIKES};
-use crate::shell::clock::now_secs;
 use crate::shell::device::Agent;
 use crate::shell::mqtt_task::MqttEvent;
 use crate::store::RealFlash;
@@ -67,6 +67,7 @@ impl Driver<'_> {
             LinkEvent::Connected { session_present } => {
                 info!(session_present, "connected to the cloud");
                 agent.queue_state_report();
+                agent.time().on_connected(self.shared.clocks.read().mono_ms);
                 agent.registrar().on_connected();
                 self.next_network_check = Some(Instant::now());
             }
@@ -93,10 +94,12 @@ impl Driver<'_> {
                     LossCause::Undecodable => warn!(error, retry_in_ms, "cloud link lost: the broker sent a message the device cannot take"),
                 }
                 agent.registrar().on_disconnected();
+                agent.time().on_disconnected();
             }
             LinkEvent::Closed => {
                 info!("cloud link closed");
                 agent.registrar().on_disconnected();
+                agent.time().on_disconnected();
             }
             LinkEvent::SessionDiscarded => warn!(
                 strikes = POISON_STRIKES,
@@ -177,7 +180,7 @@ impl Driver<'_> {
     fn plan_command(&self, publish: &Publish) -> Option<crate::core::Applied> {
         match topics::parse(&publish.topic) {
             Some((s, Leaf::Command)) if s == self.serial => {
-                let now = now_secs();
+                let now = self.shared.now();
                 let applied = self
                     .shared
                     .agent
@@ -193,7 +196,7 @@ impl Driver<'_> {
     /// Carries out a planned command: its state to flash, then its
     /// answers, then the PUBACK is owed.
     pub(super) fn commit(&mut self, planned: Planned) {
-        let now = now_secs();
+        let now = self.shared.now();
         self.shared
             .agent
             .borrow_mut()
@@ -214,13 +217,50 @@ impl Driver<'_> {
     /// (which outlives the connection) before its PUBACK is owed, so a lost
     /// connection redelivers rather than loses.
     fn on_publish(&self, publish: &Publish) {
-        let now = now_secs();
+        let reading = self.shared.clocks.read();
         let mut agent = self.shared.agent.borrow_mut();
+        let now = agent.now(reading);
         match topics::parse(&publish.topic) {
+            Some((s, Leaf::TimeAnswer)) if s == self.serial => {
+                agent.on_time_answer(&publish.payload, reading)
+            }
             Some((s, Leaf::DomainResult)) if s == self.serial => {
                 agent.on_domain_result(&publish.payload, now, self.random())
             }
             _ => warn!(topic = %publish.topic, "message on an unexpected topic ignored"),
+        }
+    }
+
+    /// Publishes a time request when one is due (at connect, then on the
+    /// core's schedule), outside the outbox and at QoS 0: it is worth
+    /// nothing once its answer could no longer be accepted.
+    pub(super) fn ask_time_if_due(&mut self) {
+        if self.link.publish_room() == 0 {
+            return;
+        }
+        let mut nonce = [0u8; protocol::time::NONCE_LEN];
+        if self.rng.fill(&mut nonce).is_err() {
+            error!("no random nonce for a time request");
+            return;
+        }
+        let reading = self.shared.clocks.read();
+        let request = self
+            .shared
+            .agent
+            .borrow_mut()
+            .time_request_if_due(reading, nonce);
+        if let Some(payload) = request {
+            let topic = topics::topic(&self.serial, Leaf::TimeRequest);
+            match self
+                .client
+                .try_publish(topic, QoS::AtMostOnce, false, payload)
+            {
+                Ok(()) => {
+                    self.link.handed(1);
+                    debug!("time request sent");
+                }
+                Err(e) => warn!(error = %e, "time request could not be queued"),
+            }
         }
     }
 

@@ -149,6 +149,7 @@ impl<F: Flash> Agent<F> {
             clock_trusted: self.state.clock.is_trusted(now),
             reports_queued: self.outbox.len() as u32,
             reports_dropped: self.outbox.dropped(),
+            clock_offset_ms: self.clock_offset_ms(),
         }
     }
 

@@ -17,13 +17,16 @@ use tracing::{debug, error, info, warn};
 
 use crate::core::domain::{NetworkFacts, Registrar};
 use crate::core::outbox::{Outbox, Outgoing};
+use crate::core::time::{TimePolicy, TrustedTime};
 use crate::core::watch::Watches;
 use crate::core::{
     handle_command, storage_failed, Applied, AuditRing, DeviceState, Effect, Effects,
 };
+use crate::shell::clock::Reading;
 use crate::store::{Flash, StateStore};
 
 mod local;
+mod time;
 
 /// The device: its state and everything around it (store, command keys,
 /// audit ring, outbox, domain registrar), over the flash `F`.
@@ -44,6 +47,13 @@ pub struct Agent<F: Flash> {
     network: Option<NetworkFacts>,
     /// Sessions the firmware's processes watch (see `local`).
     watches: Watches,
+    /// Signed time from the cloud (see `time`).
+    time: TrustedTime,
+    /// The clocks as last read, for the status reply's offset.
+    reading: Reading,
+    /// The wall clock's offset at the last accepted time answer, for the
+    /// state report.
+    offset_at_answer: Option<i64>,
 }
 
 impl<F: Flash> Agent<F> {
@@ -65,6 +75,9 @@ impl<F: Flash> Agent<F> {
             link: LinkState::Connecting,
             network: None,
             watches: Watches::new(),
+            time: TrustedTime::new(TimePolicy::default()),
+            reading: Reading::default(),
+            offset_at_answer: None,
         }
     }
 
@@ -285,7 +298,9 @@ impl<F: Flash> Agent<F> {
 
     /// The state report (the access list as the cloud sees it).
     pub fn state_report(&self) -> protocol::messages::StateReport {
-        self.state.report(crate::VERSION, self.outbox.dropped())
+        let mut report = self.state.report(crate::VERSION, self.outbox.dropped());
+        report.clock_offset_ms = self.offset_at_answer;
+        report
     }
 
     /// Queues the retained state report for the cloud.

@@ -1,12 +1,13 @@
 //! The cloud's MQTT connection: options and TLS, connecting and
 //! subscribing to every device's acknowledgements, state reports, online
-//! status and domain registrations, the state shared with the event task
+//! status, domain registrations and time requests (answered at once,
+//! signed with the command key), the state shared with the event task
 //! that receives them, and waiting for what devices report.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use protocol::codec;
 use protocol::ddns::DomainRegistration;
@@ -146,7 +147,13 @@ impl Shared {
 }
 
 /// What the cloud subscribes to.
-const INBOUND: [Leaf; 4] = [Leaf::Ack, Leaf::State, Leaf::Status, Leaf::DomainRegister];
+const INBOUND: [Leaf; 5] = [
+    Leaf::Ack,
+    Leaf::State,
+    Leaf::Status,
+    Leaf::DomainRegister,
+    Leaf::TimeRequest,
+];
 
 /// The simulated cloud, connected.
 pub struct Cloud {
@@ -191,7 +198,14 @@ impl Cloud {
             resender: None,
         }));
         let (tx, rx) = watch::channel(0u64);
-        let task = tokio::spawn(event_task(eventloop, client.clone(), shared.clone(), tx));
+        let time_signer = signer(&options.seed);
+        let task = tokio::spawn(event_task(
+            eventloop,
+            client.clone(),
+            time_signer,
+            shared.clone(),
+            tx,
+        ));
         let mut cloud = Cloud {
             client,
             shared,
@@ -395,6 +409,7 @@ impl Drop for Cloud {
 async fn event_task(
     mut eventloop: EventLoop,
     client: AsyncClient,
+    time_signer: CommandSigner,
     shared: Arc<Mutex<Shared>>,
     changes: watch::Sender<u64>,
 ) {
@@ -423,6 +438,10 @@ async fn event_task(
                 bump();
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if let Some((serial, Leaf::TimeRequest)) = topics::parse(&publish.topic) {
+                    answer_time(&client, &time_signer, &serial, &publish.payload);
+                    continue;
+                }
                 on_publish(&client, &mut lock(), &publish.topic, &publish.payload);
                 bump();
             }
@@ -442,6 +461,20 @@ async fn event_task(
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
+    }
+}
+
+/// Answers a device's time request with the cloud's clock (radius 0: the
+/// simulated cloud's clock is the machine's), at QoS 0 as SPEC.md §8.4 has
+/// it.
+fn answer_time(client: &AsyncClient, signer: &CommandSigner, serial: &Serial, request: &[u8]) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    if let Some(answer) = signer.answer_time_request(serial, request, now_ms, 0) {
+        let topic = topics::topic(serial, Leaf::TimeAnswer);
+        let _ = client.try_publish(topic, QoS::AtMostOnce, false, answer);
     }
 }
 
@@ -510,6 +543,7 @@ fn on_publish(client: &AsyncClient, shared: &mut Shared, topic: &str, payload: &
                 );
             }
         }
-        Leaf::Command | Leaf::Audit | Leaf::DomainResult => {}
+        Leaf::Command | Leaf::Audit | Leaf::DomainResult | Leaf::TimeRequest | Leaf::TimeAnswer => {
+        }
     }
 }

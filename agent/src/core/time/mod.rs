@@ -6,9 +6,16 @@
 //! grants are then denied. The floor is written to flash with every change
 //! and whenever it passes a grant's end (`DeviceState::next_clock_checkpoint`),
 //! so a power cut cannot take it back below an end it had passed.
+//!
+//! While the device holds signed time from the cloud (`anchor`), that time
+//! decides instead of the wall clock, and the floor rises with it.
 
 use protocol::{Reason, Validity};
 use serde::{Deserialize, Serialize};
+
+pub mod anchor;
+
+pub use anchor::{Anchor, TimePolicy, TrustedTime};
 
 /// The trusted-time floor, in Unix seconds. It only ever rises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,6 +47,17 @@ impl TrustedClock {
     /// nothing (it is the rollback the floor exists to catch).
     pub fn observe(&mut self, now: u64) {
         self.observed = self.observed.max(now);
+    }
+
+    /// A signed time answer was accepted: the true time is at least
+    /// `lower_bound`. The device-clock part of the floor is set to it (never
+    /// below the newest issue time), so readings of a wall clock that ran
+    /// ahead before signed time came cannot keep grants suspended. Returns
+    /// true if that lowered the floor (the state should then be written).
+    pub fn settle(&mut self, lower_bound: u64) -> bool {
+        let before = self.floor();
+        self.observed = lower_bound.max(self.cloud_floor);
+        self.floor() < before
     }
 
     /// A verified command's issue time.
@@ -114,6 +132,20 @@ mod tests {
             clock.check_window(WINDOW, 150),
             Err(Reason::ClockNotTrusted)
         );
+    }
+
+    #[test]
+    fn signed_time_settles_a_floor_raised_by_a_clock_that_ran_ahead() {
+        let mut clock = TrustedClock::default();
+        clock.vouch(120);
+        clock.observe(10_000);
+        assert!(clock.settle(150), "the wall clock's lead is dropped");
+        assert_eq!(clock.floor(), 150);
+        assert_eq!(clock.check_window(WINDOW, 150), Ok(()));
+        assert!(!clock.settle(160), "a higher time only raises it");
+        assert_eq!(clock.floor(), 160);
+        assert!(clock.settle(100));
+        assert_eq!(clock.floor(), 120, "never below a signed issue time");
     }
 
     #[test]
