@@ -13,6 +13,7 @@ use crate::core::link::{LinkEvent, LossCause, Transmit};
 use crate::shell::clock::now_secs;
 use crate::shell::device::Agent;
 use crate::shell::mqtt_task::MqttEvent;
+use crate::shell::tls_source::TlsSource;
 use crate::store::RealFlash;
 
 impl Driver<'_> {
@@ -22,6 +23,10 @@ impl Driver<'_> {
             match transmit {
                 Transmit::Connect { attempt } => {
                     debug!(attempt, "connecting to the cloud");
+                    // A certificate renewed on disk is used from now on.
+                    if let Some(tls) = self.tls.as_mut().and_then(TlsSource::refresh) {
+                        self.mqtt.set_tls(tls);
+                    }
                     self.mqtt.connect(attempt);
                 }
                 Transmit::Abort { attempt } => {
