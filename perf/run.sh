@@ -20,6 +20,9 @@
 #      each with its own TLS session and access list) on mosquitto: connect
 #      percentiles, memory per device, command -> ack with all of them
 #      connected, the reconnect curve after a broker restart
+#   7. access watch: command -> notice to the streaming server with the
+#      watch registry full (1,000 revocations), grant end -> notice, RSS
+#      (perf/src/watch_latency.rs, the embedded broker)
 #
 # Needs the Debian packages mosquitto, mosquitto-clients and inadyn; as root
 # it installs the missing ones with apt-get. Everything runs on loopback and
@@ -63,7 +66,7 @@ log "building the Cedar comparison and the daemon measurements (perf/, release)"
 # Not --locked: perf/Cargo.lock follows the path dependencies (hc-agent,
 # hc-protocol, hc-testkit) as their manifests change.
 cargo build --release --manifest-path perf/Cargo.toml --target-dir target/perf \
-    --bin cedar-compare --bin measure >&2
+    --bin cedar-compare --bin measure --bin watch-latency >&2
 fleet_devices=${PERF_FLEET_DEVICES:-1000}
 if [ "$fleet_devices" -gt 0 ]; then
     log "building the simulator (sim profile) for the fleet"
@@ -75,13 +78,13 @@ fi
 rows=$(mktemp)
 trap 'rm -f "$rows"' EXIT
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-log "1/4 access decisions: decide vs cedar-policy"
+log "1/5 access decisions: decide vs cedar-policy"
 if ! target/perf/release/cedar-compare >>"$rows" 2> >(tee -a "$details" >&2); then
     cat "$rows" >&2
     log "FAILED: agent::core::decide and cedar-policy disagree (see above)"
     exit 1
 fi
-log "2/4 daemon: memory, size, domain registration, end to end, start-up"
+log "2/5 daemon: memory, size, domain registration, end to end, start-up"
 HC_AGENT_BIN="$root/target/release/hc-agent" target/perf/release/measure \
     >>"$rows" 2> >(tee -a "$details" >&2)
 sleep 0.2 # let tee finish
@@ -90,7 +93,7 @@ sleep 0.2 # let tee finish
 musl=x86_64-unknown-linux-musl
 if rustup target list --installed 2>/dev/null | grep -qx "$musl" &&
     [ -d "$(rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
-    log "3/4 the same daemon figures for the static musl build (as shipped on devices)"
+    log "3/5 the same daemon figures for the static musl build (as shipped on devices)"
     RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/cross CC_x86_64_unknown_linux_musl=gcc \
         CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C force-unwind-tables=no" \
         cargo build --release --locked -Zbuild-std=std,panic_abort -Zbuild-std-features= \
@@ -101,11 +104,11 @@ if rustup target list --installed 2>/dev/null | grep -qx "$musl" &&
             -e 's/^| 2 | Size on disk (x86_64, stripped)/| 2 | Size on disk (x86_64 static musl, libc included)/p' >>"$rows"
     sleep 0.2
 else
-    log "3/4 skipped: rustup target add $musl and rustup component add rust-src for the static build's figures"
+    log "3/5 skipped: rustup target add $musl and rustup component add rust-src for the static build's figures"
 fi
 if [ "$fleet_devices" -gt 0 ]; then
     commands=$((fleet_devices * 2))
-    log "4/4 fleet: $fleet_devices devices, $commands commands, a broker restart (mosquitto)"
+    log "4/5 fleet: $fleet_devices devices, $commands commands, a broker restart (mosquitto)"
     fleet_log=$(mktemp)
     if ! target/sim/sim-device fleet --devices "$fleet_devices" --commands "$commands" --mosquitto \
         >"$fleet_log" 2>&1; then
@@ -122,6 +125,10 @@ if [ "$fleet_devices" -gt 0 ]; then
     sed -n "s/^  \([0-9]*\)\/[0-9]* reconnected, the last \([0-9.]*\) s after the broker was back; peak \([0-9]*\) per 250 ms, mean \([0-9.]*\), peak\/mean \([0-9.]*\).*/| 6 | Fleet: reconnect after a broker restart (default backoff): all \1 back after \2 s; peak \/ mean per 250 ms | \3 \/ \4 = \5 |  |  |  | within 2x | |/p" "$fleet_log" >>"$rows"
     rm -f "$fleet_log"
 fi
+log "5/5 access watch: 1,000 revocations with the watch registry full, grant ends"
+HC_AGENT_BIN="$root/target/release/hc-agent" target/perf/release/watch-latency \
+    >>"$rows" 2> >(tee -a "$details" >&2)
+sleep 0.2
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the report

@@ -102,12 +102,17 @@ pub fn stream_command(seq: u64) -> CommandBody {
 
 /// `Bind { role: Owner }` for `owner`, with the right proof.
 pub fn bind_owner_body(owner: &str) -> CommandBody {
+    bind_body(owner, protocol::BindRole::Owner)
+}
+
+/// `account` binds the test device in `role`, with the right proof.
+pub fn bind_body(account: &str, role: protocol::BindRole) -> CommandBody {
     CommandBody::Bind {
-        role: protocol::BindRole::Owner,
+        role,
         proof: protocol::command::bind_proof(
             CODE.as_bytes(),
             &Serial::new(SERIAL).unwrap(),
-            &AccountId::new(owner).unwrap(),
+            &AccountId::new(account).unwrap(),
         ),
     }
 }
@@ -153,5 +158,22 @@ impl Rng {
     /// Uniform in `lo..hi`.
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next_u64() % (hi - lo)
+    }
+}
+
+/// A share of live view on every channel with `account`, in `validity`.
+pub fn live_view_share(account: &str, validity: Option<protocol::Validity>) -> CommandBody {
+    CommandBody::Share {
+        account: crate::fixture::account(account),
+        permissions: protocol::Permissions::of(&[protocol::access::Action::LiveView]),
+        channels: protocol::ChannelScope::All,
+        validity,
+    }
+}
+
+/// The owner deletes the share of `account`.
+pub fn unshare_body(account: &str) -> CommandBody {
+    CommandBody::Unshare {
+        accounts: heapless::Vec::from_slice(&[AccountId::new(account).unwrap()]).unwrap(),
     }
 }

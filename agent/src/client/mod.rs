@@ -126,11 +126,16 @@ impl LocalClient {
         action: Action,
         channel: Option<u16>,
     ) -> Result<Decision, ClientError> {
-        match self.request(&LocalRequest::Authorize {
+        self.decision(&LocalRequest::Authorize {
             principal,
             action,
             channel,
-        })? {
+        })
+    }
+
+    /// A request answered by a decision (`Authorize`, `Watch`).
+    fn decision(&mut self, request: &LocalRequest) -> Result<Decision, ClientError> {
+        match self.request(request)? {
             LocalReply::Decision(decision) => Ok(decision),
             other => Err(unexpected(other)),
         }
@@ -193,15 +198,12 @@ impl LocalClient {
         action: Action,
         channel: Option<u16>,
     ) -> Result<Decision, ClientError> {
-        match self.request(&LocalRequest::Watch {
+        self.decision(&LocalRequest::Watch {
             session,
             principal,
             action,
             channel,
-        })? {
-            LocalReply::Decision(decision) => Ok(decision),
-            other => Err(unexpected(other)),
-        }
+        })
     }
 
     /// The session ended: the agent stops watching it.

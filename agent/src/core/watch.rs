@@ -192,6 +192,15 @@ mod tests {
         watches
     }
 
+    /// The sessions of `watched` revoked once `change` is made to the state,
+    /// and what stays watched.
+    fn revoked_after(change: impl FnOnce(&mut DeviceState)) -> (Vec<Revoked>, Watches) {
+        let mut state = device();
+        let mut watches = watched(&state);
+        change(&mut state);
+        (watches.revoke_denied(&state, 100), watches)
+    }
+
     fn sessions(revoked: &[Revoked]) -> Vec<(u32, Reason)> {
         let mut out: Vec<_> = revoked.iter().map(|r| (r.session, r.reason)).collect();
         out.sort_by_key(|(session, _)| *session);
@@ -229,10 +238,7 @@ mod tests {
 
     #[test]
     fn the_service_switch_revokes_owner_and_shares_but_not_the_installer_or_local_users() {
-        let mut state = device();
-        let mut watches = watched(&state);
-        state.access.cloud_service = false;
-        let revoked = watches.revoke_denied(&state, 100);
+        let (revoked, _) = revoked_after(|state| state.access.cloud_service = false);
         assert_eq!(
             sessions(&revoked),
             [
@@ -245,10 +251,7 @@ mod tests {
 
     #[test]
     fn platform_access_off_revokes_every_cloud_session_and_no_local_one() {
-        let mut state = device();
-        let mut watches = watched(&state);
-        state.access.platform_access = false;
-        let revoked = watches.revoke_denied(&state, 100);
+        let (revoked, watches) = revoked_after(|state| state.access.platform_access = false);
         assert_eq!(revoked.len(), 4);
         assert!(revoked
             .iter()

@@ -15,17 +15,33 @@ use crate::core::Identity;
 /// Where the daemon and `ctl` read the configuration unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/hc-agent/agent.toml";
 
+/// Why a configuration cannot be used; each names the file or the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file (or a file it names) cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the system said.
         source: std::io::Error,
     },
+    /// The file is not valid TOML for this configuration.
     #[error("{path}: {message}")]
-    Syntax { path: PathBuf, message: String },
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
     #[error("{key}: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid {
+        /// The key, as written in the file (`cloud.keep_alive_secs`).
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -37,26 +53,41 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+/// The whole configuration file (`agent.example.toml` documents each key).
 pub struct Config {
+    /// The device serial: MQTT client id and certificate subject.
     pub serial: String,
+    /// The cloud region the device belongs to; accounts of another region
+    /// are refused.
     pub region: String,
+    /// Video channels the recorder has (numbered from 1).
     pub channels: u16,
+    /// The code printed on the device's label, the key of the bind proof.
     pub verification_code: String,
+    /// Where the state file lives (on flash).
     pub state_dir: PathBuf,
+    /// The cloud link.
     pub cloud: CloudConfig,
+    /// The pinned command verification keys (current and next).
     #[serde(default)]
     pub command_keys: Vec<CommandKeyConfig>,
+    /// The local socket for the firmware's processes.
     pub local_socket: LocalSocketConfig,
+    /// Domain registration.
     #[serde(default)]
     pub domain: DomainConfig,
+    /// Logging.
     #[serde(default)]
     pub log: LogConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+/// The `[cloud]` table: where the broker is and how to reach it.
 pub struct CloudConfig {
+    /// The broker's host name (also the name its certificate must carry).
     pub host: String,
+    /// The broker's MQTT-over-TLS port.
     #[serde(default = "default_port")]
     pub port: u16,
     /// The cloud CA certificate (PEM). The only trust anchor: system roots
@@ -71,6 +102,7 @@ pub struct CloudConfig {
     /// certificate against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_ca: Option<PathBuf>,
+    /// The MQTT keep-alive; silence for 1.5 of these is a dead link.
     #[serde(default = "default_keep_alive")]
     pub keep_alive_secs: u64,
     /// How long one connection attempt (TCP, TLS, CONNECT, CONNACK) may
@@ -84,8 +116,10 @@ pub struct CloudConfig {
     /// Plain MQTT without TLS. For tests on loopback only; never in the field.
     #[serde(default)]
     pub insecure_plaintext: bool,
+    /// The first reconnect delay's bound (full jitter, doubling).
     #[serde(default = "default_backoff_base_ms")]
     pub backoff_base_ms: u64,
+    /// The largest reconnect delay.
     #[serde(default = "default_backoff_cap_ms")]
     pub backoff_cap_ms: u64,
     /// After losing an established connection, delays start from this
@@ -96,7 +130,9 @@ pub struct CloudConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+/// One pinned command verification key.
 pub struct CommandKeyConfig {
+    /// The key id envelopes name.
     pub id: u8,
     /// The Ed25519 public key, 64 hex digits.
     pub public_key: String,
@@ -104,7 +140,9 @@ pub struct CommandKeyConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+/// The `[local_socket]` table.
 pub struct LocalSocketConfig {
+    /// The socket file.
     pub path: PathBuf,
     /// User ids whose processes may connect.
     pub allowed_uids: Vec<u32>,
@@ -122,10 +160,16 @@ pub struct LocalSocketConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+/// The `[domain]` table: the service ports registered with the domain
+/// name, and how often they are checked.
 pub struct DomainConfig {
+    /// The web server's port.
     pub http_port: u16,
+    /// The web server's TLS port.
     pub https_port: u16,
+    /// The streaming server's port.
     pub rtsp_port: u16,
+    /// The SDK server's port.
     pub sdk_port: u16,
     /// A file the firmware rewrites when its service ports change, with
     /// lines `http=80`, `https=443`, `rtsp=554`, `sdk=8000`, and port
@@ -143,6 +187,7 @@ pub struct DomainConfig {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
+/// The `[log]` table.
 pub struct LogConfig {
     /// error, warn, info, debug or trace.
     #[serde(default = "default_level")]
@@ -212,6 +257,8 @@ impl Default for LogConfig {
 }
 
 impl DomainConfig {
+    /// The configured service ports (the ports file, when set, overrides
+    /// them at each check).
     pub fn ports(&self) -> ServicePorts {
         ServicePorts {
             http: self.http_port,
@@ -281,6 +328,7 @@ impl Config {
         Ok(())
     }
 
+    /// The device's identity (serial, region, channels, code), checked.
     pub fn identity(&self) -> Result<Identity, ConfigError> {
         let serial = Serial::new(&self.serial).map_err(|e| invalid("serial", e.to_string()))?;
         protocol::DomainName::from_serial(&serial).map_err(|e| {
@@ -307,6 +355,7 @@ impl Config {
         })
     }
 
+    /// The pinned command keys, decoded and checked (at least one).
     pub fn command_keys(&self) -> Result<CommandKeys, ConfigError> {
         if self.command_keys.is_empty() {
             return Err(invalid(

@@ -43,9 +43,9 @@ pub(crate) struct MqttEvent {
 
 /// The running task and the two ends the driver holds.
 pub(crate) struct MqttTask {
-    /// `Some(attempt)`: poll (and so connect) for that attempt; `None`:
-    /// drop any connection and wait.
-    mode: watch::Sender<Option<u32>>,
+    /// `Some(attempt)`: poll (and so connect) for that attempt, with a
+    /// clean session or not; `None`: drop any connection and wait.
+    mode: watch::Sender<Option<Attempt>>,
     /// The TLS configuration for the next connection (a renewed
     /// certificate); rumqttc reads its options only when it connects.
     tls: watch::Sender<Option<Arc<rustls::ClientConfig>>>,
@@ -74,8 +74,11 @@ impl MqttTask {
     }
 
     /// Runs connection attempt `attempt`.
-    pub(crate) fn connect(&self, attempt: u32) {
-        self.set_mode(Some(attempt));
+    pub(crate) fn connect(&self, attempt: u32, clean_session: bool) {
+        self.set_mode(Some(Attempt {
+            number: attempt,
+            clean_session,
+        }));
     }
 
     /// Drops the current connection or attempt, whatever it is doing.
@@ -83,7 +86,7 @@ impl MqttTask {
         self.set_mode(None);
     }
 
-    fn set_mode(&self, mode: Option<u32>) {
+    fn set_mode(&self, mode: Option<Attempt>) {
         self.mode.send_if_modified(|current| {
             let changed = *current != mode;
             *current = mode;
@@ -104,9 +107,16 @@ impl Drop for MqttTask {
     }
 }
 
+/// A connection attempt the driver asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Attempt {
+    number: u32,
+    clean_session: bool,
+}
+
 async fn poll_loop(
     mut eventloop: EventLoop,
-    mut mode: watch::Receiver<Option<u32>>,
+    mut mode: watch::Receiver<Option<Attempt>>,
     mut tls: watch::Receiver<Option<Arc<rustls::ClientConfig>>>,
     events: mpsc::Sender<MqttEvent>,
 ) {
@@ -116,13 +126,19 @@ async fn poll_loop(
                 eventloop.mqtt_options.set_transport(tls_transport(config));
             }
         }
-        let Some(attempt) = *mode.borrow_and_update() else {
+        let Some(current) = *mode.borrow_and_update() else {
             eventloop.clean();
             if mode.changed().await.is_err() {
                 return;
             }
             continue;
         };
+        let attempt = current.number;
+        // Read by rumqttc when it connects (its network is gone after an
+        // error or an abort, so the next poll connects).
+        eventloop
+            .mqtt_options
+            .set_clean_session(current.clean_session);
         let event = tokio::select! {
             biased;
             changed = mode.changed() => {
@@ -156,7 +172,7 @@ async fn poll_loop(
                 if mode.changed().await.is_err() {
                     return;
                 }
-                if *mode.borrow_and_update() != Some(attempt) {
+                if *mode.borrow_and_update() != Some(current) {
                     break;
                 }
             }

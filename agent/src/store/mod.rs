@@ -15,12 +15,14 @@
 //! next save then writes over the damaged `<name>` and leaves `<name>.prev`,
 //! the last good copy, in place.
 
+#[cfg(any(test, feature = "testing"))]
 mod faults;
 mod file_format;
 mod flash;
 
 use std::path::{Path, PathBuf};
 
+#[cfg(any(test, feature = "testing"))]
 pub use faults::{Fault, FaultyFlash};
 pub use file_format::{FormatError, FORMAT_VERSION, MAX_PAYLOAD};
 pub use flash::{Flash, RealFlash};
@@ -107,6 +109,7 @@ impl<F: Flash> StateStore<F> {
     }
 
     /// The flash the store writes through; tests arm their faults here.
+    #[cfg(any(test, feature = "testing"))]
     pub fn flash(&mut self) -> &mut F {
         &mut self.flash
     }

@@ -23,6 +23,10 @@ use crate::recorder::Recorder;
 const ONLINE_WAIT: Duration = Duration::from_secs(10);
 /// How long the demo waits for a domain registration.
 const REGISTRATION_WAIT: Duration = Duration::from_secs(8);
+/// How long the demo waits for the agent to cut a watched stream.
+const NOTICE_WAIT: Duration = Duration::from_secs(5);
+/// The streaming server's id for frank's live view.
+const FRANKS_STREAM: u32 = 1;
 
 /// What every section of the story works with.
 struct Scene<'a> {
@@ -468,12 +472,47 @@ async fn delete_shares(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &Accoun
         "frank@example.com",
         list_text(cloud, olivia),
     );
+    // The streaming server holds frank's live view open and watches it.
+    let mut stream = scene.recorder.client().ok();
+    let watched = stream.as_mut().map(|s| {
+        s.watch(
+            FRANKS_STREAM,
+            cloud_user(&people.frank),
+            Action::LiveView,
+            Some(1),
+        )
+    });
+    let unshared_at = std::time::Instant::now();
     let removed = cloud.unshare(olivia, SERIAL, &["frank@example.com"]).await;
     story.step(
         "olivia deletes the share of frank@example.com",
         "deleted",
         result_text(&removed, "deleted"),
     );
+    let mut when = None;
+    let cut = match (watched, stream.as_mut()) {
+        (Some(Ok(_)), Some(stream)) => match stream.next_notice(NOTICE_WAIT) {
+            Ok(Some(notice)) => {
+                when = Some(unshared_at.elapsed());
+                format!("cut: {}", notice.reason.text())
+            }
+            Ok(None) => "still streaming".to_string(),
+            Err(e) => e.to_string(),
+        },
+        (Some(Err(e)), _) => e.to_string(),
+        _ => "no streaming server".to_string(),
+    };
+    story.step(
+        "frank's running live view of channel 1 (watched by the streaming server)",
+        format!("cut: {}", Reason::NotAPrincipal.text()),
+        cut,
+    );
+    if let Some(after) = when {
+        story.note(&format!(
+            "the stream was cut {:.1} ms after olivia's delete was sent",
+            after.as_secs_f64() * 1e3
+        ));
+    }
     story.step(
         "frank's live view of channel 1, right after",
         denied(Reason::NotAPrincipal),

@@ -54,6 +54,10 @@ enum Phase {
     Stopped,
 }
 
+/// Connections lost in a row to an undecodable packet before the next one
+/// starts a clean session.
+pub const POISON_STRIKES: u8 = 3;
+
 /// Most transmits one step queues (a connect ends with subscribe and status;
 /// a close with status, disconnect and abort).
 const TRANSMITS: usize = 4;
@@ -70,6 +74,8 @@ pub struct Link {
     transmits: Deque<Transmit, TRANSMITS>,
     events: Deque<LinkEvent, EVENTS>,
     flow: Flow,
+    /// Connections in a row lost to a packet the client could not take.
+    poison_strikes: u8,
 }
 
 impl Link {
@@ -87,6 +93,7 @@ impl Link {
             transmits: Deque::new(),
             events: Deque::new(),
             flow: Flow::default(),
+            poison_strikes: 0,
         }
     }
 
@@ -142,8 +149,14 @@ impl Link {
                 self.phase = Phase::Connecting {
                     deadline: now + millis(self.policy.connect_timeout),
                 };
+                // A message that broke the connection again and again
+                // would be redelivered forever on the persistent session:
+                // give the session up once (the cloud re-sends what it
+                // has no acknowledgement for).
+                let clean_session = self.poison_strikes >= POISON_STRIKES;
                 self.transmit(Transmit::Connect {
                     attempt: self.attempt,
+                    clean_session,
                 });
             }
             Phase::Connecting { deadline } if now >= deadline => {
@@ -180,6 +193,11 @@ impl Link {
         }
         self.phase = Phase::Connected { last_incoming: now };
         self.backoff.on_connected(now);
+        if self.poison_strikes >= POISON_STRIKES {
+            // This connection started a clean session (see handle_timeout).
+            self.poison_strikes = 0;
+            self.event(LinkEvent::SessionDiscarded);
+        }
         // The online status goes out with what the last connection left.
         self.flow = Flow::new(pending_publishes + 1);
         self.transmit(Transmit::Subscribe);
@@ -237,9 +255,30 @@ impl Link {
         }
         match self.phase {
             Phase::Connecting { .. } => self.connect_failed(false, now, random),
-            Phase::Connected { .. } => self.lost(LossCause::Error, now, random),
+            Phase::Connected { .. } => {
+                self.poison_strikes = 0;
+                self.lost(LossCause::Error, now, random)
+            }
             Phase::Closing { then, .. } => self.closed(then),
             Phase::Waiting { .. } | Phase::Disabled | Phase::Stopped => {}
+        }
+    }
+
+    /// Attempt `attempt`'s connection broke on a packet from the broker the
+    /// MQTT client could not take (over the packet size limit, or
+    /// malformed). The broker redelivers it on the persistent session; after
+    /// `POISON_STRIKES` such losses in a row the next connection starts a
+    /// clean session, which drops it.
+    pub fn handle_undecodable(&mut self, attempt: u32, now: u64, random: u32) {
+        if !self.current(attempt) {
+            return;
+        }
+        match self.phase {
+            Phase::Connected { .. } => {
+                self.poison_strikes = self.poison_strikes.saturating_add(1);
+                self.lost(LossCause::Undecodable, now, random);
+            }
+            _ => self.handle_error(attempt, now, random),
         }
     }
 

@@ -10,6 +10,9 @@ pub enum Transmit {
     Connect {
         /// The attempt's number, to tag what the driver reports about it.
         attempt: u32,
+        /// Start a clean session: the broker drops what it queued for the
+        /// device (see `Link::handle_undecodable`).
+        clean_session: bool,
     },
     /// Drop attempt `attempt`'s connection now, without a DISCONNECT.
     Abort {
@@ -36,6 +39,8 @@ pub enum LossCause {
     Silent,
     /// The broker sent more unacknowledged messages than the device holds.
     TooManyUnacked,
+    /// A packet the MQTT client could not take (too large, malformed).
+    Undecodable,
 }
 
 /// What happened, for the log and for the rest of the agent.
@@ -62,4 +67,9 @@ pub enum LinkEvent {
     },
     /// The link was closed on purpose (platform access off, or shutdown).
     Closed,
+    /// The link connected with a clean session after a message broke the
+    /// connection `POISON_STRIKES` times: what the broker had queued for
+    /// the device is gone, and the cloud re-sends what it has no
+    /// acknowledgement for.
+    SessionDiscarded,
 }

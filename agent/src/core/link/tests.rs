@@ -38,7 +38,13 @@ fn connecting(now: u64) -> Link {
     let mut link = Link::new(policy(), true, now);
     assert_eq!(link.poll_timeout(), Some(now));
     link.handle_timeout(now, 0);
-    assert_eq!(transmits(&mut link), [Transmit::Connect { attempt: 1 }]);
+    assert_eq!(
+        transmits(&mut link),
+        [Transmit::Connect {
+            attempt: 1,
+            clean_session: false
+        }]
+    );
     link
 }
 
@@ -78,7 +84,13 @@ fn a_disabled_link_does_nothing_until_enabled() {
     assert_eq!(link.state(), LinkState::Disabled);
     link.set_enabled(true, 5);
     link.handle_timeout(5, 0);
-    assert_eq!(transmits(&mut link), [Transmit::Connect { attempt: 1 }]);
+    assert_eq!(
+        transmits(&mut link),
+        [Transmit::Connect {
+            attempt: 1,
+            clean_session: false
+        }]
+    );
 }
 
 #[test]
@@ -114,7 +126,13 @@ fn a_connack_timeout_abandons_the_attempt_and_backs_off() {
     assert_eq!(link.state(), LinkState::Connecting);
     assert!(transmits(&mut link).is_empty());
     link.handle_timeout(CONNECT_TIMEOUT_MS + 1_000, 0);
-    assert_eq!(transmits(&mut link), [Transmit::Connect { attempt: 2 }]);
+    assert_eq!(
+        transmits(&mut link),
+        [Transmit::Connect {
+            attempt: 2,
+            clean_session: false
+        }]
+    );
 }
 
 #[test]
@@ -156,7 +174,8 @@ fn failed_attempts_back_off_exponentially_to_the_cap_and_a_stable_link_resets_it
         assert_eq!(
             transmits(&mut link),
             [Transmit::Connect {
-                attempt: attempt + 1
+                attempt: attempt + 1,
+                clean_session: false
             }]
         );
     }
@@ -272,7 +291,13 @@ fn platform_access_off_goes_offline_gracefully_and_on_reconnects_at_once() {
     link.set_enabled(true, 5_000);
     assert_eq!(link.poll_timeout(), Some(5_000));
     link.handle_timeout(5_000, 0);
-    assert_eq!(transmits(&mut link), [Transmit::Connect { attempt: 2 }]);
+    assert_eq!(
+        transmits(&mut link),
+        [Transmit::Connect {
+            attempt: 2,
+            clean_session: false
+        }]
+    );
 }
 
 #[test]
@@ -295,4 +320,78 @@ fn shutdown_while_connecting_abandons_the_attempt_and_stops() {
     assert!(link.is_stopped());
     link.set_enabled(true, 60);
     assert!(link.is_stopped(), "a stopped link stays stopped");
+}
+
+#[test]
+fn a_message_that_breaks_the_connection_three_times_is_dropped_with_a_clean_session() {
+    let mut link = connected(0);
+    let mut now = 0;
+    for attempt in 1..=u32::from(POISON_STRIKES) {
+        link.handle_undecodable(attempt, now, 0);
+        assert!(matches!(
+            events(&mut link).as_slice(),
+            [LinkEvent::Lost {
+                cause: LossCause::Undecodable,
+                ..
+            }]
+        ));
+        now = link.poll_timeout().unwrap();
+        link.handle_timeout(now, 0);
+        let clean = attempt == u32::from(POISON_STRIKES);
+        assert_eq!(
+            transmits(&mut link),
+            [Transmit::Connect {
+                attempt: attempt + 1,
+                clean_session: clean
+            }]
+        );
+        link.handle_connack(attempt + 1, !clean, 0, now);
+        let connected = events(&mut link);
+        assert_eq!(connected.contains(&LinkEvent::SessionDiscarded), clean);
+        transmits(&mut link);
+    }
+    // Back to the persistent session for the next connection.
+    link.handle_undecodable(u32::from(POISON_STRIKES) + 1, now, 0);
+    link.handle_timeout(link.poll_timeout().unwrap(), 0);
+    assert!(matches!(
+        transmits(&mut link).as_slice(),
+        [Transmit::Connect {
+            clean_session: false,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn another_kind_of_loss_in_between_starts_the_count_again() {
+    let mut link = connected(0);
+    let mut attempt = 1;
+    let mut reconnect = |link: &mut Link, attempt: &mut u32| {
+        let now = link.poll_timeout().unwrap();
+        link.handle_timeout(now, 0);
+        let sent = transmits(link);
+        *attempt += 1;
+        link.handle_connack(*attempt, true, 0, now);
+        events(link);
+        transmits(link);
+        sent
+    };
+    for _ in 0..2 {
+        link.handle_undecodable(attempt, 0, 0);
+        reconnect(&mut link, &mut attempt);
+    }
+    link.handle_error(attempt, 0, 0);
+    reconnect(&mut link, &mut attempt);
+    link.handle_undecodable(attempt, 0, 0);
+    let sent = reconnect(&mut link, &mut attempt);
+    assert!(
+        matches!(
+            sent.as_slice(),
+            [Transmit::Connect {
+                clean_session: false,
+                ..
+            }]
+        ),
+        "{sent:?}"
+    );
 }

@@ -4,12 +4,12 @@
 //! allows.
 
 use protocol::topics::{self, Leaf};
-use rumqttc::{Event, Outgoing, Packet, Publish, QoS};
+use rumqttc::{ConnectionError, Event, Outgoing, Packet, Publish, QoS, StateError};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::Driver;
-use crate::core::link::{LinkEvent, LossCause, Transmit};
+use crate::core::link::{LinkEvent, LossCause, Transmit, POISON_STRIKES};
 use crate::shell::clock::now_secs;
 use crate::shell::device::Agent;
 use crate::shell::mqtt_task::MqttEvent;
@@ -21,13 +21,16 @@ impl Driver<'_> {
     pub(super) fn carry_out_link(&mut self) {
         while let Some(transmit) = self.link.poll_transmit() {
             match transmit {
-                Transmit::Connect { attempt } => {
-                    debug!(attempt, "connecting to the cloud");
+                Transmit::Connect {
+                    attempt,
+                    clean_session,
+                } => {
+                    debug!(attempt, clean_session, "connecting to the cloud");
                     // A certificate renewed on disk is used from now on.
                     if let Some(tls) = self.tls.as_mut().and_then(TlsSource::refresh) {
                         self.mqtt.set_tls(tls);
                     }
-                    self.mqtt.connect(attempt);
+                    self.mqtt.connect(attempt, clean_session);
                 }
                 Transmit::Abort { attempt } => {
                     debug!(attempt, "connection dropped");
@@ -84,6 +87,7 @@ impl Driver<'_> {
                     LossCause::Error => warn!(error, retry_in_ms, "cloud link lost"),
                     LossCause::Silent => warn!(retry_in_ms, "cloud link lost: nothing from the broker for 1.5 keep-alive intervals"),
                     LossCause::TooManyUnacked => warn!(retry_in_ms, "cloud link lost: the broker sent more unacknowledged messages than the device holds"),
+                    LossCause::Undecodable => warn!(error, retry_in_ms, "cloud link lost: the broker sent a message the device cannot take"),
                 }
                 agent.registrar().on_disconnected();
             }
@@ -91,6 +95,10 @@ impl Driver<'_> {
                 info!("cloud link closed");
                 agent.registrar().on_disconnected();
             }
+            LinkEvent::SessionDiscarded => warn!(
+                strikes = POISON_STRIKES,
+                "a message broke the cloud link again and again: the broker's session was started afresh (its queued messages are dropped; the cloud re-sends what was not acknowledged)"
+            ),
         }
     }
 
@@ -138,9 +146,17 @@ impl Driver<'_> {
             }
             Ok(Event::Outgoing(_)) => {}
             Err(e) => {
+                let undecodable = matches!(
+                    e,
+                    ConnectionError::MqttState(StateError::Deserialization(_))
+                );
                 self.connection_error = Some(e);
                 let random = self.random();
-                self.link.handle_error(attempt, now, random);
+                if undecodable {
+                    self.link.handle_undecodable(attempt, now, random);
+                } else {
+                    self.link.handle_error(attempt, now, random);
+                }
             }
         }
     }

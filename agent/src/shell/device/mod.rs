@@ -140,6 +140,7 @@ impl<F: Flash> Agent<F> {
     }
 
     /// The flash under the state store (tests arm faults through it).
+    #[cfg(any(test, feature = "testing"))]
     pub fn store_flash(&mut self) -> &mut F {
         self.store.flash()
     }
