@@ -268,8 +268,8 @@ fn main() -> ExitCode {
         }
     };
     let local = tokio::task::LocalSet::new();
-    let reload = Box::new(move || load_config(&flags));
-    let result = local.block_on(&runtime, daemon::run(config, reload, shutdown_signal()));
+    let reload: agent::shell::reload::LoadConfig = Box::new(move || load_config(&flags));
+    let result = local.block_on(&runtime, daemon::run(config, Some(reload), shutdown_signal()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ StartError::Locked(_)) => {

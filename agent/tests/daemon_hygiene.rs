@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::client::{ClientError, LocalClient};
+use agent::client::ClientError;
 use hc_testkit::daemon::*;
 use hc_testkit::local::wait_local;
 use protocol::access::LocalLevel;

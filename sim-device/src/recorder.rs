@@ -379,6 +379,6 @@ fn run_agent(config: Config, stop: tokio::sync::oneshot::Receiver<()>) -> Result
         let _ = stop.await;
     };
     local
-        .block_on(&runtime, agent::shell::daemon::run(config, shutdown))
+        .block_on(&runtime, agent::shell::daemon::run(config, None, shutdown))
         .map_err(|e| e.to_string())
 }

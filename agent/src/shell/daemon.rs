@@ -83,11 +83,12 @@ pub fn load_state(
 }
 
 /// Builds everything from the configuration and runs until `shutdown`
-/// completes; SIGHUP reads the configuration again with `load`. Must be
-/// called inside a `tokio::task::LocalSet`.
+/// completes; SIGHUP reads the configuration again with `load` (none: the
+/// embedding program keeps its signals). Must be called inside a
+/// `tokio::task::LocalSet`.
 pub async fn run(
     config: Config,
-    load: LoadConfig,
+    load: Option<LoadConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     config.validate()?;

@@ -21,7 +21,7 @@ pub type LoadConfig = Box<dyn Fn() -> Result<Config, String>>;
 
 /// The SIGHUP listener and the configuration last applied.
 pub struct Reload {
-    load: LoadConfig,
+    load: Option<LoadConfig>,
     applied: Config,
     hangup: Option<Signal>,
 }
@@ -36,12 +36,14 @@ pub(crate) struct Reloaded {
 }
 
 impl Reload {
-    /// From now on SIGHUP reloads instead of ending the process. Must be
-    /// called inside the runtime.
-    pub fn new(applied: Config, load: LoadConfig) -> Reload {
-        let hangup = match signal(SignalKind::hangup()) {
-            Ok(hangup) => Some(hangup),
-            Err(e) => {
+    /// From now on SIGHUP reloads instead of ending the process; with no
+    /// `load` (an agent embedded in another program, like the simulator's
+    /// recorders) signals are left alone. Must be called inside the runtime.
+    pub fn new(applied: Config, load: Option<LoadConfig>) -> Reload {
+        let hangup = match load.as_ref().map(|_| signal(SignalKind::hangup())) {
+            None => None,
+            Some(Ok(hangup)) => Some(hangup),
+            Some(Err(e)) => {
                 error!(error = %e, "SIGHUP handler not installed: reload needs a restart");
                 None
             }
@@ -65,7 +67,8 @@ impl Reload {
 
     /// Reads the configuration again: what to apply, or why nothing is.
     pub(crate) fn load(&mut self) -> Result<Reloaded, String> {
-        let config = (self.load)()?;
+        let load = self.load.as_ref().ok_or("no configuration to reload")?;
+        let config = load()?;
         let keys = config.command_keys().map_err(|e| e.to_string())?;
         let tls = if config.cloud.insecure_plaintext {
             None

@@ -366,7 +366,7 @@ fn a_message_that_breaks_the_connection_three_times_is_dropped_with_a_clean_sess
 fn another_kind_of_loss_in_between_starts_the_count_again() {
     let mut link = connected(0);
     let mut attempt = 1;
-    let mut reconnect = |link: &mut Link, attempt: &mut u32| {
+    let reconnect = |link: &mut Link, attempt: &mut u32| {
         let now = link.poll_timeout().unwrap();
         link.handle_timeout(now, 0);
         let sent = transmits(link);
