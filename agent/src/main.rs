@@ -6,9 +6,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent::shell::config::{log_level, Config, LogConfig};
+use agent::shell::config::Config;
 use agent::shell::daemon::{self, StartError};
-use agent::shell::syslog::Syslog;
 use agent::shell::tls::{self, TlsFiles};
 use agent::shell::{ctl, ctl::USAGE as CTL_USAGE};
 use rustls_pki_types::UnixTime;
@@ -206,26 +205,6 @@ fn check_writable_dir(dir: &std::path::Path, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Sets up the log: standard output, or syslog when configured (standard
-/// error when its socket cannot be reached).
-fn init_log(log: &LogConfig) {
-    let level = log_level(&log.level).unwrap_or(tracing::Level::INFO);
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_target(false);
-    if !log.syslog {
-        return builder.init();
-    }
-    match Syslog::connect(&log.syslog_socket) {
-        Ok(syslog) => builder.without_time().with_writer(syslog).init(),
-        Err(e) => {
-            builder.with_writer(std::io::stderr).init();
-            tracing::warn!(socket = %log.syslog_socket.display(), error = %e, "syslog socket not reachable; logging to standard error");
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1).peekable();
     if args.peek().is_some_and(|a| a == "ctl") {
@@ -255,7 +234,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    init_log(&config.log);
+    agent::shell::syslog::init_logging(&config.log);
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -269,7 +248,10 @@ fn main() -> ExitCode {
     };
     let local = tokio::task::LocalSet::new();
     let reload: agent::shell::reload::LoadConfig = Box::new(move || load_config(&flags));
-    let result = local.block_on(&runtime, daemon::run(config, Some(reload), shutdown_signal()));
+    let result = local.block_on(
+        &runtime,
+        daemon::run(config, Some(reload), shutdown_signal()),
+    );
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ StartError::Locked(_)) => {

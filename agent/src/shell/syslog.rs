@@ -1,4 +1,4 @@
-//! Logging to syslog without a C library call: each log event is one
+//! The daemon's log: standard output, or syslog without a C library call: each log event is one
 //! datagram to the local syslog socket (`/dev/log` by default), in the
 //! BSD format of RFC 3164 without a timestamp (`<PRI>hc-agent[PID]: MSG`;
 //! the syslog daemon stamps it), facility daemon. When the socket cannot
@@ -13,6 +13,28 @@ use std::sync::Mutex;
 
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
+
+use super::config::{log_level, LogConfig};
+
+/// Sets up the log: standard output, or syslog when configured (standard
+/// error when its socket cannot be reached).
+pub fn init_logging(log: &LogConfig) {
+    let level = log_level(&log.level).unwrap_or(tracing::Level::INFO);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_target(false);
+    if !log.syslog {
+        return builder.init();
+    }
+    match Syslog::connect(&log.syslog_socket) {
+        Ok(syslog) => builder.without_time().with_writer(syslog).init(),
+        Err(e) => {
+            builder.with_writer(std::io::stderr).init();
+            tracing::warn!(socket = %log.syslog_socket.display(), error = %e, "syslog socket not reachable; logging to standard error");
+        }
+    }
+}
 
 /// Facility `daemon` (3), shifted as in the PRI field.
 const FACILITY_DAEMON: u8 = 3 << 3;
