@@ -263,7 +263,7 @@ fn the_syslog_option_writes_to_the_syslog_socket() {
         assert!(Instant::now() < deadline);
     };
     // Facility daemon (3 << 3), severity info (6).
-    let tag = format!("<30>hc-agent[{}]: ", agent.child.id());
+    let tag = format!("<30>hc-agent[{}]: INFO agent starting", agent.child.id());
     assert!(line.starts_with(&tag), "{line}");
     assert!(
         !agent.log().contains("agent starting"),
