@@ -3,7 +3,9 @@
 # daemon tests in agent/tests/daemon.rs (embedded TLS MQTT broker on
 # loopback, test cloud signing commands, local socket clients) run on the
 # host as usual, but the agent they start is the ARM binary from
-# cross/build.sh, run through cross/qemu-agent.sh (HC_AGENT_BIN).
+# cross/build.sh, run through cross/qemu-agent.sh (HC_AGENT_BIN). Then the
+# C client's test program (clients/c), cross-compiled for the same target,
+# runs under QEMU against that agent (agent/tests/c_client.rs).
 #
 #   cross/build.sh && cross/qemu-e2e.sh
 #   cross/qemu-e2e.sh TRIPLE...          # only these targets
@@ -32,6 +34,14 @@ declare -A CPU=(
   [aarch64-unknown-linux-musl]=cortex-a53
   [armv7-unknown-linux-gnueabihf]=cortex-a7
 )
+# The C client's test program (clients/c), cross-compiled static with
+# -Wall -Wextra -Werror and run under QEMU against the ARM agent by
+# agent/tests/c_client.rs (HC_C_CLIENT_TEST, HC_C_CLIENT_RUNNER).
+declare -A CROSS_CC=(
+  [aarch64-unknown-linux-musl]=aarch64-linux-gnu-gcc
+  [armv7-unknown-linux-gnueabihf]=arm-linux-gnueabihf-gcc
+)
+C_CLIENT_TEST=the_c_client_authorizes_reads_status_and_gets_a_revocation_notice_from_the_agent
 
 # The daemon tests run against each ARM binary (all of agent/tests/daemon.rs;
 # names as printed by `cargo test -p hc-agent --test daemon -- --list`).
@@ -72,8 +82,8 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # ---------------------------------------------------------------------------
 # The host side: build the test binary once and check the test names.
 # ---------------------------------------------------------------------------
-echo "== cargo test -p hc-agent --test daemon --locked --no-run"
-cargo test -p hc-agent --test daemon --locked --no-run
+echo "== cargo test -p hc-agent --test daemon --test c_client --locked --no-run"
+cargo test -p hc-agent --test daemon --test c_client --locked --no-run
 listed=$(cargo test -q -p hc-agent --test daemon --locked -- --list 2>/dev/null |
   sed -n 's/^\(.*\): test$/\1/p')
 unknown=()
@@ -102,6 +112,26 @@ run_tests() {
     HC_CROSS_CALL_LOG=$calls \
     cargo test -p hc-agent --test daemon --locked -- --exact "$@" --test-threads=1 \
     >>"$log" 2>&1
+}
+
+# run_c_client TARGET LOG CALLS: the C client test program, built for the
+# target, against the target's agent, both under QEMU. Returns non-zero
+# on a failure (output appended to LOG).
+run_c_client() {
+  local t=$1 log=$2 calls=$3 cc=${CROSS_CC[$1]} program=$LOG_DIR/hc_client_test-$1
+  echo "==== qemu-e2e: C client ($cc -static, ${QEMU[$t]} -cpu ${CPU[$t]})" >>"$log"
+  command -v "$cc" >/dev/null 2>&1 || { echo "$cc not installed" >>"$log"; return 1; }
+  "$cc" -std=c99 -Wall -Wextra -Werror -pedantic -O2 -static \
+    -o "$program" "$WORKSPACE/clients/c/hc_client_test.c" "$WORKSPACE/clients/c/hc_agent_client.c" \
+    >>"$log" 2>&1 || return 1
+  HC_AGENT_BIN=$WRAPPER \
+    HC_CROSS_TARGET=$t \
+    HC_CROSS_BIN=$TARGET_DIR/cross/$t/release/hc-agent \
+    HC_CROSS_CALL_LOG=$calls \
+    HC_C_CLIENT_TEST=$program \
+    HC_C_CLIENT_RUNNER="${QEMU[$t]} -cpu ${CPU[$t]}" \
+    cargo test -p hc-agent --test c_client --locked -- --exact "$C_CLIENT_TEST" \
+    >>"$log" 2>&1 && grep -q "^test $C_CLIENT_TEST ... ok$" "$log"
 }
 
 declare -A VERDICT DETAIL
@@ -161,6 +191,11 @@ for t in "${TARGETS[@]}"; do
     done
     if [ "$ok" -eq 1 ]; then flaky+=("$name"); else final+=("$name"); fi
   done
+  c_client=passed
+  if ! run_c_client "$t" "$log" "$calls"; then
+    c_client=FAILED
+    final+=("C-client:$C_CLIENT_TEST")
+  fi
   secs=$(elapsed "$started")
   starts=$(wc -l <"$calls")
 
@@ -177,7 +212,7 @@ for t in "${TARGETS[@]}"; do
     overall=1
   else
     VERDICT[$t]=PASS
-    DETAIL[$t]="${#TESTS[@]}/${#TESTS[@]} passed in ${secs}s ($starts agent starts under $q)"
+    DETAIL[$t]="${#TESTS[@]}/${#TESTS[@]} passed and the C client $c_client in ${secs}s ($starts agent starts under $q)"
     if [ "${#flaky[@]}" -gt 0 ]; then
       DETAIL[$t]+="; FLAKY (failed, then passed on a retry): ${flaky[*]}"
     fi

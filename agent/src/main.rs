@@ -1,13 +1,15 @@
 //! `hc-agent`: the daemon on the recorder. Reads the configuration, applies
 //! flag overrides, sets up logging and runs the event loop on a
-//! single-threaded runtime until SIGTERM or SIGINT.
+//! single-threaded runtime until SIGTERM or SIGINT (SIGHUP reloads).
+//! `hc-agent ctl ...` asks a running agent instead (`shell::ctl`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent::shell::config::{log_level, Config};
-use agent::shell::daemon;
+use agent::shell::config::Config;
+use agent::shell::daemon::{self, StartError};
 use agent::shell::tls::{self, TlsFiles};
+use agent::shell::{ctl, ctl::USAGE as CTL_USAGE};
 use rustls_pki_types::UnixTime;
 
 const USAGE: &str = "\
@@ -22,8 +24,16 @@ usage: hc-agent [--config PATH] [options]
   --host HOST         overrides [cloud].host
   --port PORT         overrides [cloud].port
   --version           print the version and exit
-  --help              print this help and exit";
+  --help              print this help and exit
 
+Signals: SIGTERM/SIGINT stop the agent; SIGHUP reloads the configuration,
+certificate and key (an invalid configuration is logged and ignored).
+Exit status: 0 stopped by SIGTERM/SIGINT (or --version, --help, a passed
+--check-config); 1 invalid configuration or cannot start; 2 bad command
+line; 3 another hc-agent runs on the same state_dir.
+";
+
+#[derive(Clone)]
 struct Flags {
     config: PathBuf,
     check_only: bool,
@@ -42,7 +52,7 @@ enum Parsed {
 fn parse_flags() -> Result<Parsed, lexopt::Error> {
     use lexopt::prelude::*;
     let mut flags = Flags {
-        config: PathBuf::from("/etc/hc-agent/agent.toml"),
+        config: PathBuf::from(agent::shell::config::DEFAULT_PATH),
         check_only: false,
         log_level: None,
         state_dir: None,
@@ -65,7 +75,7 @@ fn parse_flags() -> Result<Parsed, lexopt::Error> {
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
             }
             Long("help") | Short('h') => {
-                println!("{USAGE}");
+                println!("{USAGE}{CTL_USAGE}");
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
             }
             _ => return Err(arg.unexpected()),
@@ -112,7 +122,9 @@ fn check_config(config: &Config) -> Result<(), String> {
         };
         tls::client_config(&files).map_err(|e| e.to_string())?;
         let now = std::time::SystemTime::now();
-        let certificate = tls::ClientCertificateCheck::load(&files).map_err(|e| e.to_string())?;
+        let issuer = config.cloud.device_ca.as_deref();
+        let certificate =
+            tls::ClientCertificateCheck::load(&files, issuer).map_err(|e| e.to_string())?;
         certificate
             .valid_at(UnixTime::since_unix_epoch(since_epoch(now)))
             .map_err(|e| e.to_string())?;
@@ -122,6 +134,16 @@ fn check_config(config: &Config) -> Result<(), String> {
             config.cloud.cert.display(),
             config.cloud.key.display()
         );
+        match issuer {
+            Some(ca) => println!(
+                "ok: the client certificate was checked against the device CA {}",
+                ca.display()
+            ),
+            None => println!(
+                "ok: the client certificate was checked against the cloud CA {} (no device_ca set)",
+                config.cloud.ca.display()
+            ),
+        }
         if certificate
             .valid_at(UnixTime::since_unix_epoch(since_epoch(now + CERT_WARNING)))
             .is_err()
@@ -184,6 +206,10 @@ fn check_writable_dir(dir: &std::path::Path, what: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1).peekable();
+    if args.peek().is_some_and(|a| a == "ctl") {
+        return ctl::run(args.skip(1));
+    }
     let flags = match parse_flags() {
         Ok(Parsed::Run(flags)) => flags,
         Ok(Parsed::Exit(code)) => return code,
@@ -208,12 +234,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let level = log_level(&config.log.level).unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_target(false)
-        .init();
+    agent::shell::syslog::init_logging(&config.log);
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -226,9 +247,18 @@ fn main() -> ExitCode {
         }
     };
     let local = tokio::task::LocalSet::new();
-    let result = local.block_on(&runtime, daemon::run(config, shutdown_signal()));
+    let reload: agent::shell::reload::LoadConfig = Box::new(move || load_config(&flags));
+    let result = local.block_on(
+        &runtime,
+        daemon::run(config, Some(reload), shutdown_signal()),
+    );
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ StartError::Locked(_)) => {
+            tracing::error!(error = %e, "agent not started");
+            eprintln!("hc-agent: {e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             tracing::error!(error = %e, "agent could not start");
             ExitCode::FAILURE

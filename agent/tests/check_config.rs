@@ -132,3 +132,26 @@ fn a_state_dir_that_cannot_be_created_fails() {
     );
     fails_with(&check(&config), "state_dir");
 }
+
+#[test]
+fn a_client_certificate_of_a_separate_device_ca_passes_against_that_ca() {
+    let site = site();
+    let other = site.pki.generate_unrelated().unwrap();
+    let identity = other.device(SERIAL).unwrap();
+    let config = site.write_agent_config("device-ca.toml", |c| {
+        c.cloud.cert = identity.cert.clone();
+        c.cloud.key = identity.key.clone();
+        c.cloud.device_ca = Some(other.ca_cert().to_owned());
+    });
+    let output = check(&config);
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    let said = format!(
+        "checked against the device CA {}",
+        other.ca_cert().display()
+    );
+    assert!(all.contains(&said), "{said:?} missing in:\n{all}");
+    // The cloud CA is said to be the one used when no device CA is set.
+    let plain = text(&check(&site.default_config()));
+    assert!(plain.contains("checked against the cloud CA"), "{plain}");
+}

@@ -876,7 +876,7 @@ fn from_hex(name: &str, text: &str) -> Vec<u8> {
         })
         .collect();
     assert!(
-        digits.len() % 2 == 0,
+        digits.len().is_multiple_of(2),
         "vector {name}: odd number of hex digits"
     );
     digits.chunks(2).map(|p| p[0] << 4 | p[1]).collect()

@@ -393,7 +393,7 @@ fn run_agent(
     local
         .block_on(
             &runtime,
-            agent::shell::daemon::run_with_clocks(config, clocks, shutdown),
+            agent::shell::daemon::run_with_clocks(config, clocks, None, shutdown),
         )
         .map_err(|e| e.to_string())
 }

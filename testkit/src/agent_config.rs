@@ -41,6 +41,7 @@ pub fn loopback(
             ca: pki.ca_cert().to_owned(),
             cert: device.cert.clone(),
             key: device.key.clone(),
+            device_ca: None,
             keep_alive_secs: 5,
             // The agent's default.
             connect_timeout_secs: 10,
@@ -68,6 +69,7 @@ pub fn loopback(
         },
         log: LogConfig {
             level: "debug".into(),
+            ..LogConfig::default()
         },
     })
 }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::Identity;
 
+/// Where the daemon and `ctl` read the configuration unless told otherwise.
+pub const DEFAULT_PATH: &str = "/etc/hc-agent/agent.toml";
+
 /// Why a configuration cannot be used; each names the file or the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -94,6 +97,11 @@ pub struct CloudConfig {
     pub cert: PathBuf,
     /// The device private key (PEM); must not be readable by group or others.
     pub key: PathBuf,
+    /// The CA that issued the device certificate, when it is not `ca` (a
+    /// separate device CA, SPEC §3.2): `--check-config` checks the
+    /// certificate against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_ca: Option<PathBuf>,
     /// The MQTT keep-alive; silence for 1.5 of these is a dead link.
     #[serde(default = "default_keep_alive")]
     pub keep_alive_secs: u64,
@@ -184,6 +192,13 @@ pub struct LogConfig {
     /// error, warn, info, debug or trace.
     #[serde(default = "default_level")]
     pub level: String,
+    /// Log to the syslog socket instead of standard output (standard error
+    /// when the socket cannot be reached).
+    #[serde(default)]
+    pub syslog: bool,
+    /// The syslog socket.
+    #[serde(default = "default_syslog_socket")]
+    pub syslog_socket: PathBuf,
 }
 
 fn default_port() -> u16 {
@@ -213,6 +228,9 @@ fn default_min_interval() -> u64 {
 fn default_level() -> String {
     "info".into()
 }
+fn default_syslog_socket() -> PathBuf {
+    "/dev/log".into()
+}
 
 impl Default for DomainConfig {
     fn default() -> Self {
@@ -232,6 +250,8 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: default_level(),
+            syslog: false,
+            syslog_socket: default_syslog_socket(),
         }
     }
 }
@@ -371,7 +391,7 @@ pub fn log_level(name: &str) -> Result<tracing::Level, ConfigError> {
 /// not whole bytes of hex.
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

@@ -1,11 +1,13 @@
 //! Start and stop of the daemon: the configuration is checked, the state
 //! loaded, the local socket bound, and the cloud link driven (see
 //! `cloud_driver`) until shutdown; then the state is written once more.
-//! The local socket and the driver share the agent on one thread.
+//! The local socket and the driver share the agent on one thread. Before
+//! anything else the single-instance lock is taken; once the socket
+//! answers, systemd (if it started us) is told READY and, if it asks,
+//! pinged from the event loop.
 
 use std::future::Future;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
@@ -13,8 +15,11 @@ use super::clock::Clocks;
 use super::cloud_driver;
 use super::config::Config;
 use super::device::Agent;
-use super::local_server::{self, LocalServerConfig, SharedService};
-use super::tls::{self, TlsFiles};
+use super::instance_lock::{self, LockError};
+use super::local_server::{self, LocalServerConfig, Peers, SharedService};
+use super::reload::{LoadConfig, Reload};
+use super::sd_notify::Notifier;
+use super::tls_source::TlsSource;
 use crate::core::domain::{Registrar, RegistrarPolicy};
 use crate::core::DeviceState;
 use crate::store::{Loaded, RealFlash, StateStore};
@@ -31,6 +36,9 @@ pub enum StartError {
     /// The state directory could not be read.
     #[error("state store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// Another agent runs on the same state directory (nothing touched).
+    #[error("{0}")]
+    Locked(#[from] LockError),
     /// The local socket could not be bound.
     #[error("local socket {path}: {source}")]
     LocalSocket {
@@ -76,9 +84,15 @@ pub fn load_state(
 }
 
 /// Builds everything from the configuration and runs until `shutdown`
-/// completes. Must be called inside a `tokio::task::LocalSet`.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    run_with_clocks(config, Clocks::system(), shutdown).await
+/// completes; SIGHUP reads the configuration again with `load` (none: the
+/// embedding program keeps its signals). Must be called inside a
+/// `tokio::task::LocalSet`.
+pub async fn run(
+    config: Config,
+    load: Option<LoadConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    run_with_clocks(config, Clocks::system(), load, shutdown).await
 }
 
 /// `run` with the given clocks: a simulated recorder sharing its process
@@ -86,19 +100,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 pub async fn run_with_clocks(
     config: Config,
     clocks: Clocks,
+    load: Option<LoadConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     config.validate()?;
-    let tls_config = if config.cloud.insecure_plaintext {
+    let _lock = instance_lock::acquire(&config.state_dir)?;
+    let reload = Reload::new(config.clone(), load);
+    let tls = if config.cloud.insecure_plaintext {
         warn!("INSECURE: the cloud link runs without TLS (insecure_plaintext); tests only");
         None
     } else {
-        Some(Arc::new(tls::client_config(&TlsFiles {
-            ca: &config.cloud.ca,
-            cert: &config.cloud.cert,
-            key: &config.cloud.key,
-            allow_tls12: config.cloud.allow_tls12,
-        })?))
+        Some(TlsSource::load(&config.cloud)?)
     };
     let mut store = StateStore::new(RealFlash, config.state_dir.clone(), "state");
     let state = load_state(&config, &mut store)?;
@@ -114,13 +126,15 @@ pub async fn run_with_clocks(
     info!(serial = %serial, bound = state.access.binding != protocol::messages::Binding::Unbound, last_seq = state.ledger.last_seq, "agent starting");
     let shared = Rc::new(SharedService::new(
         Agent::new(state, store, keys, registrar),
-        config.local_socket.admin_uids.clone(),
+        Peers {
+            allowed: config.local_socket.allowed_uids.clone(),
+            admins: config.local_socket.admin_uids.clone(),
+        },
         clocks,
     ));
 
     let socket_config = LocalServerConfig {
         path: config.local_socket.path.clone(),
-        allowed_uids: config.local_socket.allowed_uids.clone(),
         mode: config.local_socket.mode,
     };
     let listener =
@@ -128,13 +142,22 @@ pub async fn run_with_clocks(
             path: socket_config.path.display().to_string(),
             source,
         })?;
-    let server = tokio::task::spawn_local(local_server::serve(
-        listener,
-        socket_config.allowed_uids.into(),
-        shared.clone(),
-    ));
+    let server = tokio::task::spawn_local(local_server::serve(listener, shared.clone()));
+    let notifier = Notifier::from_env().map(Rc::new);
+    let watchdog = notifier
+        .clone()
+        .map(|n| tokio::task::spawn_local(ping_watchdog(n)));
+    if let Some(notifier) = &notifier {
+        notifier.send("READY=1");
+    }
 
-    cloud_driver::drive(&config, tls_config, &shared, shutdown).await;
+    cloud_driver::drive(&config, tls, reload, &shared, shutdown).await;
+    if let Some(notifier) = &notifier {
+        notifier.send("STOPPING=1");
+    }
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     server.abort();
     let _ = std::fs::remove_file(&config.local_socket.path);
     if let Err(e) = shared.agent.borrow_mut().flush() {
@@ -142,4 +165,16 @@ pub async fn run_with_clocks(
     }
     info!("agent stopped");
     Ok(())
+}
+
+/// `WATCHDOG=1` from the event loop every half watchdog interval, when
+/// systemd asks for it.
+async fn ping_watchdog(notifier: Rc<Notifier>) {
+    let Some(every) = Notifier::watchdog_interval() else {
+        return;
+    };
+    loop {
+        notifier.send("WATCHDOG=1");
+        tokio::time::sleep(every).await;
+    }
 }

@@ -43,6 +43,8 @@ const READ_BUFFER: usize = 1024;
 /// from the kernel (SO_PEERCRED), already on the allow-list; `connection`
 /// numbers the connection (its watched sessions belong to it).
 pub(crate) trait LocalService {
+    /// Whether a process of `uid` may use the socket (the allow-list).
+    fn allows(&self, uid: u32) -> bool;
     /// A connection opened: where its notices (revoked sessions) arrive.
     fn open(&self, connection: u32) -> mpsc::Receiver<LocalReply>;
     /// The reply to `request` from a process of uid `peer_uid`.
@@ -54,12 +56,10 @@ pub(crate) trait LocalService {
     fn close(&self, connection: u32);
 }
 
-/// Where the socket is and who may use it.
+/// Where the socket is and its mode.
 pub(crate) struct LocalServerConfig {
     /// The socket file.
     pub(crate) path: PathBuf,
-    /// Peers (uids, from the kernel) allowed to connect.
-    pub(crate) allowed_uids: Vec<u32>,
     /// The socket file's mode.
     pub(crate) mode: u32,
 }
@@ -88,11 +88,7 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
 }
 
 /// Accepts clients forever; each is served by its own local task.
-pub(crate) async fn serve<S: LocalService + 'static>(
-    listener: UnixListener,
-    allowed_uids: Rc<[u32]>,
-    service: Rc<S>,
-) {
+pub(crate) async fn serve<S: LocalService + 'static>(listener: UnixListener, service: Rc<S>) {
     let active = Rc::new(Cell::new(0usize));
     let mut next_connection: u32 = 0;
     loop {
@@ -121,7 +117,7 @@ pub(crate) async fn serve<S: LocalService + 'static>(
                 continue;
             }
         };
-        if !allowed_uids.contains(&uid) {
+        if !service.allows(uid) {
             warn!(
                 uid,
                 "local socket client refused: uid not on the allow-list"
@@ -244,6 +240,13 @@ async fn write_reply<W: AsyncWrite + Unpin>(stream: &mut W, reply: &LocalReply) 
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "reply"))?
 }
 
+/// Who may use the socket, and who of them may switch platform access
+/// (uids, from the kernel).
+pub(crate) struct Peers {
+    pub(crate) allowed: Vec<u32>,
+    pub(crate) admins: Vec<u32>,
+}
+
 /// The agent as the local socket server sees it, the signal that wakes
 /// the event loop when a local request changed something it acts on, and
 /// where each connection's notices go.
@@ -252,7 +255,7 @@ pub(crate) struct SharedService {
     pub(crate) changed: Notify,
     /// The clocks every event is timed by.
     pub(crate) clocks: Clocks,
-    admin_uids: Vec<u32>,
+    peers: RefCell<Peers>,
     /// Each open connection's notice queue. A connection gets at most one
     /// notice per session it watches (bounded per connection), so a full
     /// queue means a process that stopped reading: it is closed.
@@ -260,14 +263,14 @@ pub(crate) struct SharedService {
 }
 
 impl SharedService {
-    /// The agent, served to local processes; `admin_uids` may switch
-    /// platform access.
-    pub(crate) fn new(agent: Agent<RealFlash>, admin_uids: Vec<u32>, clocks: Clocks) -> Self {
+    /// The agent, served to the processes `peers` lets in, timed by
+    /// `clocks`.
+    pub(crate) fn new(agent: Agent<RealFlash>, peers: Peers, clocks: Clocks) -> Self {
         SharedService {
             agent: RefCell::new(agent),
             changed: Notify::new(),
             clocks,
-            admin_uids,
+            peers: RefCell::new(peers),
             notices: RefCell::new(HashMap::new()),
         }
     }
@@ -276,6 +279,11 @@ impl SharedService {
     /// clocks are read for them.
     pub(crate) fn now(&self) -> u64 {
         self.agent.borrow_mut().now(self.clocks.read())
+    }
+
+    /// New allow and admin lists (SIGHUP), for connections from now on.
+    pub(crate) fn set_peers(&self, peers: Peers) {
+        *self.peers.borrow_mut() = peers;
     }
 
     /// Revokes every watched session whose decision is now deny and tells
@@ -312,6 +320,10 @@ impl SharedService {
 }
 
 impl LocalService for SharedService {
+    fn allows(&self, uid: u32) -> bool {
+        self.peers.borrow().allowed.contains(&uid)
+    }
+
     fn open(&self, connection: u32) -> mpsc::Receiver<LocalReply> {
         let (sender, receiver) = mpsc::channel(MAX_WATCHES_PER_CONNECTION);
         self.notices.borrow_mut().insert(connection, sender);
@@ -323,7 +335,7 @@ impl LocalService for SharedService {
             request,
             LocalRequest::SetPlatformAccess { .. } | LocalRequest::Unbind { .. }
         );
-        let may_switch = self.admin_uids.contains(&peer_uid);
+        let may_switch = self.peers.borrow().admins.contains(&peer_uid);
         let now = self.now();
         let reply = self
             .agent

@@ -1,14 +1,21 @@
 //! The I/O shell around the core: configuration, TLS, the wall clock, the
 //! agent with its store and queues (`device`), the cloud link's driver and
-//! its MQTT task, the local socket server, reading network facts, and the
-//! daemon's start and stop. Only here are clocks read and sockets touched.
+//! its MQTT task, the local socket server, reading network facts, the
+//! daemon's start and stop with its hygiene (single-instance lock, SIGHUP
+//! reload, syslog, systemd notifications), and `hc-agent ctl`. Only here are clocks read and sockets touched.
 
 pub mod clock;
 mod cloud_driver;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod device;
+pub mod instance_lock;
 mod local_server;
 mod mqtt_task;
 pub mod net_facts;
+pub mod reload;
+pub mod sd_notify;
+pub mod syslog;
 pub mod tls;
+mod tls_source;

@@ -46,6 +46,9 @@ pub(crate) struct MqttTask {
     /// `Some(attempt)`: poll (and so connect) for that attempt, with a
     /// clean session or not; `None`: drop any connection and wait.
     mode: watch::Sender<Option<Attempt>>,
+    /// The TLS configuration for the next connection (a renewed
+    /// certificate); rumqttc reads its options only when it connects.
+    tls: watch::Sender<Option<Arc<rustls::ClientConfig>>>,
     events: mpsc::Receiver<MqttEvent>,
     task: JoinHandle<()>,
 }
@@ -54,9 +57,20 @@ impl MqttTask {
     /// Starts the task, idle. Must be called inside a `LocalSet`.
     pub(crate) fn spawn(eventloop: EventLoop) -> Self {
         let (mode, mode_rx) = watch::channel(None);
+        let (tls, tls_rx) = watch::channel(None);
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let task = tokio::task::spawn_local(poll_loop(eventloop, mode_rx, events_tx));
-        MqttTask { mode, events, task }
+        let task = tokio::task::spawn_local(poll_loop(eventloop, mode_rx, tls_rx, events_tx));
+        MqttTask {
+            mode,
+            tls,
+            events,
+            task,
+        }
+    }
+
+    /// Connections from now on use `config`.
+    pub(crate) fn set_tls(&self, config: Arc<rustls::ClientConfig>) {
+        self.tls.send_replace(Some(config));
     }
 
     /// Runs connection attempt `attempt`.
@@ -103,9 +117,15 @@ struct Attempt {
 async fn poll_loop(
     mut eventloop: EventLoop,
     mut mode: watch::Receiver<Option<Attempt>>,
+    mut tls: watch::Receiver<Option<Arc<rustls::ClientConfig>>>,
     events: mpsc::Sender<MqttEvent>,
 ) {
     loop {
+        if tls.has_changed().unwrap_or(false) {
+            if let Some(config) = tls.borrow_and_update().clone() {
+                eventloop.mqtt_options.set_transport(tls_transport(config));
+            }
+        }
         let Some(current) = *mode.borrow_and_update() else {
             eventloop.clean();
             if mode.changed().await.is_err() {
@@ -188,9 +208,11 @@ pub(crate) fn options(
         true,
     ));
     if let Some(tls_config) = tls_config {
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            tls_config,
-        )));
+        options.set_transport(tls_transport(tls_config));
     }
     options
+}
+
+fn tls_transport(config: Arc<rustls::ClientConfig>) -> Transport {
+    Transport::tls_with_config(TlsConfiguration::Rustls(config))
 }

@@ -138,9 +138,10 @@ pub struct ClientCertificateCheck {
 }
 
 impl ClientCertificateCheck {
-    /// Reads the CA and the certificate chain once.
-    pub fn load(files: &TlsFiles<'_>) -> Result<Self, TlsError> {
-        let roots = read_roots(files.ca)?;
+    /// Reads the CA and the certificate chain once. `issuer`: the CA that
+    /// issued the device certificate when it is not the cloud CA.
+    pub fn load(files: &TlsFiles<'_>, issuer: Option<&Path>) -> Result<Self, TlsError> {
+        let roots = read_roots(issuer.unwrap_or(files.ca))?;
         let chain = read_certs(files.cert)?;
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))

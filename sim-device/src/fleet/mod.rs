@@ -245,7 +245,7 @@ async fn connect_all(
                 if connected_at[device].is_none() {
                     connected_at[device] = Some(took);
                     connected += 1;
-                    if connected % 1000 == 0 {
+                    if connected.is_multiple_of(1000) {
                         progress(&format!(
                             "{connected} connected after {:.1} s",
                             started.elapsed().as_secs_f64()

@@ -112,7 +112,7 @@ impl LatencyProbe {
         tally.next_seq[device] += 1;
         // Every command changes the state: the share flips between
         // two permission sets.
-        let permissions = if seq % 2 == 0 {
+        let permissions = if seq.is_multiple_of(2) {
             Permissions::of(&[Action::LiveView])
         } else {
             Permissions::of(&[Action::LiveView, Action::Playback])

@@ -9,7 +9,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::Serial;
@@ -18,12 +17,15 @@ use rumqttc::{AsyncClient, ConnectionError};
 use tokio::time::Instant;
 
 mod mqtt_io;
+mod reload;
 use tracing::info;
 
 use super::config::Config;
 use super::local_server::SharedService;
 use super::mqtt_task::{self, MqttTask};
 use super::net_facts;
+use super::reload::Reload;
+use super::tls_source::TlsSource;
 use crate::core::backoff::BackoffPolicy;
 use crate::core::domain::NetworkFacts;
 use crate::core::link::{Link, LinkPolicy};
@@ -46,13 +48,16 @@ const LONGEST_SLEEP: Duration = Duration::from_secs(3600);
 type FactsCheck<'a> = Pin<Box<dyn Future<Output = Option<NetworkFacts>> + 'a>>;
 
 /// Runs the cloud link until `shutdown` completes and the link has closed.
+/// `tls` is `None` only with `insecure_plaintext` (tests).
 pub(crate) async fn drive(
     config: &Config,
-    tls_config: Option<Arc<rustls::ClientConfig>>,
+    tls: Option<TlsSource>,
+    reload: Reload,
     shared: &Rc<SharedService>,
     shutdown: impl Future<Output = ()>,
 ) {
     let serial = shared.agent.borrow().state().identity.serial.clone();
+    let tls_config = tls.as_ref().map(TlsSource::current);
     let (client, mut eventloop) = AsyncClient::new(
         mqtt_task::options(config, &serial, INFLIGHT, tls_config),
         CLIENT_QUEUE,
@@ -83,6 +88,8 @@ pub(crate) async fn drive(
         last_facts_read: None,
         facts_check: None,
         connection_error: None,
+        tls,
+        reload,
     };
     if !enabled {
         info!("platform access is off: the cloud link stays closed");
@@ -120,6 +127,9 @@ struct Driver<'a> {
     facts_check: Option<FactsCheck<'a>>,
     /// The error that ended the last connection, for the log.
     connection_error: Option<ConnectionError>,
+    /// The TLS configuration, re-read before each connection attempt.
+    tls: Option<TlsSource>,
+    reload: Reload,
 }
 
 impl<'a> Driver<'a> {
@@ -158,6 +168,7 @@ impl<'a> Driver<'a> {
                     None => self.link.close(self.millis()),
                 },
                 _ = self.shared.changed.notified() => {}
+                _ = self.reload.hangup() => self.reload_config(),
                 facts = poll_facts(&mut self.facts_check) => {
                     self.facts_check = None;
                     if let (Some(facts), true) = (facts, self.link.is_connected()) {

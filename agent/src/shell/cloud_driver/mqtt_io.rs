@@ -13,6 +13,7 @@ use super::Driver;
 use crate::core::link::{LinkEvent, LossCause, Transmit, POISON_STRIKES};
 use crate::shell::device::Agent;
 use crate::shell::mqtt_task::MqttEvent;
+use crate::shell::tls_source::TlsSource;
 use crate::store::RealFlash;
 
 /// A command applied in memory, waiting to be carried out: the driver
@@ -33,6 +34,10 @@ impl Driver<'_> {
                     clean_session,
                 } => {
                     debug!(attempt, clean_session, "connecting to the cloud");
+                    // A certificate renewed on disk is used from now on.
+                    if let Some(tls) = self.tls.as_mut().and_then(TlsSource::refresh) {
+                        self.mqtt.set_tls(tls);
+                    }
                     self.mqtt.connect(attempt, clean_session);
                 }
                 Transmit::Abort { attempt } => {

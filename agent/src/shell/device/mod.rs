@@ -81,6 +81,12 @@ impl<F: Flash> Agent<F> {
         }
     }
 
+    /// Pins new command keys (a reload); commands from now on are checked
+    /// against them.
+    pub fn set_command_keys(&mut self, keys: CommandKeys) {
+        self.keys = keys;
+    }
+
     /// The device state in memory (what is on flash, or newer by read-only
     /// ledger entries and the clock floor).
     pub fn state(&self) -> &DeviceState {

@@ -107,7 +107,7 @@ pub enum CloudError {
 /// `3 s`, `1.5 s`, `250 ms`.
 fn seconds(ms: &u64) -> String {
     let ms = *ms;
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else if ms >= 1000 {
         format!("{:.1} s", ms as f64 / 1000.0)
