@@ -26,7 +26,8 @@ static const char *const reason_names[HC_REASON_COUNT] = {
     "NotAllowedToDisableCloud", "ExceedsOwnerRights", "CapacityExceeded", "UnknownShare",
     "InvalidDomainName", "ReplayedSequence", "BadSignature", "UnknownKeyId", "WrongDevice",
     "Malformed", "TooLarge", "InvalidValidity", "StorageFailed", "PeerNotAllowed", "NoInstaller",
-    "UnsupportedVersion", "Busy", "AlreadyAPrincipal", "SessionExists"};
+    "UnsupportedVersion", "Busy", "AlreadyAPrincipal", "SessionExists", "EmptyShare",
+    "OtherInstaller", "UnexpectedTimeAnswer", "LateTimeAnswer"};
 
 static const char *const action_names[HC_ACTION_COUNT] = {
     "LiveView", "Playback", "Ptz", "TwoWayAudio", "AlarmNotifications", "ConfigRead",
@@ -319,6 +320,18 @@ int hc_encode_unwatch(uint8_t *buf, size_t cap, size_t *len, uint32_t session)
     return frame_end(&w, HC_OK, len);
 }
 
+int hc_encode_unbind(uint8_t *buf, size_t cap, size_t *len, hc_level by)
+{
+    writer w;
+    CHECK_OUT(buf, len);
+    if ((unsigned)by > HC_LEVEL_GUEST)
+        return HC_E_INVALID;
+    frame_begin(&w, buf, cap);
+    put_varint(&w, 7);
+    put_varint(&w, (uint64_t)by);
+    return frame_end(&w, HC_OK, len);
+}
+
 /* ------------------------------------------------------------------ decoder */
 
 typedef struct reader {
@@ -389,6 +402,9 @@ static int get_enum(reader *r, uint32_t count, uint32_t *out)
     TRY(get_u32(r, out));
     return *out < count ? HC_OK : HC_E_MALFORMED;
 }
+
+/* Option<i64>: the tag, then a ZigZag varint (SPEC §5). */
+static int get_clock_offset(reader *r, hc_clock_offset *out);
 
 /* A bool, or an Option's tag: 0 or 1, nothing else. */
 static int get_flag(reader *r, int *out)
@@ -503,6 +519,18 @@ static int get_binding(reader *r, hc_access *out)
     return HC_OK;
 }
 
+static int get_clock_offset(reader *r, hc_clock_offset *out)
+{
+    uint64_t z;
+    out->ms = 0;
+    TRY(get_flag(r, &out->present));
+    if (!out->present)
+        return HC_OK;
+    TRY(get_u64(r, &z));
+    out->ms = (z & 1u) ? -(int64_t)(z >> 1) - 1 : (int64_t)(z >> 1);
+    return HC_OK;
+}
+
 static int get_access(reader *r, hc_access *out)
 {
     uint32_t count, k;
@@ -522,7 +550,8 @@ static int get_access(reader *r, hc_access *out)
     TRY(get_string(r, HC_MAX_DOMAIN_LEN, RULE_DOMAIN, out->domain));
     TRY(get_u64(r, &out->last_seq));
     TRY(get_u64(r, &out->trusted_time_floor));
-    return get_u32(r, &out->reports_dropped);
+    TRY(get_u32(r, &out->reports_dropped));
+    return get_clock_offset(r, &out->clock_offset);
 }
 
 static int get_audit_entry(reader *r, hc_audit_entry *out)
@@ -536,7 +565,7 @@ static int get_audit_entry(reader *r, hc_audit_entry *out)
         TRY(get_string(r, HC_MAX_ACCOUNT_ID_LEN, RULE_ACCOUNT, out->account));
     else if (out->actor == HC_ACTOR_LOCAL)
         TRY(get_enum(r, 3, &out->level));
-    TRY(get_enum(r, 4, &out->event));
+    TRY(get_enum(r, 5, &out->event));
     if (out->event == HC_EVENT_DECISION) {
         int has_channel;
         TRY(get_enum(r, HC_ACTION_COUNT, &out->action));
@@ -547,7 +576,7 @@ static int get_audit_entry(reader *r, hc_audit_entry *out)
             out->channel = channel;
         }
     } else if (out->event == HC_EVENT_COMMAND) {
-        TRY(get_enum(r, 14, &out->command_kind)); /* CommandKind, SPEC §7.1.2 */
+        TRY(get_enum(r, HC_COMMAND_KIND_COUNT, &out->command_kind)); /* CommandKind, SPEC §7.1.2 */
         TRY(get_u64(r, &out->seq));
     } else if (out->event == HC_EVENT_PLATFORM_ACCESS) {
         TRY(get_flag(r, &out->enabled));
@@ -573,7 +602,7 @@ static int get_audit(reader *r, hc_audit *out)
 
 /* StatusReply, field by field in wire order (SPEC §7.5 table): append a
  * row here when the SPEC appends a field. */
-enum field_type { F_SERIAL, F_DOMAIN, F_BOOL, F_U32, F_U64, F_LINK, F_REGISTRATION };
+enum field_type { F_SERIAL, F_DOMAIN, F_BOOL, F_U32, F_U64, F_LINK, F_REGISTRATION, F_OFFSET };
 
 static const struct status_field {
     uint8_t type;
@@ -591,6 +620,7 @@ static const struct status_field {
     {F_BOOL, offsetof(hc_status_reply, clock_trusted)},
     {F_U32, offsetof(hc_status_reply, reports_queued)},
     {F_U32, offsetof(hc_status_reply, reports_dropped)},
+    {F_OFFSET, offsetof(hc_status_reply, clock_offset)},
 };
 
 static int get_status_field(reader *r, const struct status_field *f, unsigned char *base)
@@ -603,6 +633,7 @@ static int get_status_field(reader *r, const struct status_field *f, unsigned ch
     case F_U32: return get_u32(r, (uint32_t *)at);
     case F_U64: return get_u64(r, (uint64_t *)at);
     case F_LINK: return get_enum(r, 3, (uint32_t *)at);
+    case F_OFFSET: return get_clock_offset(r, (hc_clock_offset *)at);
     default: {
         hc_registration *reg = (hc_registration *)at;
         reg->expires_at = 0;
@@ -941,6 +972,16 @@ int hc_set_platform_access(hc_client *c, hc_level by, int enabled)
     size_t len;
     hc_reply reply;
     TRY(hc_encode_set_platform_access(frame, sizeof frame, &len, by, enabled));
+    blank_reply(&reply);
+    return call_expect(c, frame, len, &reply, HC_REPLY_DONE);
+}
+
+int hc_unbind(hc_client *c, hc_level by)
+{
+    uint8_t frame[HC_MAX_REQUEST_FRAME];
+    size_t len;
+    hc_reply reply;
+    TRY(hc_encode_unbind(frame, sizeof frame, &len, by));
     blank_reply(&reply);
     return call_expect(c, frame, len, &reply, HC_REPLY_DONE);
 }

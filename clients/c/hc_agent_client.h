@@ -105,7 +105,11 @@ typedef enum hc_reason {
     HC_REASON_BUSY = 31,
     HC_REASON_ALREADY_A_PRINCIPAL = 32,
     HC_REASON_SESSION_EXISTS = 33,
-    HC_REASON_COUNT = 34
+    HC_REASON_EMPTY_SHARE = 34,
+    HC_REASON_OTHER_INSTALLER = 35,
+    HC_REASON_UNEXPECTED_TIME_ANSWER = 36,
+    HC_REASON_LATE_TIME_ANSWER = 37,
+    HC_REASON_COUNT = 38
 } hc_reason;
 
 /* SPEC §7.2.1, by code. */
@@ -126,6 +130,9 @@ typedef enum hc_action {
     HC_ACTION_DOMAIN_MANAGEMENT = 13,
     HC_ACTION_COUNT = 14
 } hc_action;
+
+/* CommandKind values in audit entries (SPEC §7.1.2): Bind 0 .. ShareDomain 15. */
+#define HC_COMMAND_KIND_COUNT 16
 
 typedef enum hc_level { HC_LEVEL_ADMIN = 0, HC_LEVEL_OPERATOR = 1, HC_LEVEL_GUEST = 2 } hc_level;
 
@@ -165,6 +172,14 @@ typedef struct hc_registration {
     uint64_t expires_at; /* HC_REG_REGISTERED only */
 } hc_registration;
 
+/* Option<i64>: the wall clock's offset from signed time, in milliseconds
+ * (positive: the wall clock is ahead); absent before the first signed time
+ * answer since the agent started (SPEC §8.4). */
+typedef struct hc_clock_offset {
+    int present;
+    int64_t ms;
+} hc_clock_offset;
+
 /* StatusReply (SPEC §7.5), booleans as 0/1. */
 typedef struct hc_status_reply {
     char serial[HC_MAX_SERIAL_LEN + 1];
@@ -179,6 +194,7 @@ typedef struct hc_status_reply {
     uint8_t clock_trusted;
     uint32_t reports_queued;
     uint32_t reports_dropped;
+    hc_clock_offset clock_offset; /* the wall clock's offset from trusted time */
 } hc_status_reply;
 
 typedef struct hc_account_ref {
@@ -231,6 +247,7 @@ typedef struct hc_access {
     uint64_t last_seq;
     uint64_t trusted_time_floor;
     uint32_t reports_dropped;
+    hc_clock_offset clock_offset; /* as of the last accepted time answer */
 } hc_access;
 
 typedef enum hc_audit_actor { HC_ACTOR_CLOUD = 0, HC_ACTOR_LOCAL = 1, HC_ACTOR_DEVICE = 2 } hc_audit_actor;
@@ -238,7 +255,8 @@ typedef enum hc_audit_event {
     HC_EVENT_DECISION = 0,
     HC_EVENT_COMMAND = 1,
     HC_EVENT_PLATFORM_ACCESS = 2,
-    HC_EVENT_ENVELOPE_REFUSED = 3
+    HC_EVENT_ENVELOPE_REFUSED = 3,
+    HC_EVENT_LOCAL_UNBIND = 4
 } hc_audit_event;
 
 /* AuditEntry (SPEC §7.3). */
@@ -302,6 +320,7 @@ int hc_encode_recent_audit(uint8_t *buf, size_t cap, size_t *len, uint16_t max);
 int hc_encode_watch(uint8_t *buf, size_t cap, size_t *len, uint32_t session, const hc_principal *who,
                     hc_action action, long channel);
 int hc_encode_unwatch(uint8_t *buf, size_t cap, size_t *len, uint32_t session);
+int hc_encode_unbind(uint8_t *buf, size_t cap, size_t *len, hc_level by);
 
 /* ---- Decoding. The header's body length, refused (HC_E_TOO_LARGE) over
  * HC_MAX_FRAME_BYTES. */
@@ -352,6 +371,10 @@ int hc_set_platform_access(hc_client *c, hc_level by, int enabled);
 int hc_watch(hc_client *c, uint32_t session, const hc_principal *who, hc_action action,
              long channel, hc_decision *out);
 int hc_unwatch(hc_client *c, uint32_t session);
+/* Unbinds the device from its cloud account (the local menu's recovery):
+ * device admin only, from a process on the agent's admin list; else
+ * HC_E_REFUSED with c->refused. */
+int hc_unbind(hc_client *c, hc_level by);
 /* The next notice: a queued one, or one arriving within wait_ms (0: do
  * not wait). HC_OK with *out; HC_E_TIMEOUT when none; HC_E_CLOSED and
  * other errors: the connection is gone, so every session watched on it

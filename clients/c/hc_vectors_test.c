@@ -107,6 +107,8 @@ static int check_request(const struct vector *v)
         r = hc_encode_watch(buf, sizeof buf, &len, 7, &alice, HC_ACTION_LIVE_VIEW, 2);
     else if (strcmp(n, "local_unwatch") == 0)
         r = hc_encode_unwatch(buf, sizeof buf, &len, 7);
+    else if (strcmp(n, "local_unbind") == 0)
+        r = hc_encode_unbind(buf, sizeof buf, &len, HC_LEVEL_ADMIN);
     else
         return 0;
     CHECK(r == HC_OK);
