@@ -10,6 +10,7 @@ pub(crate) enum Value {
     Null,
     Bool(bool),
     Number(u64),
+    Signed(i64),
     Text(String),
     List(Vec<Value>),
     Object(Vec<(&'static str, Value)>),
@@ -32,6 +33,9 @@ impl Value {
             Value::Null => out.push_str("null"),
             Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Value::Number(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Signed(n) => {
                 let _ = write!(out, "{n}");
             }
             Value::Text(s) => json_string(s, out),
@@ -111,6 +115,7 @@ impl Value {
             Value::Null => "none".into(),
             Value::Bool(b) => (if *b { "yes" } else { "no" }).into(),
             Value::Number(n) => n.to_string(),
+            Value::Signed(n) => n.to_string(),
             Value::Text(s) => s.clone(),
             Value::List(_) | Value::Object(_) => String::new(),
         }
