@@ -23,6 +23,7 @@ use protocol::local::LinkState;
 use super::backoff::Backoff;
 use flow::Flow;
 
+mod closing;
 mod flow;
 mod outputs;
 mod policy;
@@ -280,77 +281,6 @@ impl Link {
             }
             _ => self.handle_error(attempt, now, random),
         }
-    }
-
-    /// Platform access was switched: open or close the link.
-    pub fn set_enabled(&mut self, enabled: bool, now: u64) {
-        match (enabled, self.phase) {
-            (true, Phase::Disabled) => self.phase = Phase::Waiting { until: now },
-            (false, Phase::Waiting { .. } | Phase::Connecting { .. } | Phase::Connected { .. }) => {
-                self.close_with(AfterClose::Disable, now)
-            }
-            _ => {}
-        }
-    }
-
-    /// Whether platform access is on as far as the link knows.
-    pub fn is_enabled(&self) -> bool {
-        !matches!(
-            self.phase,
-            Phase::Disabled
-                | Phase::Closing {
-                    then: AfterClose::Disable,
-                    ..
-                }
-        )
-    }
-
-    /// Shutdown: go offline gracefully if connected, then stop.
-    pub fn close(&mut self, now: u64) {
-        match self.phase {
-            Phase::Stopped => {}
-            Phase::Closing { deadline, .. } => {
-                self.phase = Phase::Closing {
-                    deadline,
-                    then: AfterClose::Stop,
-                }
-            }
-            _ => self.close_with(AfterClose::Stop, now),
-        }
-    }
-
-    fn close_with(&mut self, then: AfterClose, now: u64) {
-        match self.phase {
-            Phase::Connected { .. } => {
-                self.transmit(Transmit::Status { online: false });
-                self.transmit(Transmit::Disconnect);
-                self.phase = Phase::Closing {
-                    deadline: now + millis(self.policy.close_grace),
-                    then,
-                };
-            }
-            Phase::Connecting { .. } => {
-                self.transmit(Transmit::Abort {
-                    attempt: self.attempt,
-                });
-                self.closed(then);
-            }
-            _ => self.closed(then),
-        }
-    }
-
-    fn closed(&mut self, then: AfterClose) {
-        if let Phase::Closing { .. } = self.phase {
-            self.transmit(Transmit::Abort {
-                attempt: self.attempt,
-            });
-        }
-        self.reset_connection();
-        self.phase = match then {
-            AfterClose::Disable => Phase::Disabled,
-            AfterClose::Stop => Phase::Stopped,
-        };
-        self.event(LinkEvent::Closed);
     }
 
     /// How many more of our publishes the MQTT client may take now.
