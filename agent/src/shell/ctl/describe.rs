@@ -35,7 +35,10 @@ pub(crate) fn status(s: &StatusReply) -> Value {
         ("registration", registration),
         ("last_seq", Number(s.last_seq)),
         ("clock_trusted", Bool(s.clock_trusted)),
-        ("clock_offset_ms", s.clock_offset_ms.map_or(Null, Value::Signed)),
+        (
+            "clock_offset_ms",
+            s.clock_offset_ms.map_or(Null, Value::Signed),
+        ),
         ("reports_queued", Number(s.reports_queued.into())),
         ("reports_dropped", Number(s.reports_dropped.into())),
     ])
@@ -144,7 +147,10 @@ pub(crate) fn access(r: &StateReport) -> Value {
         ("last_seq", Number(r.last_seq)),
         ("trusted_time_floor", Number(r.trusted_time_floor)),
         ("reports_dropped", Number(r.reports_dropped.into())),
-        ("clock_offset_ms", r.clock_offset_ms.map_or(Null, Value::Signed)),
+        (
+            "clock_offset_ms",
+            r.clock_offset_ms.map_or(Null, Value::Signed),
+        ),
     ])
 }
 
