@@ -26,7 +26,7 @@
 //!    comes first, and if it fails carry out [`core::storage_failed`]
 //!    instead and keep the old state: nothing is acknowledged that did not
 //!    reach flash.
-//! 3. For every question of a firmware process, call [`core::decide`]; it
+//! 3. For every question of a firmware process, call [`core::decide()`]; it
 //!    allocates nothing and names the reason of every denial.
 //! 4. Drive the connection with a [`core::link::Link`]: feed it what the
 //!    MQTT connection reports (`handle_connack`, `handle_incoming`,

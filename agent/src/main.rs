@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent::shell::config::Config;
-use agent::shell::daemon::{self, StartError};
-use agent::shell::tls::{self, TlsFiles};
-use agent::shell::{ctl, ctl::USAGE as CTL_USAGE};
+use hc_agent::shell::config::Config;
+use hc_agent::shell::daemon::{self, StartError};
+use hc_agent::shell::tls::{self, TlsFiles};
+use hc_agent::shell::{ctl, ctl::USAGE as CTL_USAGE};
 use rustls_pki_types::UnixTime;
 
 const USAGE: &str = "\
@@ -52,7 +52,7 @@ enum Parsed {
 fn parse_flags() -> Result<Parsed, lexopt::Error> {
     use lexopt::prelude::*;
     let mut flags = Flags {
-        config: PathBuf::from(agent::shell::config::DEFAULT_PATH),
+        config: PathBuf::from(hc_agent::shell::config::DEFAULT_PATH),
         check_only: false,
         log_level: None,
         state_dir: None,
@@ -71,7 +71,7 @@ fn parse_flags() -> Result<Parsed, lexopt::Error> {
             Long("host") => flags.host = Some(parser.value()?.string()?),
             Long("port") => flags.port = Some(parser.value()?.parse()?),
             Long("version") => {
-                println!("hc-agent {}", agent::VERSION);
+                println!("hc-agent {}", hc_agent::VERSION);
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
             }
             Long("help") | Short('h') => {
@@ -234,7 +234,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    agent::shell::syslog::init_logging(&config.log);
+    hc_agent::shell::syslog::init_logging(&config.log);
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -247,7 +247,7 @@ fn main() -> ExitCode {
         }
     };
     let local = tokio::task::LocalSet::new();
-    let reload: agent::shell::reload::LoadConfig = Box::new(move || load_config(&flags));
+    let reload: hc_agent::shell::reload::LoadConfig = Box::new(move || load_config(&flags));
     let result = local.block_on(
         &runtime,
         daemon::run(config, Some(reload), shutdown_signal()),

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hc_protocol::access::Action;
+use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
 use hc_testkit::daemon::*;
-use protocol::access::Action;
-use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
 use support::site;
 
 fn sources() -> PathBuf {

@@ -12,13 +12,13 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::client::ClientError;
+use hc_agent::client::ClientError;
+use hc_protocol::access::LocalLevel;
+use hc_protocol::messages::DeviceStatus;
+use hc_protocol::topics::Leaf;
+use hc_protocol::Reason;
 use hc_testkit::daemon::*;
 use hc_testkit::local::wait_local;
-use protocol::access::LocalLevel;
-use protocol::messages::DeviceStatus;
-use protocol::topics::Leaf;
-use protocol::Reason;
 use support::{agent_binary, site};
 
 fn hangup(agent: &AgentProcess) {
@@ -77,7 +77,7 @@ fn sighup_applies_a_valid_configuration_without_dropping_the_cloud_session() {
     );
     assert_eq!(
         client.status().unwrap().link,
-        protocol::local::LinkState::Connected
+        hc_protocol::local::LinkState::Connected
     );
     assert!(agent.child.try_wait().unwrap().is_none(), "SIGHUP ended it");
     assert!(agent.terminate().success());

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use agent::client::{ClientError, LocalClient};
+use hc_agent::client::{ClientError, LocalClient};
+use hc_protocol::Reason;
 use hc_testkit::agent_config::current_uid;
 use hc_testkit::daemon::*;
 use hc_testkit::local::wait_local;
-use protocol::Reason;
 use support::{agent_binary, site};
 
 fn packaging(file: &str) -> PathBuf {

@@ -9,13 +9,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use agent::core::link::POISON_STRIKES;
+use hc_agent::core::link::POISON_STRIKES;
+use hc_protocol::limits::MAX_MQTT_PACKET_BYTES;
+use hc_protocol::{CommandBody, Outcome};
 use hc_testkit::broker::BrokerConfig;
 use hc_testkit::cloud::TestCloud;
 use hc_testkit::daemon::*;
 use hc_testkit::mosquitto::{skip_without_mosquitto, Mosquitto};
-use protocol::limits::MAX_MQTT_PACKET_BYTES;
-use protocol::{CommandBody, Outcome};
 use support::site_with_broker;
 
 const DISCARDED: &str = "the broker's session was started afresh";

@@ -13,16 +13,16 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use hc_protocol::access::{Action, Decision, Grant, InstallerGrants, Principal, Validity};
+use hc_protocol::envelope::CommandSigner;
+use hc_protocol::time::{TimeAnswer, TimeRequest};
+use hc_protocol::topics::Leaf;
+use hc_protocol::{AccountId, BindRole, CommandBody, Outcome, Reason, Serial};
 use hc_testkit::cloud::{unix_ms, CloudOptions, TestCloud};
 use hc_testkit::daemon::*;
 use hc_testkit::faketime::{self, WallClockShift};
 use hc_testkit::local::{status_of, wait_local, wait_status_until};
 use hc_testkit::model::{bind_owner_body, field, live_view_share};
-use protocol::access::{Action, Decision, Grant, InstallerGrants, Principal, Validity};
-use protocol::envelope::CommandSigner;
-use protocol::time::{TimeAnswer, TimeRequest};
-use protocol::topics::Leaf;
-use protocol::{AccountId, BindRole, CommandBody, Outcome, Reason, Serial};
 use support::site;
 
 const HOUR: i64 = 3600;

@@ -19,14 +19,14 @@
 //!   it comes again (a replay).
 #![no_main]
 
-use agent::core::time::{TimePolicy, TrustedTime};
+use hc_agent::core::time::{TimePolicy, TrustedTime};
 use hc_fuzz::{keys, serial, sign_raw, KEY_ID, NEXT_KEY_ID};
+use hc_protocol::codec;
+use hc_protocol::envelope::{HEADER_LEN, SIGNATURE_LEN};
+use hc_protocol::limits::{MAX_MESSAGE_BYTES, MAX_TIME_ROUND_TRIP_MS};
+use hc_protocol::time::{TimeAnswer, NONCE_LEN, TIME_ANSWER_FORMAT};
+use hc_protocol::Reason;
 use libfuzzer_sys::fuzz_target;
-use protocol::codec;
-use protocol::envelope::{HEADER_LEN, SIGNATURE_LEN};
-use protocol::limits::{MAX_MESSAGE_BYTES, MAX_TIME_ROUND_TRIP_MS};
-use protocol::time::{TimeAnswer, NONCE_LEN, TIME_ANSWER_FORMAT};
-use protocol::Reason;
 
 const NONCE: [u8; NONCE_LEN] = [0x5a; NONCE_LEN];
 const SENT_MS: u64 = 1_000;

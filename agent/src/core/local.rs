@@ -4,9 +4,9 @@
 //! process the device trusts to have authenticated that admin (its uid on
 //! `local_socket.admin_uids`). One function decides and applies both.
 
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::messages::{AuditActor, AuditEntry, AuditEvent, Binding};
-use protocol::{Outcome, Reason};
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::messages::{AuditActor, AuditEntry, AuditEvent, Binding};
+use hc_protocol::{Outcome, Reason};
 
 use super::decide::decide;
 use super::effects::{Effect, Effects};

@@ -123,7 +123,7 @@ pub async fn run_with_clocks(
         },
     );
     let serial = state.identity.serial.clone();
-    info!(serial = %serial, bound = state.access.binding != protocol::messages::Binding::Unbound, last_seq = state.ledger.last_seq, "agent starting");
+    info!(serial = %serial, bound = state.access.binding != hc_protocol::messages::Binding::Unbound, last_seq = state.ledger.last_seq, "agent starting");
     let shared = Rc::new(SharedService::new(
         Agent::new(state, store, keys, registrar),
         Peers {

@@ -8,7 +8,7 @@
 //! TLS configuration, change nothing: the agent keeps running on the old
 //! one and logs why.
 
-use protocol::envelope::CommandKeys;
+use hc_protocol::envelope::CommandKeys;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{error, warn};
 

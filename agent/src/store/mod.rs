@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 pub use faults::{Fault, FaultyFlash};
 pub use file_format::{FormatError, FORMAT_VERSION, MAX_PAYLOAD};
 pub use flash::{Flash, RealFlash};
-use protocol::Reason;
+use hc_protocol::Reason;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use protocol::access::{LocalLevel, Principal};
-use protocol::messages::Binding;
-use protocol::{AccountId, Action, Grant, InstallerGrants, Permissions, Reason};
+use hc_protocol::access::{LocalLevel, Principal};
+use hc_protocol::messages::Binding;
+use hc_protocol::{AccountId, Action, Grant, InstallerGrants, Permissions, Reason};
 
 use super::sections::{Scene, DOMAIN, ONLINE_WAIT};
 use super::story::{decision_text, denied, list_text, result_text, Story, ADDRESS};
@@ -263,7 +263,7 @@ async fn installer_rights_outside_the_site(
     story.section("The owner grants the installer rights on a device outside the site");
     let now = cloud.now();
     let one_day = Some(Grant {
-        validity: Some(protocol::Validity {
+        validity: Some(hc_protocol::Validity {
             not_before: now - 60,
             not_after: now + 86_400,
         }),

@@ -195,7 +195,7 @@ fn a_share_with_no_permission_or_no_channel_is_refused_unless_domain_only() {
         CloudError::EmptyShare,
     );
     let no_channel = ShareTerms {
-        channels: ChannelScope::Only(protocol::ChannelSet::EMPTY),
+        channels: ChannelScope::Only(hc_protocol::ChannelSet::EMPTY),
         ..ShareTerms::always(live_view())
     };
     refused(

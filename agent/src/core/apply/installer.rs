@@ -2,8 +2,8 @@
 //! itself, granting, authorizing (naming an installer, also on a device
 //! that was never in its site) and revoking.
 
-use protocol::messages::Binding;
-use protocol::{AccountRef, InstallerGrants, Reason};
+use hc_protocol::messages::Binding;
+use hc_protocol::{AccountRef, InstallerGrants, Reason};
 
 use super::changes::Change;
 use crate::core::state::{AccessState, DeviceState};

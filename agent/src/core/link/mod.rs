@@ -17,8 +17,8 @@
 
 use core::time::Duration;
 
+use hc_protocol::local::LinkState;
 use heapless::Deque;
-use protocol::local::LinkState;
 
 use super::backoff::Backoff;
 use flow::Flow;

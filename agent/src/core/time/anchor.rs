@@ -5,12 +5,12 @@
 //! the caller's random source. Nothing here is stored: monotonic time
 //! restarts at boot, and so does the anchor.
 
-use protocol::envelope::CommandKeys;
-use protocol::limits::MAX_TIME_ROUND_TRIP_MS;
-use protocol::time::{
+use hc_protocol::envelope::CommandKeys;
+use hc_protocol::limits::MAX_TIME_ROUND_TRIP_MS;
+use hc_protocol::time::{
     open_time_answer, TimeRequest, NONCE_LEN, TIME_REFRESH_SECS, TIME_RETRY_SECS,
 };
-use protocol::{Reason, Serial};
+use hc_protocol::{Reason, Serial};
 
 /// When to ask and how long an answer may take, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

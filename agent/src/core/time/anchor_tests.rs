@@ -2,9 +2,9 @@ use super::*;
 use crate::core::decide;
 use crate::core::state::tests::device;
 use crate::core::time::TrustedClock;
-use protocol::envelope::CommandSigner;
-use protocol::time::TimeAnswer;
-use protocol::{AccountId, Action, Decision, Principal};
+use hc_protocol::envelope::CommandSigner;
+use hc_protocol::time::TimeAnswer;
+use hc_protocol::{AccountId, Action, Decision, Principal};
 
 const T: u64 = 1_767_225_600_000;
 const NONCE: [u8; NONCE_LEN] = [5; NONCE_LEN];

@@ -10,7 +10,7 @@
 //! While the device holds signed time from the cloud (`anchor`), that time
 //! decides instead of the wall clock, and the floor rises with it.
 
-use protocol::{Reason, Validity};
+use hc_protocol::{Reason, Validity};
 use serde::{Deserialize, Serialize};
 
 pub mod anchor;

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use protocol::Serial;
+use hc_protocol::Serial;
 use ring::rand::{SecureRandom, SystemRandom};
 use rumqttc::{AsyncClient, ConnectionError};
 use tokio::time::Instant;

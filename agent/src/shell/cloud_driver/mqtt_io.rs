@@ -3,7 +3,7 @@
 //! agent; messages and acknowledgements handed over as far as the link
 //! allows.
 
-use protocol::topics::{self, Leaf};
+use hc_protocol::topics::{self, Leaf};
 use ring::rand::SecureRandom;
 use rumqttc::{ConnectionError, Event, Outgoing, Packet, Publish, QoS, StateError};
 use tokio::time::Instant;
@@ -243,7 +243,7 @@ impl Driver<'_> {
         if self.link.publish_room() == 0 {
             return;
         }
-        let mut nonce = [0u8; protocol::time::NONCE_LEN];
+        let mut nonce = [0u8; hc_protocol::time::NONCE_LEN];
         if self.rng.fill(&mut nonce).is_err() {
             error!("no random nonce for a time request");
             return;

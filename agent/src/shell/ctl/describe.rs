@@ -1,10 +1,10 @@
 //! The agent's replies as `ctl` prints them: one [`Value`] tree per reply,
 //! field names as in SPEC §7 (snake case), enum variants by their names.
 
-use protocol::access::{Action, ChannelScope, Decision, Grant, Validity};
-use protocol::local::{LinkState, RegistrationState, StatusReply};
-use protocol::messages::{AuditActor, AuditEntry, AuditEvent, Binding, StateReport};
-use protocol::{AccountRef, Outcome, Reason};
+use hc_protocol::access::{Action, ChannelScope, Decision, Grant, Validity};
+use hc_protocol::local::{LinkState, RegistrationState, StatusReply};
+use hc_protocol::messages::{AuditActor, AuditEntry, AuditEvent, Binding, StateReport};
+use hc_protocol::{AccountRef, Outcome, Reason};
 
 use super::value::Value;
 use Value::{Bool, List, Null, Number, Object};

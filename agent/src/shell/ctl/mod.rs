@@ -23,9 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use protocol::access::{Action, LocalLevel, Principal};
-use protocol::local::LinkState;
-use protocol::AccountId;
+use hc_protocol::access::{Action, LocalLevel, Principal};
+use hc_protocol::local::LinkState;
+use hc_protocol::AccountId;
 
 use crate::client::{ClientError, LocalClient};
 use crate::shell::config::Config;
@@ -200,7 +200,7 @@ fn command(words: &[String], principal: Option<Principal>) -> Result<Command, St
     Ok(match words.as_slice() {
         ["status"] => Command::Status,
         ["access"] => Command::Access,
-        ["audit"] => Command::Audit(protocol::limits::MAX_AUDIT_REPLY as u16),
+        ["audit"] => Command::Audit(hc_protocol::limits::MAX_AUDIT_REPLY as u16),
         ["audit", max] => Command::Audit(
             max.parse()
                 .map_err(|_| format!("audit: {max} is not a count"))?,

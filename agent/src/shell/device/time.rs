@@ -2,9 +2,9 @@
 //! into the time decisions take (signed time while the agent holds it, the
 //! wall clock otherwise), and the signed-time exchange with the cloud.
 
-use protocol::codec;
-use protocol::limits::MAX_MESSAGE_BYTES;
-use protocol::time::NONCE_LEN;
+use hc_protocol::codec;
+use hc_protocol::limits::MAX_MESSAGE_BYTES;
+use hc_protocol::time::NONCE_LEN;
 use tracing::{info, warn};
 
 use super::Agent;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use protocol::{AccountId, InstallerGrants, Reason};
+use hc_protocol::{AccountId, InstallerGrants, Reason};
 use tokio::time::Instant;
 
 use super::link::Cloud;

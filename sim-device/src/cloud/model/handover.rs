@@ -2,7 +2,7 @@
 //! site gets, and the site pending until every device acknowledged (the
 //! driver re-sends to devices that were offline).
 
-use protocol::{AccountId, CommandBody};
+use hc_protocol::{AccountId, CommandBody};
 
 use super::error::require_same_region;
 use super::sites::{HandoverPlan, InvitationId, SiteId};
@@ -92,7 +92,7 @@ impl CloudModel {
 
     /// The device refused its handover: it is no longer pending (the site
     /// is handed over once nothing else is).
-    pub fn drop_pending_handover(&mut self, serial: &protocol::Serial) {
+    pub fn drop_pending_handover(&mut self, serial: &hc_protocol::Serial) {
         for site in self.sites.values_mut() {
             site.pending.retain(|s| s != serial);
         }

@@ -3,8 +3,8 @@
 //! site: "he/she can authorize the permissions about these devices to the
 //! Installer"), seeing them and revoking them.
 
-use protocol::messages::Binding;
-use protocol::{AccountId, AccountRef, CommandBody, InstallerGrants};
+use hc_protocol::messages::Binding;
+use hc_protocol::{AccountId, AccountRef, CommandBody, InstallerGrants};
 
 use super::{CloudError, CloudModel, Planned};
 
