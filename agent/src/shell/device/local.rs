@@ -170,6 +170,13 @@ impl<F: Flash> Agent<F> {
             return Vec::new();
         }
         let state = planned.unwrap_or(&self.state);
+        // `now` was taken against this state's floor; a planned state may
+        // have raised it (a command's issue time), and with signed time
+        // the decision time is never below the floor (see `Agent::now`).
+        let now = match self.time.anchor() {
+            Some(_) => now.max(state.clock.floor()),
+            None => now,
+        };
         let revoked = self.watches.revoke_denied(state, now);
         for r in &revoked {
             info!(connection = r.connection, session = r.session, reason = %r.reason, "watched session revoked");
