@@ -551,7 +551,9 @@ static int get_access(reader *r, hc_access *out)
     TRY(get_u64(r, &out->last_seq));
     TRY(get_u64(r, &out->trusted_time_floor));
     TRY(get_u32(r, &out->reports_dropped));
-    return get_clock_offset(r, &out->clock_offset);
+    TRY(get_clock_offset(r, &out->clock_offset));
+    TRY(get_u32(r, &out->sessions_contested));
+    return get_u32(r, &out->sessions_lost);
 }
 
 static int get_audit_entry(reader *r, hc_audit_entry *out)
@@ -565,7 +567,7 @@ static int get_audit_entry(reader *r, hc_audit_entry *out)
         TRY(get_string(r, HC_MAX_ACCOUNT_ID_LEN, RULE_ACCOUNT, out->account));
     else if (out->actor == HC_ACTOR_LOCAL)
         TRY(get_enum(r, 3, &out->level));
-    TRY(get_enum(r, 5, &out->event));
+    TRY(get_enum(r, 7, &out->event));
     if (out->event == HC_EVENT_DECISION) {
         int has_channel;
         TRY(get_enum(r, HC_ACTION_COUNT, &out->action));

@@ -248,6 +248,8 @@ typedef struct hc_access {
     uint64_t trusted_time_floor;
     uint32_t reports_dropped;
     hc_clock_offset clock_offset; /* as of the last accepted time answer */
+    uint32_t sessions_contested;  /* since the agent started */
+    uint32_t sessions_lost;
 } hc_access;
 
 typedef enum hc_audit_actor { HC_ACTOR_CLOUD = 0, HC_ACTOR_LOCAL = 1, HC_ACTOR_DEVICE = 2 } hc_audit_actor;
@@ -256,7 +258,9 @@ typedef enum hc_audit_event {
     HC_EVENT_COMMAND = 1,
     HC_EVENT_PLATFORM_ACCESS = 2,
     HC_EVENT_ENVELOPE_REFUSED = 3,
-    HC_EVENT_LOCAL_UNBIND = 4
+    HC_EVENT_LOCAL_UNBIND = 4,
+    HC_EVENT_SESSION_CONTESTED = 5,
+    HC_EVENT_SESSION_LOST = 6
 } hc_audit_event;
 
 /* AuditEntry (SPEC §7.3). */

@@ -506,6 +506,7 @@ prop_compose! {
         [last_seq, trusted_time_floor] in uniform2(any_counter()),
         reports_dropped in any::<u32>(),
         clock_offset_ms in any::<Option<i64>>(),
+        [sessions_contested, sessions_lost] in any::<[u32; 2]>(),
     ) -> StateReport {
         StateReport {
             serial,
@@ -521,6 +522,8 @@ prop_compose! {
             trusted_time_floor,
             reports_dropped,
             clock_offset_ms,
+            sessions_contested,
+            sessions_lost,
         }
     }
 }
@@ -549,6 +552,8 @@ pub fn any_audit_event() -> impl Strategy<Value = AuditEvent> {
         any::<bool>().prop_map(|enabled| AuditEvent::PlatformAccess { enabled }),
         Just(AuditEvent::EnvelopeRefused),
         Just(AuditEvent::LocalUnbind),
+        Just(AuditEvent::SessionContested),
+        Just(AuditEvent::SessionLost),
     ]
 }
 

@@ -115,6 +115,12 @@ pub struct StateReport {
     /// (positive: the wall clock is ahead), as of the last signed time
     /// answer; `None` before the first one since start-up (SPEC.md §8.4).
     pub clock_offset_ms: Option<i64>,
+    /// Times since start-up the device saw its session contested
+    /// (`AuditEvent::SessionContested`).
+    pub sessions_contested: u32,
+    /// Times since start-up the broker accepted the device without its
+    /// persistent session (`AuditEvent::SessionLost`).
+    pub sessions_lost: u32,
 }
 
 /// The retained online/offline status; the offline form is the last-will.
@@ -164,6 +170,14 @@ pub enum AuditEvent {
     /// The device admin unbound the device locally (`LocalRequest::Unbind`),
     /// or was refused.
     LocalUnbind,
+    /// The broker closed the device's connection soon after accepting it
+    /// several times in a row: another client is taking its session (a
+    /// broker that does not bind the client id to the certificate), or the
+    /// broker is flapping (SPEC §2.1).
+    SessionContested,
+    /// The broker accepted the device without the persistent session it
+    /// had: what it had queued for the device is lost (SPEC §2.1).
+    SessionLost,
 }
 
 /// One audit ring entry.

@@ -267,6 +267,8 @@ fn state_report() -> StateReport {
         reports_dropped: 0,
         // The wall clock 10 minutes and 250 ms behind signed time.
         clock_offset_ms: Some(-600_250),
+        sessions_contested: 0,
+        sessions_lost: 1,
     }
 }
 
@@ -287,6 +289,8 @@ fn state_report_unbound() -> StateReport {
         trusted_time_floor: T0,
         reports_dropped: 0,
         clock_offset_ms: None,
+        sessions_contested: 0,
+        sessions_lost: 0,
     }
 }
 
@@ -1366,6 +1370,8 @@ fn max_state_report() -> StateReport {
         trusted_time_floor: u64::MAX,
         reports_dropped: u32::MAX,
         clock_offset_ms: Some(i64::MIN),
+        sessions_contested: u32::MAX,
+        sessions_lost: u32::MAX,
     }
 }
 

@@ -217,6 +217,8 @@ impl DeviceState {
             trusted_time_floor: self.clock.floor(),
             reports_dropped,
             clock_offset_ms: None,
+            sessions_contested: 0,
+            sessions_lost: 0,
         }
     }
 }

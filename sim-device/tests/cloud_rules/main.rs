@@ -122,6 +122,8 @@ fn report(
         trusted_time_floor: NOON,
         reports_dropped: 0,
         clock_offset_ms: None,
+        sessions_contested: 0,
+        sessions_lost: 0,
     }
 }
 

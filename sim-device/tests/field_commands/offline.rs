@@ -100,6 +100,8 @@ fn owned_report(serial: &str, owner: &str) -> StateReport {
         trusted_time_floor: 0,
         reports_dropped: 0,
         clock_offset_ms: None,
+        sessions_contested: 0,
+        sessions_lost: 0,
     }
 }
 

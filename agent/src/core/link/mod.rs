@@ -59,6 +59,12 @@ enum Phase {
 /// starts a clean session.
 pub const POISON_STRIKES: u8 = 3;
 
+/// Closes by the broker in a row, each soon after the CONNACK, that make a
+/// contested session.
+pub const CONTESTED_CLOSES: u8 = 3;
+/// "Soon after the CONNACK" for `CONTESTED_CLOSES`.
+pub const QUICK_CLOSE: Duration = Duration::from_secs(30);
+
 /// Most transmits one step queues (a connect ends with subscribe and status;
 /// a close with status, disconnect and abort).
 const TRANSMITS: usize = 4;
@@ -77,6 +83,13 @@ pub struct Link {
     flow: Flow,
     /// Connections in a row lost to a packet the client could not take.
     poison_strikes: u8,
+    /// When the current connection was accepted.
+    connected_since: u64,
+    /// Connections in a row the broker closed soon after accepting them.
+    quick_closes: u8,
+    /// A connection with the persistent session was accepted before, so a
+    /// CONNACK without a session means the broker lost or gave it away.
+    had_session: bool,
 }
 
 impl Link {
@@ -95,6 +108,9 @@ impl Link {
             events: Deque::new(),
             flow: Flow::default(),
             poison_strikes: 0,
+            connected_since: 0,
+            quick_closes: 0,
+            had_session: false,
         }
     }
 
@@ -193,12 +209,16 @@ impl Link {
             return;
         }
         self.phase = Phase::Connected { last_incoming: now };
+        self.connected_since = now;
         self.backoff.on_connected(now);
         if self.poison_strikes >= POISON_STRIKES {
             // This connection started a clean session (see handle_timeout).
             self.poison_strikes = 0;
             self.event(LinkEvent::SessionDiscarded);
+        } else if self.had_session && !session_present {
+            self.event(LinkEvent::SessionLost);
         }
+        self.had_session = true;
         // The online status goes out with what the last connection left.
         self.flow = Flow::new(pending_publishes + 1);
         self.transmit(Transmit::Subscribe);
@@ -262,6 +282,30 @@ impl Link {
             }
             Phase::Closing { then, .. } => self.closed(then),
             Phase::Waiting { .. } | Phase::Disabled | Phase::Stopped => {}
+        }
+    }
+
+    /// The broker closed attempt `attempt`'s connection (no DISCONNECT in
+    /// MQTT 3.1.1: the socket just ends). A broker does that when another
+    /// client connects with the same client id; `CONTESTED_CLOSES` such
+    /// closes in a row, each within `QUICK_CLOSE` of the CONNACK, are
+    /// reported as a contested session (another certificate taking this
+    /// device's session over, where the broker does not bind the client id
+    /// to the certificate; or a flapping broker).
+    pub fn handle_closed_by_broker(&mut self, attempt: u32, now: u64, random: u32) {
+        if !self.current(attempt) || !self.is_connected() {
+            return self.handle_error(attempt, now, random);
+        }
+        if now.saturating_sub(self.connected_since) < millis(QUICK_CLOSE) {
+            self.quick_closes = self.quick_closes.saturating_add(1);
+        } else {
+            self.quick_closes = 1;
+        }
+        self.poison_strikes = 0;
+        self.lost(LossCause::ClosedByBroker, now, random);
+        if self.quick_closes >= CONTESTED_CLOSES {
+            self.quick_closes = 0;
+            self.event(LinkEvent::SessionContested);
         }
     }
 

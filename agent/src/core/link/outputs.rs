@@ -41,6 +41,9 @@ pub enum LossCause {
     TooManyUnacked,
     /// A packet the MQTT client could not take (too large, malformed).
     Undecodable,
+    /// The broker closed the connection (with MQTT 3.1.1, the way it
+    /// drops a client whose id another client took).
+    ClosedByBroker,
 }
 
 /// What happened, for the log and for the rest of the agent.
@@ -72,4 +75,13 @@ pub enum LinkEvent {
     /// the device is gone, and the cloud re-sends what it has no
     /// acknowledgement for.
     SessionDiscarded,
+    /// The broker closed the connection soon after accepting it several
+    /// times in a row: another client is taking this device's session
+    /// (see `Link::handle_closed_by_broker`).
+    SessionContested,
+    /// The broker accepted a connection without the device's persistent
+    /// session, which it had before: what it had queued is lost (a broker
+    /// that lost its store, or a client that took the session with a clean
+    /// one).
+    SessionLost,
 }

@@ -373,3 +373,44 @@ fn another_kind_of_loss_in_between_starts_the_count_again() {
         "{sent:?}"
     );
 }
+
+#[test]
+fn the_broker_closing_the_session_soon_after_the_connack_three_times_is_a_contested_session() {
+    let mut link = connected(0);
+    let mut now = 0;
+    let mut contested = Vec::new();
+    for attempt in 1..=u32::from(CONTESTED_CLOSES) {
+        now += 2_000;
+        link.handle_closed_by_broker(attempt, now, 0);
+        contested.push(events(&mut link).contains(&LinkEvent::SessionContested));
+        now = link.poll_timeout().unwrap();
+        link.handle_timeout(now, 0);
+        transmits(&mut link);
+        link.handle_connack(attempt + 1, true, 0, now);
+        events(&mut link);
+        transmits(&mut link);
+    }
+    assert_eq!(contested, [false, false, true]);
+    // A connection that lasted starts the count again.
+    now += millis(QUICK_CLOSE) + 1;
+    link.handle_closed_by_broker(u32::from(CONTESTED_CLOSES) + 1, now, 0);
+    assert!(!events(&mut link).contains(&LinkEvent::SessionContested));
+}
+
+#[test]
+fn a_connack_without_the_persistent_session_it_had_is_a_lost_session() {
+    let mut link = connecting(0);
+    link.handle_connack(1, false, 0, 10);
+    assert!(
+        !events(&mut link).contains(&LinkEvent::SessionLost),
+        "the first one"
+    );
+    link.handle_error(1, 20, 0);
+    link.handle_timeout(link.poll_timeout().unwrap(), 0);
+    link.handle_connack(2, true, 0, 2_000);
+    assert!(!events(&mut link).contains(&LinkEvent::SessionLost));
+    link.handle_error(2, 2_010, 0);
+    link.handle_timeout(link.poll_timeout().unwrap(), 0);
+    link.handle_connack(3, false, 0, 4_000);
+    assert!(events(&mut link).contains(&LinkEvent::SessionLost));
+}

@@ -10,11 +10,41 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::Driver;
-use crate::core::link::{LinkEvent, LossCause, Transmit, POISON_STRIKES};
+use crate::core::link::{LinkEvent, LossCause, Transmit, CONTESTED_CLOSES, POISON_STRIKES};
 use crate::shell::device::Agent;
+use crate::shell::device::SessionEvent;
 use crate::shell::mqtt_task::MqttEvent;
 use crate::shell::tls_source::TlsSource;
 use crate::store::RealFlash;
+
+/// How a connection error counts for the link.
+enum ErrorKind {
+    /// A packet the client could not take.
+    Undecodable,
+    /// The socket ended without a word from the broker.
+    ClosedByBroker,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    fn of(error: &ConnectionError) -> ErrorKind {
+        use std::io::ErrorKind as Io;
+        match error {
+            ConnectionError::MqttState(StateError::Deserialization(_)) => ErrorKind::Undecodable,
+            ConnectionError::MqttState(StateError::ConnectionAborted) => ErrorKind::ClosedByBroker,
+            ConnectionError::Io(e) | ConnectionError::MqttState(StateError::Io(e))
+                if matches!(
+                    e.kind(),
+                    Io::ConnectionReset | Io::UnexpectedEof | Io::BrokenPipe
+                ) =>
+            {
+                ErrorKind::ClosedByBroker
+            }
+            _ => ErrorKind::Other,
+        }
+    }
+}
 
 /// A command applied in memory, waiting to be carried out: the driver
 /// first lets the local socket's tasks write the notices it caused.
@@ -97,6 +127,7 @@ impl Driver<'_> {
                     LossCause::Silent => warn!(retry_in_ms, "cloud link lost: nothing from the broker for 1.5 keep-alive intervals"),
                     LossCause::TooManyUnacked => warn!(retry_in_ms, "cloud link lost: the broker sent more unacknowledged messages than the device holds"),
                     LossCause::Undecodable => warn!(error, retry_in_ms, "cloud link lost: the broker sent a message the device cannot take"),
+                    LossCause::ClosedByBroker => warn!(retry_in_ms, "cloud link lost: the broker closed the connection"),
                 }
                 agent.registrar().on_disconnected();
                 agent.time().on_disconnected();
@@ -105,6 +136,17 @@ impl Driver<'_> {
                 info!("cloud link closed");
                 agent.registrar().on_disconnected();
                 agent.time().on_disconnected();
+            }
+            LinkEvent::SessionContested => {
+                warn!(
+                    closes = CONTESTED_CLOSES,
+                    "the broker keeps closing this device's connection soon after accepting it: another client may be taking its session (a certificate the broker does not bind to this client id), or the broker is flapping"
+                );
+                agent.session_event(SessionEvent::Contested);
+            }
+            LinkEvent::SessionLost => {
+                warn!("the broker no longer holds this device's persistent session: what it had queued is lost (a broker that lost its store, or a client that took the session)");
+                agent.session_event(SessionEvent::Lost);
             }
             LinkEvent::SessionDiscarded => warn!(
                 strikes = POISON_STRIKES,
@@ -162,16 +204,15 @@ impl Driver<'_> {
             }
             Ok(Event::Outgoing(_)) => {}
             Err(e) => {
-                let undecodable = matches!(
-                    e,
-                    ConnectionError::MqttState(StateError::Deserialization(_))
-                );
+                let kind = ErrorKind::of(&e);
                 self.connection_error = Some(e);
                 let random = self.random();
-                if undecodable {
-                    self.link.handle_undecodable(attempt, now, random);
-                } else {
-                    self.link.handle_error(attempt, now, random);
+                match kind {
+                    ErrorKind::Undecodable => self.link.handle_undecodable(attempt, now, random),
+                    ErrorKind::ClosedByBroker => {
+                        self.link.handle_closed_by_broker(attempt, now, random)
+                    }
+                    ErrorKind::Other => self.link.handle_error(attempt, now, random),
                 }
             }
         }

@@ -181,6 +181,8 @@ fn audit_entry(e: &AuditEntry) -> Value {
         ]),
         AuditEvent::EnvelopeRefused => Object(vec![("kind", Value::text("envelope_refused"))]),
         AuditEvent::LocalUnbind => Object(vec![("kind", Value::text("local_unbind"))]),
+        AuditEvent::SessionContested => Object(vec![("kind", Value::text("session_contested"))]),
+        AuditEvent::SessionLost => Object(vec![("kind", Value::text("session_lost"))]),
     };
     let outcome = match e.outcome {
         Outcome::Accepted => Value::text("accepted"),

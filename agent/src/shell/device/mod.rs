@@ -9,7 +9,7 @@ use hc_protocol::ddns::DomainResult;
 use hc_protocol::envelope::CommandKeys;
 use hc_protocol::limits::{MAX_COMMAND_BYTES, MAX_MESSAGE_BYTES};
 use hc_protocol::local::LinkState;
-use hc_protocol::messages::{AuditActor, AuditEvent, AuditReport, DeviceStatus};
+use hc_protocol::messages::{AuditActor, AuditEntry, AuditEvent, AuditReport, DeviceStatus};
 use hc_protocol::topics::Leaf;
 use hc_protocol::{Outcome, Reason};
 use serde::Serialize;
@@ -26,6 +26,21 @@ use crate::shell::clock::Reading;
 use crate::store::{Flash, StateStore};
 
 mod local;
+
+/// What the link saw happen to the device's MQTT session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The broker keeps closing the connection soon after accepting it.
+    Contested,
+    /// The broker accepted the device without its persistent session.
+    Lost,
+}
+
+#[derive(Debug, Default)]
+struct SessionCounts {
+    contested: u32,
+    lost: u32,
+}
 mod time;
 
 /// The device: its state and everything around it (store, command keys,
@@ -54,6 +69,8 @@ pub struct Agent<F: Flash> {
     /// The wall clock's offset at the last accepted time answer, for the
     /// state report.
     offset_at_answer: Option<i64>,
+    /// Contested and lost sessions since start-up (see `session_event`).
+    sessions: SessionCounts,
 }
 
 impl<F: Flash> Agent<F> {
@@ -78,6 +95,7 @@ impl<F: Flash> Agent<F> {
             time: TrustedTime::new(TimePolicy::default()),
             reading: Reading::default(),
             offset_at_answer: None,
+            sessions: SessionCounts::default(),
         }
     }
 
@@ -306,7 +324,27 @@ impl<F: Flash> Agent<F> {
     pub fn state_report(&self) -> hc_protocol::messages::StateReport {
         let mut report = self.state.report(crate::VERSION, self.outbox.dropped());
         report.clock_offset_ms = self.offset_at_answer;
+        report.sessions_contested = self.sessions.contested;
+        report.sessions_lost = self.sessions.lost;
         report
+    }
+
+    /// The link saw the device's session contested or lost: audited,
+    /// counted in the state report, and the report sent again.
+    pub fn session_event(&mut self, event: SessionEvent) {
+        let (counter, audited) = match event {
+            SessionEvent::Contested => (&mut self.sessions.contested, AuditEvent::SessionContested),
+            SessionEvent::Lost => (&mut self.sessions.lost, AuditEvent::SessionLost),
+        };
+        *counter = counter.saturating_add(1);
+        let at = self.state.clock.floor();
+        self.audit.record(AuditEntry {
+            at,
+            actor: AuditActor::Device,
+            event: audited,
+            outcome: Outcome::Accepted,
+        });
+        self.queue_state_report();
     }
 
     /// Queues the retained state report for the cloud.
