@@ -188,7 +188,7 @@ fn strategies_cover_every_variant() {
     let counted = [
         ("LocalRequest", variants(any_local_request()), 6),
         ("LocalReply", variants(any_local_reply()), 6),
-        ("AuditEvent", variants(any_audit_event()), 5),
+        ("AuditEvent", variants(any_audit_event()), 7),
         ("AuditActor", variants(any_audit_actor()), 3),
         ("Binding", variants(any_binding()), 3),
         ("DomainOutcome", variants(any_domain_outcome()), 3),
