@@ -23,6 +23,7 @@ use heapless::Deque;
 use super::backoff::Backoff;
 use flow::Flow;
 
+mod broker_faults;
 mod closing;
 mod flow;
 mod outputs;
@@ -285,48 +286,6 @@ impl Link {
         }
     }
 
-    /// The broker closed attempt `attempt`'s connection (no DISCONNECT in
-    /// MQTT 3.1.1: the socket just ends). A broker does that when another
-    /// client connects with the same client id; `CONTESTED_CLOSES` such
-    /// closes in a row, each within `QUICK_CLOSE` of the CONNACK, are
-    /// reported as a contested session (another certificate taking this
-    /// device's session over, where the broker does not bind the client id
-    /// to the certificate; or a flapping broker).
-    pub fn handle_closed_by_broker(&mut self, attempt: u32, now: u64, random: u32) {
-        if !self.current(attempt) || !self.is_connected() {
-            return self.handle_error(attempt, now, random);
-        }
-        if now.saturating_sub(self.connected_since) < millis(QUICK_CLOSE) {
-            self.quick_closes = self.quick_closes.saturating_add(1);
-        } else {
-            self.quick_closes = 1;
-        }
-        self.poison_strikes = 0;
-        self.lost(LossCause::ClosedByBroker, now, random);
-        if self.quick_closes >= CONTESTED_CLOSES {
-            self.quick_closes = 0;
-            self.event(LinkEvent::SessionContested);
-        }
-    }
-
-    /// Attempt `attempt`'s connection broke on a packet from the broker the
-    /// MQTT client could not take (over the packet size limit, or
-    /// malformed). The broker redelivers it on the persistent session; after
-    /// `POISON_STRIKES` such losses in a row the next connection starts a
-    /// clean session, which drops it.
-    pub fn handle_undecodable(&mut self, attempt: u32, now: u64, random: u32) {
-        if !self.current(attempt) {
-            return;
-        }
-        match self.phase {
-            Phase::Connected { .. } => {
-                self.poison_strikes = self.poison_strikes.saturating_add(1);
-                self.lost(LossCause::Undecodable, now, random);
-            }
-            _ => self.handle_error(attempt, now, random),
-        }
-    }
-
     /// How many more of our publishes the MQTT client may take now.
     pub fn publish_room(&self) -> usize {
         if !self.is_connected() {
@@ -405,4 +364,4 @@ fn millis(duration: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

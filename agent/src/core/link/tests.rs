@@ -33,16 +33,16 @@ fn connect(attempt: u32) -> Transmit {
     }
 }
 
-fn transmits(link: &mut Link) -> Vec<Transmit> {
+pub(super) fn transmits(link: &mut Link) -> Vec<Transmit> {
     std::iter::from_fn(|| link.poll_transmit()).collect()
 }
 
-fn events(link: &mut Link) -> Vec<LinkEvent> {
+pub(super) fn events(link: &mut Link) -> Vec<LinkEvent> {
     std::iter::from_fn(|| link.poll_event()).collect()
 }
 
 /// A link that started attempt 1 at `now`.
-fn connecting(now: u64) -> Link {
+pub(super) fn connecting(now: u64) -> Link {
     let mut link = Link::new(policy(), true, now);
     assert_eq!(link.poll_timeout(), Some(now));
     link.handle_timeout(now, 0);
@@ -51,7 +51,7 @@ fn connecting(now: u64) -> Link {
 }
 
 /// A link whose attempt 1 was accepted at `now`.
-fn connected(now: u64) -> Link {
+pub(super) fn connected(now: u64) -> Link {
     let mut link = connecting(now);
     link.handle_connack(1, true, 0, now);
     transmits(&mut link);
@@ -298,119 +298,4 @@ fn shutdown_while_connecting_abandons_the_attempt_and_stops() {
     assert!(link.is_stopped());
     link.set_enabled(true, 60);
     assert!(link.is_stopped(), "a stopped link stays stopped");
-}
-
-#[test]
-fn a_message_that_breaks_the_connection_three_times_is_dropped_with_a_clean_session() {
-    let mut link = connected(0);
-    let mut now = 0;
-    for attempt in 1..=u32::from(POISON_STRIKES) {
-        link.handle_undecodable(attempt, now, 0);
-        assert!(matches!(
-            events(&mut link).as_slice(),
-            [LinkEvent::Lost {
-                cause: LossCause::Undecodable,
-                ..
-            }]
-        ));
-        now = link.poll_timeout().unwrap();
-        link.handle_timeout(now, 0);
-        let clean = attempt == u32::from(POISON_STRIKES);
-        assert_eq!(
-            transmits(&mut link),
-            [Transmit::Connect {
-                attempt: attempt + 1,
-                clean_session: clean
-            }]
-        );
-        link.handle_connack(attempt + 1, !clean, 0, now);
-        let connected = events(&mut link);
-        assert_eq!(connected.contains(&LinkEvent::SessionDiscarded), clean);
-        transmits(&mut link);
-    }
-    // Back to the persistent session for the next connection.
-    link.handle_undecodable(u32::from(POISON_STRIKES) + 1, now, 0);
-    link.handle_timeout(link.poll_timeout().unwrap(), 0);
-    assert!(matches!(
-        transmits(&mut link).as_slice(),
-        [Transmit::Connect {
-            clean_session: false,
-            ..
-        }]
-    ));
-}
-
-#[test]
-fn another_kind_of_loss_in_between_starts_the_count_again() {
-    let mut link = connected(0);
-    let mut attempt = 1;
-    let reconnect = |link: &mut Link, attempt: &mut u32| {
-        let now = link.poll_timeout().unwrap();
-        link.handle_timeout(now, 0);
-        let sent = transmits(link);
-        *attempt += 1;
-        link.handle_connack(*attempt, true, 0, now);
-        events(link);
-        transmits(link);
-        sent
-    };
-    for _ in 0..2 {
-        link.handle_undecodable(attempt, 0, 0);
-        reconnect(&mut link, &mut attempt);
-    }
-    link.handle_error(attempt, 0, 0);
-    reconnect(&mut link, &mut attempt);
-    link.handle_undecodable(attempt, 0, 0);
-    let sent = reconnect(&mut link, &mut attempt);
-    assert!(
-        matches!(
-            sent.as_slice(),
-            [Transmit::Connect {
-                clean_session: false,
-                ..
-            }]
-        ),
-        "{sent:?}"
-    );
-}
-
-#[test]
-fn the_broker_closing_the_session_soon_after_the_connack_three_times_is_a_contested_session() {
-    let mut link = connected(0);
-    let mut now = 0;
-    let mut contested = Vec::new();
-    for attempt in 1..=u32::from(CONTESTED_CLOSES) {
-        now += 2_000;
-        link.handle_closed_by_broker(attempt, now, 0);
-        contested.push(events(&mut link).contains(&LinkEvent::SessionContested));
-        now = link.poll_timeout().unwrap();
-        link.handle_timeout(now, 0);
-        transmits(&mut link);
-        link.handle_connack(attempt + 1, true, 0, now);
-        events(&mut link);
-        transmits(&mut link);
-    }
-    assert_eq!(contested, [false, false, true]);
-    // A connection that lasted starts the count again.
-    now += millis(QUICK_CLOSE) + 1;
-    link.handle_closed_by_broker(u32::from(CONTESTED_CLOSES) + 1, now, 0);
-    assert!(!events(&mut link).contains(&LinkEvent::SessionContested));
-}
-
-#[test]
-fn a_connack_without_the_persistent_session_it_had_is_a_lost_session() {
-    let mut link = connecting(0);
-    link.handle_connack(1, false, 0, 10);
-    assert!(
-        !events(&mut link).contains(&LinkEvent::SessionLost),
-        "the first one"
-    );
-    link.handle_error(1, 20, 0);
-    link.handle_timeout(link.poll_timeout().unwrap(), 0);
-    link.handle_connack(2, true, 0, 2_000);
-    assert!(!events(&mut link).contains(&LinkEvent::SessionLost));
-    link.handle_error(2, 2_010, 0);
-    link.handle_timeout(link.poll_timeout().unwrap(), 0);
-    link.handle_connack(3, false, 0, 4_000);
-    assert!(events(&mut link).contains(&LinkEvent::SessionLost));
 }
