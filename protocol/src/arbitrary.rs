@@ -301,6 +301,7 @@ pub const COMMAND_KINDS: &[CommandKind] = &[
     CommandKind::RequestState,
     CommandKind::RequestAudit,
     CommandKind::Operation,
+    CommandKind::RestoreState,
 ];
 
 /// Any `CommandKind`, each variant equally likely.
@@ -365,7 +366,21 @@ pub fn any_command_body() -> impl Strategy<Value = CommandBody> {
         (any_action(), any_channel_arg())
             .prop_map(|(action, channel)| CommandBody::Operation { action, channel }),
     ];
-    prop_oneof![7 => access.boxed(), 7 => other.boxed()]
+    let restore = (
+        any_binding(),
+        bounded_vec::<_, MAX_SHARES>(any_share_entry),
+        any::<bool>(),
+        any_text::<MAX_DOMAIN_LEN>(),
+    )
+        .prop_map(
+            |(binding, shares, cloud_service, domain)| CommandBody::RestoreState {
+                binding,
+                shares,
+                cloud_service,
+                domain,
+            },
+        );
+    prop_oneof![7 => access.boxed(), 7 => other.boxed(), 1 => restore.boxed()]
 }
 
 /// A sequence number or time: small, huge, or anything.
@@ -497,6 +512,7 @@ prop_compose! {
         domain in any_domain_name(),
         [last_seq, trusted_time_floor] in uniform2(any_counter()),
         reports_dropped in any::<u32>(),
+        behind in any::<bool>(),
     ) -> StateReport {
         StateReport {
             serial,
@@ -511,6 +527,7 @@ prop_compose! {
             last_seq,
             trusted_time_floor,
             reports_dropped,
+            behind,
         }
     }
 }

@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{Action, ChannelScope, InstallerGrants, Permissions, Validity};
+use crate::access::{Action, ChannelScope, InstallerGrants, Permissions, ShareEntry, Validity};
 use crate::ids::{AccountId, AccountRef, Serial, Text};
 use crate::limits::{MAX_AUDIT_REPLY, MAX_DOMAIN_LEN, MAX_SHARES};
+use crate::messages::Binding;
 
 /// The signed content of a command envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +108,20 @@ pub enum CommandBody {
         /// The channel, for a channel-scoped action.
         channel: Option<u16>,
     },
+    /// The cloud's whole record of the device's access state, in one step:
+    /// it replaces binding, shares, cloud service switch and domain, and
+    /// clears the device's "behind" flag (SPEC §9.2). Sent when a state
+    /// report says `behind` or a `last_seq` below the cloud's.
+    RestoreState {
+        /// Who holds the device.
+        binding: Binding,
+        /// Every share, in ascending byte order of account id.
+        shares: heapless::Vec<ShareEntry, MAX_SHARES>,
+        /// The cloud service switch.
+        cloud_service: bool,
+        /// The device domain name, checked as a `DomainName` on the device.
+        domain: Text<MAX_DOMAIN_LEN>,
+    },
 }
 
 /// The kind of a command, without its fields (for audit and logs).
@@ -140,6 +155,8 @@ pub enum CommandKind {
     RequestAudit,
     /// [`CommandBody::Operation`].
     Operation,
+    /// [`CommandBody::RestoreState`].
+    RestoreState,
 }
 
 impl CommandBody {
@@ -160,6 +177,7 @@ impl CommandBody {
             CommandBody::RequestState => CommandKind::RequestState,
             CommandBody::RequestAudit { .. } => CommandKind::RequestAudit,
             CommandBody::Operation { .. } => CommandKind::Operation,
+            CommandBody::RestoreState { .. } => CommandKind::RestoreState,
         }
     }
 }

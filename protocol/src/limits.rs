@@ -3,7 +3,7 @@
 //! refused with a typed error and changes nothing already stored.
 
 /// Largest command envelope accepted on the command topic, in bytes.
-pub const MAX_COMMAND_BYTES: usize = 8 * 1024;
+pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
 /// Largest message of any other kind (acks, reports, registrations).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// Largest local-socket frame body (after the 4-byte length prefix).

@@ -111,6 +111,10 @@ pub struct StateReport {
     pub trusted_time_floor: u64,
     /// Reports that did not fit the offline queue since start-up.
     pub reports_dropped: u32,
+    /// The device fell back to an older copy of its state and may be behind
+    /// the cloud's record: it denies cloud principals (`StateBehind`) until
+    /// the cloud sends `RestoreState`.
+    pub behind: bool,
 }
 
 /// The retained online/offline status; the offline form is the last-will.

@@ -98,6 +98,10 @@ reasons! {
     AlreadyAPrincipal = 32, "the account already holds this device as owner or installer";
     /// A watch named a session id its connection already watches.
     SessionExists = 33, "the session is already watched on this connection";
+    /// The device fell back to an older copy of its state (or lost it) and
+    /// may be behind the cloud: cloud principals are denied until the cloud
+    /// restores its state (`RestoreState`).
+    StateBehind = 34, "the device's state may be out of date; the cloud must restore it first";
 }
 
 impl core::fmt::Display for Reason {

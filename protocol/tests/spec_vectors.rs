@@ -232,6 +232,20 @@ fn story() -> Vec<Command> {
             },
         ),
         command(14, owner(), CommandBody::Unbind),
+        command(
+            15,
+            owner(),
+            CommandBody::RestoreState {
+                binding: Binding::Owned {
+                    owner: owner(),
+                    installer: Some(installer()),
+                    installer_grants: installer_grants(),
+                },
+                shares: heapless::Vec::from_slice(&[bob_share()]).unwrap(),
+                cloud_service: true,
+                domain: Text::new("front-gate").unwrap(),
+            },
+        ),
     ]
 }
 
@@ -253,6 +267,7 @@ fn state_report() -> StateReport {
         last_seq: 4,
         trusted_time_floor: T0 + 4 * 60,
         reports_dropped: 0,
+        behind: false,
     }
 }
 
@@ -272,6 +287,7 @@ fn state_report_unbound() -> StateReport {
         // (SPEC.md §8.3), here T0.
         trusted_time_floor: T0,
         reports_dropped: 0,
+        behind: false,
     }
 }
 
@@ -1269,6 +1285,21 @@ fn max_state_report() -> StateReport {
         last_seq: u64::MAX,
         trusted_time_floor: u64::MAX,
         reports_dropped: u32::MAX,
+        behind: true,
+    }
+}
+
+/// The largest `RestoreState`: the largest state report's access state.
+fn max_restore() -> Command {
+    let report = max_state_report();
+    Command {
+        body: CommandBody::RestoreState {
+            binding: report.binding,
+            shares: report.shares,
+            cloud_service: true,
+            domain: Text::new(report.domain.as_str()).unwrap(),
+        },
+        ..max_command()
     }
 }
 
@@ -1344,7 +1375,14 @@ fn worst_cases() -> Vec<(&'static str, usize, &'static str, usize)> {
         entries: max_audit_entries(),
     };
     let sealed = signer().seal(&max_command()).unwrap().len();
+    let sealed_restore = signer().seal(&max_restore()).unwrap().len();
     vec![
+        (
+            "envelope (RestoreState of the largest state)",
+            sealed_restore,
+            "MAX_COMMAND_BYTES",
+            limits::MAX_COMMAND_BYTES,
+        ),
         (
             "envelope (Unshare of MAX_SHARES longest ids)",
             sealed,

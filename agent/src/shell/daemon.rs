@@ -59,8 +59,14 @@ pub fn load_state(
             return Ok(fresh()?);
         }
         Loaded::Main(state) => state,
-        Loaded::Recovered { value, problem } => {
-            error!(%problem, "state file was damaged; the previous good copy is used");
+        Loaded::Recovered { mut value, problem } => {
+            // The previous copy may still hold a right the cloud revoked
+            // since: deny cloud principals until the cloud restores the state.
+            error!(%problem, "state file was damaged; the previous good copy is used and the device reports itself behind the cloud until restored");
+            value.behind = true;
+            if let Err(e) = store.save(&value) {
+                error!(error = %e, "the behind flag could not be written; it is set again at the next start");
+            }
             value
         }
     };

@@ -120,6 +120,7 @@ fn report(
         last_seq,
         trusted_time_floor: NOON,
         reports_dropped: 0,
+        behind: false,
     }
 }
 

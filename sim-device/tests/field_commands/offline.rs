@@ -99,6 +99,7 @@ fn owned_report(serial: &str, owner: &str) -> StateReport {
         last_seq: 0,
         trusted_time_floor: 0,
         reports_dropped: 0,
+        behind: false,
     }
 }
 

@@ -16,6 +16,7 @@ use super::state::DeviceState;
 use changes::{change_for, Change};
 
 mod changes;
+mod restore;
 
 /// The result of handling one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +118,9 @@ fn fresh_effects(
         }),
     );
     if let Ok(change) = result {
+        if matches!(command.body, CommandBody::RestoreState { .. }) {
+            next.behind = false;
+        }
         if let Some(access) = change.access {
             next.access = access;
             push(&mut effects, Effect::PublishState);

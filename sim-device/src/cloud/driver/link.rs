@@ -23,6 +23,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::restore;
 use super::seed::{load_or_create_seed, signer};
 use super::{now_secs, DriverError, DEFAULT_ACK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 use crate::cloud::model::{CloudModel, Registration};
@@ -188,7 +189,13 @@ impl Cloud {
             stopping: false,
         }));
         let (tx, rx) = watch::channel(0u64);
-        let task = tokio::spawn(event_task(eventloop, client.clone(), shared.clone(), tx));
+        let task = tokio::spawn(event_task(
+            eventloop,
+            client.clone(),
+            shared.clone(),
+            tx,
+            signer(&options.seed),
+        ));
         let mut cloud = Cloud {
             client,
             shared,
@@ -368,6 +375,7 @@ async fn event_task(
     client: AsyncClient,
     shared: Arc<Mutex<Shared>>,
     changes: watch::Sender<u64>,
+    restorer: CommandSigner,
 ) {
     let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
     let bump = || changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -394,7 +402,13 @@ async fn event_task(
                 bump();
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                on_publish(&client, &mut lock(), &publish.topic, &publish.payload);
+                on_publish(
+                    &client,
+                    &restorer,
+                    &mut lock(),
+                    &publish.topic,
+                    &publish.payload,
+                );
                 bump();
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) if lock().stopping => return,
@@ -416,7 +430,13 @@ async fn event_task(
     }
 }
 
-fn on_publish(client: &AsyncClient, shared: &mut Shared, topic: &str, payload: &[u8]) {
+fn on_publish(
+    client: &AsyncClient,
+    restorer: &CommandSigner,
+    shared: &mut Shared,
+    topic: &str,
+    payload: &[u8],
+) {
     let Some((serial, leaf)) = topics::parse(topic) else {
         return;
     };
@@ -449,9 +469,17 @@ fn on_publish(client: &AsyncClient, shared: &mut Shared, topic: &str, payload: &
             if report.serial != serial {
                 return;
             }
-            let link = shared.links.entry(serial).or_default();
+            let link = shared.links.entry(serial.clone()).or_default();
             let learned = report.last_seq + 1;
-            link.next_seq = Some(link.next_seq.map_or(learned, |n| n.max(learned)));
+            let seq = link.next_seq.map_or(learned, |n| n.max(learned));
+            link.next_seq = Some(seq);
+            if report.behind {
+                let record = shared.model.report(serial.as_str());
+                if let Some(command) = record.and_then(|r| restore::restore_command(r, seq)) {
+                    link.next_seq = Some(seq + 1);
+                    restore::publish(client, restorer, &serial, &command);
+                }
+            }
             shared.model.on_state_report(report);
         }
         Leaf::Status => {
