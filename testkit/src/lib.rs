@@ -18,6 +18,7 @@
 pub mod agent_config;
 pub mod broker;
 pub mod cloud;
+pub mod crash_states;
 pub mod daemon;
 pub mod fixture;
 pub mod local;
