@@ -88,6 +88,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         warn!("INSECURE: the cloud link runs without TLS (insecure_plaintext); tests only");
         None
     } else {
+        tls::check_subject(&config.cloud.cert, &config.serial)?;
         Some(Arc::new(tls::client_config(&TlsFiles {
             ca: &config.cloud.ca,
             cert: &config.cloud.cert,

@@ -3,9 +3,11 @@
 //! its MQTT task, the local socket server, reading network facts, and the
 //! daemon's start and stop. Only here are clocks read and sockets touched.
 
+mod cert_subject;
 pub mod clock;
 mod cloud_driver;
 pub mod config;
+mod config_error;
 pub mod daemon;
 pub mod device;
 mod local_server;
