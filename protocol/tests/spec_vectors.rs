@@ -1029,6 +1029,10 @@ const LIMITS: &[(&str, usize)] = &[
     ("MAX_PORT_MAPPINGS", limits::MAX_PORT_MAPPINGS),
     ("MAX_LOCAL_PEERS", limits::MAX_LOCAL_PEERS),
     ("MAX_LOCAL_CLIENTS", limits::MAX_LOCAL_CLIENTS),
+    (
+        "MAX_LOCAL_CLIENTS_PER_UID",
+        limits::MAX_LOCAL_CLIENTS_PER_UID,
+    ),
     ("MAX_SERIAL_LEN", limits::MAX_SERIAL_LEN),
     ("MAX_ACCOUNT_ID_LEN", limits::MAX_ACCOUNT_ID_LEN),
     ("MAX_REGION_LEN", limits::MAX_REGION_LEN),
