@@ -223,9 +223,15 @@ impl Config {
             path: path.into(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates the text of the configuration file at `path`
+    /// (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.into(),
-            message: one_line(&text, &e),
+            message: one_line(text, &e),
         })?;
         config.validate()?;
         Ok(config)

@@ -14,3 +14,5 @@ mod local_server;
 mod mqtt_task;
 pub mod net_facts;
 pub mod tls;
+
+pub use cloud_driver::link_policy;
