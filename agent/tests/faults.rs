@@ -781,3 +781,66 @@ fn end_to_end_a_command_from_a_cloud_clock_ahead_suspends_timed_shares_across_a_
     );
     println!("clock behind the floor by {AHEAD} s: timed share suspended (ClockNotTrusted) before and after a SIGKILL, owner and untimed share unaffected, trusted again after {back:.1?}");
 }
+
+/// A broker address that accepts TCP and then answers nothing at all (a
+/// blackhole: no TLS handshake, no FIN): each connect must give up after
+/// `cloud.connect_timeout_secs`, back off and try again, and connect once
+/// the network answers (issue 13).
+#[test]
+fn a_blackholed_broker_times_out_each_connect_then_backs_off_and_connects_when_it_answers() {
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    let site = site();
+    let proxy = Proxy::start(site.broker.addr());
+    proxy.set_mode(Mode::Blackhole);
+    let config = site.write_agent_config("blackholed.toml", |c| {
+        c.cloud.port = proxy.port();
+        c.cloud.connect_timeout_secs = CONNECT_TIMEOUT.as_secs();
+    });
+    let cloud = site.cloud();
+    let agent = site.start_agent(&config);
+    // Record when each connection attempt reaches the proxy.
+    let mut attempts: Vec<Instant> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while attempts.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "attempts stopped:\n{}",
+            agent.log()
+        );
+        if proxy.accepted() > attempts.len() {
+            attempts.push(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    for gap in &gaps {
+        // Each attempt waits the whole connect timeout, then the backoff
+        // (cap 1 s in the test configuration) before the next.
+        assert!(
+            *gap >= CONNECT_TIMEOUT - Duration::from_millis(100),
+            "an attempt gave up before the connect timeout: {gaps:?}"
+        );
+        assert!(
+            *gap <= CONNECT_TIMEOUT + Duration::from_millis(1_000 + 700),
+            "more than timeout + backoff cap between attempts: {gaps:?}"
+        );
+    }
+    assert!(
+        !cloud.wait_status(true, Duration::from_millis(100)),
+        "online through a blackhole"
+    );
+    let log = agent.log();
+    let timeouts = log.matches("timed out").count() + log.matches("timeout").count();
+    assert!(timeouts >= 3, "the log names no connect timeout:\n{log}");
+    // The network answers again: the agent connects.
+    proxy.set_mode(Mode::Forward);
+    assert!(
+        cloud.wait_status(true, WAIT),
+        "never online after the blackhole:\n{}",
+        agent.log()
+    );
+    println!(
+        "blackhole: {} attempts, gaps {gaps:.2?} (connect timeout {CONNECT_TIMEOUT:?}, backoff cap 1 s), online once forwarded",
+        attempts.len()
+    );
+}
