@@ -111,7 +111,7 @@ fn silent_connections_of_one_uid_do_not_make_another_uid_busy() {
     for _ in 0..MAX_LOCAL_CLIENTS {
         let mut stream = UnixStream::connect(&socket).unwrap();
         stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
+            .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         match read_reply(&mut stream) {
             Ok(LocalReply::Error(Reason::Busy)) => refused += 1,

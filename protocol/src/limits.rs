@@ -38,7 +38,7 @@ pub const MAX_LOCAL_PEERS: usize = 16;
 pub const MAX_LOCAL_CLIENTS: usize = 64;
 /// Local-socket connections one uid may hold at once, so that one process
 /// (or one uid's processes) cannot take every slot.
-pub const MAX_LOCAL_CLIENTS_PER_UID: usize = 16;
+pub const MAX_LOCAL_CLIENTS_PER_UID: usize = 32;
 
 /// Bytes in a device serial number.
 pub const MAX_SERIAL_LEN: usize = 48;
