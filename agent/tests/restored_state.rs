@@ -12,6 +12,8 @@ mod support;
 
 use std::path::Path;
 
+use hc_testkit::cloud::TestCloud;
+use hc_testkit::daemon::{AgentProcess, Site};
 use hc_testkit::fixture::{account, bob_live_view};
 use hc_testkit::local::{state_of, wait_local};
 use hc_testkit::model::unshare_body;
@@ -43,20 +45,29 @@ fn decision(socket: &Path, who: &str) -> Decision {
         .expect("Authorize")
 }
 
+/// The agent owned by alice, bob's share given (bob allowed) and taken
+/// back (acknowledged, bob denied).
+fn shared_then_unshared(site: &Site, config: &Path) -> (TestCloud, AgentProcess) {
+    let socket = site.socket();
+    let (mut cloud, agent) = site.start_owned(config);
+    let shared = cloud.send("alice", bob_live_view(None));
+    assert_eq!(shared.outcome, Outcome::Accepted);
+    assert_eq!(decision(&socket, "bob"), Decision::Allow);
+    let unshared = cloud.send("alice", unshare_body("bob"));
+    assert_eq!(unshared.outcome, Outcome::Accepted);
+    assert_eq!(
+        decision(&socket, "bob"),
+        Decision::Deny(Reason::NotAPrincipal)
+    );
+    (cloud, agent)
+}
+
 #[test]
 fn a_damaged_state_file_never_gives_back_a_revoked_share_until_the_cloud_restores_the_state() {
     for (damage, apply_damage) in DAMAGE {
         let site = site();
-        let config = site.default_config();
-        let socket = site.socket();
-        let (mut cloud, mut agent) = site.start_owned(&config);
-        assert_eq!(
-            cloud.send("alice", bob_live_view(None)).outcome,
-            Outcome::Accepted
-        );
-        assert_eq!(decision(&socket, "bob"), Decision::Allow);
-        let unshare = cloud.send("alice", unshare_body("bob"));
-        assert_eq!(unshare.outcome, Outcome::Accepted, "{damage}");
+        let (config, socket) = (site.default_config(), site.socket());
+        let (mut cloud, mut agent) = shared_then_unshared(&site, &config);
         let acked_seq = cloud.seq;
         assert_eq!(
             decision(&socket, "bob"),
@@ -125,17 +136,8 @@ fn a_damaged_state_file_never_gives_back_a_revoked_share_until_the_cloud_restore
 #[test]
 fn the_behind_flag_survives_a_restart_before_the_restore() {
     let site = site();
-    let config = site.default_config();
-    let socket = site.socket();
-    let (mut cloud, mut agent) = site.start_owned(&config);
-    assert_eq!(
-        cloud.send("alice", bob_live_view(None)).outcome,
-        Outcome::Accepted
-    );
-    assert_eq!(
-        cloud.send("alice", unshare_body("bob")).outcome,
-        Outcome::Accepted
-    );
+    let (config, socket) = (site.default_config(), site.socket());
+    let (mut cloud, mut agent) = shared_then_unshared(&site, &config);
     agent.kill();
     std::fs::remove_file(site.state_dir().join("state")).unwrap();
     let mut agent = site.start_agent(&config);
