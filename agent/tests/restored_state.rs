@@ -22,8 +22,11 @@ use protocol::messages::Binding;
 use protocol::{AccountId, CommandBody, InstallerGrants, Outcome, Reason, Text};
 use support::site;
 
+/// Damages the state file at the path.
+type Damage = fn(&Path);
+
 /// Ways a state file is found damaged after a crash.
-const DAMAGE: [(&str, fn(&Path)); 4] = [
+const DAMAGE: [(&str, Damage); 4] = [
     ("truncated", |p| {
         let bytes = std::fs::read(p).unwrap();
         std::fs::write(p, &bytes[..bytes.len() / 2]).unwrap();
