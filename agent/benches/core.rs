@@ -16,14 +16,14 @@
 
 use std::hint::black_box;
 
-use agent::core::{apply, decide, DeviceState};
+use hc_agent::core::{apply, decide, DeviceState};
 use criterion::{criterion_group, criterion_main, Criterion};
 use hc_testkit::fixture::{
     account, cloud, parity_share, timed_grants, user, window, Device, FULL_CHANNELS as CHANNELS, T0,
 };
-use protocol::access::{Action, Decision, Principal};
-use protocol::limits::MAX_SHARES;
-use protocol::{CommandBody, Outcome};
+use hc_protocol::access::{Action, Decision, Principal};
+use hc_protocol::limits::MAX_SHARES;
+use hc_protocol::{CommandBody, Outcome};
 
 const NOW: u64 = T0 + 10;
 
@@ -61,7 +61,7 @@ fn bench_decide(c: &mut Criterion) {
             &last,
             Action::LiveView,
             Some(2),
-            Decision::Deny(protocol::Reason::ChannelOutOfScope),
+            Decision::Deny(hc_protocol::Reason::ChannelOutOfScope),
         ),
         (
             "owner_allow",
@@ -75,7 +75,7 @@ fn bench_decide(c: &mut Criterion) {
             &unknown,
             Action::LiveView,
             Some(1),
-            Decision::Deny(protocol::Reason::NotAPrincipal),
+            Decision::Deny(hc_protocol::Reason::NotAPrincipal),
         ),
     ];
     let mut group = c.benchmark_group("decide");

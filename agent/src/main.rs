@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent::shell::config::{log_level, Config};
-use agent::shell::daemon;
-use agent::shell::tls::{self, TlsFiles};
+use hc_agent::shell::config::{log_level, Config};
+use hc_agent::shell::daemon;
+use hc_agent::shell::tls::{self, TlsFiles};
 use rustls_pki_types::UnixTime;
 
 const USAGE: &str = "\
@@ -61,7 +61,7 @@ fn parse_flags() -> Result<Parsed, lexopt::Error> {
             Long("host") => flags.host = Some(parser.value()?.string()?),
             Long("port") => flags.port = Some(parser.value()?.parse()?),
             Long("version") => {
-                println!("hc-agent {}", agent::VERSION);
+                println!("hc-agent {}", hc_agent::VERSION);
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
             }
             Long("help") | Short('h') => {

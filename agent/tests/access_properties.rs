@@ -1,6 +1,6 @@
 //! Property tests of the access rules (DESIGN.md sections 3, 8 and 9) over
 //! random command sequences driven through the public core API
-//! (`agent::core::apply`, `decide`, `set_platform_access`).
+//! (`hc_agent::core::apply`, `decide`, `set_platform_access`).
 //!
 //! Every sequence starts from the fixture device: owned by "alice" (region
 //! EU), handed over from installer "inst" with random installer grants. It
@@ -20,15 +20,15 @@
 //! model of which sequence numbers are fresh, recent or old, so the ledger
 //! is checked against an independent account of what was sent.
 
-use agent::core::{apply, decide, set_platform_access, Applied, DeviceState};
+use hc_agent::core::{apply, decide, set_platform_access, Applied, DeviceState};
 use hc_testkit::fixture::*;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use proptest::test_runner::{Config, RngAlgorithm};
-use protocol::access::{Action, LocalLevel, Principal};
-use protocol::limits::{MAX_CHANNELS, RECENT_OUTCOMES};
-use protocol::messages::Binding;
-use protocol::{
+use hc_protocol::access::{Action, LocalLevel, Principal};
+use hc_protocol::limits::{MAX_CHANNELS, RECENT_OUTCOMES};
+use hc_protocol::messages::Binding;
+use hc_protocol::{
     AccountId, AccountRef, BindRole, ChannelScope, ChannelSet, Command, CommandBody, Grant,
     InstallerGrants, Outcome, Permissions, Reason, Region, Serial, Text, Validity,
 };
@@ -148,7 +148,7 @@ fn validity() -> impl Strategy<Value = Option<Validity>> {
 fn grants_from<S: Strategy<Value = Option<Validity>>>(
     window: impl Fn() -> S,
 ) -> impl Strategy<Value = InstallerGrants> {
-    protocol::arbitrary::installer_grants_from(move || {
+    hc_protocol::arbitrary::installer_grants_from(move || {
         prop::option::of(window().prop_map(|validity| Grant { validity }))
     })
 }
@@ -1016,15 +1016,15 @@ proptest! {
     #[test]
     fn state_after_apply_round_trips_through_the_store(run in run()) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = agent::store::StateStore::new(
-            agent::store::RealFlash,
+        let mut store = hc_agent::store::StateStore::new(
+            hc_agent::store::RealFlash,
             dir.path().to_owned(),
             "state",
         );
         run.play(|e| {
             store.save(e.after).expect("state saves");
             match store.load::<DeviceState>().expect("state loads") {
-                agent::store::Loaded::Main(loaded) => assert_eq!(&loaded, e.after),
+                hc_agent::store::Loaded::Main(loaded) => assert_eq!(&loaded, e.after),
                 other => panic!("expected the main file, got {other:?}"),
             }
         });

@@ -1,13 +1,13 @@
 //! Table tests for the access rules of DESIGN.md section 3, each named
 //! after the rule it checks, driving the public core API.
 
-use agent::core::{set_platform_access, Effect};
+use hc_agent::core::{set_platform_access, Effect};
 use hc_testkit::fixture::*;
-use protocol::access::Action::{self, *};
-use protocol::access::{Decision, LocalLevel};
-use protocol::messages::{AuditEvent, Binding};
-use protocol::Reason::*;
-use protocol::{
+use hc_protocol::access::Action::{self, *};
+use hc_protocol::access::{Decision, LocalLevel};
+use hc_protocol::messages::{AuditEvent, Binding};
+use hc_protocol::Reason::*;
+use hc_protocol::{
     BindRole, ChannelScope, ChannelSet, CommandBody, Grant, InstallerGrants, Outcome, Reason, Text,
 };
 
@@ -443,7 +443,7 @@ fn sharing_again_replaces_the_share() {
 #[test]
 fn shares_are_bounded_by_the_limit() {
     let mut d = Device::owned();
-    for i in 0..protocol::limits::MAX_SHARES {
+    for i in 0..hc_protocol::limits::MAX_SHARES {
         d.expect_ok(
             "alice",
             share(
@@ -592,7 +592,7 @@ fn unbinding_removes_owner_shares_and_installer_grants_and_resets_the_domain() {
     assert!(applied.effects.contains(&Effect::RegisterDomain));
     assert_eq!(
         d.state.access,
-        agent::core::AccessState::reset(&identity()).unwrap()
+        hc_agent::core::AccessState::reset(&identity()).unwrap()
     );
     for who in ["alice", "bob", "inst"] {
         d.expect_decision(&cloud(who), LiveView, Some(1), deny(NotBound));
@@ -627,7 +627,7 @@ fn a_replayed_or_older_sequence_number_is_refused_and_changes_nothing() {
     let mut d = Device::owned();
     let first = d.command(account("alice"), bob_live_view(None));
     d.run_command(&first);
-    for _ in 0..protocol::limits::RECENT_OUTCOMES {
+    for _ in 0..hc_protocol::limits::RECENT_OUTCOMES {
         d.expect_ok("alice", CommandBody::RequestState);
     }
     d.expect_ok("alice", CommandBody::UnshareAll);
@@ -682,7 +682,7 @@ fn every_verified_command_raises_the_trusted_time_floor() {
 fn a_command_for_another_device_is_refused() {
     let mut d = Device::owned();
     let mut command = d.command(account("alice"), CommandBody::UnshareAll);
-    command.serial = protocol::Serial::new("OTHER").unwrap();
+    command.serial = hc_protocol::Serial::new("OTHER").unwrap();
     let before = d.state.clone();
     assert_eq!(
         d.run_command(&command).outcome,

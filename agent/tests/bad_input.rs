@@ -16,19 +16,19 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use agent::client::LocalClient;
+use hc_agent::client::LocalClient;
 use hc_testkit::agent_config::current_uid;
 use hc_testkit::cloud::TestCloud;
 use hc_testkit::daemon::*;
 use hc_testkit::local::{state_of, wait_local};
 use hc_testkit::model::{access_of, Rng};
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::limits::{
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::limits::{
     MAX_COMMAND_BYTES, MAX_LOCAL_CLIENTS_PER_UID, MAX_LOCAL_FRAME_BYTES, MAX_SHARES,
 };
-use protocol::local::{LinkState, LocalReply, LocalRequest};
-use protocol::messages::{AuditEvent, StateReport};
-use protocol::{
+use hc_protocol::local::{LinkState, LocalReply, LocalRequest};
+use hc_protocol::messages::{AuditEvent, StateReport};
+use hc_protocol::{
     AccountId, Ack, ChannelScope, ChannelSet, Command, CommandBody, Outcome, Permissions, Reason,
     Serial, Validity,
 };
@@ -78,7 +78,7 @@ fn prefix(serial: &[u8], actor: &[u8], region: &[u8], seq: u64, issued_at: u64) 
 /// An envelope with a valid signature over whatever `command` bytes are.
 fn sign_raw(key_id: u8, command: &[u8]) -> Vec<u8> {
     let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&SEED).unwrap();
-    let mut out = vec![protocol::envelope::ENVELOPE_VERSION, key_id];
+    let mut out = vec![hc_protocol::envelope::ENVELOPE_VERSION, key_id];
     out.extend_from_slice(command);
     let signature = pair.sign(&out);
     out.extend_from_slice(signature.as_ref());
@@ -86,7 +86,7 @@ fn sign_raw(key_id: u8, command: &[u8]) -> Vec<u8> {
 }
 
 fn now() -> u64 {
-    agent::shell::clock::now_secs()
+    hc_agent::shell::clock::now_secs()
 }
 
 /// Body bytes of `Share { account, permissions, All, None }`.
@@ -122,10 +122,10 @@ fn share(who: &str, actions: &[Action], validity: Option<Validity>) -> CommandBo
     }
 }
 
-fn foreign(id: &str) -> protocol::AccountRef {
-    protocol::AccountRef {
+fn foreign(id: &str) -> hc_protocol::AccountRef {
+    hc_protocol::AccountRef {
         id: AccountId::new(id).unwrap(),
-        region: protocol::Region::new("US").unwrap(),
+        region: hc_protocol::Region::new("US").unwrap(),
     }
 }
 
@@ -146,7 +146,7 @@ impl Bench {
         let command = bench.cloud.command(
             "alice",
             CommandBody::Bind {
-                role: protocol::BindRole::Owner,
+                role: hc_protocol::BindRole::Owner,
                 proof: [0x55; 32],
             },
         );
@@ -266,7 +266,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
         body: CommandBody::RequestState,
     };
     assert_eq!(
-        protocol::codec::encode(&reference, MAX_COMMAND_BYTES).unwrap(),
+        hc_protocol::codec::encode(&reference, MAX_COMMAND_BYTES).unwrap(),
         [
             prefix(
                 SERIAL.as_bytes(),
@@ -310,7 +310,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
         sign_raw(2, body),
         UnknownKeyId,
     );
-    let other = protocol::envelope::CommandSigner::from_seed(1, &[9; 32]).unwrap();
+    let other = hc_protocol::envelope::CommandSigner::from_seed(1, &[9; 32]).unwrap();
     let forged = other
         .seal(&b.cloud.command("alice", CommandBody::UnshareAll))
         .unwrap();
@@ -533,7 +533,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
         ack(Some(0), Outcome::Refused(ReplayedSequence), false),
     );
     // 16 more commands push the share out of the remembered outcomes.
-    for _ in 0..protocol::limits::RECENT_OUTCOMES {
+    for _ in 0..hc_protocol::limits::RECENT_OUTCOMES {
         b.still_serving("filling the ledger");
     }
     let mut old = first.clone();
@@ -595,7 +595,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
             "SetDomain from bob",
             "bob",
             CommandBody::SetDomain {
-                name: protocol::Text::new("bobs-nvr").unwrap(),
+                name: hc_protocol::Text::new("bobs-nvr").unwrap(),
             },
             ActionNotGranted,
         ),
@@ -671,7 +671,7 @@ fn command_topic_bad_envelopes_each_refused_with_its_reason_state_unchanged_and_
             "SetDomain with a name that is not a DNS label",
             "alice",
             CommandBody::SetDomain {
-                name: protocol::Text::new("Not_A_Label").unwrap(),
+                name: hc_protocol::Text::new("Not_A_Label").unwrap(),
             },
             InvalidDomainName,
         ),
@@ -878,7 +878,7 @@ fn expect_error_reply(stream: &mut UnixStream, reason: Reason, what: &str) {
     let mut reply = vec![0u8; 6];
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream.read_exact(&mut reply).unwrap();
-    let expected = protocol::local::encode_frame(&LocalReply::Error(reason)).unwrap();
+    let expected = hc_protocol::local::encode_frame(&LocalReply::Error(reason)).unwrap();
     assert_eq!(reply, expected, "{what}");
 }
 
@@ -1097,7 +1097,7 @@ fn a_process_not_on_admin_uids_cannot_switch_platform_access_whatever_level_it_c
     let mut local = wait_local(&site.socket());
     for enabled in [false, true, false] {
         match local.set_platform_access(LocalLevel::Admin, enabled) {
-            Err(agent::client::ClientError::Refused(Reason::PeerNotAllowed)) => {}
+            Err(hc_agent::client::ClientError::Refused(Reason::PeerNotAllowed)) => {}
             other => panic!("switch to {enabled} by a claimed admin: {other:?}"),
         }
     }

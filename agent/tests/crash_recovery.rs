@@ -10,11 +10,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::core::{apply, DeviceState};
-use agent::store::{Loaded, RealFlash, StateStore};
+use hc_agent::core::{apply, DeviceState};
+use hc_agent::store::{Loaded, RealFlash, StateStore};
 use hc_testkit::fixture::*;
-use protocol::access::Action;
-use protocol::{ChannelScope, Command, CommandBody, Outcome};
+use hc_protocol::access::Action;
+use hc_protocol::{ChannelScope, Command, CommandBody, Outcome};
 
 const KILLS: usize = 200;
 

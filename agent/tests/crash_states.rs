@@ -7,12 +7,12 @@
 //! `StateStore::load`. The checker is shown to catch a store whose
 //! `sync_file` or `sync_dir` does nothing.
 
-use agent::core::DeviceState;
-use agent::store::{Loaded, StateStore};
+use hc_agent::core::DeviceState;
+use hc_agent::store::{Loaded, StateStore};
 use hc_testkit::crash_states::{for_each_crash_state, MemFlash, Op, RecordingFlash};
 use hc_testkit::fixture::*;
 use hc_testkit::model::unshare_body;
-use protocol::access::Action;
+use hc_protocol::access::Action;
 
 /// The states saved in order: an owned device with 40 shares (a state file
 /// of several KiB, so a torn or reordered write has many blocks), then
@@ -126,7 +126,7 @@ fn check(states: Vec<DeviceState>, drop_file_syncs: bool, drop_dir_syncs: bool) 
 fn load(
     dir: &std::path::Path,
     disk: MemFlash,
-) -> Result<Loaded<DeviceState>, agent::store::StoreError> {
+) -> Result<Loaded<DeviceState>, hc_agent::store::StoreError> {
     StateStore::new(disk, dir.to_owned(), "state").load::<DeviceState>()
 }
 

@@ -6,12 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use agent::client::LocalClient;
+use hc_agent::client::LocalClient;
 use hc_testkit::daemon::*;
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::ddns::DomainRegistration;
-use protocol::topics::Leaf;
-use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::ddns::DomainRegistration;
+use hc_protocol::topics::Leaf;
+use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
 use support::site;
 
 fn share_bob() -> CommandBody {
@@ -107,7 +107,7 @@ fn wrong_signature_replay_and_oversized_payload_are_refused_and_change_nothing()
     );
 
     // Oversized payload.
-    cloud.publish_raw(vec![1u8; protocol::limits::MAX_COMMAND_BYTES + 1]);
+    cloud.publish_raw(vec![1u8; hc_protocol::limits::MAX_COMMAND_BYTES + 1]);
     assert_eq!(
         cloud.wait_ack(None).outcome,
         Outcome::Refused(Reason::TooLarge)
@@ -251,13 +251,13 @@ fn the_local_socket_answers_authorize_under_concurrent_clients_and_survives_garb
     garbage.write_raw(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).unwrap();
     assert!(matches!(
         garbage.read_reply(),
-        Ok(protocol::local::LocalReply::Error(Reason::Malformed))
+        Ok(hc_protocol::local::LocalReply::Error(Reason::Malformed))
     ));
     let mut oversized = LocalClient::connect(&site.socket(), Duration::from_secs(5)).unwrap();
     oversized.write_raw(&u32::MAX.to_be_bytes()).unwrap();
     assert!(matches!(
         oversized.read_reply(),
-        Ok(protocol::local::LocalReply::Error(Reason::TooLarge))
+        Ok(hc_protocol::local::LocalReply::Error(Reason::TooLarge))
     ));
 
     let threads: Vec<_> = (0..16)
@@ -302,7 +302,7 @@ fn platform_access_off_closes_the_link_and_keeps_it_closed_until_on() {
             .set_platform_access(LocalLevel::Operator, false)
             .unwrap_err()
             .to_string(),
-        agent::client::ClientError::Refused(Reason::ActionNotGranted).to_string()
+        hc_agent::client::ClientError::Refused(Reason::ActionNotGranted).to_string()
     );
     client
         .set_platform_access(LocalLevel::Admin, false)
@@ -314,7 +314,7 @@ fn platform_access_off_closes_the_link_and_keeps_it_closed_until_on() {
     );
     assert_eq!(
         client.status().unwrap().link,
-        protocol::local::LinkState::Disabled
+        hc_protocol::local::LinkState::Disabled
     );
     client.set_platform_access(LocalLevel::Admin, true).unwrap();
     assert!(cloud.wait_status(true, WAIT));

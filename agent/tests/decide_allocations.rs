@@ -1,4 +1,4 @@
-//! `agent::core::decide` performs no heap allocation: the decision only
+//! `hc_agent::core::decide` performs no heap allocation: the decision only
 //! borrows the state. Proven with a counting global allocator (this test
 //! binary only) over a full access list: `MAX_SHARES` shares on a
 //! `MAX_CHANNELS`-channel device, every share with a channel list of more
@@ -19,11 +19,11 @@ use std::cell::Cell;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use agent::core::{decide, set_platform_access};
+use hc_agent::core::{decide, set_platform_access};
 use hc_testkit::fixture::*;
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::limits::MAX_SHARES;
-use protocol::{AccountId, CommandBody, InstallerGrants, Reason};
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::limits::MAX_SHARES;
+use hc_protocol::{AccountId, CommandBody, InstallerGrants, Reason};
 
 // ---- the counting allocator ----
 

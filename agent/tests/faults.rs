@@ -18,15 +18,15 @@ mod support;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use agent::core::DeviceState;
-use agent::store::{Loaded, RealFlash, StateStore};
+use hc_agent::core::DeviceState;
+use hc_agent::store::{Loaded, RealFlash, StateStore};
 use hc_testkit::cloud::RecordingCloud;
 use hc_testkit::daemon::*;
 use hc_testkit::local::{state_of, wait_local, wait_status_until};
 use hc_testkit::model::{access_of, fresh_applications, stream_command, Model, Rng};
 use hc_testkit::proxy::{Mode, Proxy};
-use protocol::access::{Action, Decision, Principal};
-use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason, Validity};
+use hc_protocol::access::{Action, Decision, Principal};
+use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason, Validity};
 use support::site;
 
 const BROKER_RESTARTS: usize = 25;
@@ -254,7 +254,7 @@ fn agent_sigkilled_120_times_during_command_handling_never_half_applies_nor_lose
             continue;
         }
         wait_status_until(&site.socket(), WAIT, |s| {
-            s.link == protocol::local::LinkState::Connected
+            s.link == hc_protocol::local::LinkState::Connected
         })
         .unwrap_or_else(|| panic!("kill {kill}: the agent never connected"));
         // The command in flight, published again: answered as a redelivery
@@ -444,7 +444,7 @@ fn network_cut_without_fin_detected_within_1_5_keepalives_then_reconnect_with_ba
 
     // Detected: the agent's link state leaves Connected.
     wait_status_until(&site.socket(), KEEP_ALIVE * 3, |s| {
-        s.link != protocol::local::LinkState::Connected
+        s.link != hc_protocol::local::LinkState::Connected
     })
     .expect("the cut was never detected");
     let detected = cut.elapsed();
@@ -482,7 +482,7 @@ fn network_cut_without_fin_detected_within_1_5_keepalives_then_reconnect_with_ba
     proxy.set_mode(Mode::Forward);
     let restored = Instant::now();
     wait_status_until(&site.socket(), WAIT, |s| {
-        s.link == protocol::local::LinkState::Connected
+        s.link == hc_protocol::local::LinkState::Connected
     })
     .expect("never reconnected");
     let reconnect = restored.elapsed();
@@ -527,11 +527,11 @@ fn cloud_principal(id: &str) -> Principal {
 
 fn timed_site() -> fixture::Device {
     use fixture::{window, T0};
-    let grants = protocol::InstallerGrants {
-        live_view: Some(protocol::Grant {
+    let grants = hc_protocol::InstallerGrants {
+        live_view: Some(hc_protocol::Grant {
             validity: window(T0, T0 + 1_000),
         }),
-        site_info: Some(protocol::Grant {
+        site_info: Some(hc_protocol::Grant {
             validity: window(T0, T0 + 1_000),
         }),
         ..Default::default()
@@ -596,7 +596,7 @@ fn clock_jumps_forward_then_back_over_6_readings_never_revive_a_share_or_an_inst
         }
         assert_eq!(
             d.decide(
-                &Principal::Local(protocol::access::LocalLevel::Guest),
+                &Principal::Local(hc_protocol::access::LocalLevel::Guest),
                 Action::LiveView,
                 Some(1)
             ),
@@ -674,7 +674,7 @@ fn a_clock_behind_the_floor_refuses_timed_operations_and_audit_requests_with_clo
         let applied = d.run(who, body.clone());
         assert_eq!(applied.outcome, expected, "{who} {body:?}");
         let acked = applied.effects.iter().any(
-            |e| matches!(e, agent::core::Effect::Ack(a) if a.outcome == expected && !a.redelivered),
+            |e| matches!(e, hc_agent::core::Effect::Ack(a) if a.outcome == expected && !a.redelivered),
         );
         assert!(acked, "the ack carries the outcome: {:?}", applied.effects);
     }
@@ -696,7 +696,7 @@ fn the_trusted_time_floor_survives_a_restart_so_a_rollback_while_off_is_still_ca
     store.save(&d.state).unwrap();
     // Power off; the clock comes back at T0+400 (inside bob's window).
     let mut store = StateStore::new(RealFlash, dir.path().into(), "state");
-    let Loaded::Main(state) = store.load::<agent::core::DeviceState>().unwrap() else {
+    let Loaded::Main(state) = store.load::<hc_agent::core::DeviceState>().unwrap() else {
         panic!("state not loaded");
     };
     assert_eq!(state.clock.floor(), T0 + 800);
@@ -719,7 +719,7 @@ fn end_to_end_a_command_from_a_cloud_clock_ahead_suspends_timed_shares_across_a_
     let site = site();
     let config = site.default_config();
     let (mut cloud, mut agent) = site.start_owned(&config);
-    let now = agent::shell::clock::now_secs();
+    let now = hc_agent::shell::clock::now_secs();
     let share = |who: &str, validity| CommandBody::Share {
         account: account(who),
         permissions: Permissions::of(&[Action::LiveView]),
@@ -746,7 +746,7 @@ fn end_to_end_a_command_from_a_cloud_clock_ahead_suspends_timed_shares_across_a_
     command.issued_at = now + AHEAD;
     cloud.publish_raw(cloud.seal(&command));
     assert_eq!(cloud.wait_ack(Some(command.seq)).outcome, Outcome::Accepted);
-    let check_suspended = |local: &mut agent::client::LocalClient| {
+    let check_suspended = |local: &mut hc_agent::client::LocalClient| {
         assert_eq!(
             local.authorize(bob(), Action::LiveView, Some(1)).unwrap(),
             Decision::Deny(Reason::ClockNotTrusted)

@@ -17,9 +17,9 @@ use hc_testkit::daemon::{AgentProcess, Site};
 use hc_testkit::fixture::{account, bob_live_view};
 use hc_testkit::local::{state_of, wait_local};
 use hc_testkit::model::unshare_body;
-use protocol::access::{Action, Decision, Principal};
-use protocol::messages::Binding;
-use protocol::{AccountId, CommandBody, InstallerGrants, Outcome, Reason, Text};
+use hc_protocol::access::{Action, Decision, Principal};
+use hc_protocol::messages::Binding;
+use hc_protocol::{AccountId, CommandBody, InstallerGrants, Outcome, Reason, Text};
 use support::site;
 
 /// Damages the state file at the path.

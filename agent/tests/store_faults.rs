@@ -5,16 +5,16 @@
 //! state cannot reach flash is refused with `StorageFailed`, and nothing of
 //! it stays in memory or on disk.
 
-use agent::core::domain::{Registrar, RegistrarPolicy};
-use agent::core::DeviceState;
-use agent::shell::device::Agent;
-use agent::store::{Fault, FaultyFlash, Loaded, RealFlash, StateStore, StoreError};
+use hc_agent::core::domain::{Registrar, RegistrarPolicy};
+use hc_agent::core::DeviceState;
+use hc_agent::shell::device::Agent;
+use hc_agent::store::{Fault, FaultyFlash, Loaded, RealFlash, StateStore, StoreError};
 use hc_testkit::fixture::*;
-use protocol::codec;
-use protocol::envelope::{CommandKeys, CommandSigner};
-use protocol::limits::MAX_MESSAGE_BYTES;
-use protocol::topics::Leaf;
-use protocol::{Ack, Outcome, Reason};
+use hc_protocol::codec;
+use hc_protocol::envelope::{CommandKeys, CommandSigner};
+use hc_protocol::limits::MAX_MESSAGE_BYTES;
+use hc_protocol::topics::Leaf;
+use hc_protocol::{Ack, Outcome, Reason};
 
 /// Two distinct states: a device with an owner, and the same with a share.
 fn old_and_new() -> (DeviceState, DeviceState) {

@@ -26,7 +26,7 @@ use hc_testkit::cloud::{tls_client_config, TestCloud};
 use hc_testkit::daemon::*;
 use hc_testkit::local::{wait_local, wait_status_until};
 use hc_testkit::mosquitto::{skip_without_mosquitto, Mosquitto, MosquittoConfig, TlsVersions};
-use protocol::local::LinkState;
+use hc_protocol::local::LinkState;
 use support::{site, site_with_broker};
 
 const ATTEMPTS: usize = 3;
@@ -242,9 +242,9 @@ fn another_device_certificate_cannot_take_over_this_device_session_on_mosquitto(
         );
         client
             .subscribe(
-                protocol::topics::topic(
-                    &protocol::Serial::new(SERIAL).unwrap(),
-                    protocol::topics::Leaf::Command,
+                hc_protocol::topics::topic(
+                    &hc_protocol::Serial::new(SERIAL).unwrap(),
+                    hc_protocol::topics::Leaf::Command,
                 ),
                 rumqttc::QoS::AtLeastOnce,
             )
@@ -255,7 +255,7 @@ fn another_device_certificate_cannot_take_over_this_device_session_on_mosquitto(
         if attempt == 1 {
             cloud.bind_owner("owner-a");
         } else {
-            cloud.send("owner-a", protocol::CommandBody::RequestState);
+            cloud.send("owner-a", hc_protocol::CommandBody::RequestState);
         }
         let until = Instant::now() + Duration::from_millis(500);
         while Instant::now() < until {

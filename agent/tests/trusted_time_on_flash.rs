@@ -5,14 +5,14 @@
 //! clock rolled back into the grant's window cannot revive it. Between such
 //! moments nothing is written (flash wears).
 
-use agent::core::domain::{Registrar, RegistrarPolicy};
-use agent::core::{decide, DeviceState};
-use agent::shell::device::Agent;
-use agent::store::{Loaded, RealFlash, StateStore};
+use hc_agent::core::domain::{Registrar, RegistrarPolicy};
+use hc_agent::core::{decide, DeviceState};
+use hc_agent::shell::device::Agent;
+use hc_agent::store::{Loaded, RealFlash, StateStore};
 use hc_testkit::fixture::*;
-use protocol::access::{Action, Decision};
-use protocol::envelope::{CommandKeys, CommandSigner};
-use protocol::{CommandBody, Reason};
+use hc_protocol::access::{Action, Decision};
+use hc_protocol::envelope::{CommandKeys, CommandSigner};
+use hc_protocol::{CommandBody, Reason};
 
 const END: u64 = T0 + 1_000;
 

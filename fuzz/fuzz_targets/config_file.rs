@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use agent::core::link::Link;
-use agent::shell::config::{log_level, Config};
+use hc_agent::core::link::Link;
+use hc_agent::shell::config::{log_level, Config};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,6 +22,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = config.command_keys();
     let _ = log_level(&config.log.level);
     let _ = config.domain.ports();
-    let policy = agent::shell::link_policy(&config);
+    let policy = hc_agent::shell::link_policy(&config);
     let _ = Link::new(policy, true, 0);
 });

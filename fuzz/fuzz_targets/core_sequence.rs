@@ -16,20 +16,20 @@
 //! proof's HMAC, accounts that exist on the device).
 #![no_main]
 
-use agent::core::domain::{NetworkFacts, Registrar, RegistrarPolicy};
-use agent::core::{
+use hc_agent::core::domain::{NetworkFacts, Registrar, RegistrarPolicy};
+use hc_agent::core::{
     decide, handle_command, role_of, set_platform_access, AuditRing, DeviceState, Effect,
 };
 use hc_fuzz::{
     check_state, check_usable, keys, pool, proof_for, serial, signer, start_states, KEY_ID, T0,
 };
 use libfuzzer_sys::fuzz_target;
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::codec;
-use protocol::ddns::{DomainResult, IpAddress, PortMapping, ServicePorts};
-use protocol::limits::{MAX_MESSAGE_BYTES, MAX_PORT_MAPPINGS};
-use protocol::local::RegistrationState;
-use protocol::{Command, CommandBody, Outcome, Reason, Serial};
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::codec;
+use hc_protocol::ddns::{DomainResult, IpAddress, PortMapping, ServicePorts};
+use hc_protocol::limits::{MAX_MESSAGE_BYTES, MAX_PORT_MAPPINGS};
+use hc_protocol::local::RegistrationState;
+use hc_protocol::{Command, CommandBody, Outcome, Reason, Serial};
 use serde::Deserialize;
 
 const MAX_STEPS: usize = 64;
@@ -168,7 +168,7 @@ impl Sim {
                     Effect::PublishAudit { max } => {
                         let entries = self.audit.recent(*max);
                         assert!(entries.len() <= usize::from(*max));
-                        let report = protocol::messages::AuditReport {
+                        let report = hc_protocol::messages::AuditReport {
                             serial: serial(),
                             entries,
                         };
@@ -183,7 +183,7 @@ impl Sim {
 
 /// The checks on one applied command; true when it was fresh (handled and
 /// recorded).
-fn check_applied(before: &DeviceState, command: &Command, applied: &agent::core::Applied) -> bool {
+fn check_applied(before: &DeviceState, command: &Command, applied: &hc_agent::core::Applied) -> bool {
     let after = &applied.state;
     // Exactly one acknowledgement, for this command, with its outcome;
     // a persist, if any, comes before it.

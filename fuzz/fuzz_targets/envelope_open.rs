@@ -17,10 +17,10 @@
 
 use hc_fuzz::{keys, serial, sign_raw, signer, KEY_ID, NEXT_KEY_ID};
 use libfuzzer_sys::fuzz_target;
-use protocol::codec;
-use protocol::envelope::{self, EnvelopeError, ENVELOPE_VERSION, HEADER_LEN, SIGNATURE_LEN};
-use protocol::limits::MAX_COMMAND_BYTES;
-use protocol::Command;
+use hc_protocol::codec;
+use hc_protocol::envelope::{self, EnvelopeError, ENVELOPE_VERSION, HEADER_LEN, SIGNATURE_LEN};
+use hc_protocol::limits::MAX_COMMAND_BYTES;
+use hc_protocol::Command;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {

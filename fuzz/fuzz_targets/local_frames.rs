@@ -13,14 +13,14 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use agent::core::domain::{Registrar, RegistrarPolicy};
-use agent::shell::device::Agent;
-use agent::store::StateStore;
+use hc_agent::core::domain::{Registrar, RegistrarPolicy};
+use hc_agent::shell::device::Agent;
+use hc_agent::store::StateStore;
 use hc_fuzz::{keys, start_states, MemFlash, T0};
 use libfuzzer_sys::fuzz_target;
-use protocol::codec::DecodeError;
-use protocol::limits::MAX_LOCAL_FRAME_BYTES;
-use protocol::local::{
+use hc_protocol::codec::DecodeError;
+use hc_protocol::limits::MAX_LOCAL_FRAME_BYTES;
+use hc_protocol::local::{
     decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, FRAME_HEADER_LEN,
 };
 
@@ -97,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
                     let connection = (i % 3) as u32;
                     let reply = agent.local_request(request, connection, may_switch, now);
                     if is_switch && !may_switch {
-                        assert_eq!(reply, LocalReply::Error(protocol::Reason::PeerNotAllowed));
+                        assert_eq!(reply, LocalReply::Error(hc_protocol::Reason::PeerNotAllowed));
                     }
                     // Only the switch changes the access state, and only
                     // when it is answered Done.
@@ -111,7 +111,7 @@ fuzz_target!(|data: &[u8]| {
         };
         round_trip_reply(&reply);
         // Bounded whatever the frames, and a revoked session is gone.
-        assert!(agent.watched_sessions() <= protocol::limits::MAX_WATCHED_SESSIONS);
+        assert!(agent.watched_sessions() <= hc_protocol::limits::MAX_WATCHED_SESSIONS);
         for revoked in agent.revoke_denied(T0 + 60 * i as u64) {
             round_trip_reply(&LocalReply::Revoked {
                 session: revoked.session,

@@ -3,9 +3,9 @@
 //! and at most `MAX_PORT_MAPPINGS` mappings, or an error; never a panic.
 #![no_main]
 
-use agent::shell::net_facts::parse_ports_file;
+use hc_agent::shell::net_facts::parse_ports_file;
 use libfuzzer_sys::fuzz_target;
-use protocol::ddns::ServicePorts;
+use hc_protocol::ddns::ServicePorts;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -16,6 +16,6 @@ fuzz_target!(|data: &[u8]| {
         sdk: 8000,
     };
     if let Ok((_, mappings)) = parse_ports_file(&text, defaults) {
-        assert!(mappings.len() <= protocol::limits::MAX_PORT_MAPPINGS);
+        assert!(mappings.len() <= hc_protocol::limits::MAX_PORT_MAPPINGS);
     }
 });

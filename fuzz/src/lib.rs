@@ -7,13 +7,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use agent::core::{apply, DeviceState, Identity};
-use agent::store::Flash;
-use protocol::access::Action;
-use protocol::command::bind_proof;
-use protocol::envelope::{CommandKeys, CommandSigner};
-use protocol::messages::Binding;
-use protocol::{
+use hc_agent::core::{apply, DeviceState, Identity};
+use hc_agent::store::Flash;
+use hc_protocol::access::Action;
+use hc_protocol::command::bind_proof;
+use hc_protocol::envelope::{CommandKeys, CommandSigner};
+use hc_protocol::messages::Binding;
+use hc_protocol::{
     AccountId, AccountRef, BindRole, ChannelScope, Command, CommandBody, InstallerGrants, Outcome,
     Permissions, Region, Serial, Text,
 };
@@ -154,16 +154,16 @@ pub fn start_states() -> &'static [DeviceState; 4] {
             CommandBody::Share {
                 account: pool(3),
                 permissions: Permissions::of(&[Action::LiveView]),
-                channels: ChannelScope::Only(protocol::ChannelSet::from_channels(&[1, 2]).unwrap()),
-                validity: Some(protocol::Validity {
+                channels: ChannelScope::Only(hc_protocol::ChannelSet::from_channels(&[1, 2]).unwrap()),
+                validity: Some(hc_protocol::Validity {
                     not_before: T0,
                     not_after: T0 + 3_600,
                 }),
             },
         );
         let managed = run(&fresh, 1, 1, bind(BindRole::Installer));
-        let grant = Some(protocol::Grant {
-            validity: Some(protocol::Validity {
+        let grant = Some(hc_protocol::Grant {
+            validity: Some(hc_protocol::Validity {
                 not_before: T0 - 10,
                 not_after: T0 + 7_200,
             }),
@@ -176,7 +176,7 @@ pub fn start_states() -> &'static [DeviceState; 4] {
                 installer_grants: InstallerGrants {
                     site_info: grant,
                     configuration: None,
-                    live_view: Some(protocol::Grant { validity: None }),
+                    live_view: Some(hc_protocol::Grant { validity: None }),
                     playback: grant,
                     may_disable_cloud: true,
                 },
@@ -284,7 +284,7 @@ pub fn check_state(state: &DeviceState) {
         }
     }
     // Ledger: bounded, newest last, nothing newer than last_seq.
-    assert!(state.ledger.recent.len() <= protocol::limits::RECENT_OUTCOMES);
+    assert!(state.ledger.recent.len() <= hc_protocol::limits::RECENT_OUTCOMES);
     assert!(state
         .ledger
         .recent
@@ -298,14 +298,14 @@ pub fn check_state(state: &DeviceState) {
 /// What must hold of any state at all, even one read from a damaged or
 /// foreign state file: it can be reported, persisted and decided on.
 pub fn check_usable(state: &DeviceState) {
-    let report = state.report(agent::VERSION, 0);
-    let bytes = protocol::codec::encode(&report, protocol::limits::MAX_MESSAGE_BYTES)
+    let report = state.report(hc_agent::VERSION, 0);
+    let bytes = hc_protocol::codec::encode(&report, hc_protocol::limits::MAX_MESSAGE_BYTES)
         .expect("the state report fits its message");
-    let back: protocol::messages::StateReport =
-        protocol::codec::decode(&bytes, protocol::limits::MAX_MESSAGE_BYTES).unwrap();
+    let back: hc_protocol::messages::StateReport =
+        hc_protocol::codec::decode(&bytes, hc_protocol::limits::MAX_MESSAGE_BYTES).unwrap();
     assert_eq!(back, report);
     let saved = postcard::to_allocvec(state).expect("the state encodes");
-    assert!(saved.len() <= agent::store::MAX_PAYLOAD);
+    assert!(saved.len() <= hc_agent::store::MAX_PAYLOAD);
     let loaded: DeviceState = postcard::from_bytes(&saved).expect("the state decodes");
     assert_eq!(&loaded, state);
 }

@@ -1,4 +1,4 @@
-//! Access decisions: `agent::core::decide` against the `cedar-policy` crate
+//! Access decisions: `hc_agent::core::decide` against the `cedar-policy` crate
 //! evaluating the same access list written as Cedar policies.
 //!
 //! 1. Builds a full device state through `apply`, as the cloud would: a
@@ -37,16 +37,16 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Instant;
 
-use agent::core::{decide, DeviceState};
+use hc_agent::core::{decide, DeviceState};
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicySet,
     Request, RestrictedExpression,
 };
 use hc_testkit::fixture::{account, parity_channels, user, Device, FULL_CHANNELS, T0};
-use protocol::access::{Action, LocalLevel, Principal};
-use protocol::limits::MAX_SHARES;
-use protocol::messages::Binding;
-use protocol::{
+use hc_protocol::access::{Action, LocalLevel, Principal};
+use hc_protocol::limits::MAX_SHARES;
+use hc_protocol::messages::Binding;
+use hc_protocol::{
     AccountId, ChannelScope, ChannelSet, CommandBody, Grant, InstallerGrants, Permissions,
     ShareEntry, Validity,
 };
@@ -522,7 +522,7 @@ fn main() -> ExitCode {
     );
     if !disagreements.is_empty() {
         eprintln!(
-            "DISAGREEMENT between agent::core::decide and cedar-policy on {} requests:",
+            "DISAGREEMENT between hc_agent::core::decide and cedar-policy on {} requests:",
             disagreements.len()
         );
         for d in disagreements.iter().take(40) {

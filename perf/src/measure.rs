@@ -47,17 +47,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::client::LocalClient;
+use hc_agent::client::LocalClient;
 use hc_testkit::agent_config;
 use hc_testkit::cloud::{CloudOptions, TestCloud};
 use hc_testkit::daemon::{account, agent_binary, device_config, AgentProcess, SERIAL, WAIT};
 use hc_testkit::fixture::{full_list, parity_channels, parity_shares, timed_grants, user};
 use hc_testkit::mosquitto::Mosquitto;
 use hc_testkit::pki::Pki;
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::limits::{MAX_CHANNELS, MAX_SHARES};
-use protocol::topics::Leaf;
-use protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Validity};
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::limits::{MAX_CHANNELS, MAX_SHARES};
+use hc_protocol::topics::Leaf;
+use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Validity};
 
 /// The certificate mosquitto_sub connects with.
 const SUB_SERIAL: &str = "PERF-SUB-1";
@@ -251,7 +251,7 @@ fn channels_of(i: usize) -> ChannelScope {
 /// Installer bind, handover with timed grants, `MAX_SHARES` shares with
 /// channel lists and validity windows: the list the agent holds.
 fn fill_access_list(cloud: &mut TestCloud) {
-    let now = agent::shell::clock::now_secs();
+    let now = hc_agent::shell::clock::now_secs();
     let grants = timed_grants(Some(Validity {
         not_before: now - 1_000,
         not_after: now + 30 * 86_400,
@@ -345,7 +345,7 @@ fn command_latency(cloud: &mut TestCloud) -> (Latency, Latency) {
     }
     // Shares: each replaces an existing share (same size list), written to
     // flash with fsync before the acknowledgement.
-    let now = agent::shell::clock::now_secs();
+    let now = hc_agent::shell::clock::now_secs();
     let mut changes = Vec::with_capacity(SHARE_CHANGES);
     for i in 0..SHARE_CHANGES {
         let body = CommandBody::Share {

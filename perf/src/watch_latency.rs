@@ -13,13 +13,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agent::client::LocalClient;
+use hc_agent::client::LocalClient;
 use hc_testkit::daemon::{Site, WAIT};
 use hc_testkit::local::wait_local;
 use hc_testkit::model::{live_view_share, unshare_body};
-use protocol::access::{Action, Decision, Principal};
-use protocol::limits::{MAX_WATCHED_SESSIONS, MAX_WATCHES_PER_CONNECTION};
-use protocol::{AccountId, Outcome, Reason, Validity};
+use hc_protocol::access::{Action, Decision, Principal};
+use hc_protocol::limits::{MAX_WATCHED_SESSIONS, MAX_WATCHES_PER_CONNECTION};
+use hc_protocol::{AccountId, Outcome, Reason, Validity};
 
 /// Revocations measured (the issue asks for at least 1,000).
 const WATCH_REVOCATIONS: usize = 1_000;

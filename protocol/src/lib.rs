@@ -31,10 +31,10 @@
 //! the device's acknowledgement from `ack`:
 //!
 //! ```
-//! use protocol::envelope::CommandSigner;
-//! use protocol::limits::MAX_MESSAGE_BYTES;
-//! use protocol::topics::{self, Leaf};
-//! use protocol::{codec, AccountId, AccountRef, Ack, Command, CommandBody, Region, Serial};
+//! use hc_protocol::envelope::CommandSigner;
+//! use hc_protocol::limits::MAX_MESSAGE_BYTES;
+//! use hc_protocol::topics::{self, Leaf};
+//! use hc_protocol::{codec, AccountId, AccountRef, Ack, Command, CommandBody, Region, Serial};
 //!
 //! let signer = CommandSigner::from_seed(1, &[7; 32]).expect("a 32-byte seed");
 //! let serial = Serial::new("DS-7608-0001").expect("a valid serial");
@@ -51,7 +51,7 @@
 //! let envelope: Vec<u8> = signer.seal(&command).expect("fits MAX_COMMAND_BYTES");
 //! assert_eq!(topics::topic(&serial, Leaf::Command), "dev/DS-7608-0001/cmd");
 //! // ... publish `envelope` at QoS 1; subscribe to `topics::all_devices(Leaf::Ack)`.
-//! # let payload = codec::encode(&Ack { seq: Some(1), outcome: protocol::Outcome::Accepted, redelivered: false }, MAX_MESSAGE_BYTES).unwrap();
+//! # let payload = codec::encode(&Ack { seq: Some(1), outcome: hc_protocol::Outcome::Accepted, redelivered: false }, MAX_MESSAGE_BYTES).unwrap();
 //! let (from, leaf) = topics::parse("dev/DS-7608-0001/ack").expect("one of our topics");
 //! assert_eq!((from, leaf), (serial, Leaf::Ack));
 //! let ack: Ack = codec::decode(&payload, MAX_MESSAGE_BYTES).expect("a valid ack");
@@ -65,9 +65,9 @@
 //! encoded message:
 //!
 //! ```
-//! use protocol::envelope::{self, CommandKeys, CommandSigner};
-//! use protocol::limits::MAX_MESSAGE_BYTES;
-//! use protocol::{codec, Ack, Outcome, Reason, Serial};
+//! use hc_protocol::envelope::{self, CommandKeys, CommandSigner};
+//! use hc_protocol::limits::MAX_MESSAGE_BYTES;
+//! use hc_protocol::{codec, Ack, Outcome, Reason, Serial};
 //!
 //! # let signer = CommandSigner::from_seed(1, &[7; 32]).unwrap();
 //! let mut keys = CommandKeys::new();

@@ -13,7 +13,7 @@
 //! Whatever decodes is a valid value: it encodes again within the limit
 //! and decodes back to itself.
 
-use protocol::{command, ddns, envelope, ids, limits, local, messages, reason};
+use hc_protocol::{command, ddns, envelope, ids, limits, local, messages, reason};
 
 use core::fmt::Debug;
 
@@ -25,8 +25,8 @@ use serde::Serialize;
 use envelope::{CommandKeys, EnvelopeError, HEADER_LEN, SIGNATURE_LEN};
 use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use local::FRAME_HEADER_LEN;
-use protocol::arbitrary::*;
-use protocol::codec::{self, DecodeError};
+use hc_protocol::arbitrary::*;
+use hc_protocol::codec::{self, DecodeError};
 
 /// Decodes `bytes` as a `T` limited to `max`, and checks the answer: a
 /// value that re-encodes within the limit and decodes to itself, or one of

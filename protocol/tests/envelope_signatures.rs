@@ -17,7 +17,7 @@
 //! - the signature is checked before the command is decoded, and the serial
 //!   only after.
 
-use protocol::{access, command, envelope, ids, limits, reason};
+use hc_protocol::{access, command, envelope, ids, limits, reason};
 
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -30,8 +30,8 @@ use envelope::{
 };
 use ids::{AccountId, AccountRef, Region, Serial};
 use limits::{MAX_COMMAND_BYTES, MAX_COMMAND_KEYS};
-use protocol::arbitrary::*;
-use protocol::codec::{self, DecodeError};
+use hc_protocol::arbitrary::*;
+use hc_protocol::codec::{self, DecodeError};
 use reason::Reason;
 
 const SEED: [u8; 32] = [7; 32];

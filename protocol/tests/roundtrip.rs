@@ -5,7 +5,7 @@
 //! `src/arbitrary.rs`, which cover every variant of every enum and fill
 //! bounded collections and identifiers up to their limits.
 
-use protocol::{access, command, envelope, ids, limits, local, reason};
+use hc_protocol::{access, command, envelope, ids, limits, local, reason};
 
 use core::fmt::Debug;
 
@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use local::FRAME_HEADER_LEN;
-use protocol::arbitrary::*;
-use protocol::codec;
+use hc_protocol::arbitrary::*;
+use hc_protocol::codec;
 
 /// encode → decode gives the value back; the encoding fits `max`.
 fn round_trip<T>(value: &T, max: usize) -> Result<(), TestCaseError>

@@ -25,26 +25,26 @@ use std::fmt::{self, Debug, Display};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::Serialize;
 
-use protocol::access::{
+use hc_protocol::access::{
     Action, ChannelScope, ChannelSet, Decision, Grant, InstallerGrants, LocalLevel, Permissions,
     Principal, ShareEntry, Validity,
 };
-use protocol::codec;
-use protocol::command::{self, BindRole, Command, CommandBody, CommandKind};
-use protocol::ddns::{
+use hc_protocol::codec;
+use hc_protocol::command::{self, BindRole, Command, CommandBody, CommandKind};
+use hc_protocol::ddns::{
     DomainOutcome, DomainRegistration, DomainResult, IpAddress, PortMapping, ServicePorts,
     Transport,
 };
-use protocol::envelope::{self, CommandKeys, CommandSigner};
-use protocol::ids::{AccountId, AccountRef, DomainName, Region, Serial, Text};
-use protocol::limits::{self, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
-use protocol::local::{self, LinkState, LocalReply, LocalRequest, RegistrationState, StatusReply};
-use protocol::messages::{
+use hc_protocol::envelope::{self, CommandKeys, CommandSigner};
+use hc_protocol::ids::{AccountId, AccountRef, DomainName, Region, Serial, Text};
+use hc_protocol::limits::{self, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
+use hc_protocol::local::{self, LinkState, LocalReply, LocalRequest, RegistrationState, StatusReply};
+use hc_protocol::messages::{
     Ack, AuditActor, AuditEntry, AuditEvent, AuditReport, Binding, DeviceStatus, Outcome,
     StateReport,
 };
-use protocol::reason::Reason;
-use protocol::topics::{self, Leaf};
+use hc_protocol::reason::Reason;
+use hc_protocol::topics::{self, Leaf};
 
 const SPEC: &str = include_str!("../SPEC.md");
 const LIMITS_SOURCE: &str = include_str!("../src/limits.rs");
@@ -1455,7 +1455,7 @@ mod erased {
 
     impl<T: Serialize> Encode for T {
         fn len(&self, max: usize) -> usize {
-            protocol::codec::encode(self, max)
+            hc_protocol::codec::encode(self, max)
                 .expect("a valid value must fit its limit")
                 .len()
         }

@@ -7,7 +7,7 @@
 //! broker on loopback with the PKI's CA and the device's certificate, the
 //! cloud's command key pinned, a local socket in the directory that only
 //! the current user may use, and the domain ports. It then runs
-//! `agent::shell::daemon::run` on its own thread, on a current-thread
+//! `hc_agent::shell::daemon::run` on its own thread, on a current-thread
 //! tokio runtime inside a `LocalSet`, until [`Recorder::stop`].
 //!
 //! The firmware clients ([`Recorder::live_view`], [`Recorder::playback`],
@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use agent::client::{ClientError, LocalClient};
-use agent::shell::config::Config;
+use hc_agent::client::{ClientError, LocalClient};
+use hc_agent::shell::config::Config;
 use hc_testkit::agent_config;
-use protocol::access::{Action, Decision, Principal};
-use protocol::local::StatusReply;
+use hc_protocol::access::{Action, Decision, Principal};
+use hc_protocol::local::StatusReply;
 
 use crate::cloud::driver::COMMAND_KEY_ID;
 use crate::pki::Pki;
@@ -379,6 +379,6 @@ fn run_agent(config: Config, stop: tokio::sync::oneshot::Receiver<()>) -> Result
         let _ = stop.await;
     };
     local
-        .block_on(&runtime, agent::shell::daemon::run(config, shutdown))
+        .block_on(&runtime, hc_agent::shell::daemon::run(config, shutdown))
         .map_err(|e| e.to_string())
 }

@@ -1,5 +1,5 @@
 //! Agent configuration files as the tests, the simulator and the
-//! measurements write them: an `agent::shell::config::Config` value, built
+//! measurements write them: an `hc_agent::shell::config::Config` value, built
 //! here and changed by the caller, serialized with `toml`. No text
 //! templates, so a key the agent renames or adds cannot drift apart from
 //! the files written for it.
@@ -7,7 +7,7 @@
 use std::io;
 use std::path::Path;
 
-use agent::shell::config::{
+use hc_agent::shell::config::{
     encode_hex, CloudConfig, CommandKeyConfig, Config, DomainConfig, LocalSocketConfig, LogConfig,
 };
 

@@ -14,10 +14,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::envelope::CommandSigner;
-use protocol::messages::{DeviceStatus, StateReport};
-use protocol::topics::{self, Leaf};
-use protocol::{Ack, Command, CommandBody, Serial};
+use hc_protocol::envelope::CommandSigner;
+use hc_protocol::messages::{DeviceStatus, StateReport};
+use hc_protocol::topics::{self, Leaf};
+use hc_protocol::{Ack, Command, CommandBody, Serial};
 use rumqttc::{Client, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -173,7 +173,7 @@ impl TestCloud {
             serial: Serial::new(SERIAL).unwrap(),
             actor: account(actor),
             seq: self.seq,
-            issued_at: agent::shell::clock::now_secs(),
+            issued_at: hc_agent::shell::clock::now_secs(),
             body,
         }
     }

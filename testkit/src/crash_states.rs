@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use agent::store::Flash;
+use hc_agent::store::Flash;
 
 /// Granularity of a torn write: every prefix of the unsynced data at a
 /// multiple of this many bytes is a possible crash state (a 512-byte

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::shell::config::Config;
-use protocol::envelope::CommandSigner;
-use protocol::limits::MAX_MESSAGE_BYTES;
-use protocol::Outcome;
+use hc_agent::shell::config::Config;
+use hc_protocol::envelope::CommandSigner;
+use hc_protocol::limits::MAX_MESSAGE_BYTES;
+use hc_protocol::Outcome;
 
 use crate::agent_config;
 use crate::broker::{BrokerConfig, EmbeddedBroker};
@@ -232,7 +232,7 @@ impl Drop for AgentProcess {
 
 /// Decodes a message the agent published (None if it does not decode).
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    protocol::codec::decode(bytes, MAX_MESSAGE_BYTES).ok()
+    hc_protocol::codec::decode(bytes, MAX_MESSAGE_BYTES).ok()
 }
 
 /// Reads a whole file as text (empty if missing).

@@ -4,11 +4,11 @@
 //! [`Device::full`]) that the decision tests, the benchmarks and the
 //! measurements run on.
 
-use agent::core::{apply, decide, Applied, DeviceState, Identity};
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::command::bind_proof;
-use protocol::limits::{MAX_CHANNELS, MAX_SHARES};
-use protocol::{
+use hc_agent::core::{apply, decide, Applied, DeviceState, Identity};
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::command::bind_proof;
+use hc_protocol::limits::{MAX_CHANNELS, MAX_SHARES};
+use hc_protocol::{
     AccountId, AccountRef, BindRole, ChannelScope, ChannelSet, Command, CommandBody, Grant,
     InstallerGrants, Outcome, Permissions, Reason, Region, Serial, Text, Validity,
 };

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use agent::client::LocalClient;
-use protocol::local::StatusReply;
-use protocol::messages::StateReport;
+use hc_agent::client::LocalClient;
+use hc_protocol::local::StatusReply;
+use hc_protocol::messages::StateReport;
 
 use crate::daemon::WAIT;
 

@@ -1,11 +1,11 @@
 //! The agent's own core as the reference model: the state a device must
 //! have after a list of commands, computed in process with
-//! `agent::core::apply`, to compare with what the real binary reports.
+//! `hc_agent::core::apply`, to compare with what the real binary reports.
 
-use agent::core::{apply, AccessState, DeviceState, Identity};
-use protocol::access::Action;
-use protocol::messages::StateReport;
-use protocol::{
+use hc_agent::core::{apply, AccessState, DeviceState, Identity};
+use hc_protocol::access::Action;
+use hc_protocol::messages::StateReport;
+use hc_protocol::{
     AccountId, ChannelScope, Command, CommandBody, Outcome, Permissions, Region, Serial, Text,
 };
 
@@ -102,14 +102,14 @@ pub fn stream_command(seq: u64) -> CommandBody {
 
 /// `Bind { role: Owner }` for `owner`, with the right proof.
 pub fn bind_owner_body(owner: &str) -> CommandBody {
-    bind_body(owner, protocol::BindRole::Owner)
+    bind_body(owner, hc_protocol::BindRole::Owner)
 }
 
 /// `account` binds the test device in `role`, with the right proof.
-pub fn bind_body(account: &str, role: protocol::BindRole) -> CommandBody {
+pub fn bind_body(account: &str, role: hc_protocol::BindRole) -> CommandBody {
     CommandBody::Bind {
         role,
-        proof: protocol::command::bind_proof(
+        proof: hc_protocol::command::bind_proof(
             CODE.as_bytes(),
             &Serial::new(SERIAL).unwrap(),
             &AccountId::new(account).unwrap(),
@@ -162,11 +162,11 @@ impl Rng {
 }
 
 /// A share of live view on every channel with `account`, in `validity`.
-pub fn live_view_share(account: &str, validity: Option<protocol::Validity>) -> CommandBody {
+pub fn live_view_share(account: &str, validity: Option<hc_protocol::Validity>) -> CommandBody {
     CommandBody::Share {
         account: crate::fixture::account(account),
-        permissions: protocol::Permissions::of(&[protocol::access::Action::LiveView]),
-        channels: protocol::ChannelScope::All,
+        permissions: hc_protocol::Permissions::of(&[hc_protocol::access::Action::LiveView]),
+        channels: hc_protocol::ChannelScope::All,
         validity,
     }
 }

@@ -427,7 +427,7 @@ mod tests {
         assert!(acl.ends_with("user cloud\ntopic readwrite dev/#\n"));
         // Every leaf of the topic tree has exactly one rule, in the right
         // direction.
-        for leaf in protocol::topics::Leaf::ALL {
+        for leaf in hc_protocol::topics::Leaf::ALL {
             let access = if leaf.is_inbound() { "read" } else { "write" };
             let rule = format!("pattern {access} dev/%u/{}\n", leaf.path());
             assert_eq!(acl.matches(&rule).count(), 1, "{rule}");

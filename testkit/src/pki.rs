@@ -341,7 +341,7 @@ impl Pki {
 /// A serial must be a valid device serial (topic-safe, so also a safe file
 /// name and MQTT client id) and must not collide with the cloud's name.
 fn check_serial(serial: &str) -> Result<(), PkiError> {
-    protocol::Serial::new(serial).map_err(|e| PkiError::InvalidSerial {
+    hc_protocol::Serial::new(serial).map_err(|e| PkiError::InvalidSerial {
         serial: serial.to_owned(),
         message: e.to_string(),
     })?;

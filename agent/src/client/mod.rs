@@ -15,14 +15,14 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::limits::MAX_WATCHES_PER_CONNECTION;
-use protocol::local::{
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::limits::MAX_WATCHES_PER_CONNECTION;
+use hc_protocol::local::{
     decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, StatusReply,
     FRAME_HEADER_LEN,
 };
-use protocol::messages::{AuditEntry, StateReport};
-use protocol::Reason;
+use hc_protocol::messages::{AuditEntry, StateReport};
+use hc_protocol::Reason;
 
 /// Why a request to the agent got no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub enum ClientError {
     /// The reply frame arrived but does not decode (an agent of another
     /// protocol version, or a damaged frame).
     #[error("the agent's reply is malformed: {0}")]
-    Malformed(protocol::DecodeError),
+    Malformed(hc_protocol::DecodeError),
     /// The agent understood the request and said no, with its reason (for
     /// example a process not on the admin list asking for an admin action).
     #[error("the agent refused the request: {0}")]

@@ -2,8 +2,8 @@
 //! first. Kept in memory only (flash wears); the cloud and the local socket
 //! can ask for the newest entries.
 
-use protocol::limits::{MAX_AUDIT_ENTRIES, MAX_AUDIT_REPLY};
-use protocol::messages::AuditEntry;
+use hc_protocol::limits::{MAX_AUDIT_ENTRIES, MAX_AUDIT_REPLY};
+use hc_protocol::messages::AuditEntry;
 
 /// The last `MAX_AUDIT_ENTRIES` audit entries, in the order recorded.
 #[derive(Debug, Default)]
@@ -62,8 +62,8 @@ impl AuditRing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::messages::{AuditActor, AuditEvent};
-    use protocol::{Outcome, Reason};
+    use hc_protocol::messages::{AuditActor, AuditEvent};
+    use hc_protocol::{Outcome, Reason};
 
     fn entry(at: u64) -> AuditEntry {
         AuditEntry {

@@ -10,9 +10,9 @@
 //! the plan into what to do when the `Persist` effect could not be carried
 //! out.
 
-use protocol::envelope::{self, CommandKeys};
-use protocol::messages::{AuditActor, AuditEntry, AuditEvent};
-use protocol::{Ack, Outcome};
+use hc_protocol::envelope::{self, CommandKeys};
+use hc_protocol::messages::{AuditActor, AuditEntry, AuditEvent};
+use hc_protocol::{Ack, Outcome};
 
 use super::apply::{apply, Applied};
 use super::effects::{Effect, Effects};
@@ -74,9 +74,9 @@ mod tests {
     use super::*;
     use crate::core::effects::storage_failed;
     use crate::core::state::Identity;
-    use protocol::envelope::CommandSigner;
-    use protocol::Reason;
-    use protocol::{AccountId, AccountRef, Command, CommandBody, Region, Serial, Text};
+    use hc_protocol::envelope::CommandSigner;
+    use hc_protocol::Reason;
+    use hc_protocol::{AccountId, AccountRef, Command, CommandBody, Region, Serial, Text};
 
     const T0: u64 = 1_800_000_000;
 

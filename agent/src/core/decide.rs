@@ -2,8 +2,8 @@
 //! Deny by default; every denial carries one reason. No allocation: the
 //! decision only borrows the state.
 
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::{InstallerGrants, Permissions, Reason, ShareEntry, Validity};
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::{InstallerGrants, Permissions, Reason, ShareEntry, Validity};
 
 use super::state::DeviceState;
 
@@ -24,7 +24,7 @@ pub enum Role<'a> {
 
 /// The role of a cloud account, or why it has none.
 pub fn role_of<'a>(state: &'a DeviceState, account: &str) -> Result<Role<'a>, Reason> {
-    use protocol::messages::Binding;
+    use hc_protocol::messages::Binding;
     let access = &state.access;
     match &access.binding {
         Binding::Unbound => Err(Reason::NotBound),

@@ -3,7 +3,7 @@
 //! persisting fails the shell drops the new state and acknowledges
 //! `StorageFailed` instead.
 
-use protocol::{Ack, Outcome, Reason};
+use hc_protocol::{Ack, Outcome, Reason};
 
 /// One thing for the shell to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

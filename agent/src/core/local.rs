@@ -3,9 +3,9 @@
 //! asked through a process the device trusts to have authenticated that
 //! admin (its uid on `local_socket.admin_uids`).
 
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::messages::{AuditActor, AuditEntry, AuditEvent};
-use protocol::{Outcome, Reason};
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::messages::{AuditActor, AuditEntry, AuditEvent};
+use hc_protocol::{Outcome, Reason};
 
 use super::decide::decide;
 use super::effects::{Effect, Effects};

@@ -11,8 +11,8 @@
 
 use std::collections::VecDeque;
 
-use protocol::limits::MAX_QUEUED_REPORTS;
-use protocol::topics::Leaf;
+use hc_protocol::limits::MAX_QUEUED_REPORTS;
+use hc_protocol::topics::Leaf;
 
 /// One message for the cloud: the leaf of this device's topic tree and
 /// the encoded payload.

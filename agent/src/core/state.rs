@@ -2,9 +2,9 @@
 //! state), which commands were already handled (the ledger), the trusted
 //! clock, and the device's identity. This is exactly what goes to flash.
 
-use protocol::limits::{MAX_SHARES, MAX_VERIFICATION_CODE_LEN, RECENT_OUTCOMES};
-use protocol::messages::{Binding, StateReport};
-use protocol::{
+use hc_protocol::limits::{MAX_SHARES, MAX_VERIFICATION_CODE_LEN, RECENT_OUTCOMES};
+use hc_protocol::messages::{Binding, StateReport};
+use hc_protocol::{
     AccountId, AccountRef, DomainName, InstallerGrants, Outcome, Region, Serial, ShareEntry, Text,
 };
 use serde::{Deserialize, Serialize};
@@ -112,7 +112,7 @@ pub struct DeviceState {
 impl AccessState {
     /// A freshly reset device: unbound, no shares, both switches on, the
     /// domain back to its default.
-    pub fn reset(identity: &Identity) -> Result<AccessState, protocol::ids::IdError> {
+    pub fn reset(identity: &Identity) -> Result<AccessState, hc_protocol::ids::IdError> {
         Ok(AccessState {
             binding: Binding::Unbound,
             shares: heapless::Vec::new(),
@@ -186,7 +186,7 @@ impl AccessState {
 
 impl DeviceState {
     /// The state of a device that was never bound.
-    pub fn new(identity: Identity) -> Result<DeviceState, protocol::ids::IdError> {
+    pub fn new(identity: Identity) -> Result<DeviceState, hc_protocol::ids::IdError> {
         Ok(DeviceState {
             access: AccessState::reset(&identity)?,
             identity,
@@ -231,8 +231,8 @@ impl DeviceState {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use protocol::access::{Action, Grant, Validity};
-    use protocol::{ChannelScope, Permissions};
+    use hc_protocol::access::{Action, Grant, Validity};
+    use hc_protocol::{ChannelScope, Permissions};
 
     fn window(not_before: u64, not_after: u64) -> Option<Validity> {
         Some(Validity {

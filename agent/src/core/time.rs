@@ -7,7 +7,7 @@
 //! and whenever it passes a grant's end (`DeviceState::next_clock_checkpoint`),
 //! so a power cut cannot take it back below an end it had passed.
 
-use protocol::{Reason, Validity};
+use hc_protocol::{Reason, Validity};
 use serde::{Deserialize, Serialize};
 
 /// The trusted-time floor, in Unix seconds. It only ever rises.

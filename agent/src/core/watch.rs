@@ -10,9 +10,9 @@
 //! the watched decisions. A decision that turns to allow needs no notice.
 //! The registry is bounded in total and per connection.
 
-use protocol::access::{Action, Decision, Principal};
-use protocol::limits::{MAX_WATCHED_SESSIONS, MAX_WATCHES_PER_CONNECTION};
-use protocol::Reason;
+use hc_protocol::access::{Action, Decision, Principal};
+use hc_protocol::limits::{MAX_WATCHED_SESSIONS, MAX_WATCHES_PER_CONNECTION};
+use hc_protocol::Reason;
 
 use super::decide::{decide, window_of};
 use super::state::DeviceState;
@@ -157,8 +157,8 @@ fn decide_for(state: &DeviceState, watch: &Watch, now: u64) -> Decision {
 mod tests {
     use super::*;
     use crate::core::state::tests::device;
-    use protocol::access::LocalLevel;
-    use protocol::AccountId;
+    use hc_protocol::access::LocalLevel;
+    use hc_protocol::AccountId;
 
     fn cloud(id: &str) -> Principal {
         Principal::Cloud(AccountId::new(id).unwrap())

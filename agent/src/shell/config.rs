@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use protocol::ddns::ServicePorts;
-use protocol::envelope::{CommandKeys, PUBLIC_KEY_LEN};
-use protocol::limits::MAX_LOCAL_PEERS;
-use protocol::{Region, Serial, Text};
+use hc_protocol::ddns::ServicePorts;
+use hc_protocol::envelope::{CommandKeys, PUBLIC_KEY_LEN};
+use hc_protocol::limits::MAX_LOCAL_PEERS;
+use hc_protocol::{Region, Serial, Text};
 use serde::{Deserialize, Serialize};
 
 use crate::core::Identity;
@@ -309,16 +309,16 @@ impl Config {
     /// The device's identity (serial, region, channels, code), checked.
     pub fn identity(&self) -> Result<Identity, ConfigError> {
         let serial = Serial::new(&self.serial).map_err(|e| invalid("serial", e.to_string()))?;
-        protocol::DomainName::from_serial(&serial).map_err(|e| {
+        hc_protocol::DomainName::from_serial(&serial).map_err(|e| {
             invalid(
                 "serial",
                 format!("does not give a default domain name: {e}"),
             )
         })?;
-        if self.channels == 0 || usize::from(self.channels) > protocol::limits::MAX_CHANNELS {
+        if self.channels == 0 || usize::from(self.channels) > hc_protocol::limits::MAX_CHANNELS {
             return Err(invalid(
                 "channels",
-                format!("1 to {}", protocol::limits::MAX_CHANNELS),
+                format!("1 to {}", hc_protocol::limits::MAX_CHANNELS),
             ));
         }
         if self.verification_code.len() < 6 {

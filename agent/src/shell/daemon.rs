@@ -107,7 +107,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         },
     );
     let serial = state.identity.serial.clone();
-    info!(serial = %serial, bound = state.access.binding != protocol::messages::Binding::Unbound, last_seq = state.ledger.last_seq, "agent starting");
+    info!(serial = %serial, bound = state.access.binding != hc_protocol::messages::Binding::Unbound, last_seq = state.ledger.last_seq, "agent starting");
     let shared = Rc::new(SharedService::new(
         Agent::new(state, store, keys, registrar),
         config.local_socket.admin_uids.clone(),

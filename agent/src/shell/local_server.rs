@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use protocol::limits::{MAX_LOCAL_CLIENTS, MAX_LOCAL_CLIENTS_PER_UID, MAX_WATCHES_PER_CONNECTION};
-use protocol::local::{
+use hc_protocol::limits::{MAX_LOCAL_CLIENTS, MAX_LOCAL_CLIENTS_PER_UID, MAX_WATCHES_PER_CONNECTION};
+use hc_protocol::local::{
     decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, FRAME_HEADER_LEN,
 };
-use protocol::Reason;
+use hc_protocol::Reason;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Notify};

@@ -12,9 +12,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::limits::{MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES};
-use protocol::topics::{self, Leaf};
-use protocol::Serial;
+use hc_protocol::limits::{MAX_MESSAGE_BYTES, MAX_MQTT_PACKET_BYTES};
+use hc_protocol::topics::{self, Leaf};
+use hc_protocol::Serial;
 use rumqttc::{
     ConnectionError, Event, EventLoop, LastWill, MqttOptions, QoS, Request, TlsConfiguration,
     Transport,

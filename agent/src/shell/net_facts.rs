@@ -8,8 +8,8 @@ use std::net::{IpAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 
-use protocol::ddns::{IpAddress, PortMapping, ServicePorts, Transport};
-use protocol::limits::MAX_PORT_MAPPINGS;
+use hc_protocol::ddns::{IpAddress, PortMapping, ServicePorts, Transport};
+use hc_protocol::limits::MAX_PORT_MAPPINGS;
 use tracing::warn;
 
 use super::config::Config;

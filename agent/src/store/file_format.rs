@@ -19,7 +19,7 @@ pub const FORMAT_VERSION: u16 = 2;
 /// The oldest format version this agent still reads.
 pub const OLDEST_READABLE_VERSION: u16 = 1;
 /// The largest state payload; a full access list is about 12 KiB.
-pub const MAX_PAYLOAD: usize = protocol::limits::MAX_STATE_FILE_BYTES;
+pub const MAX_PAYLOAD: usize = hc_protocol::limits::MAX_STATE_FILE_BYTES;
 const HEADER_LEN: usize = 10;
 const DIGEST_LEN: usize = 32;
 

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 pub use faults::{Fault, FaultyFlash};
 pub use file_format::{FormatError, FORMAT_VERSION, MAX_PAYLOAD, OLDEST_READABLE_VERSION};
 pub use flash::{Flash, RealFlash};
-use protocol::Reason;
+use hc_protocol::Reason;
 use serde::Serialize;
 pub use stored::Stored;
 

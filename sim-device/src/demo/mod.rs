@@ -20,7 +20,7 @@ mod story;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use protocol::AccountId;
+use hc_protocol::AccountId;
 
 use crate::broker::{BrokerConfig, EmbeddedBroker};
 use crate::cloud::driver::{load_or_create_seed, CloudOptions};

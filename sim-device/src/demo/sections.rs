@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use protocol::access::{Action, Principal};
-use protocol::{AccountId, ChannelScope, ChannelSet, Grant, Permissions, Reason, Serial, Validity};
+use hc_protocol::access::{Action, Principal};
+use hc_protocol::{AccountId, ChannelScope, ChannelSet, Grant, Permissions, Reason, Serial, Validity};
 
 use super::story::{
     decision_text, denied, err_text, list_text, per_device_text, result_text, Story,

@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use protocol::access::Decision;
-use protocol::{AccountId, Reason};
+use hc_protocol::access::Decision;
+use hc_protocol::{AccountId, Reason};
 
 use super::{StepResult, SERIAL};
 use crate::cloud::model::{CloudError, PerDevice};

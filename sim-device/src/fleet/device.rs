@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::core::backoff::{Backoff, BackoffPolicy};
-use agent::core::{apply, handle_command, DeviceState, Identity};
-use agent::shell::tls::{client_config, TlsFiles};
-use protocol::access::Action;
-use protocol::codec;
-use protocol::command::bind_proof;
-use protocol::envelope::CommandKeys;
-use protocol::limits::{MAX_COMMAND_BYTES, MAX_MESSAGE_BYTES};
-use protocol::topics::{self, Leaf};
-use protocol::{
+use hc_agent::core::backoff::{Backoff, BackoffPolicy};
+use hc_agent::core::{apply, handle_command, DeviceState, Identity};
+use hc_agent::shell::tls::{client_config, TlsFiles};
+use hc_protocol::access::Action;
+use hc_protocol::codec;
+use hc_protocol::command::bind_proof;
+use hc_protocol::envelope::CommandKeys;
+use hc_protocol::limits::{MAX_COMMAND_BYTES, MAX_MESSAGE_BYTES};
+use hc_protocol::topics::{self, Leaf};
+use hc_protocol::{
     AccountId, AccountRef, BindRole, ChannelScope, Command, CommandBody, Outcome, Permissions,
     Region, Serial, Text,
 };

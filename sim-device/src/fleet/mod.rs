@@ -23,9 +23,9 @@ mod verdict;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::core::backoff::BackoffPolicy;
-use protocol::envelope::{CommandKeys, CommandSigner};
-use protocol::Serial;
+use hc_agent::core::backoff::BackoffPolicy;
+use hc_protocol::envelope::{CommandKeys, CommandSigner};
+use hc_protocol::Serial;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -77,7 +77,7 @@ pub struct FleetOptions {
     pub commands: usize,
     /// The serial prefix; device i is `{prefix}-{i:05}`.
     pub prefix: String,
-    /// The agent's `reconnect_spread_ms` (see agent::core::backoff).
+    /// The agent's `reconnect_spread_ms` (see hc_agent::core::backoff).
     pub reconnect_spread: Duration,
 }
 

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use agent::shell::tls::{client_config, TlsFiles};
-use protocol::access::Action;
-use protocol::codec;
-use protocol::envelope::CommandSigner;
-use protocol::limits::MAX_MESSAGE_BYTES;
-use protocol::topics::{self, Leaf};
-use protocol::{Ack, ChannelScope, Command, CommandBody, Outcome, Permissions, Serial};
+use hc_agent::shell::tls::{client_config, TlsFiles};
+use hc_protocol::access::Action;
+use hc_protocol::codec;
+use hc_protocol::envelope::CommandSigner;
+use hc_protocol::limits::MAX_MESSAGE_BYTES;
+use hc_protocol::topics::{self, Leaf};
+use hc_protocol::{Ack, ChannelScope, Command, CommandBody, Outcome, Permissions, Serial};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 
 use super::device::{account, mqtt_options, SHARES_PER_DEVICE};

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::topics::{topic, Leaf};
-use protocol::Serial;
+use hc_protocol::topics::{topic, Leaf};
+use hc_protocol::Serial;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, Event, LastWill, MqttOptions, Packet, Publish, QoS,
     SubscribeReasonCode, TlsConfiguration, Transport,

@@ -88,10 +88,10 @@ fn network_busy_when_an_online_device_does_not_answer() {
 /// Publishes a retained online status and state report (last_seq 41) as
 /// the device, then disconnects without clearing them.
 async fn publish_as_device(pki: &Pki, port: u16) {
-    use protocol::codec::encode;
-    use protocol::limits::MAX_MESSAGE_BYTES;
-    use protocol::messages::DeviceStatus;
-    use protocol::topics::{topic, Leaf};
+    use hc_protocol::codec::encode;
+    use hc_protocol::limits::MAX_MESSAGE_BYTES;
+    use hc_protocol::messages::DeviceStatus;
+    use hc_protocol::topics::{topic, Leaf};
     use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, QoS, TlsConfiguration, Transport};
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};

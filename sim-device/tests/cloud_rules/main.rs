@@ -15,11 +15,11 @@ mod sites;
 
 use std::time::{Duration, Instant};
 
-use agent::shell::config::DomainConfig;
-use protocol::command::verify_bind_proof;
-use protocol::ddns::{DomainOutcome, DomainRegistration, IpAddress};
-use protocol::messages::{Binding, StateReport};
-use protocol::{
+use hc_agent::shell::config::DomainConfig;
+use hc_protocol::command::verify_bind_proof;
+use hc_protocol::ddns::{DomainOutcome, DomainRegistration, IpAddress};
+use hc_protocol::messages::{Binding, StateReport};
+use hc_protocol::{
     AccountId, AccountRef, Ack, Action, BindRole, ChannelScope, CommandBody, DomainName, Grant,
     InstallerGrants, Permissions, Region, Serial, ShareEntry, Text, Validity,
 };

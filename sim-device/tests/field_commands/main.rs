@@ -17,12 +17,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::access::{Decision, Principal};
-use protocol::codec;
-use protocol::limits::MAX_MESSAGE_BYTES;
-use protocol::messages::{Binding, DeviceStatus, StateReport};
-use protocol::topics::{self, Leaf};
-use protocol::{AccountId, AccountRef, DomainName, InstallerGrants, Region, Serial, Text};
+use hc_protocol::access::{Decision, Principal};
+use hc_protocol::codec;
+use hc_protocol::limits::MAX_MESSAGE_BYTES;
+use hc_protocol::messages::{Binding, DeviceStatus, StateReport};
+use hc_protocol::topics::{self, Leaf};
+use hc_protocol::{AccountId, AccountRef, DomainName, InstallerGrants, Region, Serial, Text};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};

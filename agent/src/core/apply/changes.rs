@@ -2,11 +2,11 @@
 //! command, and who may ask for it. Nothing here looks at the ledger or
 //! the clock floor; `apply` has done that.
 
-use protocol::access::{Action, Decision, Principal};
-use protocol::command::{verify_bind_proof, BindRole};
-use protocol::limits::MAX_AUDIT_REPLY;
-use protocol::messages::Binding;
-use protocol::{
+use hc_protocol::access::{Action, Decision, Principal};
+use hc_protocol::command::{verify_bind_proof, BindRole};
+use hc_protocol::limits::MAX_AUDIT_REPLY;
+use hc_protocol::messages::Binding;
+use hc_protocol::{
     AccountId, AccountRef, ChannelScope, Command, CommandBody, DomainName, InstallerGrants,
     Permissions, Reason, ShareEntry, Validity,
 };

@@ -8,8 +8,8 @@
 //! refusal leaves the access state unchanged and is recorded in the ledger
 //! so that its redelivery is answered the same way.
 
-use protocol::messages::{AuditActor, AuditEntry, AuditEvent};
-use protocol::{Ack, Command, CommandBody, Outcome, Reason};
+use hc_protocol::messages::{AuditActor, AuditEntry, AuditEvent};
+use hc_protocol::{Ack, Command, CommandBody, Outcome, Reason};
 
 use super::effects::{Effect, Effects};
 use super::state::DeviceState;

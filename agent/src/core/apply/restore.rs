@@ -4,9 +4,9 @@
 //! change (regions, rights within the owner's, windows, the domain), so a
 //! restore can hold nothing a sequence of accepted commands could not.
 
-use protocol::limits::{MAX_DOMAIN_LEN, MAX_SHARES};
-use protocol::messages::Binding;
-use protocol::{AccountRef, DomainName, Reason, ShareEntry, Text};
+use hc_protocol::limits::{MAX_DOMAIN_LEN, MAX_SHARES};
+use hc_protocol::messages::Binding;
+use hc_protocol::{AccountRef, DomainName, Reason, ShareEntry, Text};
 
 use super::changes::{check_grants, check_share_within_owner_rights, Change};
 use crate::core::effects::Effect;

@@ -6,12 +6,12 @@
 //! "name taken" or "invalid" until the name changes. Time and randomness
 //! come in as arguments.
 
-use protocol::ddns::{
+use hc_protocol::ddns::{
     DomainOutcome, DomainRegistration, DomainResult, IpAddress, PortMapping, ServicePorts,
 };
-use protocol::limits::MAX_PORT_MAPPINGS;
-use protocol::local::RegistrationState;
-use protocol::DomainName;
+use hc_protocol::limits::MAX_PORT_MAPPINGS;
+use hc_protocol::local::RegistrationState;
+use hc_protocol::DomainName;
 
 /// Where the device can be reached, as read by the event loop.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! the MQTT client holds, queued or in flight.
 
 use heapless::Deque;
-use protocol::limits::MAX_UNACKED_INBOUND;
+use hc_protocol::limits::MAX_UNACKED_INBOUND;
 
 /// What one connection owes and holds; forgotten with the connection (the
 /// broker redelivers what it did not get a PUBACK for).

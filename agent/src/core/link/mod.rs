@@ -18,7 +18,7 @@
 use core::time::Duration;
 
 use heapless::Deque;
-use protocol::local::LinkState;
+use hc_protocol::local::LinkState;
 
 use super::backoff::Backoff;
 use flow::Flow;

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::core::backoff::BackoffPolicy;
-use protocol::limits::MAX_UNACKED_INBOUND;
+use hc_protocol::limits::MAX_UNACKED_INBOUND;
 
 const KEEP_ALIVE_MS: u64 = 30_000;
 const CONNECT_TIMEOUT_MS: u64 = 10_000;

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::Serial;
+use hc_protocol::Serial;
 use ring::rand::{SecureRandom, SystemRandom};
 use rumqttc::{AsyncClient, ConnectionError};
 use tokio::time::Instant;

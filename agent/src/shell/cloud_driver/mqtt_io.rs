@@ -3,7 +3,7 @@
 //! agent; messages and acknowledgements handed over as far as the link
 //! allows.
 
-use protocol::topics::{self, Leaf};
+use hc_protocol::topics::{self, Leaf};
 use rumqttc::{Event, Outgoing, Packet, Publish, QoS};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};

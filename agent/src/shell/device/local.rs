@@ -2,10 +2,10 @@
 //! watched sessions and their revocation, the platform-access switch, the
 //! status. Every decision is recorded in the audit ring.
 
-use protocol::access::{Action, Decision, LocalLevel, Principal};
-use protocol::local::{LocalReply, LocalRequest, StatusReply};
-use protocol::messages::{AuditActor, AuditEntry, AuditEvent};
-use protocol::{Outcome, Reason};
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::local::{LocalReply, LocalRequest, StatusReply};
+use hc_protocol::messages::{AuditActor, AuditEntry, AuditEvent};
+use hc_protocol::{Outcome, Reason};
 use tracing::{info, warn};
 
 use super::Agent;
@@ -105,10 +105,10 @@ impl<F: Flash> Agent<F> {
         StatusReply {
             serial: self.state.identity.serial.clone(),
             link: self.link,
-            bound: access.binding != protocol::messages::Binding::Unbound,
+            bound: access.binding != hc_protocol::messages::Binding::Unbound,
             handed_over: matches!(
                 access.binding,
-                protocol::messages::Binding::Owned {
+                hc_protocol::messages::Binding::Owned {
                     installer: Some(_),
                     ..
                 }

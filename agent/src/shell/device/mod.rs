@@ -4,14 +4,14 @@
 //! events with the time, and takes messages from its outbox. Its one I/O
 //! is the state store, because an acknowledgement must wait for flash.
 
-use protocol::codec;
-use protocol::ddns::DomainResult;
-use protocol::envelope::CommandKeys;
-use protocol::limits::{MAX_COMMAND_BYTES, MAX_MESSAGE_BYTES};
-use protocol::local::LinkState;
-use protocol::messages::{AuditActor, AuditEvent, AuditReport, DeviceStatus};
-use protocol::topics::Leaf;
-use protocol::{Outcome, Reason};
+use hc_protocol::codec;
+use hc_protocol::ddns::DomainResult;
+use hc_protocol::envelope::CommandKeys;
+use hc_protocol::limits::{MAX_COMMAND_BYTES, MAX_MESSAGE_BYTES};
+use hc_protocol::local::LinkState;
+use hc_protocol::messages::{AuditActor, AuditEvent, AuditReport, DeviceStatus};
+use hc_protocol::topics::Leaf;
+use hc_protocol::{Outcome, Reason};
 use serde::Serialize;
 use tracing::{debug, error, info, warn};
 
@@ -245,10 +245,10 @@ impl<F: Flash> Agent<F> {
                 let after = self.registrar.state();
                 if before != after {
                     match after {
-                        protocol::local::RegistrationState::NameTaken => {
+                        hc_protocol::local::RegistrationState::NameTaken => {
                             error!(domain = %self.state.access.domain, "domain name is taken by another device; not retrying until it changes")
                         }
-                        protocol::local::RegistrationState::Invalid => {
+                        hc_protocol::local::RegistrationState::Invalid => {
                             error!(domain = %self.state.access.domain, "domain name refused by the cloud; not retrying until it changes")
                         }
                         state => info!(?state, "domain registration"),
@@ -269,7 +269,7 @@ impl<F: Flash> Agent<F> {
     }
 
     /// The state report (the access list as the cloud sees it).
-    pub fn state_report(&self) -> protocol::messages::StateReport {
+    pub fn state_report(&self) -> hc_protocol::messages::StateReport {
         self.state.report(crate::VERSION, self.outbox.dropped())
     }
 

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lexopt::prelude::*;
-use protocol::access::Action;
-use protocol::{ChannelScope, ChannelSet, Permissions, Validity};
+use hc_protocol::access::Action;
+use hc_protocol::{ChannelScope, ChannelSet, Permissions, Validity};
 use sim_device::cloud::driver::now_secs;
 use sim_device::cloud::field::{self, BindAs, Target};
 use sim_device::cloud::{Cloud, ShareTerms};
@@ -245,7 +245,7 @@ async fn bind(target: &Target, a: &FieldArgs) -> Result<bool, Fatal> {
 async fn region(cloud: &Cloud, a: &FieldArgs, serial: &str) -> Result<String, Fatal> {
     Ok(match &a.region {
         Some(r) => r.clone(),
-        None => field::learn(cloud, &protocol::Serial::new(serial)?)
+        None => field::learn(cloud, &hc_protocol::Serial::new(serial)?)
             .await
             .map(|r| r.region.to_string())
             .unwrap_or_else(|| "EU".into()),

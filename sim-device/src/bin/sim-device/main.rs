@@ -187,7 +187,7 @@ fn broker_command(mut parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
     );
     println!(
         "cloud command public key (id 1): {}",
-        agent::shell::config::encode_hex(&sim_device::cloud::driver::command_public_key(&seed))
+        hc_agent::shell::config::encode_hex(&sim_device::cloud::driver::command_public_key(&seed))
     );
     println!("Ctrl-C stops it.");
     wait_for_signal()?;

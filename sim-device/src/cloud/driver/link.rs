@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use protocol::codec;
-use protocol::ddns::DomainRegistration;
-use protocol::envelope::CommandSigner;
-use protocol::limits::MAX_MESSAGE_BYTES;
-use protocol::messages::{DeviceStatus, StateReport};
-use protocol::topics::{self, Leaf};
-use protocol::{Ack, Serial};
+use hc_protocol::codec;
+use hc_protocol::ddns::DomainRegistration;
+use hc_protocol::envelope::CommandSigner;
+use hc_protocol::limits::MAX_MESSAGE_BYTES;
+use hc_protocol::messages::{DeviceStatus, StateReport};
+use hc_protocol::topics::{self, Leaf};
+use hc_protocol::{Ack, Serial};
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
 };

@@ -14,7 +14,7 @@
 //!   `redelivered` or `ReplayedSequence` without applying anything, and
 //!   the driver jumps ahead (16, 32, 64, ... past the stale number) and
 //!   sends again, within the same time budget.
-//! - **Command key.** Commands are signed with a [`CommandSigner`](protocol::envelope::CommandSigner) (key id
+//! - **Command key.** Commands are signed with a [`CommandSigner`](hc_protocol::envelope::CommandSigner) (key id
 //!   [`COMMAND_KEY_ID`]) whose seed lives in the PKI directory as
 //!   [`SEED_FILE`] (64 hex digits), so that separate processes sign with the
 //!   same key; devices pin its public key in their configuration.

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use protocol::access::Action;
-use protocol::limits::RECENT_OUTCOMES;
-use protocol::messages::StateReport;
-use protocol::topics::{self, Leaf};
-use protocol::{AccountId, AccountRef, Ack, Command, CommandBody, Outcome, Reason, Serial};
+use hc_protocol::access::Action;
+use hc_protocol::limits::RECENT_OUTCOMES;
+use hc_protocol::messages::StateReport;
+use hc_protocol::topics::{self, Leaf};
+use hc_protocol::{AccountId, AccountRef, Ack, Command, CommandBody, Outcome, Reason, Serial};
 use rumqttc::QoS;
 use tokio::sync::oneshot;
 use tokio::time::Instant;

@@ -2,10 +2,10 @@
 //! copy of its state) up to date in one signed step: a `RestoreState` built
 //! from the cloud's record, signed for the account that holds the device.
 
-use protocol::envelope::CommandSigner;
-use protocol::messages::StateReport;
-use protocol::topics::{self, Leaf};
-use protocol::{Command, CommandBody, Serial, Text};
+use hc_protocol::envelope::CommandSigner;
+use hc_protocol::messages::StateReport;
+use hc_protocol::topics::{self, Leaf};
+use hc_protocol::{Command, CommandBody, Serial, Text};
 use rumqttc::{AsyncClient, QoS};
 
 use super::now_secs;

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use protocol::envelope::CommandSigner;
+use hc_protocol::envelope::CommandSigner;
 
 use super::DriverError;
 
@@ -37,7 +37,7 @@ pub fn load_or_create_seed(pki_dir: &Path) -> Result<[u8; 32], DriverError> {
         .open(&path)
     {
         Ok(mut file) => {
-            let text = format!("{}\n", agent::shell::config::encode_hex(&seed));
+            let text = format!("{}\n", hc_agent::shell::config::encode_hex(&seed));
             file.write_all(text.as_bytes())
                 .and_then(|()| file.sync_all())
                 .map_err(|e| seed_err(e.to_string()))?;
@@ -58,7 +58,7 @@ pub fn load_seed(pki_dir: &Path) -> Result<[u8; 32], DriverError> {
             "{e} (the cloud command key is created by `sim-device broker --pki DIR` or the demo)"
         ),
     })?;
-    let bytes = agent::shell::config::decode_hex(&text).filter(|b| b.len() == 32);
+    let bytes = hc_agent::shell::config::decode_hex(&text).filter(|b| b.len() == 32);
     let bytes = bytes.ok_or_else(|| DriverError::Seed {
         path,
         message: "must hold 64 hex digits".into(),

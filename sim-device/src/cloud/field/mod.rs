@@ -33,8 +33,8 @@ mod status;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use protocol::messages::{Binding, StateReport};
-use protocol::{AccountId, AccountRef, Region, Serial};
+use hc_protocol::messages::{Binding, StateReport};
+use hc_protocol::{AccountId, AccountRef, Region, Serial};
 
 use super::driver::{load_seed, Cloud, CloudOptions, DriverError, DEFAULT_ACK_TIMEOUT};
 use super::model::{CloudError, CloudModel, ShareTerms};

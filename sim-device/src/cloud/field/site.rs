@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use protocol::{AccountId, Serial};
+use hc_protocol::{AccountId, Serial};
 
 use super::status::on_off;
 use super::{account_id_of, service, Cloud, OperationError};

@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use protocol::access::Action;
-use protocol::messages::{Binding, StateReport};
-use protocol::{AccountRef, ChannelScope, InstallerGrants, Serial, ShareEntry, Validity};
+use hc_protocol::access::Action;
+use hc_protocol::messages::{Binding, StateReport};
+use hc_protocol::{AccountRef, ChannelScope, InstallerGrants, Serial, ShareEntry, Validity};
 
 use super::{learn, serial_of, Cloud};
 use crate::cloud::model::CloudError;

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use protocol::{AccountId, AccountRef, Region};
+use hc_protocol::{AccountId, AccountRef, Region};
 
 use super::{CloudError, CloudModel};
 

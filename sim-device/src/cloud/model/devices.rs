@@ -2,9 +2,9 @@
 //! reports), binding with the verification code, and who holds a device
 //! per its last report.
 
-use protocol::command::bind_proof;
-use protocol::messages::{Binding, StateReport};
-use protocol::{AccountId, AccountRef, BindRole, CommandBody, Region, Serial};
+use hc_protocol::command::bind_proof;
+use hc_protocol::messages::{Binding, StateReport};
+use hc_protocol::{AccountId, AccountRef, BindRole, CommandBody, Region, Serial};
 
 use super::accounts::Account;
 use super::error::require_same_region;

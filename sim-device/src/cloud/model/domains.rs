@@ -4,12 +4,12 @@
 
 use std::fmt;
 
-use protocol::ddns::{
+use hc_protocol::ddns::{
     DomainOutcome, DomainRegistration, DomainResult, IpAddress, PortMapping, ServicePorts,
 };
-use protocol::limits::MAX_DOMAIN_LEN;
-use protocol::messages::Binding;
-use protocol::{AccountId, CommandBody, DomainName, Serial, Text};
+use hc_protocol::limits::MAX_DOMAIN_LEN;
+use hc_protocol::messages::Binding;
+use hc_protocol::{AccountId, CommandBody, DomainName, Serial, Text};
 
 use super::{CloudError, CloudModel, Planned};
 

@@ -3,8 +3,8 @@
 
 use std::fmt;
 
-use protocol::limits::MAX_SHARES;
-use protocol::Reason;
+use hc_protocol::limits::MAX_SHARES;
+use hc_protocol::Reason;
 
 /// A cloud-side refusal or a failed exchange with the device. `Display` is
 /// the message the product shows.
@@ -120,8 +120,8 @@ impl CloudError {
 
 /// The cloud refuses what crosses regions.
 pub(super) fn require_same_region(
-    a: &protocol::Region,
-    b: &protocol::Region,
+    a: &hc_protocol::Region,
+    b: &hc_protocol::Region,
 ) -> Result<(), CloudError> {
     if a == b {
         Ok(())

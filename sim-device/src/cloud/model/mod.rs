@@ -28,7 +28,7 @@ mod sites;
 
 use std::collections::BTreeMap;
 
-use protocol::{AccountId, AccountRef, CommandBody, DomainName, Serial};
+use hc_protocol::{AccountId, AccountRef, CommandBody, DomainName, Serial};
 
 pub use accounts::{normalize_phone, Account, Contact, Identifier};
 pub use devices::DeviceRecord;

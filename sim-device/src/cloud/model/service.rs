@@ -3,8 +3,8 @@
 //! to disable the cloud service"), for one device or a whole site, and
 //! removing the device from the owner's account.
 
-use protocol::messages::Binding;
-use protocol::{AccountId, CommandBody};
+use hc_protocol::messages::Binding;
+use hc_protocol::{AccountId, CommandBody};
 
 use super::devices::DeviceRecord;
 use super::sites::SiteId;

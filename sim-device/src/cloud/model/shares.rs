@@ -2,9 +2,9 @@
 //! user name, the owner's list, what a receiver sees, and deleting one,
 //! several or all shares, or leaving one from the receiver's side.
 
-use protocol::limits::MAX_SHARES;
-use protocol::messages::{Binding, StateReport};
-use protocol::{
+use hc_protocol::limits::MAX_SHARES;
+use hc_protocol::messages::{Binding, StateReport};
+use hc_protocol::{
     AccountId, AccountRef, ChannelScope, CommandBody, DomainName, Permissions, Serial, ShareEntry,
     Validity,
 };

@@ -5,8 +5,8 @@
 
 use std::fmt;
 
-use protocol::command::bind_proof;
-use protocol::{
+use hc_protocol::command::bind_proof;
+use hc_protocol::{
     AccountId, AccountRef, BindRole, CommandBody, Grant, InstallerGrants, Region, Serial, Validity,
 };
 
