@@ -16,14 +16,14 @@
 
 use std::hint::black_box;
 
-use hc_agent::core::{apply, decide, DeviceState};
 use criterion::{criterion_group, criterion_main, Criterion};
-use hc_testkit::fixture::{
-    account, cloud, parity_share, timed_grants, user, window, Device, FULL_CHANNELS as CHANNELS, T0,
-};
+use hc_agent::core::{apply, decide, DeviceState};
 use hc_protocol::access::{Action, Decision, Principal};
 use hc_protocol::limits::MAX_SHARES;
 use hc_protocol::{CommandBody, Outcome};
+use hc_testkit::fixture::{
+    account, cloud, parity_share, timed_grants, user, window, Device, FULL_CHANNELS as CHANNELS, T0,
+};
 
 const NOW: u64 = T0 + 10;
 

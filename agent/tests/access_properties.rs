@@ -21,10 +21,6 @@
 //! is checked against an independent account of what was sent.
 
 use hc_agent::core::{apply, decide, set_platform_access, Applied, DeviceState};
-use hc_testkit::fixture::*;
-use proptest::prelude::*;
-use proptest::sample::{select, Index};
-use proptest::test_runner::{Config, RngAlgorithm};
 use hc_protocol::access::{Action, LocalLevel, Principal};
 use hc_protocol::limits::{MAX_CHANNELS, RECENT_OUTCOMES};
 use hc_protocol::messages::Binding;
@@ -32,6 +28,10 @@ use hc_protocol::{
     AccountId, AccountRef, BindRole, ChannelScope, ChannelSet, Command, CommandBody, Grant,
     InstallerGrants, Outcome, Permissions, Reason, Region, Serial, Text, Validity,
 };
+use hc_testkit::fixture::*;
+use proptest::prelude::*;
+use proptest::sample::{select, Index};
+use proptest::test_runner::{Config, RngAlgorithm};
 
 // ---- the account pool ----
 

@@ -2,7 +2,6 @@
 //! after the rule it checks, driving the public core API.
 
 use hc_agent::core::{set_platform_access, Effect};
-use hc_testkit::fixture::*;
 use hc_protocol::access::Action::{self, *};
 use hc_protocol::access::{Decision, LocalLevel};
 use hc_protocol::messages::{AuditEvent, Binding};
@@ -10,6 +9,7 @@ use hc_protocol::Reason::*;
 use hc_protocol::{
     BindRole, ChannelScope, ChannelSet, CommandBody, Grant, InstallerGrants, Outcome, Reason, Text,
 };
+use hc_testkit::fixture::*;
 
 const ALL_CHANNELS: ChannelScope = ChannelScope::All;
 

@@ -10,13 +10,13 @@ mod support;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hc_agent::client::{LocalClient, Notice};
-use hc_testkit::daemon::*;
-use hc_testkit::local::wait_local;
-use hc_testkit::model::{bind_body, live_view_share, unshare_body};
 use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
 use hc_protocol::{
     AccountId, BindRole, CommandBody, Grant, InstallerGrants, Outcome, Reason, Validity,
 };
+use hc_testkit::daemon::*;
+use hc_testkit::local::wait_local;
+use hc_testkit::model::{bind_body, live_view_share, unshare_body};
 use support::site;
 
 fn cloud(id: &str) -> Principal {

@@ -17,11 +17,6 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use hc_agent::client::LocalClient;
-use hc_testkit::agent_config::current_uid;
-use hc_testkit::cloud::TestCloud;
-use hc_testkit::daemon::*;
-use hc_testkit::local::{state_of, wait_local};
-use hc_testkit::model::{access_of, Rng};
 use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
 use hc_protocol::limits::{
     MAX_COMMAND_BYTES, MAX_LOCAL_CLIENTS_PER_UID, MAX_LOCAL_FRAME_BYTES, MAX_SHARES,
@@ -32,6 +27,11 @@ use hc_protocol::{
     AccountId, Ack, ChannelScope, ChannelSet, Command, CommandBody, Outcome, Permissions, Reason,
     Serial, Validity,
 };
+use hc_testkit::agent_config::current_uid;
+use hc_testkit::cloud::TestCloud;
+use hc_testkit::daemon::*;
+use hc_testkit::local::{state_of, wait_local};
+use hc_testkit::model::{access_of, Rng};
 use support::site;
 
 // ------------------------------------------------------ hand-made postcard

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use hc_agent::core::{apply, DeviceState};
 use hc_agent::store::{Loaded, RealFlash, StateStore};
-use hc_testkit::fixture::*;
 use hc_protocol::access::Action;
 use hc_protocol::{ChannelScope, Command, CommandBody, Outcome};
+use hc_testkit::fixture::*;
 
 const KILLS: usize = 200;
 

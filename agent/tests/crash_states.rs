@@ -9,10 +9,10 @@
 
 use hc_agent::core::DeviceState;
 use hc_agent::store::{Loaded, StateStore};
+use hc_protocol::access::Action;
 use hc_testkit::crash_states::{for_each_crash_state, MemFlash, Op, RecordingFlash};
 use hc_testkit::fixture::*;
 use hc_testkit::model::unshare_body;
-use hc_protocol::access::Action;
 
 /// The states saved in order: an owned device with 40 shares (a state file
 /// of several KiB, so a torn or reordered write has many blocks), then

@@ -7,11 +7,11 @@ mod support;
 use std::time::Duration;
 
 use hc_agent::client::LocalClient;
-use hc_testkit::daemon::*;
 use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
 use hc_protocol::ddns::DomainRegistration;
 use hc_protocol::topics::Leaf;
 use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
+use hc_testkit::daemon::*;
 use support::site;
 
 fn share_bob() -> CommandBody {

@@ -20,10 +20,10 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hc_agent::core::{decide, set_platform_access};
-use hc_testkit::fixture::*;
 use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
 use hc_protocol::limits::MAX_SHARES;
 use hc_protocol::{AccountId, CommandBody, InstallerGrants, Reason};
+use hc_testkit::fixture::*;
 
 // ---- the counting allocator ----
 

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use hc_agent::core::DeviceState;
 use hc_agent::store::{Loaded, RealFlash, StateStore};
+use hc_protocol::access::{Action, Decision, Principal};
+use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason, Validity};
 use hc_testkit::cloud::RecordingCloud;
 use hc_testkit::daemon::*;
 use hc_testkit::local::{state_of, wait_local, wait_status_until};
 use hc_testkit::model::{access_of, fresh_applications, stream_command, Model, Rng};
 use hc_testkit::proxy::{Mode, Proxy};
-use hc_protocol::access::{Action, Decision, Principal};
-use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason, Validity};
 use support::site;
 
 const BROKER_RESTARTS: usize = 25;

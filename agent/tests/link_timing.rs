@@ -10,13 +10,13 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use hc_testkit::daemon::*;
-use hc_testkit::local::{status_of, wait_local, wait_status_until};
-use hc_testkit::proxy::Proxy;
 use hc_protocol::ddns::DomainRegistration;
 use hc_protocol::local::{LinkState, RegistrationState};
 use hc_protocol::topics::Leaf;
 use hc_protocol::{CommandBody, Outcome, Text};
+use hc_testkit::daemon::*;
+use hc_testkit::local::{status_of, wait_local, wait_status_until};
+use hc_testkit::proxy::Proxy;
 use support::site;
 
 /// How long the slow broker holds its first answer on every connection.

@@ -18,10 +18,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hc_testkit::local::wait_local;
 use hc_protocol::limits::{MAX_LOCAL_CLIENTS, MAX_LOCAL_CLIENTS_PER_UID};
 use hc_protocol::local::{decode_frame_body, encode_frame, LocalReply, LocalRequest};
 use hc_protocol::Reason;
+use hc_testkit::local::wait_local;
 use support::site;
 
 const NOBODY: u32 = 65534;

@@ -10,10 +10,10 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
+use hc_protocol::{Outcome, Reason};
 use hc_testkit::fixture::bob_live_view;
 use hc_testkit::local::state_of;
 use hc_testkit::model::unshare_body;
-use hc_protocol::{Outcome, Reason};
 use support::site;
 
 /// Mounts a tmpfs of `size` at `dir`; `false` (after saying why) when this

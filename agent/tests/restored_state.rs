@@ -12,14 +12,14 @@ mod support;
 
 use std::path::Path;
 
+use hc_protocol::access::{Action, Decision, Principal};
+use hc_protocol::messages::Binding;
+use hc_protocol::{AccountId, CommandBody, InstallerGrants, Outcome, Reason, Text};
 use hc_testkit::cloud::TestCloud;
 use hc_testkit::daemon::{AgentProcess, Site};
 use hc_testkit::fixture::{account, bob_live_view};
 use hc_testkit::local::{state_of, wait_local};
 use hc_testkit::model::unshare_body;
-use hc_protocol::access::{Action, Decision, Principal};
-use hc_protocol::messages::Binding;
-use hc_protocol::{AccountId, CommandBody, InstallerGrants, Outcome, Reason, Text};
 use support::site;
 
 /// Damages the state file at the path.

@@ -9,12 +9,12 @@ use hc_agent::core::domain::{Registrar, RegistrarPolicy};
 use hc_agent::core::DeviceState;
 use hc_agent::shell::device::Agent;
 use hc_agent::store::{Fault, FaultyFlash, Loaded, RealFlash, StateStore, StoreError};
-use hc_testkit::fixture::*;
 use hc_protocol::codec;
 use hc_protocol::envelope::{CommandKeys, CommandSigner};
 use hc_protocol::limits::MAX_MESSAGE_BYTES;
 use hc_protocol::topics::Leaf;
 use hc_protocol::{Ack, Outcome, Reason};
+use hc_testkit::fixture::*;
 
 /// Two distinct states: a device with an owner, and the same with a share.
 fn old_and_new() -> (DeviceState, DeviceState) {

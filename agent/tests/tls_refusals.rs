@@ -21,12 +21,12 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use hc_protocol::local::LinkState;
 use hc_testkit::broker::BrokerConfig;
 use hc_testkit::cloud::{tls_client_config, TestCloud};
 use hc_testkit::daemon::*;
 use hc_testkit::local::{wait_local, wait_status_until};
 use hc_testkit::mosquitto::{skip_without_mosquitto, Mosquitto, MosquittoConfig, TlsVersions};
-use hc_protocol::local::LinkState;
 use support::{site, site_with_broker};
 
 const ATTEMPTS: usize = 3;

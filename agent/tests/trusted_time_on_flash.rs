@@ -9,10 +9,10 @@ use hc_agent::core::domain::{Registrar, RegistrarPolicy};
 use hc_agent::core::{decide, DeviceState};
 use hc_agent::shell::device::Agent;
 use hc_agent::store::{Loaded, RealFlash, StateStore};
-use hc_testkit::fixture::*;
 use hc_protocol::access::{Action, Decision};
 use hc_protocol::envelope::{CommandKeys, CommandSigner};
 use hc_protocol::{CommandBody, Reason};
+use hc_testkit::fixture::*;
 
 const END: u64 = T0 + 1_000;
 

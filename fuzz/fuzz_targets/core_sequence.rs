@@ -23,13 +23,13 @@ use hc_agent::core::{
 use hc_fuzz::{
     check_state, check_usable, keys, pool, proof_for, serial, signer, start_states, KEY_ID, T0,
 };
-use libfuzzer_sys::fuzz_target;
 use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
 use hc_protocol::codec;
 use hc_protocol::ddns::{DomainResult, IpAddress, PortMapping, ServicePorts};
 use hc_protocol::limits::{MAX_MESSAGE_BYTES, MAX_PORT_MAPPINGS};
 use hc_protocol::local::RegistrationState;
 use hc_protocol::{Command, CommandBody, Outcome, Reason, Serial};
+use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 
 const MAX_STEPS: usize = 64;
@@ -183,7 +183,11 @@ impl Sim {
 
 /// The checks on one applied command; true when it was fresh (handled and
 /// recorded).
-fn check_applied(before: &DeviceState, command: &Command, applied: &hc_agent::core::Applied) -> bool {
+fn check_applied(
+    before: &DeviceState,
+    command: &Command,
+    applied: &hc_agent::core::Applied,
+) -> bool {
     let after = &applied.state;
     // Exactly one acknowledgement, for this command, with its outcome;
     // a persist, if any, comes before it.

@@ -16,11 +16,11 @@
 #![no_main]
 
 use hc_fuzz::{keys, serial, sign_raw, signer, KEY_ID, NEXT_KEY_ID};
-use libfuzzer_sys::fuzz_target;
 use hc_protocol::codec;
 use hc_protocol::envelope::{self, EnvelopeError, ENVELOPE_VERSION, HEADER_LEN, SIGNATURE_LEN};
 use hc_protocol::limits::MAX_COMMAND_BYTES;
 use hc_protocol::Command;
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {

@@ -17,12 +17,12 @@ use hc_agent::core::domain::{Registrar, RegistrarPolicy};
 use hc_agent::shell::device::Agent;
 use hc_agent::store::StateStore;
 use hc_fuzz::{keys, start_states, MemFlash, T0};
-use libfuzzer_sys::fuzz_target;
 use hc_protocol::codec::DecodeError;
 use hc_protocol::limits::MAX_LOCAL_FRAME_BYTES;
 use hc_protocol::local::{
     decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, FRAME_HEADER_LEN,
 };
+use libfuzzer_sys::fuzz_target;
 
 /// The state store writes through the flash, but creates its directory on
 /// the real file system first.
@@ -97,7 +97,10 @@ fuzz_target!(|data: &[u8]| {
                     let connection = (i % 3) as u32;
                     let reply = agent.local_request(request, connection, may_switch, now);
                     if is_switch && !may_switch {
-                        assert_eq!(reply, LocalReply::Error(hc_protocol::Reason::PeerNotAllowed));
+                        assert_eq!(
+                            reply,
+                            LocalReply::Error(hc_protocol::Reason::PeerNotAllowed)
+                        );
                     }
                     // Only the switch changes the access state, and only
                     // when it is answered Done.

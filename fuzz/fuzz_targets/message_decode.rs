@@ -7,13 +7,13 @@
 
 use core::fmt::Debug;
 
-use libfuzzer_sys::fuzz_target;
 use hc_protocol::codec::{self, DecodeError};
 use hc_protocol::ddns::{DomainRegistration, DomainResult};
 use hc_protocol::limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use hc_protocol::local::{LocalReply, LocalRequest, StatusReply};
 use hc_protocol::messages::{Ack, AuditEntry, AuditReport, DeviceStatus, StateReport};
 use hc_protocol::{Command, CommandBody};
+use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

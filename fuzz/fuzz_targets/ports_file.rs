@@ -4,8 +4,8 @@
 #![no_main]
 
 use hc_agent::shell::net_facts::parse_ports_file;
-use libfuzzer_sys::fuzz_target;
 use hc_protocol::ddns::ServicePorts;
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -22,9 +22,9 @@ use std::path::PathBuf;
 use hc_agent::core::{apply, decide, DeviceState};
 use hc_agent::store::{Loaded, StateStore, StoreError, FORMAT_VERSION};
 use hc_fuzz::{check_usable, identity, pool, serial, start_states, state_file, MemFlash, T0};
-use libfuzzer_sys::fuzz_target;
 use hc_protocol::access::{Action, LocalLevel, Principal};
 use hc_protocol::{Command, CommandBody};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {

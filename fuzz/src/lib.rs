@@ -154,7 +154,9 @@ pub fn start_states() -> &'static [DeviceState; 4] {
             CommandBody::Share {
                 account: pool(3),
                 permissions: Permissions::of(&[Action::LiveView]),
-                channels: ChannelScope::Only(hc_protocol::ChannelSet::from_channels(&[1, 2]).unwrap()),
+                channels: ChannelScope::Only(
+                    hc_protocol::ChannelSet::from_channels(&[1, 2]).unwrap(),
+                ),
                 validity: Some(hc_protocol::Validity {
                     not_before: T0,
                     not_after: T0 + 3_600,

@@ -23,10 +23,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use envelope::{CommandKeys, EnvelopeError, HEADER_LEN, SIGNATURE_LEN};
-use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
-use local::FRAME_HEADER_LEN;
 use hc_protocol::arbitrary::*;
 use hc_protocol::codec::{self, DecodeError};
+use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
+use local::FRAME_HEADER_LEN;
 
 /// Decodes `bytes` as a `T` limited to `max`, and checks the answer: a
 /// value that re-encodes within the limit and decodes to itself, or one of

@@ -28,10 +28,10 @@ use command::{Command, CommandBody};
 use envelope::{
     CommandKeys, CommandSigner, EnvelopeError, ENVELOPE_VERSION, HEADER_LEN, SIGNATURE_LEN,
 };
-use ids::{AccountId, AccountRef, Region, Serial};
-use limits::{MAX_COMMAND_BYTES, MAX_COMMAND_KEYS};
 use hc_protocol::arbitrary::*;
 use hc_protocol::codec::{self, DecodeError};
+use ids::{AccountId, AccountRef, Region, Serial};
+use limits::{MAX_COMMAND_BYTES, MAX_COMMAND_KEYS};
 use reason::Reason;
 
 const SEED: [u8; 32] = [7; 32];

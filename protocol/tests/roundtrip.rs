@@ -13,10 +13,10 @@ use proptest::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
-use local::FRAME_HEADER_LEN;
 use hc_protocol::arbitrary::*;
 use hc_protocol::codec;
+use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
+use local::FRAME_HEADER_LEN;
 
 /// encode → decode gives the value back; the encoding fits `max`.
 fn round_trip<T>(value: &T, max: usize) -> Result<(), TestCaseError>

@@ -38,7 +38,9 @@ use hc_protocol::ddns::{
 use hc_protocol::envelope::{self, CommandKeys, CommandSigner};
 use hc_protocol::ids::{AccountId, AccountRef, DomainName, Region, Serial, Text};
 use hc_protocol::limits::{self, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
-use hc_protocol::local::{self, LinkState, LocalReply, LocalRequest, RegistrationState, StatusReply};
+use hc_protocol::local::{
+    self, LinkState, LocalReply, LocalRequest, RegistrationState, StatusReply,
+};
 use hc_protocol::messages::{
     Ack, AuditActor, AuditEntry, AuditEvent, AuditReport, Binding, DeviceStatus, Outcome,
     StateReport,

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use hc_agent::client::{ClientError, LocalClient};
 use hc_agent::shell::config::Config;
-use hc_testkit::agent_config;
 use hc_protocol::access::{Action, Decision, Principal};
 use hc_protocol::local::StatusReply;
+use hc_testkit::agent_config;
 
 use crate::cloud::driver::COMMAND_KEY_ID;
 use crate::pki::Pki;

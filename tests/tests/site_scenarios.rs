@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use hc_testkit::broker::{BrokerConfig, EmbeddedBroker};
-use hc_testkit::pki::Pki;
 use hc_protocol::access::{Decision, Principal};
 use hc_protocol::{Reason, Serial};
+use hc_testkit::broker::{BrokerConfig, EmbeddedBroker};
+use hc_testkit::pki::Pki;
 use sim_device::cloud::driver::load_or_create_seed;
 use sim_device::cloud::{
     Cloud, CloudError, CloudModel, CloudOptions, Contact, InstallerPermissions,

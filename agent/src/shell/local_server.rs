@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use hc_protocol::limits::{MAX_LOCAL_CLIENTS, MAX_LOCAL_CLIENTS_PER_UID, MAX_WATCHES_PER_CONNECTION};
+use hc_protocol::limits::{
+    MAX_LOCAL_CLIENTS, MAX_LOCAL_CLIENTS_PER_UID, MAX_WATCHES_PER_CONNECTION,
+};
 use hc_protocol::local::{
     decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, FRAME_HEADER_LEN,
 };

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use hc_protocol::access::{Action, Principal};
-use hc_protocol::{AccountId, ChannelScope, ChannelSet, Grant, Permissions, Reason, Serial, Validity};
+use hc_protocol::{
+    AccountId, ChannelScope, ChannelSet, Grant, Permissions, Reason, Serial, Validity,
+};
 
 use super::story::{
     decision_text, denied, err_text, list_text, per_device_text, result_text, Story,

@@ -2,8 +2,8 @@
 //! still owed a PUBACK (oldest first), and how many of our own publishes
 //! the MQTT client holds, queued or in flight.
 
-use heapless::Deque;
 use hc_protocol::limits::MAX_UNACKED_INBOUND;
+use heapless::Deque;
 
 /// What one connection owes and holds; forgotten with the connection (the
 /// broker redelivers what it did not get a PUBACK for).

@@ -17,8 +17,8 @@
 
 use core::time::Duration;
 
-use heapless::Deque;
 use hc_protocol::local::LinkState;
+use heapless::Deque;
 
 use super::backoff::Backoff;
 use flow::Flow;

@@ -6,9 +6,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lexopt::prelude::*;
 use hc_protocol::access::Action;
 use hc_protocol::{ChannelScope, ChannelSet, Permissions, Validity};
+use lexopt::prelude::*;
 use sim_device::cloud::driver::now_secs;
 use sim_device::cloud::field::{self, BindAs, Target};
 use sim_device::cloud::{Cloud, ShareTerms};
