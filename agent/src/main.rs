@@ -121,6 +121,7 @@ fn check_config(config: &Config) -> Result<(), String> {
             allow_tls12: config.cloud.allow_tls12,
         };
         tls::client_config(&files).map_err(|e| e.to_string())?;
+        tls::check_subject(&config.cloud.cert, &config.serial).map_err(|e| e.to_string())?;
         let now = std::time::SystemTime::now();
         let issuer = config.cloud.device_ca.as_deref();
         let certificate =

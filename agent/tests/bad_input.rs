@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use hc_agent::client::LocalClient;
 use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
 use hc_protocol::limits::{
-    MAX_COMMAND_BYTES, MAX_LOCAL_CLIENTS, MAX_LOCAL_FRAME_BYTES, MAX_SHARES,
+    MAX_COMMAND_BYTES, MAX_LOCAL_CLIENTS_PER_UID, MAX_LOCAL_FRAME_BYTES, MAX_SHARES,
 };
 use hc_protocol::local::{LinkState, LocalReply, LocalRequest};
 use hc_protocol::messages::{AuditEvent, StateReport};
@@ -1000,13 +1000,16 @@ fn local_socket_bad_frames_each_get_their_error_and_never_disturb_other_clients(
     ));
     cases.push("SetPlatformAccess by an operator".into());
 
-    // MAX_LOCAL_CLIENTS connections are served; one more gets Busy.
+    // MAX_LOCAL_CLIENTS_PER_UID connections of one uid are served; one
+    // more from that uid gets Busy (every client here is this test's uid;
+    // the total MAX_LOCAL_CLIENTS needs several uids, see
+    // local_fairness.rs).
     drop(client);
     drop(_silent);
     drop(stalled);
     let deadline = Instant::now() + WAIT;
     let mut open: Vec<LocalClient> = vec![probe];
-    while open.len() < MAX_LOCAL_CLIENTS {
+    while open.len() < MAX_LOCAL_CLIENTS_PER_UID {
         let mut c = connect(&b.site);
         match c.status() {
             Ok(_) => open.push(c),
@@ -1021,12 +1024,12 @@ fn local_socket_bad_frames_each_get_their_error_and_never_disturb_other_clients(
     let mut one_more = connect(&b.site);
     assert!(
         matches!(one_more.read_reply(), Ok(LocalReply::Error(Reason::Busy))),
-        "client {} was not refused as busy",
-        MAX_LOCAL_CLIENTS + 1
+        "client {} of one uid was not refused as busy",
+        MAX_LOCAL_CLIENTS_PER_UID + 1
     );
     cases.push(format!(
-        "client number {} while {MAX_LOCAL_CLIENTS} are served",
-        MAX_LOCAL_CLIENTS + 1
+        "client number {} of one uid while {MAX_LOCAL_CLIENTS_PER_UID} are served",
+        MAX_LOCAL_CLIENTS_PER_UID + 1
     ));
     for c in &mut open {
         assert_eq!(

@@ -155,3 +155,113 @@ fn a_client_certificate_of_a_separate_device_ca_passes_against_that_ca() {
     let plain = text(&check(&site.default_config()));
     assert!(plain.contains("checked against the cloud CA"), "{plain}");
 }
+
+/// The first line `hc-agent` itself prints for `config` when started as the
+/// daemon, which must fail at once with the same message as `--check-config`.
+fn daemon_error(config: &Path) -> String {
+    let output = Command::new(agent_binary())
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run hc-agent");
+    assert!(
+        !output.status.success(),
+        "the daemon started:\n{}",
+        text(&output)
+    );
+    let all = text(&output);
+    let line = all
+        .lines()
+        .find(|l| l.contains("hc-agent:") || l.contains("ERROR"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(!all.contains("panicked"), "{all}");
+    line
+}
+
+/// The one error line of `--check-config`, checked to be a single line.
+fn check_error(config: &Path) -> String {
+    let output = check(config);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line:\n{stderr}");
+    stderr.trim_end().to_string()
+}
+
+#[test]
+fn a_client_certificate_for_another_serial_is_refused_by_check_and_daemon() {
+    let mut site = site();
+    let other = site.pki.add_device("OTHER-1").unwrap();
+    let config = config_with_identity(&site, "other-serial.toml", &other);
+    let line = check_error(&config);
+    assert!(
+        line.contains("is for OTHER-1, not for this device's serial E2E-NVR-1"),
+        "{line}"
+    );
+    let daemon = daemon_error(&config);
+    assert!(
+        daemon.contains("not for this device's serial E2E-NVR-1"),
+        "{daemon}"
+    );
+}
+
+#[test]
+fn bad_numbers_unknown_keys_and_bad_toml_fail_in_one_line_naming_the_key() {
+    let site = site();
+    let cases = [
+        (
+            "keep_alive_secs = 5",
+            "keep_alive_secs = 65536",
+            "cloud.keep_alive_secs",
+        ),
+        (
+            "keep_alive_secs = 5",
+            "keep_alive_secs = 9223372036854775807",
+            "cloud.keep_alive_secs",
+        ),
+        (
+            "keep_alive_secs = 5",
+            "keep_alive_secs = -1",
+            "cloud.keep_alive_secs",
+        ),
+        (
+            "backoff_cap_ms = 1000",
+            "backoff_cap_ms = 18446744073709551615",
+            "cloud.backoff_cap_ms",
+        ),
+        (
+            "check_interval_secs = 1",
+            "check_interval_secs = 0",
+            "domain.check_interval_secs",
+        ),
+        (
+            "min_interval_secs = 1",
+            "min_interval_secs = 9223372036854775807",
+            "domain.min_interval_secs",
+        ),
+        ("channels = 8", "channels = 70000", "channels"),
+        (
+            "keep_alive_secs = 5",
+            "keep_alive_secs = 5\nkeep_alive = 5",
+            "cloud.keep_alive",
+        ),
+        (
+            "keep_alive_secs = 5",
+            "keep_alive_secs = \"5\"",
+            "cloud.keep_alive_secs",
+        ),
+        (
+            "keep_alive_secs = 5",
+            "keep_alive_secs = 5 5",
+            "cloud.keep_alive_secs",
+        ),
+    ];
+    for (n, (from, to, key)) in cases.into_iter().enumerate() {
+        let config = config_with(&site, &format!("bad-{n}.toml"), from, to);
+        let line = check_error(&config);
+        assert!(line.contains(key), "{to}: {line}");
+        let daemon = daemon_error(&config);
+        assert_eq!(daemon, line, "{to}: the daemon and --check-config agree");
+        println!("{to:?} -> {line}");
+    }
+}

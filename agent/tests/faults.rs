@@ -789,3 +789,147 @@ fn end_to_end_without_signed_time_a_command_from_a_cloud_clock_ahead_suspends_ti
     );
     println!("clock behind the floor by {AHEAD} s: timed share suspended (ClockNotTrusted) before and after a SIGKILL, owner and untimed share unaffected, trusted again after {back:.1?}");
 }
+
+/// A broker address that accepts TCP and then answers nothing at all (a
+/// blackhole: no TLS handshake, no FIN): each connect must give up after
+/// `cloud.connect_timeout_secs`, back off and try again, and connect once
+/// the network answers (issue 13).
+#[test]
+fn a_blackholed_broker_times_out_each_connect_then_backs_off_and_connects_when_it_answers() {
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    let site = site();
+    let proxy = Proxy::start(site.broker.addr());
+    proxy.set_mode(Mode::Blackhole);
+    let config = site.write_agent_config("blackholed.toml", |c| {
+        c.cloud.port = proxy.port();
+        c.cloud.connect_timeout_secs = CONNECT_TIMEOUT.as_secs();
+    });
+    let cloud = site.cloud();
+    let agent = site.start_agent(&config);
+    // Record when each connection attempt reaches the proxy.
+    let mut attempts: Vec<Instant> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while attempts.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "attempts stopped:\n{}",
+            agent.log()
+        );
+        if proxy.accepted() > attempts.len() {
+            attempts.push(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let gaps: Vec<Duration> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    for gap in &gaps {
+        // Each attempt waits the whole connect timeout, then the backoff
+        // (cap 1 s in the test configuration) before the next.
+        assert!(
+            *gap >= CONNECT_TIMEOUT - Duration::from_millis(100),
+            "an attempt gave up before the connect timeout: {gaps:?}"
+        );
+        assert!(
+            *gap <= CONNECT_TIMEOUT + Duration::from_millis(1_000 + 700),
+            "more than timeout + backoff cap between attempts: {gaps:?}"
+        );
+    }
+    assert!(
+        !cloud.wait_status(true, Duration::from_millis(100)),
+        "online through a blackhole"
+    );
+    let log = agent.log();
+    let timeouts = log.matches("timed out").count() + log.matches("timeout").count();
+    assert!(timeouts >= 3, "the log names no connect timeout:\n{log}");
+    // The network answers again: the agent connects.
+    proxy.set_mode(Mode::Forward);
+    assert!(
+        cloud.wait_status(true, WAIT),
+        "never online after the blackhole:\n{}",
+        agent.log()
+    );
+    println!(
+        "blackhole: {} attempts, gaps {gaps:.2?} (connect timeout {CONNECT_TIMEOUT:?}, backoff cap 1 s), online once forwarded",
+        attempts.len()
+    );
+}
+
+// ------------------------------------------------------ mosquitto kill -9
+
+const MOSQUITTO_KILLS: usize = 10;
+
+/// mosquitto, a real broker process, killed with SIGKILL right after a
+/// command was published (its persistence loses what came since its last
+/// save, the queued command included), then started again: the cloud
+/// re-publishes every command until it is acknowledged, and every command
+/// is applied exactly once (issue 13).
+#[test]
+fn mosquitto_killed_9_during_a_command_stream_the_cloud_resends_and_each_command_applies_once() {
+    use hc_testkit::broker::BrokerConfig;
+    use hc_testkit::mosquitto::{skip_without_mosquitto, Mosquitto};
+    if skip_without_mosquitto("mosquitto_killed_9_during_a_command_stream") {
+        return;
+    }
+    let site = support::site_with_broker(|_| BrokerConfig::insecure_plaintext());
+    let mut mosquitto = Mosquitto::start(&site.pki).unwrap();
+    let config = site.write_agent_config("mosquitto.toml", |c| c.cloud.port = mosquitto.port());
+    let mut cloud = RecordingCloud::connect(&site.pki, mosquitto.port(), true);
+    let agent = site.start_agent(&config);
+    assert!(cloud.wait_status_from(0, true, WAIT), "device never online");
+    let mut model = Model::default();
+    let mut rng = Rng(0x51_7cc1_b727_220a);
+    let started = Instant::now();
+    for _ in 0..MOSQUITTO_KILLS {
+        stream_one(&mut cloud, &mut model, Duration::from_millis(1500));
+        // A command published, and the broker killed 0-20 ms later: mostly
+        // before it reached the device, sometimes after.
+        let (command, envelope) = cloud.next("alice", stream_command(cloud.seq() + 1));
+        cloud.publish(&envelope);
+        std::thread::sleep(Duration::from_millis(rng.range(0, 20)));
+        mosquitto.kill_and_restart().expect("mosquitto restart");
+        let ack = cloud.send_until_acked(
+            command.seq,
+            &envelope,
+            Duration::from_millis(1500),
+            Duration::from_secs(60),
+        );
+        assert_eq!(model.apply(&command), Outcome::Accepted);
+        assert_eq!(
+            ack.outcome,
+            Outcome::Accepted,
+            "seq {}: {ack:?}",
+            command.seq
+        );
+    }
+    stream_one(&mut cloud, &mut model, Duration::from_millis(1500));
+    let last = cloud.seq();
+    cloud.record(Duration::from_millis(500));
+    for seq in 1..=last {
+        assert!(
+            cloud.acks_for(seq).all(|a| a.outcome == Outcome::Accepted),
+            "seq {seq}"
+        );
+    }
+    let log = agent.log();
+    let fresh = fresh_applications(&log);
+    for seq in 1..=last {
+        assert_eq!(
+            fresh.get(&seq).copied().unwrap_or(0),
+            1,
+            "seq {seq} applied fresh not once"
+        );
+    }
+    let report = state_of(&site.socket());
+    assert_eq!(report.last_seq, last);
+    assert_eq!(&access_of(&report), model.access());
+    assert!(
+        cloud.resends > 0,
+        "no command was ever lost by the broker: the resend path was not exercised"
+    );
+    println!(
+        "mosquitto kill -9: {MOSQUITTO_KILLS} kills, {last} commands in {:.1?}, cloud re-publications {}, \
+         links lost {}; each command applied once (log), final state = model",
+        started.elapsed(),
+        cloud.resends,
+        log.matches("cloud link lost").count()
+    );
+}

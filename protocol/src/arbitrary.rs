@@ -304,6 +304,7 @@ pub const COMMAND_KINDS: &[CommandKind] = &[
     CommandKind::Operation,
     CommandKind::AuthorizeInstaller,
     CommandKind::ShareDomain,
+    CommandKind::RestoreState,
 ];
 
 /// Any `CommandKind`, each variant equally likely.
@@ -368,12 +369,26 @@ pub fn any_command_body() -> impl Strategy<Value = CommandBody> {
         (any_action(), any_channel_arg())
             .prop_map(|(action, channel)| CommandBody::Operation { action, channel }),
     ];
+    let restore = (
+        any_binding(),
+        bounded_vec::<_, MAX_SHARES>(any_share_entry),
+        any::<bool>(),
+        any_text::<MAX_DOMAIN_LEN>(),
+    )
+        .prop_map(
+            |(binding, shares, cloud_service, domain)| CommandBody::RestoreState {
+                binding,
+                shares,
+                cloud_service,
+                domain,
+            },
+        );
     let appended = prop_oneof![
         (any_account_ref(), any_installer_grants())
             .prop_map(|(installer, grants)| CommandBody::AuthorizeInstaller { installer, grants }),
         any_account_ref().prop_map(|account| CommandBody::ShareDomain { account }),
     ];
-    prop_oneof![7 => access.boxed(), 7 => other.boxed(), 2 => appended.boxed()]
+    prop_oneof![7 => access.boxed(), 7 => other.boxed(), 2 => appended.boxed(), 1 => restore.boxed()]
 }
 
 /// A sequence number or time: small, huge, or anything.
@@ -507,6 +522,7 @@ prop_compose! {
         reports_dropped in any::<u32>(),
         clock_offset_ms in any::<Option<i64>>(),
         [sessions_contested, sessions_lost] in any::<[u32; 2]>(),
+        behind in any::<bool>(),
     ) -> StateReport {
         StateReport {
             serial,
@@ -524,6 +540,7 @@ prop_compose! {
             clock_offset_ms,
             sessions_contested,
             sessions_lost,
+            behind,
         }
     }
 }

@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::access::{Action, ChannelScope, InstallerGrants, Permissions, Validity};
+use crate::access::{Action, ChannelScope, InstallerGrants, Permissions, ShareEntry, Validity};
 use crate::ids::{AccountId, AccountRef, Serial, Text};
 use crate::limits::{MAX_AUDIT_REPLY, MAX_DOMAIN_LEN, MAX_SHARES};
+use crate::messages::Binding;
 
 /// The signed content of a command envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +128,20 @@ pub enum CommandBody {
         /// The account to share with (its region must be the device's).
         account: AccountRef,
     },
+    /// The cloud's whole record of the device's access state, in one step:
+    /// it replaces binding, shares, cloud service switch and domain, and
+    /// clears the device's "behind" flag (SPEC §9.2). Sent when a state
+    /// report says `behind` or a `last_seq` below the cloud's.
+    RestoreState {
+        /// Who holds the device.
+        binding: Binding,
+        /// Every share, in ascending byte order of account id.
+        shares: heapless::Vec<ShareEntry, MAX_SHARES>,
+        /// The cloud service switch.
+        cloud_service: bool,
+        /// The device domain name, checked as a `DomainName` on the device.
+        domain: Text<MAX_DOMAIN_LEN>,
+    },
 }
 
 /// The kind of a command, without its fields (for audit and logs).
@@ -164,6 +179,8 @@ pub enum CommandKind {
     AuthorizeInstaller,
     /// [`CommandBody::ShareDomain`].
     ShareDomain,
+    /// [`CommandBody::RestoreState`].
+    RestoreState,
 }
 
 impl CommandBody {
@@ -186,6 +203,7 @@ impl CommandBody {
             CommandBody::Operation { .. } => CommandKind::Operation,
             CommandBody::AuthorizeInstaller { .. } => CommandKind::AuthorizeInstaller,
             CommandBody::ShareDomain { .. } => CommandKind::ShareDomain,
+            CommandBody::RestoreState { .. } => CommandKind::RestoreState,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! refused with a typed error and changes nothing already stored.
 
 /// Largest command envelope accepted on the command topic, in bytes.
-pub const MAX_COMMAND_BYTES: usize = 8 * 1024;
+pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
 /// Largest message of any other kind (acks, reports, registrations).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// Largest local-socket frame body (after the 4-byte length prefix).
@@ -36,6 +36,9 @@ pub const MAX_PORT_MAPPINGS: usize = 8;
 pub const MAX_LOCAL_PEERS: usize = 16;
 /// Local-socket clients served at once.
 pub const MAX_LOCAL_CLIENTS: usize = 64;
+/// Local-socket connections one uid may hold at once, so that one process
+/// (or one uid's processes) cannot take every slot.
+pub const MAX_LOCAL_CLIENTS_PER_UID: usize = 32;
 
 /// Bytes in a device serial number.
 pub const MAX_SERIAL_LEN: usize = 48;

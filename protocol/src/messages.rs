@@ -121,6 +121,10 @@ pub struct StateReport {
     /// Times since start-up the broker accepted the device without its
     /// persistent session (`AuditEvent::SessionLost`).
     pub sessions_lost: u32,
+    /// The device fell back to an older copy of its state and may be behind
+    /// the cloud's record: it denies cloud principals (`StateBehind`) until
+    /// the cloud sends `RestoreState`.
+    pub behind: bool,
 }
 
 /// The retained online/offline status; the offline form is the last-will.

@@ -109,6 +109,10 @@ reasons! {
     UnexpectedTimeAnswer = 36, "the time answer does not answer the outstanding request";
     /// A time answer that came after the round-trip bound.
     LateTimeAnswer = 37, "the time answer came too late to bound the time";
+    /// The device fell back to an older copy of its state (or lost it) and
+    /// may be behind the cloud: cloud principals are denied until the cloud
+    /// restores its state (`RestoreState`).
+    StateBehind = 38, "the device's state may be out of date; the cloud must restore it first";
 }
 
 impl core::fmt::Display for Reason {

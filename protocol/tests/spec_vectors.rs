@@ -244,6 +244,20 @@ fn story() -> Vec<Command> {
             },
         ),
         command(16, owner(), CommandBody::ShareDomain { account: bob() }),
+        command(
+            17,
+            owner(),
+            CommandBody::RestoreState {
+                binding: Binding::Owned {
+                    owner: owner(),
+                    installer: Some(installer()),
+                    installer_grants: installer_grants(),
+                },
+                shares: heapless::Vec::from_slice(&[bob_share()]).unwrap(),
+                cloud_service: true,
+                domain: Text::new("front-gate").unwrap(),
+            },
+        ),
     ]
 }
 
@@ -269,6 +283,7 @@ fn state_report() -> StateReport {
         clock_offset_ms: Some(-600_250),
         sessions_contested: 0,
         sessions_lost: 1,
+        behind: false,
     }
 }
 
@@ -291,6 +306,7 @@ fn state_report_unbound() -> StateReport {
         clock_offset_ms: None,
         sessions_contested: 0,
         sessions_lost: 0,
+        behind: false,
     }
 }
 
@@ -1100,6 +1116,10 @@ const LIMITS: &[(&str, usize)] = &[
     ("MAX_PORT_MAPPINGS", limits::MAX_PORT_MAPPINGS),
     ("MAX_LOCAL_PEERS", limits::MAX_LOCAL_PEERS),
     ("MAX_LOCAL_CLIENTS", limits::MAX_LOCAL_CLIENTS),
+    (
+        "MAX_LOCAL_CLIENTS_PER_UID",
+        limits::MAX_LOCAL_CLIENTS_PER_UID,
+    ),
     ("MAX_SERIAL_LEN", limits::MAX_SERIAL_LEN),
     ("MAX_ACCOUNT_ID_LEN", limits::MAX_ACCOUNT_ID_LEN),
     ("MAX_REGION_LEN", limits::MAX_REGION_LEN),
@@ -1372,6 +1392,21 @@ fn max_state_report() -> StateReport {
         clock_offset_ms: Some(i64::MIN),
         sessions_contested: u32::MAX,
         sessions_lost: u32::MAX,
+        behind: true,
+    }
+}
+
+/// The largest `RestoreState`: the largest state report's access state.
+fn max_restore() -> Command {
+    let report = max_state_report();
+    Command {
+        body: CommandBody::RestoreState {
+            binding: report.binding,
+            shares: report.shares,
+            cloud_service: true,
+            domain: Text::new(report.domain.as_str()).unwrap(),
+        },
+        ..max_command()
     }
 }
 
@@ -1454,7 +1489,14 @@ fn worst_cases() -> Vec<(&'static str, usize, &'static str, usize)> {
         radius_ms: u32::MAX,
     };
     let sealed_time = signer().seal_time(&max_time_answer).unwrap().len();
+    let sealed_restore = signer().seal(&max_restore()).unwrap().len();
     vec![
+        (
+            "envelope (RestoreState of the largest state)",
+            sealed_restore,
+            "MAX_COMMAND_BYTES",
+            limits::MAX_COMMAND_BYTES,
+        ),
         (
             "envelope (Unshare of MAX_SHARES longest ids)",
             sealed,

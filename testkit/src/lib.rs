@@ -19,6 +19,7 @@
 pub mod agent_config;
 pub mod broker;
 pub mod cloud;
+pub mod crash_states;
 pub mod daemon;
 pub mod faketime;
 pub mod fixture;

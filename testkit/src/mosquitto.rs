@@ -243,6 +243,18 @@ impl Mosquitto {
         self.spawn()
     }
 
+    /// Kills mosquitto with SIGKILL (it saves nothing: what it received
+    /// since its last autosave of the persistence file is lost, queued
+    /// QoS 1 messages included) and starts it again on the same port with
+    /// what its persistence file holds.
+    pub fn kill_and_restart(&mut self) -> Result<(), MosquittoError> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn()
+    }
+
     /// Stops mosquitto (SIGTERM, then SIGKILL after a grace period).
     pub fn stop(mut self) {
         self.terminate();

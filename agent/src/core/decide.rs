@@ -110,6 +110,9 @@ fn decide_cloud(
     if !state.access.platform_access {
         return Err(Reason::PlatformAccessOff);
     }
+    if state.behind {
+        return Err(Reason::StateBehind);
+    }
     match role_of(state, account)? {
         Role::Owner => {
             cloud_service_on(state)?;

@@ -101,6 +101,12 @@ pub struct DeviceState {
     pub ledger: Ledger,
     /// The trusted-time floor.
     pub clock: TrustedClock,
+    /// This state came from an older copy on flash (the state file was
+    /// damaged or missing after a crash), so it may hold rights the cloud has
+    /// since revoked: cloud principals are denied (`StateBehind`) until the
+    /// cloud restores the state (`RestoreState`). Kept on flash, so a restart
+    /// cannot forget it.
+    pub behind: bool,
 }
 
 impl AccessState {
@@ -186,6 +192,7 @@ impl DeviceState {
             identity,
             ledger: Ledger::default(),
             clock: TrustedClock::default(),
+            behind: false,
         })
     }
 
@@ -219,6 +226,7 @@ impl DeviceState {
             clock_offset_ms: None,
             sessions_contested: 0,
             sessions_lost: 0,
+            behind: self.behind,
         }
     }
 }

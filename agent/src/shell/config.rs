@@ -15,41 +15,8 @@ use crate::core::Identity;
 /// Where the daemon and `ctl` read the configuration unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/hc-agent/agent.toml";
 
-/// Why a configuration cannot be used; each names the file or the key.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file (or a file it names) cannot be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What the system said.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this configuration.
-    #[error("{path}: {message}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
-    /// A value is out of range or inconsistent.
-    #[error("{key}: {message}")]
-    Invalid {
-        /// The key, as written in the file (`cloud.keep_alive_secs`).
-        key: &'static str,
-        /// What is wrong with it.
-        message: String,
-    },
-}
-
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
-}
+pub use super::config_error::ConfigError;
+use super::config_error::{in_range, invalid, one_line};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -276,9 +243,15 @@ impl Config {
             path: path.into(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates the text of the configuration file at `path`
+    /// (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.into(),
-            message: e.to_string(),
+            message: one_line(text, &e),
         })?;
         config.validate()?;
         Ok(config)
@@ -311,21 +284,46 @@ impl Config {
                 "must not give others any access",
             ));
         }
-        if !(5..=u64::from(u16::MAX)).contains(&self.cloud.keep_alive_secs) {
-            return Err(invalid("cloud.keep_alive_secs", "from 5 to 65535"));
-        }
-        if !(1..=300).contains(&self.cloud.connect_timeout_secs) {
-            return Err(invalid("cloud.connect_timeout_secs", "from 1 to 300"));
-        }
-        if self.cloud.backoff_base_ms == 0 || self.cloud.backoff_cap_ms < self.cloud.backoff_base_ms
-        {
+        self.check_ranges()?;
+        if self.cloud.backoff_cap_ms < self.cloud.backoff_base_ms {
             return Err(invalid(
                 "cloud.backoff_cap_ms",
-                "must be at least backoff_base_ms, which must be > 0",
+                "must be at least backoff_base_ms",
             ));
         }
         log_level(&self.log.level)?;
         Ok(())
+    }
+
+    /// Every number within what the agent can use: no value can overflow a
+    /// duration, a deadline or a 16-bit wire field.
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        let c = &self.cloud;
+        in_range("cloud.keep_alive_secs", c.keep_alive_secs, 5..=65_535)?;
+        in_range(
+            "cloud.connect_timeout_secs",
+            c.connect_timeout_secs,
+            1..=300,
+        )?;
+        in_range("cloud.backoff_base_ms", c.backoff_base_ms, 1..=60_000)?;
+        in_range("cloud.backoff_cap_ms", c.backoff_cap_ms, 1..=3_600_000)?;
+        in_range(
+            "cloud.reconnect_spread_ms",
+            c.reconnect_spread_ms,
+            0..=3_600_000,
+        )?;
+        let d = &self.domain;
+        in_range(
+            "domain.check_interval_secs",
+            d.check_interval_secs,
+            1..=86_400,
+        )?;
+        in_range("domain.min_interval_secs", d.min_interval_secs, 0..=86_400)?;
+        in_range(
+            "local_socket.mode",
+            u64::from(self.local_socket.mode),
+            0..=0o777,
+        )
     }
 
     /// The device's identity (serial, region, channels, code), checked.
@@ -406,68 +404,5 @@ pub fn encode_hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EXAMPLE: &str = include_str!("../../agent.example.toml");
-
-    #[test]
-    fn the_example_config_is_valid() {
-        let config: Config = toml::from_str(EXAMPLE).unwrap();
-        config.validate().unwrap();
-        assert_eq!(config.command_keys().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn bad_values_are_refused_with_the_key_named() {
-        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
-        config.serial = "a/b".into();
-        assert!(matches!(
-            config.validate(),
-            Err(ConfigError::Invalid { key: "serial", .. })
-        ));
-        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
-        config.command_keys[0].public_key = "abcd".into();
-        assert!(matches!(
-            config.validate(),
-            Err(ConfigError::Invalid {
-                key: "command_keys.public_key",
-                ..
-            })
-        ));
-        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
-        config.local_socket.mode = 0o666;
-        assert!(matches!(
-            config.validate(),
-            Err(ConfigError::Invalid {
-                key: "local_socket.mode",
-                ..
-            })
-        ));
-        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
-        config.local_socket.admin_uids = vec![4242];
-        assert!(matches!(
-            config.validate(),
-            Err(ConfigError::Invalid {
-                key: "local_socket.admin_uids",
-                ..
-            })
-        ));
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        let text = format!("{EXAMPLE}\nunknown_key = 1\n");
-        assert!(toml::from_str::<Config>(&text).is_err());
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        assert_eq!(
-            decode_hex(&encode_hex(&[0, 1, 254, 255])),
-            Some(vec![0, 1, 254, 255])
-        );
-        assert_eq!(decode_hex("zz"), None);
-        assert_eq!(decode_hex("abc"), None);
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

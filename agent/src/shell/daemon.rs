@@ -19,6 +19,7 @@ use super::instance_lock::{self, LockError};
 use super::local_server::{self, LocalServerConfig, Peers, SharedService};
 use super::reload::{LoadConfig, Reload};
 use super::sd_notify::Notifier;
+use super::tls;
 use super::tls_source::TlsSource;
 use crate::core::domain::{Registrar, RegistrarPolicy};
 use crate::core::DeviceState;
@@ -68,8 +69,14 @@ pub fn load_state(
             return Ok(fresh()?);
         }
         Loaded::Main(state) => state,
-        Loaded::Recovered { value, problem } => {
-            error!(%problem, "state file was damaged; the previous good copy is used");
+        Loaded::Recovered { mut value, problem } => {
+            // The previous copy may still hold a right the cloud revoked
+            // since: deny cloud principals until the cloud restores the state.
+            error!(%problem, "state file was damaged; the previous good copy is used and the device reports itself behind the cloud until restored");
+            value.behind = true;
+            if let Err(e) = store.save(&value) {
+                error!(error = %e, "the behind flag could not be written; it is set again at the next start");
+            }
             value
         }
     };
@@ -110,6 +117,7 @@ pub async fn run_with_clocks(
         warn!("INSECURE: the cloud link runs without TLS (insecure_plaintext); tests only");
         None
     } else {
+        tls::check_subject(&config.cloud.cert, &config.serial)?;
         Some(TlsSource::load(&config.cloud)?)
     };
     let mut store = StateStore::new(RealFlash, config.state_dir.clone(), "state");

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use hc_protocol::limits::{MAX_LOCAL_CLIENTS, MAX_WATCHES_PER_CONNECTION};
+use hc_protocol::limits::{
+    MAX_LOCAL_CLIENTS, MAX_LOCAL_CLIENTS_PER_UID, MAX_WATCHES_PER_CONNECTION,
+};
 use hc_protocol::local::{
     decode_frame_body, encode_frame, frame_body_len, LocalReply, LocalRequest, FRAME_HEADER_LEN,
 };
@@ -34,6 +36,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// silence: a stream can last for days, and its process has no reason to
 /// speak meanwhile.
 const WATCHING_IDLE_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+/// A new connection must send its first request within this time: a
+/// process that opens connections and stays silent holds slots only
+/// briefly.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Once a request began, the rest of it must follow within this time.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes read ahead per client (a typical request is under 100 bytes).
@@ -90,6 +96,7 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
 /// Accepts clients forever; each is served by its own local task.
 pub(crate) async fn serve<S: LocalService + 'static>(listener: UnixListener, service: Rc<S>) {
     let active = Rc::new(Cell::new(0usize));
+    let per_uid: Rc<RefCell<HashMap<u32, usize>>> = Rc::default();
     let mut next_connection: u32 = 0;
     loop {
         let stream = match listener.accept().await {
@@ -102,14 +109,6 @@ pub(crate) async fn serve<S: LocalService + 'static>(listener: UnixListener, ser
                 continue;
             }
         };
-        if active.get() >= MAX_LOCAL_CLIENTS {
-            warn!(
-                limit = MAX_LOCAL_CLIENTS,
-                "local socket client refused: too many clients"
-            );
-            tokio::task::spawn_local(refuse(stream, Reason::Busy));
-            continue;
-        }
         let uid = match stream.peer_cred() {
             Ok(cred) => cred.uid(),
             Err(e) => {
@@ -125,8 +124,21 @@ pub(crate) async fn serve<S: LocalService + 'static>(listener: UnixListener, ser
             tokio::task::spawn_local(refuse(stream, Reason::PeerNotAllowed));
             continue;
         }
+        let held = per_uid.borrow().get(&uid).copied().unwrap_or(0);
+        if active.get() >= MAX_LOCAL_CLIENTS || held >= MAX_LOCAL_CLIENTS_PER_UID {
+            warn!(
+                uid,
+                held,
+                active = active.get(),
+                "local socket client refused: too many clients (in all or for this uid)"
+            );
+            tokio::task::spawn_local(refuse(stream, Reason::Busy));
+            continue;
+        }
         active.set(active.get() + 1);
+        *per_uid.borrow_mut().entry(uid).or_default() += 1;
         let active = active.clone();
+        let per_uid = per_uid.clone();
         let service = service.clone();
         next_connection = next_connection.wrapping_add(1);
         let connection = next_connection;
@@ -137,6 +149,13 @@ pub(crate) async fn serve<S: LocalService + 'static>(listener: UnixListener, ser
             }
             service.close(connection);
             active.set(active.get() - 1);
+            let mut per_uid = per_uid.borrow_mut();
+            if let Some(held) = per_uid.get_mut(&uid) {
+                *held -= 1;
+                if *held == 0 {
+                    per_uid.remove(&uid);
+                }
+            }
         });
     }
 }
@@ -159,6 +178,7 @@ async fn serve_client<S: LocalService>(
     // reading them straight from the socket takes two system calls.
     let mut reader = BufReader::with_capacity(READ_BUFFER, read_half);
     let mut body = Vec::new();
+    let mut served = false;
     loop {
         // Idle between requests for up to IDLE_TIMEOUT (for as long as it
         // likes while it watches sessions); once a request has begun, all
@@ -166,7 +186,9 @@ async fn serve_client<S: LocalService>(
         // client stalled mid-header is closed as soon as one stalled
         // mid-body. Notices are written between requests, never inside a
         // reply.
-        let idle = if service.watching(connection) {
+        let idle = if !served {
+            FIRST_REQUEST_TIMEOUT
+        } else if service.watching(connection) {
             WATCHING_IDLE_TIMEOUT
         } else {
             IDLE_TIMEOUT
@@ -185,6 +207,7 @@ async fn serve_client<S: LocalService>(
             return Ok(());
         }
         let request = read_request(&mut reader, &mut body).await?;
+        served = true;
         let reply = match request {
             Ok(request) => service.serve(request, uid, connection),
             Err(Framing::Malformed(reason)) => LocalReply::Error(reason),

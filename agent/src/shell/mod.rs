@@ -4,9 +4,11 @@
 //! daemon's start and stop with its hygiene (single-instance lock, SIGHUP
 //! reload, syslog, systemd notifications), and `hc-agent ctl`. Only here are clocks read and sockets touched.
 
+mod cert_subject;
 pub mod clock;
 mod cloud_driver;
 pub mod config;
+mod config_error;
 pub mod ctl;
 pub mod daemon;
 pub mod device;
@@ -19,3 +21,5 @@ pub mod sd_notify;
 pub mod syslog;
 pub mod tls;
 mod tls_source;
+
+pub use cloud_driver::link_policy;

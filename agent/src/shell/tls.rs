@@ -60,6 +60,38 @@ pub enum TlsError {
         /// What the verifier said.
         message: String,
     },
+    /// The client certificate's subject does not name this device: the
+    /// broker would take it for another client.
+    #[error(
+        "{path}: the client certificate is for {found}, not for this device's serial {serial}"
+    )]
+    WrongSubject {
+        /// The certificate file.
+        path: PathBuf,
+        /// The subject common name(s) found.
+        found: String,
+        /// The configured serial.
+        serial: String,
+    },
+}
+
+/// The device certificate's subject common name must be `serial` (DESIGN
+/// §5: client id = serial = certificate subject).
+pub fn check_subject(cert: &Path, serial: &str) -> Result<(), TlsError> {
+    let chain = read_certs(cert)?;
+    let names = super::cert_subject::subject_common_names(chain[0].as_ref()).unwrap_or_default();
+    if names.iter().any(|n| n == serial) {
+        return Ok(());
+    }
+    Err(TlsError::WrongSubject {
+        path: cert.into(),
+        found: if names.is_empty() {
+            "no common name".into()
+        } else {
+            names.join(", ")
+        },
+        serial: serial.into(),
+    })
 }
 
 /// What the TLS layer needs from the configuration.

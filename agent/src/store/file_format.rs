@@ -12,9 +12,12 @@ use ring::digest::{digest, SHA256};
 
 /// The first bytes of every state file.
 pub(super) const MAGIC: &[u8; 4] = b"HCST";
-/// The format this agent writes and the only one it reads; raised when the
-/// layout or the payload's encoding changes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format this agent writes; raised when the layout or the payload's
+/// encoding changes. Version 1 payloads lack the device state's `behind`
+/// flag; they are still read (see `Stored::upgrade`).
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this agent still reads.
+pub const OLDEST_READABLE_VERSION: u16 = 1;
 /// The largest state payload; a full access list is about 12 KiB.
 pub const MAX_PAYLOAD: usize = hc_protocol::limits::MAX_STATE_FILE_BYTES;
 const HEADER_LEN: usize = 10;
@@ -72,8 +75,17 @@ pub(super) fn encode(payload: &[u8]) -> Result<Vec<u8>, FormatError> {
     Ok(out)
 }
 
-/// The payload of a well-formed file.
+/// The payload of a well-formed file of the current version.
 pub(super) fn decode(bytes: &[u8]) -> Result<&[u8], FormatError> {
+    match decode_any(bytes)? {
+        (FORMAT_VERSION, payload) => Ok(payload),
+        (version, _) => Err(FormatError::UnsupportedVersion(version)),
+    }
+}
+
+/// The format version and payload of a well-formed file of any readable
+/// version.
+pub(super) fn decode_any(bytes: &[u8]) -> Result<(u16, &[u8]), FormatError> {
     if bytes.is_empty() {
         return Err(FormatError::Empty);
     }
@@ -87,7 +99,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<&[u8], FormatError> {
         return Err(FormatError::BadMagic);
     }
     let version = u16::from_be_bytes([bytes[4], bytes[5]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(FormatError::UnsupportedVersion(version));
     }
     let len = u32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]) as usize;
@@ -108,7 +120,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<&[u8], FormatError> {
     if digest(&SHA256, body).as_ref() != sum {
         return Err(FormatError::Corrupt);
     }
-    Ok(&body[HEADER_LEN..])
+    Ok((version, &body[HEADER_LEN..]))
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@
 //! directory. At every crash point, loading finds the old state or the new
 //! one, never a mixture:
 //! - before the first rename: `<name>` is the old state (tmp is ignored);
-//! - between the renames: `<name>` is missing and `<name>.prev` is the old
-//!   state, which load uses;
+//! - between the renames: `<name>` is missing, `<name>.prev` is the old
+//!   state and `<name>.tmp` the new one, complete and synced: load finishes
+//!   the save and uses the new state;
 //! - after the second rename: `<name>` is the new, fully written state.
 //!
-//! A damaged `<name>` (bit rot, truncation by a broken flash) is reported
-//! and `<name>.prev` used. Only when both are bad does loading fail. The
+//! A damaged or lost `<name>` (bit rot, truncation by a broken flash, a
+//! deleted file) is reported as `Loaded::Recovered` and `<name>.prev` used:
+//! the caller must treat that state as possibly behind. Only when both are bad does loading fail. The
 //! next save then writes over the damaged `<name>` and leaves `<name>.prev`,
 //! the last good copy, in place.
 
@@ -19,16 +21,17 @@
 mod faults;
 mod file_format;
 mod flash;
+mod stored;
 
 use std::path::{Path, PathBuf};
 
 #[cfg(any(test, feature = "testing"))]
 pub use faults::{Fault, FaultyFlash};
-pub use file_format::{FormatError, FORMAT_VERSION, MAX_PAYLOAD};
+pub use file_format::{FormatError, FORMAT_VERSION, MAX_PAYLOAD, OLDEST_READABLE_VERSION};
 pub use flash::{Flash, RealFlash};
 use hc_protocol::Reason;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+pub use stored::Stored;
 
 /// Why a save or a load failed. A failed save leaves what `load` returns
 /// unchanged.
@@ -189,15 +192,24 @@ impl<F: Flash> StateStore<F> {
     }
 
     /// Loads the newest good state.
-    pub fn load<T: DeserializeOwned>(&mut self) -> Result<Loaded<T>, StoreError> {
-        // A tmp file is a save that never completed: not a state.
-        let _ = self.flash.remove(&self.tmp);
+    pub fn load<T: Stored>(&mut self) -> Result<Loaded<T>, StoreError> {
         let main = self.read_state::<T>(&self.main.clone())?;
         let main_problem = match main {
-            Ok(Some(value)) => return Ok(Loaded::Main(value)),
+            Ok(Some(value)) => {
+                // A tmp file beside a good state file is a save that never
+                // completed: not a state.
+                let _ = self.flash.remove(&self.tmp);
+                return Ok(Loaded::Main(value));
+            }
             Ok(None) => "missing".to_string(),
             Err(e) => e.to_string(),
         };
+        if main_problem == "missing" {
+            if let Some(value) = self.roll_forward::<T>()? {
+                return Ok(Loaded::Main(value));
+            }
+        }
+        let _ = self.flash.remove(&self.tmp);
         match self.read_state::<T>(&self.prev.clone())? {
             Ok(Some(value)) => Ok(Loaded::Recovered {
                 value,
@@ -207,6 +219,22 @@ impl<F: Flash> StateStore<F> {
             Ok(None) => Err(self.no_good_copy(main_problem, "missing".into())),
             Err(prev) => Err(self.no_good_copy(main_problem, prev.to_string())),
         }
+    }
+
+    /// A crash between the two renames of a save leaves no `<name>`, the
+    /// old state in `<name>.prev` and the new one, complete and synced, in
+    /// `<name>.tmp`: the save is finished here (rename, directory fsync),
+    /// so that a crash at that point loads the newest state rather than
+    /// falling back. `None` when the tmp file is missing or not a good state.
+    fn roll_forward<T: Stored>(&mut self) -> Result<Option<T>, StoreError> {
+        let Ok(Some(value)) = self.read_state::<T>(&self.tmp.clone())? else {
+            return Ok(None);
+        };
+        let renamed = self.flash.rename(&self.tmp, &self.main);
+        if renamed.is_ok() {
+            let _ = self.flash.sync_dir(&self.dir);
+        }
+        Ok(Some(value))
     }
 
     fn no_good_copy(&self, main: String, prev: String) -> StoreError {
@@ -219,7 +247,7 @@ impl<F: Flash> StateStore<F> {
     }
 
     /// `Ok(None)`: no such file; `Ok(Err)`: a file that is not a good state.
-    fn read_state<T: DeserializeOwned>(
+    fn read_state<T: Stored>(
         &mut self,
         path: &Path,
     ) -> Result<Result<Option<T>, FormatError>, StoreError> {
@@ -234,17 +262,14 @@ impl<F: Flash> StateStore<F> {
                 })
             }
         };
-        Ok(file_format::decode(&bytes).and_then(|payload| {
-            let (value, rest) = postcard::take_from_bytes::<T>(payload)
-                .map_err(|e| FormatError::Payload(e.to_string()))?;
-            if rest.is_empty() {
-                Ok(Some(value))
-            } else {
-                Err(FormatError::Payload(format!(
-                    "{} bytes after the state",
-                    rest.len()
-                )))
-            }
-        }))
+        Ok(
+            file_format::decode_any(&bytes).and_then(|(version, payload)| {
+                if version == FORMAT_VERSION {
+                    stored::decode_whole::<T>(payload).map(Some)
+                } else {
+                    T::upgrade(version, payload).map(Some)
+                }
+            }),
+        )
     }
 }

@@ -124,6 +124,7 @@ fn report(
         clock_offset_ms: None,
         sessions_contested: 0,
         sessions_lost: 0,
+        behind: false,
     }
 }
 

@@ -102,6 +102,7 @@ fn owned_report(serial: &str, owner: &str) -> StateReport {
         clock_offset_ms: None,
         sessions_contested: 0,
         sessions_lost: 0,
+        behind: false,
     }
 }
 

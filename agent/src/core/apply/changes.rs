@@ -57,6 +57,13 @@ pub(super) fn change_for(
     if command.actor.region != state.identity.region {
         return Err(Reason::CrossRegion);
     }
+    let restores_or_reads = matches!(
+        command.body,
+        CommandBody::RestoreState { .. } | CommandBody::RequestState
+    );
+    if state.behind && !restores_or_reads {
+        return Err(Reason::StateBehind);
+    }
     let may = |action| authorize(state, command, action, now);
     let access = &state.access;
     match &command.body {
@@ -103,6 +110,19 @@ pub(super) fn change_for(
                 max: (*max).min(MAX_AUDIT_REPLY as u16),
             })
         }),
+        CommandBody::RestoreState {
+            binding,
+            shares,
+            cloud_service,
+            domain,
+        } => super::restore::restore(
+            state,
+            &command.actor,
+            binding,
+            shares,
+            *cloud_service,
+            domain,
+        ),
         // An operation changes nothing: it is the decision, audited.
         CommandBody::Operation { action, channel } => {
             match decide(state, &actor(command), *action, *channel, now) {
@@ -288,7 +308,7 @@ fn set_domain(access: &AccessState, name: &str) -> Result<Change, Reason> {
 
 /// The owner holds every shareable permission on every channel the device
 /// has; a share can hold no more.
-fn check_share_within_owner_rights(
+pub(super) fn check_share_within_owner_rights(
     state: &DeviceState,
     permissions: Permissions,
     channels: &ChannelScope,

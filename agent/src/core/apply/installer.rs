@@ -103,7 +103,7 @@ pub(super) fn authorize_installer(
     Ok(Change::to(next))
 }
 
-fn check_grants(grants: &InstallerGrants) -> Result<(), Reason> {
+pub(super) fn check_grants(grants: &InstallerGrants) -> Result<(), Reason> {
     if grants.windows().any(|w| !w.is_well_formed()) {
         return Err(Reason::InvalidValidity);
     }

@@ -17,6 +17,7 @@ use changes::{change_for, Change};
 
 mod changes;
 mod installer;
+mod restore;
 
 /// The result of handling one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +119,9 @@ fn fresh_effects(
         }),
     );
     if let Ok(change) = result {
+        if matches!(command.body, CommandBody::RestoreState { .. }) {
+            next.behind = false;
+        }
         if let Some(access) = change.access {
             next.access = access;
             push(&mut effects, Effect::PublishState);

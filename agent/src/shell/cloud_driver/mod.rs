@@ -97,7 +97,9 @@ pub(crate) async fn drive(
     driver.run(shutdown).await;
 }
 
-fn link_policy(config: &Config) -> LinkPolicy {
+/// The link's timing from the configuration (validated: no value
+/// overflows a duration or a deadline).
+pub fn link_policy(config: &Config) -> LinkPolicy {
     LinkPolicy {
         connect_timeout: Duration::from_secs(config.cloud.connect_timeout_secs),
         keep_alive: Duration::from_secs(config.cloud.keep_alive_secs),

@@ -24,6 +24,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::restore;
 use super::seed::{load_or_create_seed, signer};
 use super::{now_secs, DriverError, DEFAULT_ACK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
 use crate::cloud::model::{CloudModel, Registration};
@@ -198,13 +199,13 @@ impl Cloud {
             resender: None,
         }));
         let (tx, rx) = watch::channel(0u64);
-        let time_signer = signer(&options.seed);
         let task = tokio::spawn(event_task(
             eventloop,
             client.clone(),
-            time_signer,
+            signer(&options.seed),
             shared.clone(),
             tx,
+            signer(&options.seed),
         ));
         let mut cloud = Cloud {
             client,
@@ -412,6 +413,7 @@ async fn event_task(
     time_signer: CommandSigner,
     shared: Arc<Mutex<Shared>>,
     changes: watch::Sender<u64>,
+    restorer: CommandSigner,
 ) {
     let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
     let bump = || changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -442,7 +444,13 @@ async fn event_task(
                     answer_time(&client, &time_signer, &serial, &publish.payload);
                     continue;
                 }
-                on_publish(&client, &mut lock(), &publish.topic, &publish.payload);
+                on_publish(
+                    &client,
+                    &restorer,
+                    &mut lock(),
+                    &publish.topic,
+                    &publish.payload,
+                );
                 bump();
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) if lock().stopping => return,
@@ -478,7 +486,13 @@ fn answer_time(client: &AsyncClient, signer: &CommandSigner, serial: &Serial, re
     }
 }
 
-fn on_publish(client: &AsyncClient, shared: &mut Shared, topic: &str, payload: &[u8]) {
+fn on_publish(
+    client: &AsyncClient,
+    restorer: &CommandSigner,
+    shared: &mut Shared,
+    topic: &str,
+    payload: &[u8],
+) {
     let Some((serial, leaf)) = topics::parse(topic) else {
         return;
     };
@@ -511,9 +525,17 @@ fn on_publish(client: &AsyncClient, shared: &mut Shared, topic: &str, payload: &
             if report.serial != serial {
                 return;
             }
-            let link = shared.links.entry(serial).or_default();
+            let link = shared.links.entry(serial.clone()).or_default();
             let learned = report.last_seq + 1;
-            link.next_seq = Some(link.next_seq.map_or(learned, |n| n.max(learned)));
+            let seq = link.next_seq.map_or(learned, |n| n.max(learned));
+            link.next_seq = Some(seq);
+            if report.behind {
+                let record = shared.model.report(serial.as_str());
+                if let Some(command) = record.and_then(|r| restore::restore_command(r, seq)) {
+                    link.next_seq = Some(seq + 1);
+                    restore::publish(client, restorer, &serial, &command);
+                }
+            }
             shared.model.on_state_report(report);
         }
         Leaf::Status => {

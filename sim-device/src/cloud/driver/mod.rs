@@ -29,12 +29,18 @@
 //! - **Domain registrations** are answered from the model, with the
 //!   device's LAN address as the public address the cloud "sees".
 //!
+//! - **Restore.** A state report that says `behind` (the device fell back to
+//!   an older copy of its state) is answered with a `RestoreState` built from
+//!   the cloud's record, the last report before it.
+//!
 //! `link` owns the connection and what arrives on it, `seed` the command
-//! key, `operations` the commands sent and their acknowledgements.
+//! key, `operations` the commands sent and their acknowledgements,
+//! `restore` the restore of a device that is behind.
 
 mod flows;
 mod link;
 mod operations;
+mod restore;
 mod seed;
 
 use std::path::PathBuf;

@@ -65,8 +65,8 @@ impl CloudModel {
 
     /// A retained state report arrived: it becomes the cloud's view of the
     /// device. A device not known yet is added (without a verification
-    /// code). A report older than the one held (lower `last_seq`) is
-    /// ignored.
+    /// code). A report older than the one held (lower `last_seq`), or one
+    /// that says `behind` while the held one does not, is ignored.
     pub fn on_state_report(&mut self, report: StateReport) {
         let record = self
             .devices
@@ -78,10 +78,13 @@ impl CloudModel {
                 site: None,
                 report: None,
             });
+        // A report that says `behind` does not replace an up-to-date one:
+        // the cloud's record stays the truth and the device is restored
+        // from it.
         if record
             .report
             .as_ref()
-            .is_some_and(|old| old.last_seq > report.last_seq)
+            .is_some_and(|old| old.last_seq > report.last_seq || (report.behind && !old.behind))
         {
             return;
         }
