@@ -27,7 +27,7 @@ static const char *const reason_names[HC_REASON_COUNT] = {
     "InvalidDomainName", "ReplayedSequence", "BadSignature", "UnknownKeyId", "WrongDevice",
     "Malformed", "TooLarge", "InvalidValidity", "StorageFailed", "PeerNotAllowed", "NoInstaller",
     "UnsupportedVersion", "Busy", "AlreadyAPrincipal", "SessionExists", "EmptyShare",
-    "OtherInstaller", "UnexpectedTimeAnswer", "LateTimeAnswer"};
+    "OtherInstaller", "UnexpectedTimeAnswer", "LateTimeAnswer", "StateBehind"};
 
 static const char *const action_names[HC_ACTION_COUNT] = {
     "LiveView", "Playback", "Ptz", "TwoWayAudio", "AlarmNotifications", "ConfigRead",
@@ -553,7 +553,8 @@ static int get_access(reader *r, hc_access *out)
     TRY(get_u32(r, &out->reports_dropped));
     TRY(get_clock_offset(r, &out->clock_offset));
     TRY(get_u32(r, &out->sessions_contested));
-    return get_u32(r, &out->sessions_lost);
+    TRY(get_u32(r, &out->sessions_lost));
+    return get_flag8(r, &out->behind);
 }
 
 static int get_audit_entry(reader *r, hc_audit_entry *out)

@@ -109,7 +109,8 @@ typedef enum hc_reason {
     HC_REASON_OTHER_INSTALLER = 35,
     HC_REASON_UNEXPECTED_TIME_ANSWER = 36,
     HC_REASON_LATE_TIME_ANSWER = 37,
-    HC_REASON_COUNT = 38
+    HC_REASON_STATE_BEHIND = 38,
+    HC_REASON_COUNT = 39
 } hc_reason;
 
 /* SPEC §7.2.1, by code. */
@@ -131,8 +132,8 @@ typedef enum hc_action {
     HC_ACTION_COUNT = 14
 } hc_action;
 
-/* CommandKind values in audit entries (SPEC §7.1.2): Bind 0 .. ShareDomain 15. */
-#define HC_COMMAND_KIND_COUNT 16
+/* CommandKind values in audit entries (SPEC §7.1.2): Bind 0 .. RestoreState 16. */
+#define HC_COMMAND_KIND_COUNT 17
 
 typedef enum hc_level { HC_LEVEL_ADMIN = 0, HC_LEVEL_OPERATOR = 1, HC_LEVEL_GUEST = 2 } hc_level;
 
@@ -250,6 +251,7 @@ typedef struct hc_access {
     hc_clock_offset clock_offset; /* as of the last accepted time answer */
     uint32_t sessions_contested;  /* since the agent started */
     uint32_t sessions_lost;
+    uint8_t behind; /* fell back to an older state: cloud principals denied until restored */
 } hc_access;
 
 typedef enum hc_audit_actor { HC_ACTOR_CLOUD = 0, HC_ACTOR_LOCAL = 1, HC_ACTOR_DEVICE = 2 } hc_audit_actor;
