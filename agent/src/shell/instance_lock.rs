@@ -6,7 +6,7 @@
 //! each other's socket and write the same state files.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The lock file's name in the state directory.
@@ -49,13 +49,18 @@ pub fn acquire(state_dir: &Path) -> Result<InstanceLock, LockError> {
     };
     std::fs::create_dir_all(state_dir).map_err(io)?;
     // Not truncated on open: the holder's pid stays readable.
-    let mut file = OpenOptions::new()
-        .read(true)
+    // The lock is held on a read-only descriptor, so that the file system
+    // of the state directory can still be remounted read-only under a
+    // running agent (a recorder's flash going read-only is a fault the
+    // agent must ride out, not a reason to keep the remount from
+    // happening); the pid is written through a second, short-lived one.
+    OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
         .map_err(io)?;
+    let mut file = File::open(&path).map_err(io)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -72,9 +77,12 @@ pub fn acquire(state_dir: &Path) -> Result<InstanceLock, LockError> {
         }
         Err(TryLockError::Error(e)) => return Err(io(e)),
     }
-    file.set_len(0).map_err(io)?;
-    file.rewind().map_err(io)?;
-    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    let mut pid = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io)?;
+    writeln!(pid, "{}", std::process::id()).map_err(io)?;
     Ok(InstanceLock { _file: file })
 }
 
