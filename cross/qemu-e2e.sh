@@ -24,16 +24,8 @@
 # Full test output: <target dir>/qemu-e2e/<triple>.log
 set -euo pipefail
 
-DEFAULT_TARGETS=(aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf)
-declare -A QEMU=(
-  [aarch64-unknown-linux-musl]=qemu-aarch64
-  [armv7-unknown-linux-gnueabihf]=qemu-arm
-)
-# As in cross/qemu-agent.sh, which does the actual start.
-declare -A CPU=(
-  [aarch64-unknown-linux-musl]=cortex-a53
-  [armv7-unknown-linux-gnueabihf]=cortex-a7
-)
+# shellcheck source=cross/targets.sh
+source "$(dirname "$0")/targets.sh"
 # The C client's test program (clients/c), cross-compiled static with
 # -Wall -Wextra -Werror and run under QEMU against the ARM agent by
 # agent/tests/c_client.rs (HC_C_CLIENT_TEST, HC_C_CLIENT_RUNNER).

@@ -10,17 +10,8 @@
 # (QEMU or a built binary) is missing.
 set -euo pipefail
 
-declare -A QEMU=(
-  [aarch64-unknown-linux-musl]=qemu-aarch64
-  [armv7-unknown-linux-gnueabihf]=qemu-arm
-)
-# The emulated CPU: cores typical of recorder SoCs, so an instruction the
-# target baseline does not promise would fault here rather than on a device.
-declare -A CPU=(
-  [aarch64-unknown-linux-musl]=cortex-a53
-  [armv7-unknown-linux-gnueabihf]=cortex-a7
-)
-DEFAULT_TARGETS=(aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf)
+# shellcheck source=cross/targets.sh
+source "$(dirname "$0")/targets.sh"
 PACKAGE=hc-agent
 BIN=hc-agent
 TIMEOUT=30 # seconds per run; QEMU start-up is slow but not that slow

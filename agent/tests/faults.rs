@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use hc_agent::core::DeviceState;
 use hc_agent::store::{Loaded, RealFlash, StateStore};
 use hc_protocol::access::{Action, Decision, Principal};
-use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason, Validity};
+use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
 use hc_testkit::cloud::{CloudOptions, RecordingCloud, TestCloud};
 use hc_testkit::daemon::*;
 use hc_testkit::local::{state_of, wait_local, wait_status_until};
 use hc_testkit::model::{
-    access_of, fresh_applications, live_view_share, stream_command, Model, Rng,
+    access_of, fresh_applications, live_view_share, live_view_share_around, stream_command, Model,
+    Rng,
 };
 use hc_testkit::proxy::{Mode, Proxy};
 use support::site;
@@ -733,13 +734,10 @@ fn end_to_end_without_signed_time_a_command_from_a_cloud_clock_ahead_suspends_ti
     assert!(cloud.wait_status(true, WAIT), "device never online");
     assert_eq!(cloud.bind_owner("alice").outcome, Outcome::Accepted);
     let now = hc_agent::shell::clock::now_secs();
-    let share = live_view_share;
-    let window = Some(Validity {
-        not_before: now - 3_600,
-        not_after: now + 3_600,
-    });
     assert_eq!(
-        cloud.send("alice", share("bob", window)).outcome,
+        cloud
+            .send("alice", live_view_share_around("bob", now))
+            .outcome,
         Outcome::Accepted
     );
     let bob = || cloud_principal("bob");
@@ -750,7 +748,7 @@ fn end_to_end_without_signed_time_a_command_from_a_cloud_clock_ahead_suspends_ti
     );
     // A change signed by a cloud whose clock is AHEAD seconds ahead of the
     // device's: the device clock is now behind the trusted-time floor.
-    let mut command = cloud.command("alice", share("carol", None));
+    let mut command = cloud.command("alice", live_view_share("carol", None));
     command.issued_at = now + AHEAD;
     cloud.publish_raw(cloud.seal(&command));
     assert_eq!(cloud.wait_ack(Some(command.seq)).outcome, Outcome::Accepted);

@@ -22,7 +22,7 @@ use hc_testkit::cloud::{unix_ms, CloudOptions, TestCloud};
 use hc_testkit::daemon::*;
 use hc_testkit::faketime::{self, WallClockShift};
 use hc_testkit::local::{status_of, wait_local, wait_status_until};
-use hc_testkit::model::{bind_owner_body, field, live_view_share};
+use hc_testkit::model::{bind_owner_body, field, live_view_share, live_view_share_around};
 use support::site;
 
 const HOUR: i64 = 3600;
@@ -302,16 +302,13 @@ fn with_signed_time_a_command_from_a_cloud_clock_ahead_suspends_nothing() {
     let socket = site.socket();
     assert!(wait_status_until(&socket, WAIT, |s| s.clock_offset_ms.is_some()).is_some());
     let now = unix_ms() / 1000;
-    let share = live_view_share;
-    let window = Some(Validity {
-        not_before: now - 3_600,
-        not_after: now + 3_600,
-    });
     assert_eq!(
-        cloud.send("alice", share("bob", window)).outcome,
+        cloud
+            .send("alice", live_view_share_around("bob", now))
+            .outcome,
         Outcome::Accepted
     );
-    let mut command = cloud.command("alice", share("carol", None));
+    let mut command = cloud.command("alice", live_view_share("carol", None));
     command.issued_at = now + 6;
     cloud.publish_raw(cloud.seal(&command));
     assert_eq!(cloud.wait_ack(Some(command.seq)).outcome, Outcome::Accepted);

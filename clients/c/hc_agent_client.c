@@ -239,18 +239,29 @@ static int frame_end(writer *w, int status, size_t *len)
             return HC_E_INVALID;                                                                   \
     } while (0)
 
-int hc_encode_authorize(uint8_t *buf, size_t cap, size_t *len, const hc_principal *who,
-                        hc_action action, long channel)
+/* Authorize (variant 0) and Watch (variant 5, with its session first) ask
+ * about the same principal, action and channel. */
+static int encode_query(uint8_t *buf, size_t cap, size_t *len, uint32_t variant,
+                        const uint32_t *session, const hc_principal *who, hc_action action,
+                        long channel)
 {
     writer w;
     int r;
     CHECK_OUT(buf, len);
     frame_begin(&w, buf, cap);
-    put_varint(&w, 0);
+    put_varint(&w, variant);
+    if (session != NULL)
+        put_varint(&w, *session);
     r = put_principal(&w, who);
     if (r == HC_OK)
         r = put_action_channel(&w, action, channel);
     return frame_end(&w, r, len);
+}
+
+int hc_encode_authorize(uint8_t *buf, size_t cap, size_t *len, const hc_principal *who,
+                        hc_action action, long channel)
+{
+    return encode_query(buf, cap, len, 0, NULL, who, action, channel);
 }
 
 static int encode_unit(uint8_t *buf, size_t cap, size_t *len, uint32_t variant)
@@ -285,51 +296,39 @@ int hc_encode_set_platform_access(uint8_t *buf, size_t cap, size_t *len, hc_leve
     return frame_end(&w, HC_OK, len);
 }
 
-int hc_encode_recent_audit(uint8_t *buf, size_t cap, size_t *len, uint16_t max)
+/* A variant carrying one varint (a count, a session, a level). */
+static int encode_with_varint(uint8_t *buf, size_t cap, size_t *len, uint32_t variant,
+                              uint64_t value)
 {
     writer w;
     CHECK_OUT(buf, len);
     frame_begin(&w, buf, cap);
-    put_varint(&w, 4);
-    put_varint(&w, max);
+    put_varint(&w, variant);
+    put_varint(&w, value);
     return frame_end(&w, HC_OK, len);
+}
+
+int hc_encode_recent_audit(uint8_t *buf, size_t cap, size_t *len, uint16_t max)
+{
+    return encode_with_varint(buf, cap, len, 4, max);
 }
 
 int hc_encode_watch(uint8_t *buf, size_t cap, size_t *len, uint32_t session, const hc_principal *who,
                     hc_action action, long channel)
 {
-    writer w;
-    int r;
-    CHECK_OUT(buf, len);
-    frame_begin(&w, buf, cap);
-    put_varint(&w, 5);
-    put_varint(&w, session);
-    r = put_principal(&w, who);
-    if (r == HC_OK)
-        r = put_action_channel(&w, action, channel);
-    return frame_end(&w, r, len);
+    return encode_query(buf, cap, len, 5, &session, who, action, channel);
 }
 
 int hc_encode_unwatch(uint8_t *buf, size_t cap, size_t *len, uint32_t session)
 {
-    writer w;
-    CHECK_OUT(buf, len);
-    frame_begin(&w, buf, cap);
-    put_varint(&w, 6);
-    put_varint(&w, session);
-    return frame_end(&w, HC_OK, len);
+    return encode_with_varint(buf, cap, len, 6, session);
 }
 
 int hc_encode_unbind(uint8_t *buf, size_t cap, size_t *len, hc_level by)
 {
-    writer w;
-    CHECK_OUT(buf, len);
     if ((unsigned)by > HC_LEVEL_GUEST)
         return HC_E_INVALID;
-    frame_begin(&w, buf, cap);
-    put_varint(&w, 7);
-    put_varint(&w, (uint64_t)by);
-    return frame_end(&w, HC_OK, len);
+    return encode_with_varint(buf, cap, len, 7, (uint64_t)by);
 }
 
 /* ------------------------------------------------------------------ decoder */
@@ -603,28 +602,24 @@ static int get_audit(reader *r, hc_audit *out)
     return HC_OK;
 }
 
-/* StatusReply, field by field in wire order (SPEC §7.5 table): append a
- * row here when the SPEC appends a field. */
+/* StatusReply, field by field in wire order (SPEC §7.5 table), left to
+ * right: append an entry here when the SPEC appends a field. */
 enum field_type { F_SERIAL, F_DOMAIN, F_BOOL, F_U32, F_U64, F_LINK, F_REGISTRATION, F_OFFSET };
 
+#define AT(field) offsetof(hc_status_reply, field)
 static const struct status_field {
     uint8_t type;
     size_t offset;
 } status_fields[] = {
-    {F_SERIAL, offsetof(hc_status_reply, serial)},
-    {F_LINK, offsetof(hc_status_reply, link)},
-    {F_BOOL, offsetof(hc_status_reply, bound)},
-    {F_BOOL, offsetof(hc_status_reply, handed_over)},
-    {F_BOOL, offsetof(hc_status_reply, cloud_service)},
-    {F_BOOL, offsetof(hc_status_reply, platform_access)},
-    {F_DOMAIN, offsetof(hc_status_reply, domain)},
-    {F_REGISTRATION, offsetof(hc_status_reply, registration)},
-    {F_U64, offsetof(hc_status_reply, last_seq)},
-    {F_BOOL, offsetof(hc_status_reply, clock_trusted)},
-    {F_U32, offsetof(hc_status_reply, reports_queued)},
-    {F_U32, offsetof(hc_status_reply, reports_dropped)},
-    {F_OFFSET, offsetof(hc_status_reply, clock_offset)},
+    {F_SERIAL, AT(serial)},           {F_LINK, AT(link)},
+    {F_BOOL, AT(bound)},              {F_BOOL, AT(handed_over)},
+    {F_BOOL, AT(cloud_service)},      {F_BOOL, AT(platform_access)},
+    {F_DOMAIN, AT(domain)},           {F_REGISTRATION, AT(registration)},
+    {F_U64, AT(last_seq)},            {F_BOOL, AT(clock_trusted)},
+    {F_U32, AT(reports_queued)},      {F_U32, AT(reports_dropped)},
+    {F_OFFSET, AT(clock_offset)},
 };
+#undef AT
 
 static int get_status_field(reader *r, const struct status_field *f, unsigned char *base)
 {
@@ -914,104 +909,109 @@ static void blank_reply(hc_reply *reply)
     memset(reply, 0, sizeof *reply);
 }
 
-int hc_authorize(hc_client *c, const hc_principal *who, hc_action action, long channel,
-                 hc_decision *out)
-{
+/* One request: the frame an hc_encode_* function writes, and the reply it
+ * is answered with. */
+typedef struct request {
     uint8_t frame[HC_MAX_REQUEST_FRAME];
     size_t len;
     hc_reply reply;
-    if (out == NULL)
-        return HC_E_INVALID;
-    TRY(hc_encode_authorize(frame, sizeof frame, &len, who, action, channel));
-    blank_reply(&reply);
-    TRY(call_expect(c, frame, len, &reply, HC_REPLY_DECISION));
-    *out = reply.decision;
+} request;
+
+/* A blank reply; access/audit are where an Access/Audit reply is kept. */
+static void start(request *rq, hc_access *access, hc_audit *audit)
+{
+    blank_reply(&rq->reply);
+    rq->reply.access = access;
+    rq->reply.audit = audit;
+}
+
+/* `encoded` is what the encoder returned after writing rq's frame: on
+ * success the frame is sent and the reply must be of kind `want`. */
+static int exchange(hc_client *c, request *rq, int encoded, hc_reply_kind want)
+{
+    TRY(encoded);
+    return call_expect(c, rq->frame, rq->len, &rq->reply, want);
+}
+
+/* A request answered with a Decision, kept in *out. */
+static int decision(hc_client *c, request *rq, int encoded, hc_decision *out)
+{
+    TRY(exchange(c, rq, encoded, HC_REPLY_DECISION));
+    *out = rq->reply.decision;
     return HC_OK;
+}
+
+int hc_authorize(hc_client *c, const hc_principal *who, hc_action action, long channel,
+                 hc_decision *out)
+{
+    request rq = {0}; /* a blank reply, with no Access/Audit storage */
+    return out == NULL ? HC_E_INVALID
+                       : decision(c, &rq,
+                                  hc_encode_authorize(rq.frame, sizeof rq.frame, &rq.len, who,
+                                                      action, channel),
+                                  out);
 }
 
 int hc_status(hc_client *c, hc_status_reply *out)
 {
-    uint8_t frame[HC_MAX_REQUEST_FRAME];
-    size_t len;
-    hc_reply reply;
+    request rq = {0}; /* a blank reply, with no Access/Audit storage */
     if (out == NULL)
         return HC_E_INVALID;
-    TRY(hc_encode_status(frame, sizeof frame, &len));
-    blank_reply(&reply);
-    TRY(call_expect(c, frame, len, &reply, HC_REPLY_STATUS));
-    *out = reply.status;
+    TRY(exchange(c, &rq, hc_encode_status(rq.frame, sizeof rq.frame, &rq.len), HC_REPLY_STATUS));
+    *out = rq.reply.status;
     return HC_OK;
 }
 
 int hc_list_access(hc_client *c, hc_access *out)
 {
-    uint8_t frame[HC_MAX_REQUEST_FRAME];
-    size_t len;
-    hc_reply reply;
-    if (out == NULL)
-        return HC_E_INVALID;
-    TRY(hc_encode_list_access(frame, sizeof frame, &len));
-    blank_reply(&reply);
-    reply.access = out;
-    return call_expect(c, frame, len, &reply, HC_REPLY_ACCESS);
+    request rq;
+    start(&rq, out, NULL);
+    return out == NULL ? HC_E_INVALID
+                       : exchange(c, &rq, hc_encode_list_access(rq.frame, sizeof rq.frame, &rq.len),
+                                  HC_REPLY_ACCESS);
 }
 
 int hc_recent_audit(hc_client *c, uint16_t max, hc_audit *out)
 {
-    uint8_t frame[HC_MAX_REQUEST_FRAME];
-    size_t len;
-    hc_reply reply;
-    if (out == NULL)
-        return HC_E_INVALID;
-    TRY(hc_encode_recent_audit(frame, sizeof frame, &len, max));
-    blank_reply(&reply);
-    reply.audit = out;
-    return call_expect(c, frame, len, &reply, HC_REPLY_AUDIT);
+    request rq;
+    start(&rq, NULL, out);
+    return out == NULL ? HC_E_INVALID
+                       : exchange(c, &rq,
+                                  hc_encode_recent_audit(rq.frame, sizeof rq.frame, &rq.len, max),
+                                  HC_REPLY_AUDIT);
 }
 
 int hc_set_platform_access(hc_client *c, hc_level by, int enabled)
 {
-    uint8_t frame[HC_MAX_REQUEST_FRAME];
-    size_t len;
-    hc_reply reply;
-    TRY(hc_encode_set_platform_access(frame, sizeof frame, &len, by, enabled));
-    blank_reply(&reply);
-    return call_expect(c, frame, len, &reply, HC_REPLY_DONE);
+    request rq = {0}; /* a blank reply, with no Access/Audit storage */
+    return exchange(c, &rq,
+                    hc_encode_set_platform_access(rq.frame, sizeof rq.frame, &rq.len, by, enabled),
+                    HC_REPLY_DONE);
 }
 
 int hc_unbind(hc_client *c, hc_level by)
 {
-    uint8_t frame[HC_MAX_REQUEST_FRAME];
-    size_t len;
-    hc_reply reply;
-    TRY(hc_encode_unbind(frame, sizeof frame, &len, by));
-    blank_reply(&reply);
-    return call_expect(c, frame, len, &reply, HC_REPLY_DONE);
+    request rq = {0}; /* a blank reply, with no Access/Audit storage */
+    return exchange(c, &rq, hc_encode_unbind(rq.frame, sizeof rq.frame, &rq.len, by),
+                    HC_REPLY_DONE);
 }
 
 int hc_watch(hc_client *c, uint32_t session, const hc_principal *who, hc_action action,
              long channel, hc_decision *out)
 {
-    uint8_t frame[HC_MAX_REQUEST_FRAME];
-    size_t len;
-    hc_reply reply;
-    if (out == NULL)
-        return HC_E_INVALID;
-    TRY(hc_encode_watch(frame, sizeof frame, &len, session, who, action, channel));
-    blank_reply(&reply);
-    TRY(call_expect(c, frame, len, &reply, HC_REPLY_DECISION));
-    *out = reply.decision;
-    return HC_OK;
+    request rq = {0}; /* a blank reply, with no Access/Audit storage */
+    return out == NULL ? HC_E_INVALID
+                       : decision(c, &rq,
+                                  hc_encode_watch(rq.frame, sizeof rq.frame, &rq.len, session, who,
+                                                  action, channel),
+                                  out);
 }
 
 int hc_unwatch(hc_client *c, uint32_t session)
 {
-    uint8_t frame[HC_MAX_REQUEST_FRAME];
-    size_t len;
-    hc_reply reply;
-    TRY(hc_encode_unwatch(frame, sizeof frame, &len, session));
-    blank_reply(&reply);
-    return call_expect(c, frame, len, &reply, HC_REPLY_DONE);
+    request rq = {0}; /* a blank reply, with no Access/Audit storage */
+    return exchange(c, &rq, hc_encode_unwatch(rq.frame, sizeof rq.frame, &rq.len, session),
+                    HC_REPLY_DONE);
 }
 
 int hc_next_notice(hc_client *c, int wait_ms, hc_notice *out)

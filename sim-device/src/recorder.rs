@@ -110,6 +110,12 @@ impl Home {
     }
 }
 
+/// Maps an I/O failure on `path` to [`RecorderError::Io`].
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> RecorderError {
+    let path = path.to_owned();
+    move |source| RecorderError::Io { path, source }
+}
+
 /// A running simulated recorder. Stops on drop.
 #[derive(Debug)]
 pub struct Recorder {
@@ -170,18 +176,9 @@ impl Recorder {
         let dir = tempfile::Builder::new()
             .prefix(&format!("sim-recorder-{}-", spec.serial))
             .tempdir()
-            .map_err(|source| RecorderError::Io {
-                path: std::env::temp_dir(),
-                source,
-            })?;
-        Self::start_with_home(
-            pki,
-            broker_host,
-            broker_port,
-            command_key,
-            spec,
-            Home::Temporary(dir),
-        )
+            .map_err(io_error(&std::env::temp_dir()))?;
+        let home = Home::Temporary(dir);
+        Self::start_with_home(pki, broker_host, broker_port, command_key, spec, home)
     }
 
     /// The same with its files (configuration, state, socket) in `dir`,
@@ -195,22 +192,9 @@ impl Recorder {
         spec: RecorderSpec,
     ) -> Result<Recorder, RecorderError> {
         // Absolute, so that the configuration works from any directory.
-        std::fs::create_dir_all(dir).map_err(|source| RecorderError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let dir = dir.canonicalize().map_err(|source| RecorderError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        Self::start_with_home(
-            pki,
-            broker_host,
-            broker_port,
-            command_key,
-            spec,
-            Home::Given(dir),
-        )
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let home = Home::Given(dir.canonicalize().map_err(io_error(dir))?);
+        Self::start_with_home(pki, broker_host, broker_port, command_key, spec, home)
     }
 
     fn start_with_home(
@@ -222,14 +206,10 @@ impl Recorder {
         home: Home,
     ) -> Result<Recorder, RecorderError> {
         let dir = home.path().to_owned();
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| RecorderError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir.join("state")).map_err(io(&dir))?;
+        std::fs::create_dir_all(dir.join("state")).map_err(io_error(&dir))?;
         let text = config_text(&spec, &dir, pki, broker_host, broker_port, &command_key)?;
         let config_path = dir.join("agent.toml");
-        std::fs::write(&config_path, text).map_err(io(&config_path))?;
+        std::fs::write(&config_path, text).map_err(io_error(&config_path))?;
         let config =
             Config::load(&config_path).map_err(|e| RecorderError::Config(e.to_string()))?;
         let socket = config.local_socket.path.clone();
@@ -239,7 +219,7 @@ impl Recorder {
         let thread = std::thread::Builder::new()
             .name(format!("agent-{}", spec.serial))
             .spawn(move || run_agent(config, clocks, stop_rx))
-            .map_err(io(&dir))?;
+            .map_err(io_error(&dir))?;
         let mut recorder = Recorder {
             spec,
             home,

@@ -110,6 +110,16 @@ pub fn live_view_share(who: &str, validity: Option<hc_protocol::Validity>) -> Co
     }
 }
 
+/// [`live_view_share`] for `who`, valid from an hour before `now` (Unix
+/// seconds) to an hour after.
+pub fn live_view_share_around(who: &str, now: u64) -> CommandBody {
+    let window = hc_protocol::Validity {
+        not_before: now - 3_600,
+        not_after: now + 3_600,
+    };
+    live_view_share(who, Some(window))
+}
+
 /// `Bind { role: Owner }` for `owner`, with the right proof.
 pub fn bind_owner_body(owner: &str) -> CommandBody {
     bind_body(owner, hc_protocol::BindRole::Owner)
