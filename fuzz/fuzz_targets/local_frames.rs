@@ -88,9 +88,14 @@ fuzz_target!(|data: &[u8]| {
             Ok(body) => match decode_frame_body::<LocalRequest>(body) {
                 Ok(request) => {
                     let was = agent.state().clone();
-                    let is_switch = matches!(request, LocalRequest::SetPlatformAccess { .. });
+                    // The device admin's changes: the platform switch and
+                    // the local unbind.
+                    let is_switch = matches!(
+                        request,
+                        LocalRequest::SetPlatformAccess { .. } | LocalRequest::Unbind { .. }
+                    );
                     // Every other frame comes from a process that is not
-                    // on admin_uids: its switch must be refused.
+                    // on admin_uids: its change must be refused.
                     let may_switch = i % 2 == 0;
                     // Frames come over three connections, so watches of
                     // one are not the other's.
@@ -102,8 +107,8 @@ fuzz_target!(|data: &[u8]| {
                             LocalReply::Error(hc_protocol::Reason::PeerNotAllowed)
                         );
                     }
-                    // Only the switch changes the access state, and only
-                    // when it is answered Done.
+                    // Only an admin change alters the access state, and
+                    // only when it is answered Done.
                     if !(is_switch && reply == LocalReply::Done) {
                         assert_eq!(agent.state().access, was.access);
                     }
