@@ -19,8 +19,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hc_protocol::access::Action;
-use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
+use hc_protocol::{AccountId, CommandBody, Outcome, Reason};
 use hc_testkit::daemon::*;
+use hc_testkit::model::live_view_share;
 use support::site;
 
 fn sources() -> PathBuf {
@@ -173,12 +174,7 @@ fn the_c_client_authorizes_reads_status_and_gets_a_revocation_notice_from_the_ag
         return;
     };
     let (mut cloud, _agent) = site.start_owned(&site.default_config());
-    let share = CommandBody::Share {
-        account: account("bob"),
-        permissions: Permissions::of(&[Action::LiveView]),
-        channels: ChannelScope::All,
-        validity: None,
-    };
+    let share = live_view_share("bob", None);
     assert_eq!(cloud.send("alice", share).outcome, Outcome::Accepted);
 
     let mut child = command

@@ -12,15 +12,11 @@ use hc_protocol::ddns::DomainRegistration;
 use hc_protocol::topics::Leaf;
 use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
 use hc_testkit::daemon::*;
+use hc_testkit::model::live_view_share;
 use support::site;
 
 fn share_bob() -> CommandBody {
-    CommandBody::Share {
-        account: account("bob"),
-        permissions: Permissions::of(&[Action::LiveView]),
-        channels: ChannelScope::All,
-        validity: None,
-    }
+    live_view_share("bob", None)
 }
 
 fn wait_socket(site: &Site) -> LocalClient {

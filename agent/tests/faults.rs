@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use hc_agent::core::DeviceState;
 use hc_agent::store::{Loaded, RealFlash, StateStore};
 use hc_protocol::access::{Action, Decision, Principal};
-use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Reason};
+use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Reason};
 use hc_testkit::cloud::{CloudOptions, RecordingCloud, TestCloud};
 use hc_testkit::daemon::*;
 use hc_testkit::local::{state_of, wait_local, wait_status_until};
@@ -434,15 +434,7 @@ fn network_cut_without_fin_detected_within_1_5_keepalives_then_reconnect_with_ba
     }
     let cut = proxy.cut_at().unwrap();
     // A command sent while the link is down waits in the broker.
-    let command = cloud.command(
-        "alice",
-        CommandBody::Share {
-            account: account("bob"),
-            permissions: Permissions::of(&[Action::LiveView]),
-            channels: ChannelScope::All,
-            validity: None,
-        },
-    );
+    let command = cloud.command("alice", live_view_share("bob", None));
     cloud.publish_raw(cloud.seal(&command));
 
     // Detected: the agent's link state leaves Connected.
