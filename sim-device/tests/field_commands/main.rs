@@ -181,6 +181,20 @@ impl Bench {
         recorder
     }
 
+    /// Registers accounts in the cloud's records (`account add`), each
+    /// with its user name as id and an email address `NAME@example.com`.
+    fn accounts(&self, names: &[&str]) {
+        for name in names {
+            let email = format!("{name}@example.com");
+            let run = self.ok(&["account", "add", name, "--email", &email]);
+            assert!(
+                run.stdout
+                    .contains(&format!("account {name}: registered (id {name}, region EU)")),
+                "{run:?}"
+            );
+        }
+    }
+
     fn bind_owner(&self, serial: &str, owner: &str) {
         let run = self.ok(&["bind", "--serial", serial, "--code", CODE, "--owner", owner]);
         assert!(run.stdout.contains(&format!("{serial}: bound")), "{run:?}");

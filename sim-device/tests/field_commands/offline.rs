@@ -7,6 +7,7 @@ use super::*;
 fn an_offline_device_gives_the_clear_offline_error_and_a_non_zero_exit() {
     let bench = Bench::new(&["NVR-1"]);
     let nvr1 = bench.owned_recorder("NVR-1", "alice");
+    bench.accounts(&["bob", "carol"]);
     bench.ok(&["share", "--serial", "NVR-1", "--to", "bob"]);
     nvr1.stop().expect("NVR-1 stops");
 
@@ -46,6 +47,7 @@ fn an_online_device_that_does_not_answer_is_network_busy() {
         .build()
         .expect("a runtime");
     runtime.block_on(publish_silent_device(&bench, "NVR-9", "alice"));
+    bench.accounts(&["bob"]);
 
     let run = bench.run(&["share", "--serial", "NVR-9", "--to", "bob"]);
     assert_eq!(run.code, Some(1), "{run:?}");

@@ -6,6 +6,7 @@ use super::*;
 fn status_shows_the_binding_switches_and_access_list_of_an_online_device() {
     let bench = Bench::new(&["NVR-1"]);
     let _nvr1 = bench.owned_recorder("NVR-1", "alice");
+    bench.accounts(&["bob"]);
     bench.ok(&[
         "share",
         "--serial",

@@ -114,7 +114,7 @@ fn run() -> Result<ExitCode, Fatal> {
         "fleet" => fleet::command(parser),
         "broker" => broker_command(parser),
         "recorder" => recorder_command(parser),
-        "status" | "service" | "share" | "unshare" | "bind" => field::command(&command, parser),
+        c if field::COMMANDS.contains(&c) => field::command(&command, parser),
         "help" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -77,7 +77,7 @@ impl Cloud {
     /// already): each device gets its `Handover` again whenever it is
     /// online, until it acknowledges. A device that refuses is dropped
     /// from the pending list (its refusal is final).
-    pub(super) fn keep_resending_handovers(&self) {
+    pub fn keep_resending_handovers(&self) {
         let mut shared = self.lock();
         if shared.resender.as_ref().is_some_and(|t| !t.is_finished()) {
             return;

@@ -27,6 +27,8 @@
 //! `status` reads and describes a device, `site` finds and switches an
 //! installer's site.
 
+mod flows;
+mod records;
 mod site;
 mod status;
 
@@ -37,11 +39,17 @@ use hc_protocol::messages::{Binding, StateReport};
 use hc_protocol::{AccountId, AccountRef, Region, Serial};
 
 use super::driver::{load_seed, Cloud, CloudOptions, DriverError, DEFAULT_ACK_TIMEOUT};
-use super::model::{CloudError, CloudModel, ShareTerms};
+use super::model::{CloudError, ShareTerms};
 use crate::pki::{Pki, PkiError};
 
+pub use flows::{
+    accept, add_account, delete_device, grant_installer, installer_rights, invitations, invite,
+    leave, remove_from_owner, resend, resolve_domain, revoke_installer, set_domain, share_domain,
+    AccountSpec,
+};
+pub use records::{Records, RecordsError, RECORDS_FILE};
 pub use site::{discover_site, service_for_site, SiteError, SiteSwitch, MAX_SITE_DEVICES};
-pub use status::{describe, status, utc, DeviceView};
+pub use status::{describe, grants_text, status, utc, DeviceView};
 
 /// How long the retained status may lag behind the retained state report
 /// (they are separate topics, delivered in no particular order).
@@ -53,6 +61,8 @@ pub enum FieldError {
     Pki(#[from] PkiError),
     #[error("{0}")]
     Driver(#[from] DriverError),
+    #[error("{0}")]
+    Records(#[from] RecordsError),
 }
 
 /// Why a field operation on one device failed. `Display` is the line the
@@ -98,13 +108,44 @@ impl Target {
     }
 
     /// Connects as the `cloud` certificate of the PKI, signing with its
-    /// command key (which must exist: devices pin it).
-    pub async fn connect(&self) -> Result<Cloud, FieldError> {
+    /// command key (which must exist: devices pin it), with the cloud's
+    /// records of earlier runs (locked until [`Session::close`]).
+    /// Handovers still pending from an earlier run are sent again to the
+    /// devices that are back.
+    pub async fn connect(&self) -> Result<Session, FieldError> {
         let pki = Pki::load(&self.pki_dir)?;
         let seed = load_seed(&self.pki_dir)?;
+        let (records, model) = Records::open(&self.pki_dir)?;
         let mut options = CloudOptions::with_seed(&pki, &self.host, self.port, seed);
         options.ack_timeout = self.ack_timeout;
-        Ok(Cloud::connect(options, CloudModel::new()).await?)
+        let cloud = Cloud::connect(options, model).await?;
+        cloud.keep_resending_handovers();
+        Ok(Session { cloud, records })
+    }
+}
+
+/// One run's connection and the cloud's records, saved on close.
+pub struct Session {
+    pub cloud: Cloud,
+    records: Records,
+}
+
+impl Session {
+    /// Gives handovers to devices that are online the acknowledgement
+    /// timeout to complete, disconnects and saves the records.
+    pub async fn close(self) -> Result<(), FieldError> {
+        let Session { cloud, records } = self;
+        let waiting = cloud.with_model(|m| {
+            m.pending_handovers(0)
+                .iter()
+                .any(|p| cloud.online(&p.serial) == Some(true))
+        });
+        if waiting {
+            cloud.wait_handovers(cloud.ack_timeout()).await;
+        }
+        let model = cloud.with_model(|m| m.clone());
+        cloud.shutdown().await;
+        Ok(records.save(&model)?)
     }
 }
 
@@ -175,7 +216,10 @@ pub async fn service(cloud: &Cloud, serial: &str, enabled: bool) -> Result<(), O
     Ok(cloud.set_cloud_service(&id, &serial, enabled).await?)
 }
 /// The owner (per the device's report).
-async fn owner(cloud: &Cloud, serial: &str) -> Result<(Serial, AccountId), OperationError> {
+pub(super) async fn owner(
+    cloud: &Cloud,
+    serial: &str,
+) -> Result<(Serial, AccountId), OperationError> {
     let serial = serial_of(serial)?;
     let report = reachable(cloud, &serial).await?;
     match &report.binding {
@@ -195,16 +239,17 @@ pub fn account_ref(id: &str, region: &str) -> Result<AccountRef, CloudError> {
     })
 }
 
-/// The owner shares the device with account `to`.
+/// The owner shares the device with the account `to` names (email, phone
+/// number, user name or id): "The account doesn't exist" for one the cloud
+/// does not know.
 pub async fn share(
     cloud: &Cloud,
     serial: &str,
-    to: &AccountRef,
+    to: &str,
     terms: ShareTerms,
 ) -> Result<(), OperationError> {
     let (serial, owner) = owner(cloud, serial).await?;
-    let target = cloud.with_model(|m| m.ensure_account(to));
-    Ok(cloud.share(&owner, &serial, target.as_str(), terms).await?)
+    Ok(cloud.share(&owner, &serial, to, terms).await?)
 }
 
 /// The owner stops sharing with `accounts` (ids), or with everyone.
@@ -244,7 +289,10 @@ pub async fn bind(
     match bind_as {
         BindAs::Owner => Ok(cloud.bind_owner(&id, &serial, code).await?),
         BindAs::Installer => {
-            let site = cloud.with_model(|m| m.create_site(&id, "field"))?;
+            let site = cloud.with_model(|m| match m.open_site_of(&id) {
+                Some(site) => Ok(site),
+                None => m.create_site(&id, "field"),
+            })?;
             Ok(cloud.add_to_site(&id, site, &serial, code).await?)
         }
     }

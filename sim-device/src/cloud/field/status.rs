@@ -87,7 +87,7 @@ pub fn describe(serial: &Serial, online: Option<bool>, report: Option<&StateRepo
                     out,
                     "  installer {}: {}",
                     account(installer),
-                    grants(installer_grants)
+                    grants_text(installer_grants)
                 );
             }
         }
@@ -155,7 +155,9 @@ pub fn utc(secs: u64) -> String {
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
 }
 
-fn grants(g: &InstallerGrants) -> String {
+/// An installer's rights as text: "live view (no time limit), may disable the
+/// cloud service".
+pub fn grants_text(g: &InstallerGrants) -> String {
     let mut parts = Vec::new();
     for (name, grant) in [
         ("site information", g.site_info),

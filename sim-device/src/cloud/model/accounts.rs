@@ -2,6 +2,7 @@
 //! finding an account by what a user typed ([`Identifier`]); the
 //! [`Contact`] an invitation is sent to.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use hc_protocol::{AccountId, AccountRef, Region};
@@ -10,7 +11,7 @@ use super::{CloudError, CloudModel};
 
 /// A cloud account. Found by email, phone number or user name; the device
 /// only ever sees its opaque id and region.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: AccountId,
     pub user_name: String,
@@ -86,7 +87,7 @@ fn valid_email(text: &str) -> Option<String> {
 }
 
 /// How an invitation reaches the invitee.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Contact {
     Email(String),
     Phone(String),
@@ -135,6 +136,20 @@ impl CloudModel {
         phone: Option<&str>,
         region: &str,
     ) -> Result<AccountId, CloudError> {
+        self.register_account_as(None, user_name, email, phone, region)
+    }
+
+    /// [`CloudModel::register_account`] with the account id chosen by the
+    /// caller (the field-engineer commands name accounts as the devices
+    /// see them); `None` numbers it. An id already in use is refused.
+    pub fn register_account_as(
+        &mut self,
+        id: Option<&str>,
+        user_name: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+        region: &str,
+    ) -> Result<AccountId, CloudError> {
         let user_name = user_name.trim();
         if user_name.is_empty()
             || !matches!(Identifier::parse(user_name), Identifier::UserName(_))
@@ -163,9 +178,20 @@ impl CloudModel {
                 return Err(CloudError::AccountExists("phone number"));
             }
         }
-        self.next_account += 1;
-        let id = AccountId::new(&format!("acc-{:04}", self.next_account))
-            .map_err(|e| CloudError::invalid("account id", e))?;
+        let id = match id {
+            Some(id) => {
+                let id = AccountId::new(id).map_err(|e| CloudError::invalid("account id", e))?;
+                if self.accounts.contains_key(&id) {
+                    return Err(CloudError::AccountExists("account id"));
+                }
+                id
+            }
+            None => {
+                self.next_account += 1;
+                AccountId::new(&format!("acc-{:04}", self.next_account))
+                    .map_err(|e| CloudError::invalid("account id", e))?
+            }
+        };
         self.accounts.insert(
             id.clone(),
             Account {

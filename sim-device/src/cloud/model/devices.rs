@@ -5,6 +5,7 @@
 use hc_protocol::command::bind_proof;
 use hc_protocol::messages::{Binding, StateReport};
 use hc_protocol::{AccountId, AccountRef, BindRole, CommandBody, Region, Serial};
+use serde::{Deserialize, Serialize};
 
 use super::accounts::Account;
 use super::error::require_same_region;
@@ -13,7 +14,7 @@ use super::{CloudError, CloudModel, Commit, Planned};
 
 /// A device the cloud knows: from the factory (serial, verification code,
 /// region) and from what it reported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRecord {
     pub serial: Serial,
     /// The code printed on the label, if the cloud has it (a device first

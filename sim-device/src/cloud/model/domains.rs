@@ -2,6 +2,7 @@
 //! (first come while live, reserved names refused), and resolving a name
 //! for the owner, the installer before handover and valid shares.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use hc_protocol::ddns::{
@@ -19,7 +20,7 @@ pub const REGISTRATION_TTL_SECS: u32 = 600;
 pub const RESERVED_DOMAINS: &[&str] = &["www", "api", "cloud", "mqtt", "admin", "mail"];
 
 /// A live (or expired, not yet replaced) domain registration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
     pub serial: Serial,
     pub domain: DomainName,

@@ -28,6 +28,7 @@ mod service;
 mod shares;
 mod sites;
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use hc_protocol::{AccountId, AccountRef, CommandBody, DomainName, Serial};
@@ -91,7 +92,7 @@ impl Planned {
 pub type PerDevice<T> = Vec<(Serial, Result<T, CloudError>)>;
 
 /// The simulated cloud's state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CloudModel {
     accounts: BTreeMap<AccountId, Account>,
     devices: BTreeMap<Serial, DeviceRecord>,

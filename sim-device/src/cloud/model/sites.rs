@@ -3,6 +3,7 @@
 //! one invalidating the previous), and accepting one with the
 //! installer's optional permissions.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use hc_protocol::command::bind_proof;
@@ -18,10 +19,10 @@ pub const INVITATIONS_PER_DAY: usize = 5;
 /// Invitations are counted per UTC day.
 pub const SECONDS_PER_DAY: u64 = 86_400;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SiteId(pub u32);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct InvitationId(pub u64);
 
 impl fmt::Display for SiteId {
@@ -63,7 +64,7 @@ impl fmt::Display for SiteStatus {
 }
 
 /// Which devices of the site a permission covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeviceSelection {
     All,
     Only(Vec<Serial>),
@@ -79,7 +80,7 @@ impl DeviceSelection {
 }
 
 /// A per-device permission with its optional validity period.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceGrant {
     pub devices: DeviceSelection,
     pub validity: Option<Validity>,
@@ -87,7 +88,7 @@ pub struct DeviceGrant {
 
 /// The installer's optional permissions after handover, as asked for in
 /// the invitation and granted when the owner accepts.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct InstallerPermissions {
     /// Site Information Management.
     pub site_info: Option<Grant>,
@@ -125,7 +126,7 @@ impl InstallerPermissions {
 }
 
 /// One invitation sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invitation {
     pub id: InvitationId,
     pub site: SiteId,
@@ -138,7 +139,7 @@ pub struct Invitation {
 }
 
 /// An installer's site.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Site {
     pub id: SiteId,
     pub name: String,
@@ -234,6 +235,16 @@ impl CloudModel {
             },
         );
         Ok(id)
+    }
+
+    /// The installer's site that is still its own (not accepted by an
+    /// owner), the newest if there are several.
+    pub fn open_site_of(&self, installer: &AccountId) -> Option<SiteId> {
+        self.sites
+            .values()
+            .rev()
+            .find(|s| &s.installer == installer && !s.is_accepted())
+            .map(|s| s.id)
     }
 
     pub fn site(&self, site: SiteId) -> Result<&Site, CloudError> {

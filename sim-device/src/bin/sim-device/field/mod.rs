@@ -1,6 +1,10 @@
-//! The field-engineer commands (`status`, `service`, `share`, `unshare`,
-//! `bind`): their arguments, and each run as the PKI's `cloud` client
-//! against a running broker, one line per device.
+//! The field-engineer commands: their arguments, and each run as the PKI's
+//! `cloud` client against a running broker with the cloud's records of
+//! earlier runs, one line per device. `sharing` and `sites` hold the
+//! commands of the owner's and the installer's flows.
+
+mod sharing;
+mod sites;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,8 +14,9 @@ use hc_protocol::access::Action;
 use hc_protocol::{ChannelScope, ChannelSet, Permissions, Validity};
 use lexopt::prelude::*;
 use sim_device::cloud::driver::now_secs;
-use sim_device::cloud::field::{self, BindAs, Target};
-use sim_device::cloud::{Cloud, ShareTerms};
+use sim_device::cloud::field::{self, Session, Target};
+use sim_device::cloud::Cloud;
+use tokio::sync::OnceCell;
 
 use crate::{exit, parse_broker, runtime, Fatal};
 
@@ -32,6 +37,14 @@ struct FieldArgs {
     code: Option<String>,
     installer: Option<String>,
     owner: Option<String>,
+    id: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    name: Option<String>,
+    remarks: Option<String>,
+    invitation: Option<u64>,
+    may_disable: bool,
+    domain_only: bool,
 }
 
 fn parse_field(mut parser: lexopt::Parser) -> Result<FieldArgs, Fatal> {
@@ -56,6 +69,14 @@ fn parse_field(mut parser: lexopt::Parser) -> Result<FieldArgs, Fatal> {
             Long("code") => a.code = Some(string(parser.value()?)?),
             Long("installer") => a.installer = Some(string(parser.value()?)?),
             Long("owner") => a.owner = Some(string(parser.value()?)?),
+            Long("id") => a.id = Some(string(parser.value()?)?),
+            Long("email") => a.email = Some(string(parser.value()?)?),
+            Long("phone") => a.phone = Some(string(parser.value()?)?),
+            Long("name") => a.name = Some(string(parser.value()?)?),
+            Long("remarks") => a.remarks = Some(string(parser.value()?)?),
+            Long("invitation") => a.invitation = Some(parser.value()?.parse()?),
+            Long("may-disable") => a.may_disable = true,
+            Long("domain-only") => a.domain_only = true,
             Value(v) => a.positional.push(string(v)?),
             _ => return Err(arg.unexpected().into()),
         }
@@ -99,40 +120,116 @@ fn parse_channels(text: &str) -> Result<ChannelScope, Fatal> {
         .ok_or_else(|| Fatal(format!("--channels {text:?}: channels are 1..=256")))
 }
 
+/// The commands this module runs.
+pub const COMMANDS: &[&str] = &[
+    "status",
+    "service",
+    "share",
+    "unshare",
+    "bind",
+    "account",
+    "leave",
+    "delete",
+    "remove-from-owner",
+    "installer",
+    "domain",
+    "invite",
+    "resend",
+    "invitations",
+    "accept",
+];
+
 pub fn command(command: &str, parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
     let a = parse_field(parser)?;
     let pki = a.pki.clone().unwrap_or_else(|| PathBuf::from("sim-pki"));
     let (host, port) = parse_broker(a.broker.as_deref().unwrap_or("127.0.0.1:8883"))?;
-    match (&a.site, a.serials.is_empty()) {
-        (Some(_), _) if command != "service" => {
-            return Err(Fatal(format!("{command}: --site is for `service` only")))
-        }
-        (Some(_), false) => {
-            return Err(Fatal(
-                "service: give --serial S... or --site INSTALLER-ID, not both".into(),
-            ))
-        }
-        (None, true) => return Err(Fatal(format!("{command}: --serial S is required"))),
-        _ => {}
+    if a.site.is_some() && command != "service" {
+        return Err(Fatal(format!("{command}: --site is for `service` only")));
     }
     let target = Target::new(&pki, &host, port);
     let ok = runtime()?.block_on(async {
-        match command {
-            "status" => status(&target, &a).await,
-            "service" => service(&target, &a).await,
-            "share" => share(&target, &a).await,
-            "unshare" => unshare(&target, &a).await,
-            "bind" => bind(&target, &a).await,
+        let link = Link {
+            target,
+            session: OnceCell::new(),
+        };
+        let ok = match command {
+            "status" => status(&link, &a).await,
+            "service" => service(&link, &a).await,
+            "share" => sharing::share(&link, &a).await,
+            "unshare" => sharing::unshare(&link, &a).await,
+            "leave" => sharing::leave(&link, &a).await,
+            "account" => sharing::account(&link, &a).await,
+            "domain" => sharing::domain(&link, &a).await,
+            "bind" => sites::bind(&link, &a).await,
+            "delete" => sites::delete(&link, &a).await,
+            "remove-from-owner" => sites::remove_from_owner(&link, &a).await,
+            "installer" => sites::installer(&link, &a).await,
+            "invite" => sites::invite(&link, &a).await,
+            "resend" => sites::resend(&link, &a).await,
+            "invitations" => sites::invitations(&link, &a).await,
+            "accept" => sites::accept(&link, &a).await,
             _ => Err(Fatal(format!("unknown command {command:?}"))),
+        };
+        // Saved whatever the outcome: a refusal may still have taught the
+        // records something (a state report, a registration).
+        if let Some(session) = link.session.into_inner() {
+            session.close().await?;
         }
+        ok
     })?;
     Ok(exit(ok))
 }
 
+/// The connection of one run, opened once the arguments were checked (a
+/// usage error needs no broker).
+struct Link {
+    target: Target,
+    session: OnceCell<Session>,
+}
+
+impl Link {
+    async fn cloud(&self) -> Result<&Cloud, Fatal> {
+        let session = self
+            .session
+            .get_or_try_init(|| self.target.connect())
+            .await?;
+        Ok(&session.cloud)
+    }
+}
+
+/// One or more `--serial`, for `status` and `service`.
+fn serials(command: &str, a: &FieldArgs) -> Result<(), Fatal> {
+    match (&a.site, a.serials.is_empty()) {
+        (Some(_), false) => Err(Fatal(
+            "service: give --serial S... or --site INSTALLER-ID, not both".into(),
+        )),
+        (None, true) => Err(Fatal(format!("{command}: --serial S is required"))),
+        _ => Ok(()),
+    }
+}
+
+fn required<'a>(command: &str, value: &'a Option<String>, what: &str) -> Result<&'a str, Fatal> {
+    value
+        .as_deref()
+        .ok_or_else(|| Fatal(format!("{command}: {what} is required")))
+}
+
+/// `--hours H` from now, if given.
+fn validity(a: &FieldArgs) -> Option<Validity> {
+    a.hours.map(|h| {
+        let now = now_secs();
+        Validity {
+            not_before: now,
+            not_after: now + h * 3600,
+        }
+    })
+}
+
 /// `status`: like `systemctl status`, the text either way, success only
 /// for devices that are up.
-async fn status(target: &Target, a: &FieldArgs) -> Result<bool, Fatal> {
-    let cloud = target.connect().await?;
+async fn status(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
+    serials("status", a)?;
+    let cloud = link.cloud().await?;
     let mut ok = true;
     for serial in &a.serials {
         match field::status(&cloud, serial).await {
@@ -146,23 +243,23 @@ async fn status(target: &Target, a: &FieldArgs) -> Result<bool, Fatal> {
             }
         }
     }
-    cloud.shutdown().await;
     Ok(ok)
 }
 
-async fn service(target: &Target, a: &FieldArgs) -> Result<bool, Fatal> {
+async fn service(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
+    serials("service", a)?;
     let enabled = match a.positional.as_slice() {
         [v] if v == "on" => true,
         [v] if v == "off" => false,
         _ => return Err(Fatal("service: say `on` or `off`".into())),
     };
-    let cloud = target.connect().await?;
+    let cloud = link.cloud().await?;
     let ok = match &a.site {
-        Some(installer) => service_site(&cloud, installer, enabled).await,
+        Some(installer) => service_site(cloud, installer, enabled).await,
         None => {
             let mut ok = true;
             for serial in &a.serials {
-                let result = field::service(&cloud, serial, enabled).await;
+                let result = field::service(cloud, serial, enabled).await;
                 ok &= report(
                     serial,
                     &format!("cloud service {}", on_off(enabled)),
@@ -172,84 +269,7 @@ async fn service(target: &Target, a: &FieldArgs) -> Result<bool, Fatal> {
             ok
         }
     };
-    cloud.shutdown().await;
     Ok(ok)
-}
-
-async fn share(target: &Target, a: &FieldArgs) -> Result<bool, Fatal> {
-    let serial = one_serial("share", a)?;
-    let to =
-        a.to.as_deref()
-            .ok_or_else(|| Fatal("share: --to ACCOUNT-ID is required".into()))?;
-    let permissions = parse_permissions(a.permissions.as_deref().unwrap_or("live-view"))?;
-    let channels = parse_channels(a.channels.as_deref().unwrap_or("all"))?;
-    let validity = a.hours.map(|h| {
-        let now = now_secs();
-        Validity {
-            not_before: now,
-            not_after: now + h * 3600,
-        }
-    });
-    let cloud = target.connect().await?;
-    let to = field::account_ref(to, &region(&cloud, a, &serial).await?)?;
-    let terms = ShareTerms {
-        permissions,
-        channels,
-        validity,
-    };
-    let result = field::share(&cloud, &serial, &to, terms).await;
-    let ok = report(&serial, "Shared", result);
-    cloud.shutdown().await;
-    Ok(ok)
-}
-
-async fn unshare(target: &Target, a: &FieldArgs) -> Result<bool, Fatal> {
-    let serial = one_serial("unshare", a)?;
-    if a.all != a.accounts.is_empty() {
-        return Err(Fatal(
-            "unshare: give --account ACCOUNT-ID (one or more) or --all".into(),
-        ));
-    }
-    let cloud = target.connect().await?;
-    let result = field::unshare(&cloud, &serial, &a.accounts).await;
-    let ok = report(&serial, "deleted", result);
-    cloud.shutdown().await;
-    Ok(ok)
-}
-
-async fn bind(target: &Target, a: &FieldArgs) -> Result<bool, Fatal> {
-    let serial = one_serial("bind", a)?;
-    let code = a
-        .code
-        .as_deref()
-        .ok_or_else(|| Fatal("bind: --code CODE is required".into()))?;
-    let (id, bind_as) = match (&a.installer, &a.owner) {
-        (Some(i), None) => (i.clone(), BindAs::Installer),
-        (None, Some(o)) => (o.clone(), BindAs::Owner),
-        _ => {
-            return Err(Fatal(
-                "bind: give --installer ACCOUNT-ID or --owner ACCOUNT-ID".into(),
-            ))
-        }
-    };
-    let cloud = target.connect().await?;
-    let account = field::account_ref(&id, &region(&cloud, a, &serial).await?)?;
-    let result = field::bind(&cloud, &serial, code, &account, bind_as).await;
-    let ok = report(&serial, "bound", result);
-    cloud.shutdown().await;
-    Ok(ok)
-}
-
-/// The account's region: `--region`, else the device's (from its state
-/// report), else EU.
-async fn region(cloud: &Cloud, a: &FieldArgs, serial: &str) -> Result<String, Fatal> {
-    Ok(match &a.region {
-        Some(r) => r.clone(),
-        None => field::learn(cloud, &hc_protocol::Serial::new(serial)?)
-            .await
-            .map(|r| r.region.to_string())
-            .unwrap_or_else(|| "EU".into()),
-    })
 }
 
 fn on_off(on: bool) -> &'static str {
@@ -279,7 +299,7 @@ async fn service_site(cloud: &Cloud, installer: &str, enabled: bool) -> bool {
 }
 
 /// Prints the device's line; true if the operation was done.
-fn report(serial: &str, done: &str, result: Result<(), field::OperationError>) -> bool {
+fn report<E: std::fmt::Display>(serial: &str, done: &str, result: Result<(), E>) -> bool {
     match result {
         Ok(()) => {
             println!("{serial}: {done}");
