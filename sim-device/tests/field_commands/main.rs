@@ -8,6 +8,7 @@
 //! ACL); without mosquitto that test is skipped with a printed reason,
 //! unless the environment variable `CI` is set: then it fails.
 
+mod flows;
 mod offline;
 mod service;
 mod sharing;
@@ -167,6 +168,21 @@ impl Bench {
         assert!(run.stdout.contains(&format!("{serial}: bound")), "{run:?}");
     }
 
+    /// A recorder whose configuration and state live in the PKI
+    /// directory (`recorders/SERIAL`): it can be stopped and started again
+    /// as the same device.
+    fn recorder_at_home(&self, serial: &str) -> Recorder {
+        Recorder::start_in(
+            &self.pki.dir().join("recorders").join(serial),
+            &self.pki,
+            self.broker.host(),
+            self.broker.port(),
+            self.command_key,
+            RecorderSpec::new(serial),
+        )
+        .expect("the recorder starts")
+    }
+
     /// A recorder bound to `owner`.
     fn owned_recorder(&self, serial: &str, owner: &str) -> Recorder {
         let recorder = self.recorder(serial);
@@ -188,8 +204,9 @@ impl Bench {
             let email = format!("{name}@example.com");
             let run = self.ok(&["account", "add", name, "--email", &email]);
             assert!(
-                run.stdout
-                    .contains(&format!("account {name}: registered (id {name}, region EU)")),
+                run.stdout.contains(&format!(
+                    "account {name}: registered (id {name}, region EU)"
+                )),
                 "{run:?}"
             );
         }

@@ -118,8 +118,13 @@ impl Target {
         let (records, model) = Records::open(&self.pki_dir)?;
         let mut options = CloudOptions::with_seed(&pki, &self.host, self.port, seed);
         options.ack_timeout = self.ack_timeout;
+        let pending = !model.pending_handovers(0).is_empty();
         let cloud = Cloud::connect(options, model).await?;
-        cloud.keep_resending_handovers();
+        // Only for handovers of earlier runs: started unconditionally, the
+        // re-sender would race this run's own `accept` for the same device.
+        if pending {
+            cloud.keep_resending_handovers();
+        }
         Ok(Session { cloud, records })
     }
 }
@@ -135,11 +140,10 @@ impl Session {
     /// timeout to complete, disconnects and saves the records.
     pub async fn close(self) -> Result<(), FieldError> {
         let Session { cloud, records } = self;
-        let waiting = cloud.with_model(|m| {
-            m.pending_handovers(0)
-                .iter()
-                .any(|p| cloud.online(&p.serial) == Some(true))
-        });
+        let pending = cloud.with_model(|m| m.pending_handovers(0));
+        let waiting = pending
+            .iter()
+            .any(|p| cloud.online(&p.serial) == Some(true));
         if waiting {
             cloud.wait_handovers(cloud.ack_timeout()).await;
         }

@@ -232,7 +232,7 @@ async fn status(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
     let cloud = link.cloud().await?;
     let mut ok = true;
     for serial in &a.serials {
-        match field::status(&cloud, serial).await {
+        match field::status(cloud, serial).await {
             Ok(view) => {
                 ok &= view.is_healthy();
                 print!("{}", view.text());
