@@ -14,10 +14,12 @@
 //!
 //! Every durable change is written through to the backing directory at
 //! once. [`PowerCutFs::power_off`] (or a cut armed to fall before the n-th
-//! change, [`PowerCutFs::arm`]) discards the volatile layer, optionally
-//! after keeping the oldest few pending directory changes (a journal commit
-//! that came before the cut, in order), writes what survives to the backing
-//! directory and fails every later request with `EIO`.
+//! change, [`PowerCutFs::arm`]) discards the volatile layer, writes what
+//! survives to the backing directory and fails every later request with
+//! `EIO`. A cut may keep some pending directory changes ([`Keep`]): none,
+//! as POSIX promises; the oldest few, as an ext4 journal commit that came
+//! before the cut would; or any of them, as a file system that writes its
+//! metadata back in any order may.
 //! [`PowerCutFs::power_on`] unmounts and mounts a fresh file system over
 //! the backing directory: the reboot. Nothing of the old mount survives it,
 //! not even the kernel's caches (files are opened with direct I/O and names
@@ -56,6 +58,29 @@ pub struct Syncs {
     pub ignore_file_fsync: bool,
     /// `fsync` of a directory does nothing: its entries stay volatile.
     pub ignore_dir_fsync: bool,
+}
+
+/// Which directory changes not yet made durable a cut keeps; the others
+/// are lost. Unsynced file data is always lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// None: only what was fsynced survives.
+    Nothing,
+    /// The `n` oldest, in order: a journal committed them before the cut.
+    Oldest(usize),
+    /// Change `i` (oldest first) if bit `i % 64` of the mask is set: a
+    /// file system that writes its metadata back in any order.
+    Any(u64),
+}
+
+impl Keep {
+    fn keeps(self, i: usize) -> bool {
+        match self {
+            Keep::Nothing => false,
+            Keep::Oldest(n) => i < n,
+            Keep::Any(mask) => mask & (1 << (i % 64)) != 0,
+        }
+    }
 }
 
 /// What one power cut did.
@@ -130,8 +155,8 @@ struct Disk {
     first_change: Option<Instant>,
     last_change: Option<Instant>,
     /// A cut armed to fall before change number `.0` (counted from 0),
-    /// keeping `.1` pending directory changes.
-    armed: Option<(u64, usize)>,
+    /// keeping `.1` of the pending directory changes.
+    armed: Option<(u64, Keep)>,
     cut: Option<Cut>,
     /// Why writing to the backing directory failed, if it did.
     error: Option<String>,
@@ -233,21 +258,23 @@ impl Disk {
         Ok(())
     }
 
-    fn cut_power(&mut self, keep: usize) -> Cut {
+    fn cut_power(&mut self, keep: Keep) -> Cut {
         if let Some(cut) = &self.cut {
             return cut.clone();
         }
-        let keep = keep.min(self.pending.len());
         let unsynced: Vec<u64> = self
             .inodes
             .iter()
             .filter(|(_, i)| matches!(&i.node, Node::File { data, durable } if data != durable))
             .map(|(ino, _)| *ino)
             .collect();
-        let mut lost: BTreeSet<OsString> = self.pending[keep..]
+        let (kept, discarded): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| keep.keeps(*i));
+        let mut lost: BTreeSet<OsString> = discarded
             .iter()
-            .flatten()
-            .map(|edit| edit.name.clone())
+            .flat_map(|(_, change)| change.iter().map(|edit| edit.name.clone()))
             .collect();
         for inode in self.inodes.values() {
             if let Node::Dir { entries, .. } = &inode.node {
@@ -256,15 +283,14 @@ impl Disk {
             }
         }
         let cut = Cut {
-            dir_changes_kept: keep,
-            dir_changes_lost: self.pending.len() - keep,
+            dir_changes_kept: kept.len(),
+            dir_changes_lost: discarded.len(),
             files_with_data_lost: unsynced.len(),
             lost,
             after_changes: self.changes,
         };
-        let kept: Vec<Edit> = self.pending.drain(..keep).flatten().collect();
+        let kept: Vec<Edit> = kept.into_iter().flat_map(|(_, change)| change).collect();
         self.apply_durably(&kept);
-        self.pending.clear();
         self.persist();
         self.on = false;
         self.armed = None;
@@ -905,11 +931,11 @@ impl PowerCutFs {
     }
 
     /// Cuts the power right before change number `after` from now
-    /// (0: the next one), keeping the `keep` oldest pending directory
+    /// (0: the next one), keeping `keep` of the pending directory
     /// changes. Changes are creates, writes, truncations, renames, unlinks,
     /// directory creations and removals, and fsyncs of files and
     /// directories: every point between two steps of a save.
-    pub fn arm(&self, after: u64, keep: usize) {
+    pub fn arm(&self, after: u64, keep: Keep) {
         let mut disk = self.disk();
         disk.changes = 0;
         disk.first_change = None;
@@ -920,7 +946,7 @@ impl PowerCutFs {
     /// Counts changes from now on without cutting: [`PowerCutFs::arm`]
     /// for a cut that never falls.
     pub fn count(&self) {
-        self.arm(u64::MAX, 0);
+        self.arm(u64::MAX, Keep::Nothing);
     }
 
     /// Changes counted since the last [`PowerCutFs::arm`] (or the mount).
@@ -941,10 +967,10 @@ impl PowerCutFs {
         !self.disk().on
     }
 
-    /// Cuts the power now, keeping the `keep` oldest pending directory
+    /// Cuts the power now, keeping `keep` of the pending directory
     /// changes, unless an armed cut fell first: returns that cut then.
     /// Every request fails with EIO from here on.
-    pub fn power_off(&self, keep: usize) -> io::Result<Cut> {
+    pub fn power_off(&self, keep: Keep) -> io::Result<Cut> {
         let mut disk = self.disk();
         let cut = disk.cut_power(keep);
         match &disk.error {
@@ -957,7 +983,7 @@ impl PowerCutFs {
     /// unmounts, and mounts a new file system over what the backing
     /// directory holds.
     pub fn power_on(&mut self) -> io::Result<()> {
-        self.power_off(0)?;
+        self.power_off(Keep::Nothing)?;
         self.unmount()?;
         *self.disk() = Disk::load(&self.backing, self.syncs)?;
         self.session = Some(spawn(&self.disk, &self.mountpoint)?);
