@@ -2,15 +2,17 @@
 //! is a FUSE file system (`hc_testkit::power_cut`) that keeps everything
 //! not yet synced in a volatile layer and drops it when the power is cut:
 //! file data written since the file's last fsync, and directory changes
-//! since the directory's last fsync (some cuts keep the oldest few of
-//! those, in order, as an ext4 journal commit before the cut would).
+//! since the directory's last fsync. Some cuts keep the oldest few of those
+//! changes, in order (an ext4 journal commit before the cut), some keep any
+//! of them (metadata written back in any order).
 //!
 //! The simulated cloud sends share and unshare commands over the embedded
 //! broker. The power is cut at many points: before a counted step of the
 //! save (create, write, fsync, rename, directory fsync, ...), at a random
-//! time within a save, or while the agent starts. Then the
-//! agent is SIGKILLed, the file system is remounted over what survived,
-//! and the agent restarts on it. Each restart must load the last
+//! time within a save, or while the agent starts. Then the agent is
+//! SIGKILLed, the file system is remounted over what survived, and the
+//! agent restarts on it. A device that fell back is restored by the cloud
+//! from its record, as the simulated cloud does. Each restart must load the last
 //! acknowledged state or a newer one (an ack is sent only once the state
 //! is durable), or report itself `behind` and deny cloud principals with
 //! `StateBehind`; what the store finds on the surviving files must be the

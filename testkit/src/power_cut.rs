@@ -559,10 +559,11 @@ impl Disk {
     /// between two directories stays pending for the other one.
     fn sync_dir(&mut self, dir: u64) -> Answer<()> {
         self.entries(dir)?;
-        let mut done = Vec::new();
+        let mut done: Vec<Edit> = Vec::new();
         for change in &mut self.pending {
-            let (mine, others) = change.drain(..).partition(|e: &Edit| e.dir == dir);
-            done.extend::<Vec<Edit>>(mine);
+            let (mine, others): (Vec<Edit>, Vec<Edit>) =
+                change.drain(..).partition(|e| e.dir == dir);
+            done.extend(mine);
             *change = others;
         }
         self.pending.retain(|c| !c.is_empty());
