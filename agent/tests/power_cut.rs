@@ -338,8 +338,8 @@ impl Run {
             let agent = self.agent.as_mut().expect("started");
             if let Some(status) = agent.child.try_wait().unwrap() {
                 return Err(format!(
-                    "the agent did not start ({status}); the store on the surviving files: {}; \
-                     it said:\n{}",
+                    "the agent did not start ({status}); the store on the surviving files: {}\n\
+                     its log:\n{}",
                     match &on_flash.seq {
                         Ok(seq) => format!("seq {seq}"),
                         Err(e) => e.clone(),
@@ -553,10 +553,16 @@ fn power_cut_120_times_under_the_real_binary_never_loses_an_acknowledged_change_
         t.kept_any,
     );
     println!(
-        "restarts: {} loaded the last acknowledged state, {} a newer one (on flash, ack not \
-         sent), {} fell back and reported themselves behind; {} finished an interrupted save \
-         from state.tmp; final state = model",
-        t.latest, t.newer, t.behind, t.rolled_forward
+        "restarts checked: {} of {} boots (a cut during start-up may fall before the load): \
+         {} loaded the last acknowledged state, {} a newer one (on flash, ack not sent), {} \
+         fell back and reported themselves behind; {} finished an interrupted save from \
+         state.tmp; final state = model",
+        t.latest + t.newer + t.behind,
+        CUTS + 1,
+        t.latest,
+        t.newer,
+        t.behind,
+        t.rolled_forward
     );
     assert_eq!(t.cuts, CUTS);
     assert!(
