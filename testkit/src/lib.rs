@@ -13,6 +13,9 @@
 //!   ([`cloud`]), its local socket as firmware uses it ([`local`]), and the
 //!   agent's core as the reference model of what it must hold ([`model`]),
 //!   and its wall clock shifted with libfaketime ([`faketime`]).
+//! - Flash that loses what was not synced at a power cut: a FUSE file
+//!   system the real binary keeps its state on (`power_cut`, feature
+//!   `power-cut`).
 //! - The agent's core in process: a device with known identity and
 //!   accounts, and the fully populated device ([`fixture`]).
 
@@ -28,4 +31,6 @@ pub mod model;
 pub mod mosquitto;
 pub mod pki;
 pub mod ports;
+#[cfg(feature = "power-cut")]
+pub mod power_cut;
 pub mod proxy;
