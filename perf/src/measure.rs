@@ -262,7 +262,7 @@ fn fill_access_list(cloud: &mut TestCloud) {
             not_after: now + 86_400 + i as u64,
         })
     });
-    for (actor, body) in full_list(grants, shares) {
+    for (actor, body) in full_list(SERIAL, grants, shares) {
         let ack = cloud.send(actor, body.clone());
         assert_eq!(ack.outcome, Outcome::Accepted, "{actor}: {body:?}");
     }

@@ -128,7 +128,7 @@ impl Device {
             channel_count: FULL_CHANNELS,
             ..identity()
         });
-        for (actor, body) in full_list(grants, shares) {
+        for (actor, body) in full_list(SERIAL, grants, shares) {
             d.expect_ok(actor, body);
         }
         d
@@ -298,11 +298,12 @@ pub fn timed_grants(validity: Option<Validity>) -> InstallerGrants {
     }
 }
 
-/// The commands (actor, body) that populate a device, in the order the
+/// The commands (actor, body) that populate device `serial`, in the order the
 /// cloud sends them: installer "inst" adds it to a site, hands it over to
 /// "alice" with `grants`, and alice shares it (`shares`, usually
 /// [`MAX_SHARES`] of them).
 pub fn full_list(
+    serial: &str,
     grants: InstallerGrants,
     shares: impl IntoIterator<Item = CommandBody>,
 ) -> Vec<(&'static str, CommandBody)> {
@@ -311,7 +312,11 @@ pub fn full_list(
             "inst",
             CommandBody::Bind {
                 role: BindRole::Installer,
-                proof: proof_for("inst"),
+                proof: bind_proof(
+                    CODE.as_bytes(),
+                    &Serial::new(serial).unwrap(),
+                    &AccountId::new("inst").unwrap(),
+                ),
             },
         ),
         (
