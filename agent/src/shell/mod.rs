@@ -8,7 +8,6 @@ mod cert_subject;
 pub mod clock;
 mod cloud_driver;
 pub mod config;
-mod config_error;
 pub mod ctl;
 pub mod daemon;
 pub mod device;
