@@ -392,14 +392,23 @@ fn spawn_listener(
             }
         })
         .map_err(BrokerError::Thread)?;
-    let mut listener = Listener {
+    let listener = Listener {
         stop: Some(stop_tx),
         thread: Some(thread),
     };
+    until_listening(listener, &done_rx, addr)
+}
 
+/// The listener once `addr` accepts connections; stopped, with why, if its
+/// thread reports an end on `done` first or nothing listens in time.
+fn until_listening(
+    mut listener: Listener,
+    done: &mpsc::Receiver<String>,
+    addr: SocketAddr,
+) -> Result<Listener, BrokerError> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if let Ok(message) = done_rx.try_recv() {
+        if let Ok(message) = done.try_recv() {
             listener.stop();
             return Err(BrokerError::Failed(message));
         }
@@ -407,7 +416,7 @@ fn spawn_listener(
             // The bind happens before anything else in the listener, so an
             // error (a port taken in between) would be here by now.
             std::thread::sleep(Duration::from_millis(5));
-            if let Ok(message) = done_rx.try_recv() {
+            if let Ok(message) = done.try_recv() {
                 listener.stop();
                 return Err(BrokerError::Failed(message));
             }
