@@ -26,3 +26,4 @@ pub use local::{local_admin_change, set_platform_access, LocalChange};
 pub use outbox::{Outbox, Outgoing};
 pub use state::{AccessState, DeviceState, HandledCommand, Identity, Ledger};
 pub use time::TrustedClock;
+pub use watch::Revoked;
