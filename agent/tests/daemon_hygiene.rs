@@ -8,7 +8,7 @@
 mod support;
 
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,16 +30,21 @@ fn hangup(agent: &AgentProcess) {
     assert!(status.success());
 }
 
-fn wait_log(agent: &AgentProcess, text: &str) {
-    let deadline = Instant::now() + WAIT;
-    while !agent.log().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "{text:?} never logged:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// A datagram socket named `name` in the site's directory, where the
+/// agent finds syslog or systemd; a read gives up after `WAIT`.
+fn datagram_socket(site: &Site, name: &str) -> (PathBuf, UnixDatagram) {
+    let path = site.dir.path().join(name);
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    (path, socket)
+}
+
+/// The next datagram on `socket`, as text; fails saying `missing` if
+/// none comes in time.
+fn next_datagram(socket: &UnixDatagram, missing: &str) -> String {
+    let mut buf = [0u8; 2048];
+    let n = socket.recv(&mut buf).expect(missing);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 fn ctl(args: &[&str]) -> Output {
@@ -62,7 +67,7 @@ fn sighup_applies_a_valid_configuration_without_dropping_the_cloud_session() {
     // reload, on the same connection, while everything else goes on.
     site.write_agent_config("agent.toml", |c| c.local_socket.admin_uids.clear());
     hangup(&agent);
-    wait_log(&agent, "configuration reloaded");
+    agent.wait_logged("configuration reloaded", 1, WAIT);
     let refused = client.set_platform_access(LocalLevel::Admin, true);
     assert!(
         matches!(refused, Err(ClientError::Refused(Reason::PeerNotAllowed))),
@@ -90,15 +95,11 @@ fn sighup_with_a_broken_configuration_keeps_the_old_one_and_logs_why() {
     let (cloud, agent) = site.start_online(&config);
     site.write_agent_config("agent.toml", |c| c.local_socket.mode = 0o666);
     hangup(&agent);
-    wait_log(&agent, "reload refused");
+    agent.wait_logged("reload refused", 1, WAIT);
     assert!(agent.log().contains("local_socket.mode"), "{}", agent.log());
     std::fs::write(&config, "serial = [broken").unwrap();
     hangup(&agent);
-    let deadline = Instant::now() + WAIT;
-    while agent.log().matches("reload refused").count() < 2 {
-        assert!(Instant::now() < deadline, "second reload not refused");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    agent.wait_logged("reload refused", 2, WAIT);
     let mut client = wait_local(&site.socket());
     client.set_platform_access(LocalLevel::Admin, true).unwrap();
     assert!(!cloud.wait_status(false, Duration::from_secs(1)));
@@ -244,19 +245,15 @@ fn ctl_status_exit_codes_say_online_offline_or_no_agent() {
 #[test]
 fn the_syslog_option_writes_to_the_syslog_socket() {
     let site = site();
-    let dev_log = site.dir.path().join("dev-log");
-    let syslog = UnixDatagram::bind(&dev_log).unwrap();
-    syslog.set_read_timeout(Some(WAIT)).unwrap();
+    let (dev_log, syslog) = datagram_socket(&site, "dev-log");
     let config = site.write_agent_config("agent.toml", |c| {
         c.log.syslog = true;
         c.log.syslog_socket = dev_log.clone();
     });
     let agent = site.start_agent(&config);
-    let mut buf = [0u8; 2048];
     let deadline = Instant::now() + WAIT;
     let line = loop {
-        let n = syslog.recv(&mut buf).expect("nothing on the syslog socket");
-        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let line = next_datagram(&syslog, "nothing on the syslog socket");
         if line.contains("agent starting") {
             break line;
         }
@@ -274,9 +271,7 @@ fn the_syslog_option_writes_to_the_syslog_socket() {
 #[test]
 fn systemd_is_told_ready_and_pinged_when_it_asks() {
     let site = site();
-    let notify = site.dir.path().join("notify");
-    let systemd = UnixDatagram::bind(&notify).unwrap();
-    systemd.set_read_timeout(Some(WAIT)).unwrap();
+    let (notify, systemd) = datagram_socket(&site, "notify");
     let mut agent = Command::new(agent_binary())
         .arg("--config")
         .arg(site.default_config())
@@ -287,10 +282,8 @@ fn systemd_is_told_ready_and_pinged_when_it_asks() {
         .spawn()
         .unwrap();
     let mut seen = Vec::new();
-    let mut buf = [0u8; 256];
     while seen.iter().filter(|m: &&String| *m == "WATCHDOG=1").count() < 3 {
-        let n = systemd.recv(&mut buf).expect("no notification");
-        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        seen.push(next_datagram(&systemd, "no notification"));
     }
     assert!(seen.contains(&"READY=1".to_owned()), "{seen:?}");
     // Ready means the socket answers.

@@ -7,10 +7,13 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hc_protocol::{Outcome, Reason};
+use hc_protocol::messages::StateReport;
+use hc_protocol::{CommandBody, Outcome, Reason};
+use hc_testkit::cloud::TestCloud;
+use hc_testkit::daemon::{AgentProcess, Site};
 use hc_testkit::fixture::bob_live_view;
 use hc_testkit::local::state_of;
 use hc_testkit::model::unshare_body;
@@ -36,11 +39,11 @@ fn mount_tmpfs(dir: &Path, size: &str) -> bool {
 }
 
 /// Unmounts on drop, so a failed test leaves no mount behind.
-struct Mounted<'a>(&'a Path);
+struct Mounted(PathBuf);
 
-impl Drop for Mounted<'_> {
+impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 
@@ -53,42 +56,81 @@ fn remount(dir: &Path, how: &str) {
     assert!(status.success(), "remount {how}");
 }
 
+/// The agent, owned by alice, with its state directory on a tmpfs of its
+/// own. Fields drop in order: the agent stops before the unmount.
+struct OnTmpfs {
+    cloud: TestCloud,
+    agent: AgentProcess,
+    mount: Mounted,
+}
+
+impl OnTmpfs {
+    /// Mounts a tmpfs of `size` and starts the agent on it; `None` where
+    /// no tmpfs can be mounted (see `mount_tmpfs`).
+    fn start(site: &Site, size: &str) -> Option<OnTmpfs> {
+        let mount = site.dir.path().join("flash");
+        if !mount_tmpfs(&mount, size) {
+            return None;
+        }
+        let mount = Mounted(mount);
+        let config = site.write_agent_config("tmpfs.toml", |c| c.state_dir = mount.0.join("state"));
+        let (cloud, agent) = site.start_owned(&config);
+        Some(OnTmpfs {
+            cloud,
+            agent,
+            mount,
+        })
+    }
+
+    /// `body` from alice is refused `StorageFailed` with the system's
+    /// `error` logged, and the shares in memory are still `before`'s.
+    fn assert_refused(
+        &mut self,
+        site: &Site,
+        body: CommandBody,
+        before: &StateReport,
+        error: &str,
+    ) {
+        let refused = self.cloud.send("alice", body);
+        assert_eq!(
+            refused.outcome,
+            Outcome::Refused(Reason::StorageFailed),
+            "{}",
+            self.agent.log()
+        );
+        assert_eq!(
+            state_of(&site.socket()).shares,
+            before.shares,
+            "memory unchanged"
+        );
+        assert!(self.agent.log().contains(error), "{}", self.agent.log());
+    }
+}
+
 #[test]
 fn on_a_full_file_system_a_command_is_refused_storage_failed_and_nothing_changes() {
     let site = site();
-    let mount = site.dir.path().join("flash");
-    if !mount_tmpfs(&mount, "64k") {
+    let Some(mut on) = OnTmpfs::start(&site, "64k") else {
         return;
-    }
-    let _mounted = Mounted(&mount);
-    let config = site.write_agent_config("full.toml", |c| c.state_dir = mount.join("state"));
-    let (mut cloud, agent) = site.start_owned(&config);
+    };
     let before = state_of(&site.socket());
     // Fill the file system to the last byte.
-    let filler = mount.join("filler");
+    let filler = on.mount.0.join("filler");
     let chunk = vec![0u8; 4096];
     let mut file = std::fs::File::create(&filler).unwrap();
     while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
     while std::io::Write::write_all(&mut file, &[0]).is_ok() {}
     drop(file);
 
-    let refused = cloud.send("alice", bob_live_view(None));
-    assert_eq!(
-        refused.outcome,
-        Outcome::Refused(Reason::StorageFailed),
-        "{}",
-        agent.log()
-    );
-    let during = state_of(&site.socket());
-    assert_eq!(during.shares, before.shares, "memory unchanged");
-    assert!(
-        agent.log().contains("No space left on device"),
-        "{}",
-        agent.log()
+    on.assert_refused(
+        &site,
+        bob_live_view(None),
+        &before,
+        "No space left on device",
     );
 
     std::fs::remove_file(&filler).unwrap();
-    let accepted = cloud.send("alice", bob_live_view(None));
+    let accepted = on.cloud.send("alice", bob_live_view(None));
     assert_eq!(accepted.outcome, Outcome::Accepted);
     assert_eq!(
         state_of(&site.socket()).shares.len(),
@@ -100,41 +142,21 @@ fn on_a_full_file_system_a_command_is_refused_storage_failed_and_nothing_changes
 #[test]
 fn on_a_read_only_file_system_a_command_is_refused_storage_failed_and_nothing_changes() {
     let site = site();
-    let mount = site.dir.path().join("flash");
-    if !mount_tmpfs(&mount, "1m") {
+    let Some(mut on) = OnTmpfs::start(&site, "1m") else {
         return;
-    }
-    let _mounted = Mounted(&mount);
-    let config = site.write_agent_config("ro.toml", |c| c.state_dir = mount.join("state"));
-    let (mut cloud, agent) = site.start_owned(&config);
+    };
     assert_eq!(
-        cloud.send("alice", bob_live_view(None)).outcome,
+        on.cloud.send("alice", bob_live_view(None)).outcome,
         Outcome::Accepted
     );
     let before = state_of(&site.socket());
-    remount(&mount, "ro");
+    remount(&on.mount.0, "ro");
 
-    let refused = cloud.send("alice", unshare_body("bob"));
-    assert_eq!(
-        refused.outcome,
-        Outcome::Refused(Reason::StorageFailed),
-        "{}",
-        agent.log()
-    );
-    assert_eq!(
-        state_of(&site.socket()).shares,
-        before.shares,
-        "memory unchanged"
-    );
-    assert!(
-        agent.log().contains("Read-only file system"),
-        "{}",
-        agent.log()
-    );
+    on.assert_refused(&site, unshare_body("bob"), &before, "Read-only file system");
 
-    remount(&mount, "rw");
+    remount(&on.mount.0, "rw");
     assert_eq!(
-        cloud.send("alice", unshare_body("bob")).outcome,
+        on.cloud.send("alice", unshare_body("bob")).outcome,
         Outcome::Accepted
     );
     assert!(state_of(&site.socket()).shares.is_empty());

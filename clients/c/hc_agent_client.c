@@ -505,14 +505,15 @@ static int get_binding(reader *r, hc_access *out)
     }
     if (out->binding == HC_OWNED) {
         hc_installer_grants *g = &out->installer_grants;
+        /* InstallerGrants' fields in wire order (SPEC §7.2.4). */
+        hc_grant *const grants[] = {&g->site_info, &g->configuration, &g->live_view, &g->playback};
+        size_t k;
         TRY(get_account_ref(r, &out->owner));
         TRY(get_flag(r, &out->has_installer));
         if (out->has_installer)
             TRY(get_account_ref(r, &out->installer));
-        TRY(get_grant(r, &g->site_info));
-        TRY(get_grant(r, &g->configuration));
-        TRY(get_grant(r, &g->live_view));
-        TRY(get_grant(r, &g->playback));
+        for (k = 0; k < sizeof grants / sizeof grants[0]; k++)
+            TRY(get_grant(r, grants[k]));
         return get_flag(r, &g->may_disable_cloud);
     }
     return HC_OK;

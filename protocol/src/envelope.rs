@@ -111,13 +111,38 @@ impl CommandKeys {
 
 /// Verifies and decodes an envelope for `serial`.
 pub fn open(bytes: &[u8], keys: &CommandKeys, serial: &Serial) -> Result<Command, EnvelopeError> {
-    let body = open_signed(bytes, keys, ENVELOPE_VERSION, MAX_COMMAND_BYTES)?;
-    let command: Command =
-        codec::decode(body, MAX_COMMAND_BYTES).map_err(EnvelopeError::Malformed)?;
-    if &command.serial != serial {
+    open_for(bytes, keys, serial, ENVELOPE_VERSION, MAX_COMMAND_BYTES)
+}
+
+/// A signed message meant for one device (a command, a time answer): it
+/// names the device's serial, and no other device may act on it.
+pub(crate) trait ForDevice: serde::de::DeserializeOwned {
+    /// The device it is meant for.
+    fn serial(&self) -> &Serial;
+}
+
+impl ForDevice for Command {
+    fn serial(&self) -> &Serial {
+        &self.serial
+    }
+}
+
+/// Verifies and decodes a signed message of format `format` (at most `max`
+/// bytes) for `serial`: size, format, key id, signature, decoding and
+/// serial, in that order.
+pub(crate) fn open_for<T: ForDevice>(
+    bytes: &[u8],
+    keys: &CommandKeys,
+    serial: &Serial,
+    format: u8,
+    max: usize,
+) -> Result<T, EnvelopeError> {
+    let body = open_signed(bytes, keys, format, max)?;
+    let message: T = codec::decode(body, max).map_err(EnvelopeError::Malformed)?;
+    if message.serial() != serial {
         return Err(EnvelopeError::WrongDevice);
     }
-    Ok(command)
+    Ok(message)
 }
 
 /// Checks a signed blob of format `format` (its first byte) and at most

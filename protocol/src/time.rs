@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, EncodeError};
-use crate::envelope::{open_signed, CommandKeys, CommandSigner, EnvelopeError};
+use crate::envelope::{open_for, CommandKeys, CommandSigner, EnvelopeError, ForDevice};
 use crate::ids::Serial;
 use crate::limits::MAX_MESSAGE_BYTES;
 
@@ -96,13 +96,13 @@ pub fn open_time_answer(
     keys: &CommandKeys,
     serial: &Serial,
 ) -> Result<TimeAnswer, EnvelopeError> {
-    let body = open_signed(bytes, keys, TIME_ANSWER_FORMAT, MAX_MESSAGE_BYTES)?;
-    let answer: TimeAnswer =
-        codec::decode(body, MAX_MESSAGE_BYTES).map_err(EnvelopeError::Malformed)?;
-    if &answer.serial != serial {
-        return Err(EnvelopeError::WrongDevice);
+    open_for(bytes, keys, serial, TIME_ANSWER_FORMAT, MAX_MESSAGE_BYTES)
+}
+
+impl ForDevice for TimeAnswer {
+    fn serial(&self) -> &Serial {
+        &self.serial
     }
-    Ok(answer)
 }
 
 #[cfg(test)]
@@ -117,11 +117,18 @@ mod tests {
         (signer, keys, Serial::new("NVR-01").unwrap())
     }
 
+    /// The answer for `serial` to a request whose nonce is all `nonce`.
+    fn answer_for(serial: &Serial, nonce: u8, time_ms: u64, radius_ms: u32) -> TimeAnswer {
+        let request = TimeRequest {
+            nonce: [nonce; NONCE_LEN],
+        };
+        TimeAnswer::to(serial.clone(), &request, time_ms, radius_ms)
+    }
+
     #[test]
     fn an_answer_opens_for_its_device_only() {
         let (signer, keys, serial) = setup();
-        let request = TimeRequest { nonce: [3; 16] };
-        let answer = TimeAnswer::to(serial.clone(), &request, 1_767_225_600_123, 50);
+        let answer = answer_for(&serial, 3, 1_767_225_600_123, 50);
         let sealed = signer.seal_time(&answer).unwrap();
         assert_eq!(sealed[0], TIME_ANSWER_FORMAT);
         assert_eq!(open_time_answer(&sealed, &keys, &serial), Ok(answer));
@@ -148,10 +155,7 @@ mod tests {
     #[test]
     fn answers_and_commands_never_pass_for_each_other() {
         let (signer, keys, serial) = setup();
-        let request = TimeRequest { nonce: [0; 16] };
-        let sealed = signer
-            .seal_time(&TimeAnswer::to(serial.clone(), &request, 1, 0))
-            .unwrap();
+        let sealed = signer.seal_time(&answer_for(&serial, 0, 1, 0)).unwrap();
         assert_eq!(
             envelope::open(&sealed, &keys, &serial),
             Err(EnvelopeError::UnsupportedVersion(TIME_ANSWER_FORMAT))
@@ -167,10 +171,7 @@ mod tests {
     #[test]
     fn a_flipped_bit_or_an_unknown_key_is_refused() {
         let (signer, keys, serial) = setup();
-        let request = TimeRequest { nonce: [9; 16] };
-        let sealed = signer
-            .seal_time(&TimeAnswer::to(serial.clone(), &request, 5, 5))
-            .unwrap();
+        let sealed = signer.seal_time(&answer_for(&serial, 9, 5, 5)).unwrap();
         for i in 2..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 1;
@@ -181,9 +182,7 @@ mod tests {
             );
         }
         let stranger = CommandSigner::from_seed(2, &[8; 32]).unwrap();
-        let sealed = stranger
-            .seal_time(&TimeAnswer::to(serial.clone(), &request, 5, 5))
-            .unwrap();
+        let sealed = stranger.seal_time(&answer_for(&serial, 9, 5, 5)).unwrap();
         assert_eq!(
             open_time_answer(&sealed, &keys, &serial),
             Err(EnvelopeError::UnknownKeyId(2))

@@ -13,6 +13,8 @@
 //! Whatever decodes is a valid value: it encodes again within the limit
 //! and decodes back to itself.
 
+mod support;
+
 use hc_protocol::{command, ddns, envelope, ids, limits, local, messages, reason};
 
 use core::fmt::Debug;
@@ -27,6 +29,7 @@ use hc_protocol::arbitrary::*;
 use hc_protocol::codec::{self, DecodeError};
 use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use local::FRAME_HEADER_LEN;
+use support::property_per_message;
 
 /// Decodes `bytes` as a `T` limited to `max`, and checks the answer: a
 /// value that re-encodes within the limit and decodes to itself, or one of
@@ -205,22 +208,21 @@ where
     Ok(())
 }
 
-macro_rules! mutation_tests {
-    ($($name:ident: $strategy:expr, $max:expr;)*) => {
-        proptest! {
-            #![proptest_config(test_config(256))]
-            $(
-                #[test]
-                fn $name(value in $strategy, mutation in mutation(), extra in 0usize..64) {
-                    check_mutated(&value, $max, &mutation)?;
-                    check_oversized(&value, $max, extra)?;
-                }
-            )*
-        }
-    };
+/// Both properties of a valid encoding: mutated, and padded past the limit.
+fn check_mutated_and_oversized<T>(
+    value: &T,
+    max: usize,
+    (mutation, extra): (Mutation, usize),
+) -> Result<(), TestCaseError>
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug,
+{
+    check_mutated(value, max, &mutation)?;
+    check_oversized(value, max, extra)
 }
 
-mutation_tests! {
+property_per_message! {
+    check: check_mutated_and_oversized, with: (mutation(), 0usize..64);
     mutated_command: any_command(), MAX_COMMAND_BYTES;
     mutated_ack: any_ack(), MAX_MESSAGE_BYTES;
     mutated_state_report: any_state_report(), MAX_MESSAGE_BYTES;

@@ -5,6 +5,8 @@
 //! `src/arbitrary.rs`, which cover every variant of every enum and fill
 //! bounded collections and identifiers up to their limits.
 
+mod support;
+
 use hc_protocol::{access, command, envelope, ids, limits, local, reason};
 
 use core::fmt::Debug;
@@ -17,6 +19,7 @@ use hc_protocol::arbitrary::*;
 use hc_protocol::codec;
 use limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use local::FRAME_HEADER_LEN;
+use support::property_per_message;
 
 /// encode → decode gives the value back; the encoding fits `max`.
 fn round_trip<T>(value: &T, max: usize) -> Result<(), TestCaseError>
@@ -32,22 +35,8 @@ where
     Ok(())
 }
 
-/// One round-trip property test per message type: `name: strategy, limit;`.
-macro_rules! round_trips {
-    ($($name:ident: $strategy:expr, $max:expr;)*) => {
-        proptest! {
-            #![proptest_config(test_config(256))]
-            $(
-                #[test]
-                fn $name(value in $strategy) {
-                    round_trip(&value, $max)?;
-                }
-            )*
-        }
-    };
-}
-
-round_trips! {
+property_per_message! {
+    check: |value, max, ()| round_trip(value, max);
     command_round_trips: any_command(), MAX_COMMAND_BYTES;
     ack_round_trips: any_ack(), MAX_MESSAGE_BYTES;
     state_report_round_trips: any_state_report(), MAX_MESSAGE_BYTES;

@@ -287,26 +287,19 @@ fn state_report() -> StateReport {
     }
 }
 
+/// The same device never bound, commanded or given signed time.
 fn state_report_unbound() -> StateReport {
     StateReport {
-        serial: serial(),
-        agent_version: Text::new("0.1.0").unwrap(),
-        region: region(),
-        channel_count: 8,
         binding: Binding::Unbound,
         shares: heapless::Vec::new(),
-        cloud_service: true,
-        platform_access: true,
         domain: DomainName::from_serial(&serial()).unwrap(),
         last_seq: 0,
         // Never commanded: the floor is the device's own clock reading
         // (SPEC.md §8.3), here T0.
         trusted_time_floor: T0,
-        reports_dropped: 0,
         clock_offset_ms: None,
-        sessions_contested: 0,
         sessions_lost: 0,
-        behind: false,
+        ..state_report()
     }
 }
 
@@ -526,6 +519,34 @@ fn time_answer_vector() -> Vector {
             same(&opened, &answer)
         }),
     }
+}
+
+/// A command and a time answer signed for another device: whoever opens
+/// them must refuse them `WrongDevice`.
+fn for_another_device() -> [Vector; 2] {
+    let other = Serial::new("DS-7608-0002").unwrap();
+    let command = Command {
+        serial: other.clone(),
+        ..story()[10].clone()
+    };
+    let answer = TimeAnswer {
+        serial: other,
+        ..time_answer()
+    };
+    [
+        refused(
+            "reject_envelope_wrong_device",
+            signer().seal(&command).unwrap(),
+            Reason::WrongDevice,
+            open_envelope,
+        ),
+        refused(
+            "reject_time_answer_wrong_device",
+            signer().seal_time(&answer).unwrap(),
+            Reason::WrongDevice,
+            open_time_answer,
+        ),
+    ]
 }
 
 fn open_time_answer(b: &[u8]) -> Result<(), Reason> {
@@ -777,14 +798,8 @@ fn vectors() -> Vec<Vector> {
         Reason::UnknownKeyId,
         open_envelope,
     ));
-    let mut for_other_device = story()[10].clone();
-    for_other_device.serial = Serial::new("DS-7608-0002").unwrap();
-    v.push(refused(
-        "reject_envelope_wrong_device",
-        signer().seal(&for_other_device).unwrap(),
-        Reason::WrongDevice,
-        open_envelope,
-    ));
+    let [command_for_other, time_answer_for_other] = for_another_device();
+    v.push(command_for_other);
     // A correctly signed envelope whose command is followed by one more byte.
     let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&TEST_SEED).unwrap();
     let mut trailing = vec![envelope::ENVELOPE_VERSION, TEST_KEY_ID];
@@ -821,14 +836,7 @@ fn vectors() -> Vec<Vector> {
     // Signed time (section 8.4).
     v.push(message("time_request", time_request()));
     v.push(time_answer_vector());
-    let mut for_other = time_answer();
-    for_other.serial = Serial::new("DS-7608-0002").unwrap();
-    v.push(refused(
-        "reject_time_answer_wrong_device",
-        signer().seal_time(&for_other).unwrap(),
-        Reason::WrongDevice,
-        open_time_answer,
-    ));
+    v.push(time_answer_for_other);
     v.push(refused(
         "reject_time_answer_unknown_key",
         other_key.seal_time(&time_answer()).unwrap(),
@@ -1100,45 +1108,40 @@ fn reason_rows() -> Vec<Vec<String>> {
         .collect()
 }
 
-const LIMITS: &[(&str, usize)] = &[
-    ("MAX_COMMAND_BYTES", limits::MAX_COMMAND_BYTES),
-    ("MAX_MESSAGE_BYTES", limits::MAX_MESSAGE_BYTES),
-    ("MAX_LOCAL_FRAME_BYTES", limits::MAX_LOCAL_FRAME_BYTES),
-    ("MAX_MQTT_PACKET_BYTES", limits::MAX_MQTT_PACKET_BYTES),
-    ("MAX_STATE_FILE_BYTES", limits::MAX_STATE_FILE_BYTES),
-    ("MAX_SHARES", limits::MAX_SHARES),
-    ("MAX_CHANNELS", limits::MAX_CHANNELS),
-    ("MAX_COMMAND_KEYS", limits::MAX_COMMAND_KEYS),
-    ("RECENT_OUTCOMES", limits::RECENT_OUTCOMES),
-    ("MAX_QUEUED_REPORTS", limits::MAX_QUEUED_REPORTS),
-    ("MAX_AUDIT_ENTRIES", limits::MAX_AUDIT_ENTRIES),
-    ("MAX_AUDIT_REPLY", limits::MAX_AUDIT_REPLY),
-    ("MAX_PORT_MAPPINGS", limits::MAX_PORT_MAPPINGS),
-    ("MAX_LOCAL_PEERS", limits::MAX_LOCAL_PEERS),
-    ("MAX_LOCAL_CLIENTS", limits::MAX_LOCAL_CLIENTS),
-    (
-        "MAX_LOCAL_CLIENTS_PER_UID",
-        limits::MAX_LOCAL_CLIENTS_PER_UID,
-    ),
-    ("MAX_SERIAL_LEN", limits::MAX_SERIAL_LEN),
-    ("MAX_ACCOUNT_ID_LEN", limits::MAX_ACCOUNT_ID_LEN),
-    ("MAX_REGION_LEN", limits::MAX_REGION_LEN),
-    ("MAX_DOMAIN_LEN", limits::MAX_DOMAIN_LEN),
-    (
-        "MAX_VERIFICATION_CODE_LEN",
-        limits::MAX_VERIFICATION_CODE_LEN,
-    ),
-    ("MAX_VERSION_LEN", limits::MAX_VERSION_LEN),
-    ("MAX_UNACKED_INBOUND", limits::MAX_UNACKED_INBOUND),
-    ("MAX_WATCHED_SESSIONS", limits::MAX_WATCHED_SESSIONS),
-    (
-        "MAX_WATCHES_PER_CONNECTION",
-        limits::MAX_WATCHES_PER_CONNECTION,
-    ),
-    (
-        "MAX_TIME_ROUND_TRIP_MS",
-        limits::MAX_TIME_ROUND_TRIP_MS as usize,
-    ),
+/// Each limit's name and value, the name written once.
+macro_rules! named_limits {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), limits::$name as usize)),*]
+    };
+}
+
+const LIMITS: &[(&str, usize)] = named_limits![
+    MAX_COMMAND_BYTES,
+    MAX_MESSAGE_BYTES,
+    MAX_LOCAL_FRAME_BYTES,
+    MAX_MQTT_PACKET_BYTES,
+    MAX_STATE_FILE_BYTES,
+    MAX_SHARES,
+    MAX_CHANNELS,
+    MAX_COMMAND_KEYS,
+    RECENT_OUTCOMES,
+    MAX_QUEUED_REPORTS,
+    MAX_AUDIT_ENTRIES,
+    MAX_AUDIT_REPLY,
+    MAX_PORT_MAPPINGS,
+    MAX_LOCAL_PEERS,
+    MAX_LOCAL_CLIENTS,
+    MAX_LOCAL_CLIENTS_PER_UID,
+    MAX_SERIAL_LEN,
+    MAX_ACCOUNT_ID_LEN,
+    MAX_REGION_LEN,
+    MAX_DOMAIN_LEN,
+    MAX_VERIFICATION_CODE_LEN,
+    MAX_VERSION_LEN,
+    MAX_UNACKED_INBOUND,
+    MAX_WATCHED_SESSIONS,
+    MAX_WATCHES_PER_CONNECTION,
+    MAX_TIME_ROUND_TRIP_MS,
 ];
 
 fn limit_rows() -> Vec<Vec<String>> {
@@ -2197,11 +2200,20 @@ fn test_key_is_the_rfc8032_test_1_key() {
     );
 }
 
+/// The SPEC's table of an enum (`Reason`, `Action`) lists every value:
+/// `all` is complete (the next code does not decode) and its rows are the
+/// table's.
+fn check_enum_table<T: DeserializeOwned>(all: &[T], table: &str, rows: &[Vec<String>]) {
+    assert!(
+        postcard::from_bytes::<T>(&[all.len() as u8]).is_err(),
+        "a code after the last of {table} decodes"
+    );
+    check_table(&spec_tables(), table, rows);
+}
+
 #[test]
 fn reason_table_lists_every_reason() {
-    // Reason::ALL must itself be complete: the next code must not decode.
-    assert!(postcard::from_bytes::<Reason>(&[Reason::ALL.len() as u8]).is_err());
-    check_table(&spec_tables(), "reasons", &reason_rows());
+    check_enum_table(Reason::ALL, "reasons", &reason_rows());
 }
 
 #[test]
@@ -2229,8 +2241,7 @@ fn constant_identifier_and_topic_tables_match_the_code() {
 
 #[test]
 fn action_table_matches_the_code() {
-    assert!(postcard::from_bytes::<Action>(&[Action::ALL.len() as u8]).is_err());
-    check_table(&spec_tables(), "actions", &action_rows());
+    check_enum_table(Action::ALL, "actions", &action_rows());
 }
 
 #[test]

@@ -45,6 +45,7 @@ use rumqttd::{
 };
 
 use crate::pki::Pki;
+use crate::ports::{deref_to_broker_addr, BrokerAddr};
 
 /// How long [`EmbeddedBroker::start`] waits for the port to accept TCP.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
@@ -229,7 +230,7 @@ impl Drop for Listener {
 
 /// A running embedded broker. Stops on drop.
 pub struct EmbeddedBroker {
-    addr: SocketAddr,
+    addr: BrokerAddr,
     config: BrokerConfig,
     factory: ServerFactory,
     listener: Option<Listener>,
@@ -238,7 +239,7 @@ pub struct EmbeddedBroker {
 impl std::fmt::Debug for EmbeddedBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedBroker")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr.addr())
             .field("security", &self.config.security)
             .field("running", &self.listener.is_some())
             .finish()
@@ -265,7 +266,7 @@ impl EmbeddedBroker {
             match spawn_listener(&factory, &config, addr) {
                 Ok(listener) => {
                     return Ok(EmbeddedBroker {
-                        addr,
+                        addr: BrokerAddr::new(addr),
                         config,
                         factory,
                         listener: Some(listener),
@@ -280,21 +281,6 @@ impl EmbeddedBroker {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// The listening address (always 127.0.0.1).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The listening port.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// The host name that matches the PKI's broker certificate.
-    pub fn host(&self) -> &'static str {
-        "localhost"
     }
 
     /// The configuration it was started with (with the port it got).
@@ -334,6 +320,8 @@ impl EmbeddedBroker {
         }
     }
 }
+
+deref_to_broker_addr!(EmbeddedBroker);
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
@@ -404,14 +392,23 @@ fn spawn_listener(
             }
         })
         .map_err(BrokerError::Thread)?;
-    let mut listener = Listener {
+    let listener = Listener {
         stop: Some(stop_tx),
         thread: Some(thread),
     };
+    until_listening(listener, &done_rx, addr)
+}
 
+/// The listener once `addr` accepts connections; stopped, with why, if its
+/// thread reports an end on `done` first or nothing listens in time.
+fn until_listening(
+    mut listener: Listener,
+    done: &mpsc::Receiver<String>,
+    addr: SocketAddr,
+) -> Result<Listener, BrokerError> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if let Ok(message) = done_rx.try_recv() {
+        if let Ok(message) = done.try_recv() {
             listener.stop();
             return Err(BrokerError::Failed(message));
         }
@@ -419,7 +416,7 @@ fn spawn_listener(
             // The bind happens before anything else in the listener, so an
             // error (a port taken in between) would be here by now.
             std::thread::sleep(Duration::from_millis(5));
-            if let Ok(message) = done_rx.try_recv() {
+            if let Ok(message) = done.try_recv() {
                 listener.stop();
                 return Err(BrokerError::Failed(message));
             }

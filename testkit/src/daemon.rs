@@ -200,6 +200,20 @@ impl AgentProcess {
         text
     }
 
+    /// Waits until the agent has logged `text` at least `times` times;
+    /// fails, with the log, if it has not within `within`.
+    pub fn wait_logged(&self, text: &str, times: usize, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.log().matches(text).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} not logged {times} time(s) within {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -5,7 +5,7 @@
 //!
 //! - Infrastructure: a throw-away PKI ([`pki`]), an embedded MQTT broker
 //!   with mutual TLS ([`broker`]), a real mosquitto as a child process
-//!   ([`mosquitto`]), the port choice both brokers use ([`ports`]) and a
+//!   ([`mosquitto`]), the port choice and the address both brokers listen at ([`ports`]) and a
 //!   TCP proxy that cuts the link like a dead network ([`proxy`]).
 //! - The agent as a process: a site that writes its configuration
 //!   ([`agent_config`], the agent's own `Config` serialized) and runs the

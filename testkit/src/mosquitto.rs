@@ -31,6 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::pki::{Pki, CLOUD_CN};
+use crate::ports::{deref_to_broker_addr, BrokerAddr};
 
 /// How long to wait for mosquitto to listen, and to exit on SIGTERM.
 const START_TIMEOUT: Duration = Duration::from_secs(5);
@@ -152,7 +153,7 @@ pub struct MosquittoConfig {
 pub struct Mosquitto {
     binary: PathBuf,
     dir: tempfile::TempDir,
-    addr: SocketAddr,
+    addr: BrokerAddr,
     tls: TlsVersions,
     child: Option<Child>,
 }
@@ -175,7 +176,7 @@ impl Mosquitto {
         let mut mosquitto = Mosquitto {
             binary,
             dir,
-            addr,
+            addr: BrokerAddr::new(addr),
             tls: config.tls,
             child: None,
         };
@@ -187,28 +188,13 @@ impl Mosquitto {
             match mosquitto.spawn() {
                 Ok(()) => break,
                 Err(MosquittoError::Exited { .. }) if attempt < attempts => {
-                    mosquitto.addr = reserve_port(0)?;
+                    mosquitto.addr = BrokerAddr::new(reserve_port(0)?);
                     write_files(mosquitto.dir.path(), pki, mosquitto.addr.port(), config.tls)?;
                 }
                 Err(e) => return Err(e),
             }
         }
         Ok(mosquitto)
-    }
-
-    /// The listening address (always 127.0.0.1).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The listening port.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// The host name that matches the PKI's broker certificate.
-    pub fn host(&self) -> &'static str {
-        "localhost"
     }
 
     /// The TLS versions offered.
@@ -294,13 +280,13 @@ impl Mosquitto {
                     log: self.log(),
                 });
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            if TcpStream::connect_timeout(&self.addr.addr(), Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 self.terminate();
                 return Err(MosquittoError::NotListening {
-                    addr: self.addr,
+                    addr: self.addr.addr(),
                     timeout: START_TIMEOUT,
                     log: self.log(),
                 });
@@ -330,6 +316,8 @@ impl Mosquitto {
         let _ = child.wait();
     }
 }
+
+deref_to_broker_addr!(Mosquitto);
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {

@@ -11,6 +11,50 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
 use std::ops::Range;
 
+/// Where a test broker listens: a port on 127.0.0.1, reached under the host
+/// name of the PKI's broker certificate. The embedded broker and mosquitto
+/// both dereference to it, so `broker.port()` and `broker.host()` read the
+/// same whichever broker a test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerAddr(SocketAddr);
+
+impl BrokerAddr {
+    /// A broker listening at `addr`.
+    pub fn new(addr: SocketAddr) -> BrokerAddr {
+        BrokerAddr(addr)
+    }
+
+    /// The listening address (always 127.0.0.1).
+    pub fn addr(&self) -> SocketAddr {
+        self.0
+    }
+
+    /// The listening port.
+    pub fn port(&self) -> u16 {
+        self.0.port()
+    }
+
+    /// The host name that matches the PKI's broker certificate.
+    pub fn host(&self) -> &'static str {
+        "localhost"
+    }
+}
+
+/// Lets a broker handle, which keeps its [`BrokerAddr`] in the field `addr`,
+/// be read as one: `broker.port()`.
+macro_rules! deref_to_broker_addr {
+    ($handle:ty) => {
+        impl std::ops::Deref for $handle {
+            type Target = $crate::ports::BrokerAddr;
+
+            fn deref(&self) -> &Self::Target {
+                &self.addr
+            }
+        }
+    };
+}
+pub(crate) use deref_to_broker_addr;
+
 /// Where to look for a free port below the ephemeral range.
 const LOWEST: u16 = 10_000;
 /// Random ports tried before falling back to one the kernel picks.

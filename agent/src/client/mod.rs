@@ -126,17 +126,41 @@ impl LocalClient {
         action: Action,
         channel: Option<u16>,
     ) -> Result<Decision, ClientError> {
-        self.decision(&LocalRequest::Authorize {
-            principal,
-            action,
-            channel,
-        })
+        self.decision(None, principal, action, channel)
     }
 
-    /// A request answered by a decision (`Authorize`, `Watch`).
-    fn decision(&mut self, request: &LocalRequest) -> Result<Decision, ClientError> {
-        match self.request(request)? {
+    /// The two questions answered by a decision: a plain one (`Authorize`)
+    /// and one whose `session` is then watched (`Watch`).
+    fn decision(
+        &mut self,
+        session: Option<u32>,
+        principal: Principal,
+        action: Action,
+        channel: Option<u16>,
+    ) -> Result<Decision, ClientError> {
+        let request = match session {
+            None => LocalRequest::Authorize {
+                principal,
+                action,
+                channel,
+            },
+            Some(session) => LocalRequest::Watch {
+                session,
+                principal,
+                action,
+                channel,
+            },
+        };
+        match self.request(&request)? {
             LocalReply::Decision(decision) => Ok(decision),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A request answered by `Done`.
+    fn done(&mut self, request: &LocalRequest) -> Result<(), ClientError> {
+        match self.request(request)? {
+            LocalReply::Done => Ok(()),
             other => Err(unexpected(other)),
         }
     }
@@ -168,10 +192,7 @@ impl LocalClient {
         by: LocalLevel,
         enabled: bool,
     ) -> Result<(), ClientError> {
-        match self.request(&LocalRequest::SetPlatformAccess { by, enabled })? {
-            LocalReply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.done(&LocalRequest::SetPlatformAccess { by, enabled })
     }
 
     /// Local recovery: unbinds the device from its cloud account(s) for a
@@ -180,10 +201,7 @@ impl LocalClient {
     /// may; anyone else (or an unbound device: `NotBound`) gets
     /// [`ClientError::Refused`]. The next state report tells the cloud.
     pub fn unbind(&mut self, by: LocalLevel) -> Result<(), ClientError> {
-        match self.request(&LocalRequest::Unbind { by })? {
-            LocalReply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.done(&LocalRequest::Unbind { by })
     }
 
     /// Up to `max` newest audit entries, oldest first (the agent caps the
@@ -210,20 +228,12 @@ impl LocalClient {
         action: Action,
         channel: Option<u16>,
     ) -> Result<Decision, ClientError> {
-        self.decision(&LocalRequest::Watch {
-            session,
-            principal,
-            action,
-            channel,
-        })
+        self.decision(Some(session), principal, action, channel)
     }
 
     /// The session ended: the agent stops watching it.
     pub fn unwatch(&mut self, session: u32) -> Result<(), ClientError> {
-        match self.request(&LocalRequest::Unwatch { session })? {
-            LocalReply::Done => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.done(&LocalRequest::Unwatch { session })
     }
 
     /// The next notice: one already received, or one that arrives within

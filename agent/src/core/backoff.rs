@@ -116,6 +116,15 @@ mod tests {
         Backoff::new(BackoffPolicy::default())
     }
 
+    /// The default backoff after `count` failed attempts, each with `random`.
+    fn after_failures(count: u32, random: u32) -> Backoff {
+        let mut b = backoff();
+        for _ in 0..count {
+            b.on_connect_failed(random);
+        }
+        b
+    }
+
     #[test]
     fn delays_never_exceed_the_exponential_bound_or_the_cap() {
         let mut b = backoff();
@@ -132,9 +141,7 @@ mod tests {
 
     #[test]
     fn the_largest_random_reaches_the_bound_and_zero_gives_no_delay() {
-        let mut b = backoff();
-        b.on_connect_failed(0);
-        b.on_connect_failed(0);
+        let mut b = after_failures(2, 0);
         assert_eq!(b.bound(), Duration::from_secs(4));
         assert_eq!(
             b.clone().on_connect_failed(u32::MAX),
@@ -145,10 +152,7 @@ mod tests {
 
     #[test]
     fn a_stable_connection_resets_and_a_flapping_one_does_not() {
-        let mut b = backoff();
-        for _ in 0..5 {
-            b.on_connect_failed(1);
-        }
+        let mut b = after_failures(5, 1);
         b.on_connected(1_000);
         b.on_disconnected(5_000);
         assert_eq!(b.attempts(), 5, "up for 4 s is not stable");
@@ -192,10 +196,7 @@ mod tests {
         let mut sum = 0u128;
         let n = 10_000u32;
         for i in 0..n {
-            let mut b = backoff();
-            for _ in 0..3 {
-                b.on_connect_failed(0);
-            }
+            let mut b = after_failures(3, 0);
             // An even spread of randoms over the u32 range.
             let random = (u64::from(i) * (u64::from(u32::MAX) / u64::from(n))) as u32;
             sum += b.on_connect_failed(random).as_millis();

@@ -180,7 +180,11 @@ fn check_channel_exists(
 /// The validity window that bounds `principal`'s right to `action`, if
 /// one does: a share's window, or the installer's grant for that action.
 /// The decision can turn from allow to deny by time alone only at its end.
-pub fn window_of(state: &DeviceState, principal: &Principal, action: Action) -> Option<Validity> {
+pub(super) fn window_of(
+    state: &DeviceState,
+    principal: &Principal,
+    action: Action,
+) -> Option<Validity> {
     let Principal::Cloud(account) = principal else {
         return None;
     };

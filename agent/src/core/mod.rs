@@ -3,19 +3,19 @@
 //! a plain function of (state, input, now) returning effects; nothing reads
 //! a clock, touches a file or a socket. The event loop owns all of that.
 
-pub mod apply;
-pub mod audit;
+mod apply;
+mod audit;
 pub mod backoff;
-pub mod command;
-pub mod decide;
+mod command;
+mod decide;
 pub mod domain;
-pub mod effects;
+mod effects;
 pub mod link;
-pub mod local;
-pub mod outbox;
-pub mod state;
+mod local;
+pub(crate) mod outbox;
+pub(crate) mod state;
 pub mod time;
-pub mod watch;
+pub(crate) mod watch;
 
 pub use apply::{apply, Applied};
 pub use audit::AuditRing;
@@ -23,5 +23,7 @@ pub use command::handle_command;
 pub use decide::{decide, role_of, Role};
 pub use effects::{storage_failed, Effect, Effects};
 pub use local::{local_admin_change, set_platform_access, LocalChange};
-pub use state::{AccessState, DeviceState, Identity, Ledger};
+pub use outbox::{Outbox, Outgoing};
+pub use state::{AccessState, DeviceState, HandledCommand, Identity, Ledger};
 pub use time::TrustedClock;
+pub use watch::Revoked;

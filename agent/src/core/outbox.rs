@@ -99,12 +99,18 @@ mod tests {
         }
     }
 
+    /// An outbox that was handed `messages`, in order.
+    fn outbox_with(messages: &[(Leaf, u8)]) -> Outbox {
+        let mut outbox = Outbox::new();
+        for &(leaf, byte) in messages {
+            outbox.push(msg(leaf, byte));
+        }
+        outbox
+    }
+
     #[test]
     fn state_reports_coalesce_to_the_newest() {
-        let mut outbox = Outbox::new();
-        outbox.push(msg(Leaf::State, 1));
-        outbox.push(msg(Leaf::Ack, 2));
-        outbox.push(msg(Leaf::State, 3));
+        let mut outbox = outbox_with(&[(Leaf::State, 1), (Leaf::Ack, 2), (Leaf::State, 3)]);
         assert_eq!(outbox.len(), 2);
         assert_eq!(outbox.peek(), Some(&msg(Leaf::Ack, 2)));
         outbox.sent();
@@ -127,10 +133,7 @@ mod tests {
 
     #[test]
     fn overflow_pushes_out_other_messages_before_any_acknowledgement() {
-        let mut outbox = Outbox::new();
-        outbox.push(msg(Leaf::Ack, 0));
-        outbox.push(msg(Leaf::State, 2));
-        outbox.push(msg(Leaf::Audit, 1));
+        let mut outbox = outbox_with(&[(Leaf::Ack, 0), (Leaf::State, 2), (Leaf::Audit, 1)]);
         for i in 3..MAX_QUEUED_REPORTS {
             outbox.push(msg(Leaf::Ack, i as u8));
         }

@@ -20,7 +20,7 @@ use super::state::DeviceState;
 /// One watched session: who does what, held by which connection under
 /// which id of the process's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Watch {
+pub(crate) struct Watch {
     /// The local-socket connection that registered it.
     pub connection: u32,
     /// The process's own id for the session (unique on its connection).
@@ -46,23 +46,23 @@ pub struct Revoked {
 
 /// The watched sessions of every connection.
 #[derive(Debug, Default)]
-pub struct Watches {
+pub(crate) struct Watches {
     entries: Vec<Watch>,
 }
 
 impl Watches {
     /// No session watched.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Watches::default()
     }
 
     /// Sessions watched in all.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether no session is watched.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
@@ -70,7 +70,12 @@ impl Watches {
     /// decision: a denied session is not registered. A registration beyond
     /// the limits (`CapacityExceeded`) or with a session id its connection
     /// already uses (`SessionExists`) is refused.
-    pub fn add(&mut self, state: &DeviceState, watch: Watch, now: u64) -> Result<Decision, Reason> {
+    pub(crate) fn add(
+        &mut self,
+        state: &DeviceState,
+        watch: Watch,
+        now: u64,
+    ) -> Result<Decision, Reason> {
         if self.find(watch.connection, watch.session).is_some() {
             return Err(Reason::SessionExists);
         }
@@ -92,7 +97,7 @@ impl Watches {
 
     /// The process ended session `session` of `connection`; false if it
     /// was not watched.
-    pub fn remove(&mut self, connection: u32, session: u32) -> bool {
+    pub(crate) fn remove(&mut self, connection: u32, session: u32) -> bool {
         match self.find(connection, session) {
             Some(i) => {
                 self.entries.swap_remove(i);
@@ -103,18 +108,18 @@ impl Watches {
     }
 
     /// Whether `connection` watches any session.
-    pub fn on_connection(&self, connection: u32) -> bool {
+    pub(crate) fn on_connection(&self, connection: u32) -> bool {
         self.entries.iter().any(|w| w.connection == connection)
     }
 
     /// The connection closed: its sessions end.
-    pub fn remove_connection(&mut self, connection: u32) {
+    pub(crate) fn remove_connection(&mut self, connection: u32) {
         self.entries.retain(|w| w.connection != connection);
     }
 
     /// Every watched session whose decision is now deny, removed from the
     /// registry (each is told once).
-    pub fn revoke_denied(&mut self, state: &DeviceState, now: u64) -> Vec<Revoked> {
+    pub(crate) fn revoke_denied(&mut self, state: &DeviceState, now: u64) -> Vec<Revoked> {
         let mut revoked = Vec::new();
         self.entries
             .retain(|watch| match decide_for(state, watch, now) {
@@ -133,7 +138,7 @@ impl Watches {
 
     /// The earliest time after `now` at which a watched decision ends by
     /// time alone (the end of a share's or an installer grant's window).
-    pub fn next_deadline(&self, state: &DeviceState, now: u64) -> Option<u64> {
+    pub(crate) fn next_deadline(&self, state: &DeviceState, now: u64) -> Option<u64> {
         self.entries
             .iter()
             .filter_map(|w| window_of(state, &w.principal, w.action))

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The lock file's name in the state directory.
-pub const LOCK_FILE: &str = "agent.lock";
+pub(super) const LOCK_FILE: &str = "agent.lock";
 
 /// Why the lock was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -35,13 +35,13 @@ pub enum LockError {
 
 /// The held lock; dropping it (or exiting) releases it.
 #[derive(Debug)]
-pub struct InstanceLock {
+pub(super) struct InstanceLock {
     _file: File,
 }
 
 /// Takes the lock on `state_dir` (created if missing) and writes this
 /// process's pid into it.
-pub fn acquire(state_dir: &Path) -> Result<InstanceLock, LockError> {
+pub(super) fn acquire(state_dir: &Path) -> Result<InstanceLock, LockError> {
     let path = state_dir.join(LOCK_FILE);
     let io = |source| LockError::Io {
         path: path.clone(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 /// Where notifications go.
-pub struct Notifier {
+pub(super) struct Notifier {
     socket: UnixDatagram,
     address: SocketAddr,
 }
@@ -18,7 +18,7 @@ pub struct Notifier {
 impl Notifier {
     /// The notifier `NOTIFY_SOCKET` asks for, if any (a path, or `@name`
     /// for an abstract socket).
-    pub fn from_env() -> Option<Notifier> {
+    pub(super) fn from_env() -> Option<Notifier> {
         let target = std::env::var("NOTIFY_SOCKET").ok()?;
         let address = match target.strip_prefix('@') {
             Some(name) => {
@@ -43,7 +43,7 @@ impl Notifier {
     }
 
     /// Sends one notification (`READY=1`, ...); a failure is logged only.
-    pub fn send(&self, state: &str) {
+    pub(super) fn send(&self, state: &str) {
         if let Err(e) = self.socket.send_to_addr(state.as_bytes(), &self.address) {
             debug!(error = %e, state, "sd_notify failed");
         }
@@ -51,7 +51,7 @@ impl Notifier {
 
     /// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`, when it is
     /// set for this process (`WATCHDOG_PID` absent or ours).
-    pub fn watchdog_interval() -> Option<Duration> {
+    pub(super) fn watchdog_interval() -> Option<Duration> {
         if let Ok(pid) = std::env::var("WATCHDOG_PID") {
             if pid.trim() != std::process::id().to_string() {
                 return None;

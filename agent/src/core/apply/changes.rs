@@ -45,12 +45,10 @@ impl Change {
     }
 }
 
-/// The change a fresh command asks for, or why it is refused.
-pub(super) fn change_for(
-    state: &DeviceState,
-    command: &Command,
-    now: u64,
-) -> Result<Change, Reason> {
+/// Why no command of this actor can be taken now, whatever it asks for:
+/// platform access off, another region, or (for all but a restore or a
+/// state request) a state fallen behind the cloud's.
+fn refused_outright(state: &DeviceState, command: &Command) -> Result<(), Reason> {
     if !state.access.platform_access {
         return Err(Reason::PlatformAccessOff);
     }
@@ -64,6 +62,16 @@ pub(super) fn change_for(
     if state.behind && !restores_or_reads {
         return Err(Reason::StateBehind);
     }
+    Ok(())
+}
+
+/// The change a fresh command asks for, or why it is refused.
+pub(super) fn change_for(
+    state: &DeviceState,
+    command: &Command,
+    now: u64,
+) -> Result<Change, Reason> {
+    refused_outright(state, command)?;
     let may = |action| authorize(state, command, action, now);
     let access = &state.access;
     match &command.body {

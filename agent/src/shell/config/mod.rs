@@ -1,22 +1,22 @@
-//! The agent's configuration file (TOML) and its validation. Everything a
-//! firmware integrator sets lives here; `agent.example.toml` at the crate
-//! root documents each key.
+//! The agent's configuration file (TOML): its tables as types and their
+//! parsing. Everything a firmware integrator sets lives here;
+//! `agent.example.toml` at the crate root documents each key. What the
+//! values must satisfy is `check`'s, how a refusal reads is `error`'s.
 
 use std::path::{Path, PathBuf};
 
 use hc_protocol::ddns::ServicePorts;
-use hc_protocol::envelope::{CommandKeys, PUBLIC_KEY_LEN};
-use hc_protocol::limits::MAX_LOCAL_PEERS;
-use hc_protocol::{Region, Serial, Text};
 use serde::{Deserialize, Serialize};
-
-use crate::core::Identity;
 
 /// Where the daemon and `ctl` read the configuration unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/hc-agent/agent.toml";
 
-pub use super::config_error::ConfigError;
-use super::config_error::{in_range, invalid, one_line};
+mod check;
+mod error;
+
+pub use check::log_level;
+use error::one_line;
+pub use error::ConfigError;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -256,133 +256,6 @@ impl Config {
         config.validate()?;
         Ok(config)
     }
-
-    /// Checks every value that can be checked without touching files.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.identity()?;
-        self.command_keys()?;
-        if self.local_socket.allowed_uids.len() > MAX_LOCAL_PEERS {
-            return Err(invalid(
-                "local_socket.allowed_uids",
-                format!("at most {MAX_LOCAL_PEERS} entries"),
-            ));
-        }
-        if let Some(uid) = self
-            .local_socket
-            .admin_uids
-            .iter()
-            .find(|uid| !self.local_socket.allowed_uids.contains(uid))
-        {
-            return Err(invalid(
-                "local_socket.admin_uids",
-                format!("uid {uid} is not in allowed_uids"),
-            ));
-        }
-        if self.local_socket.mode & 0o007 != 0 {
-            return Err(invalid(
-                "local_socket.mode",
-                "must not give others any access",
-            ));
-        }
-        self.check_ranges()?;
-        if self.cloud.backoff_cap_ms < self.cloud.backoff_base_ms {
-            return Err(invalid(
-                "cloud.backoff_cap_ms",
-                "must be at least backoff_base_ms",
-            ));
-        }
-        log_level(&self.log.level)?;
-        Ok(())
-    }
-
-    /// Every number within what the agent can use: no value can overflow a
-    /// duration, a deadline or a 16-bit wire field.
-    fn check_ranges(&self) -> Result<(), ConfigError> {
-        let c = &self.cloud;
-        in_range("cloud.keep_alive_secs", c.keep_alive_secs, 5..=65_535)?;
-        in_range(
-            "cloud.connect_timeout_secs",
-            c.connect_timeout_secs,
-            1..=300,
-        )?;
-        in_range("cloud.backoff_base_ms", c.backoff_base_ms, 1..=60_000)?;
-        in_range("cloud.backoff_cap_ms", c.backoff_cap_ms, 1..=3_600_000)?;
-        in_range(
-            "cloud.reconnect_spread_ms",
-            c.reconnect_spread_ms,
-            0..=3_600_000,
-        )?;
-        let d = &self.domain;
-        in_range(
-            "domain.check_interval_secs",
-            d.check_interval_secs,
-            1..=86_400,
-        )?;
-        in_range("domain.min_interval_secs", d.min_interval_secs, 0..=86_400)?;
-        in_range(
-            "local_socket.mode",
-            u64::from(self.local_socket.mode),
-            0..=0o777,
-        )
-    }
-
-    /// The device's identity (serial, region, channels, code), checked.
-    pub fn identity(&self) -> Result<Identity, ConfigError> {
-        let serial = Serial::new(&self.serial).map_err(|e| invalid("serial", e.to_string()))?;
-        hc_protocol::DomainName::from_serial(&serial).map_err(|e| {
-            invalid(
-                "serial",
-                format!("does not give a default domain name: {e}"),
-            )
-        })?;
-        if self.channels == 0 || usize::from(self.channels) > hc_protocol::limits::MAX_CHANNELS {
-            return Err(invalid(
-                "channels",
-                format!("1 to {}", hc_protocol::limits::MAX_CHANNELS),
-            ));
-        }
-        if self.verification_code.len() < 6 {
-            return Err(invalid("verification_code", "at least 6 characters"));
-        }
-        Ok(Identity {
-            serial,
-            region: Region::new(&self.region).map_err(|e| invalid("region", e.to_string()))?,
-            channel_count: self.channels,
-            verification_code: Text::new(&self.verification_code)
-                .map_err(|e| invalid("verification_code", e.to_string()))?,
-        })
-    }
-
-    /// The pinned command keys, decoded and checked (at least one).
-    pub fn command_keys(&self) -> Result<CommandKeys, ConfigError> {
-        if self.command_keys.is_empty() {
-            return Err(invalid(
-                "command_keys",
-                "at least one cloud command key must be pinned",
-            ));
-        }
-        let mut keys = CommandKeys::new();
-        for key in &self.command_keys {
-            let bytes = decode_hex(&key.public_key)
-                .filter(|b| b.len() == PUBLIC_KEY_LEN)
-                .ok_or_else(|| invalid("command_keys.public_key", "must be 64 hex digits"))?;
-            let mut public = [0u8; PUBLIC_KEY_LEN];
-            public.copy_from_slice(&bytes);
-            if !keys.pin(key.id, public) {
-                return Err(invalid(
-                    "command_keys",
-                    "at most two keys, each with its own id",
-                ));
-            }
-        }
-        Ok(keys)
-    }
-}
-
-/// Parses a log level name.
-pub fn log_level(name: &str) -> Result<tracing::Level, ConfigError> {
-    name.parse()
-        .map_err(|_| invalid("log.level", "one of error, warn, info, debug, trace"))
 }
 
 /// Hex (either case, surrounding blanks ignored) to bytes; `None` if it is
@@ -404,5 +277,4 @@ pub fn encode_hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

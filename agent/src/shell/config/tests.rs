@@ -1,7 +1,7 @@
 //! The configuration's parsing and validation rules.
 use super::*;
 
-const EXAMPLE: &str = include_str!("../../agent.example.toml");
+const EXAMPLE: &str = include_str!("../../../agent.example.toml");
 
 #[test]
 fn the_example_config_is_valid() {
