@@ -24,15 +24,29 @@
 //!     signed commands' acknowledgement latency, and the reconnect curve
 //!     after restarting the broker (when the fleet started it).
 //!
-//! Field-engineer commands against a running broker, as the cloud:
-//! sim-device status  [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
-//! sim-device service on|off [--pki DIR] [--broker HOST:PORT] (--serial S [--serial S]... | --site INSTALLER-ID)
-//! sim-device share   [--pki DIR] [--broker HOST:PORT] --serial S --to ACCOUNT-ID
-//!                    [--region R] [--permissions live-view,playback,...]
-//!                    [--channels all|1,2,...] [--hours H]
-//! sim-device unshare [--pki DIR] [--broker HOST:PORT] --serial S (--account ACCOUNT-ID... | --all)
-//! sim-device bind    [--pki DIR] [--broker HOST:PORT] --serial S --code CODE
-//!                    (--installer ACCOUNT-ID | --owner ACCOUNT-ID) [--region R]
+//! Field-engineer commands against a running broker, as the cloud (each
+//! also takes [--pki DIR] [--broker HOST:PORT]; WHO is an email address,
+//! phone number, user name or account id):
+//! sim-device status  --serial S [--serial S]...
+//! sim-device service on|off (--serial S [--serial S]... | --site INSTALLER-ID)
+//! sim-device account add USER-NAME [--id ID] [--email E] [--phone P] [--region R]
+//! sim-device share   --serial S --to WHO [--permissions live-view,playback,...]
+//!                    [--channels all|1,2,...] [--hours H] | --domain-only
+//! sim-device unshare --serial S (--account WHO... | --all)
+//! sim-device leave   --serial S --account WHO
+//! sim-device bind    --serial S --code CODE (--installer ID | --owner ID) [--region R]
+//! sim-device delete  --serial S
+//! sim-device remove-from-owner --serial S
+//! sim-device installer grant --serial S --to WHO [--permissions site-info,configuration,
+//!                    live-view,playback] [--hours H] [--may-disable]
+//! sim-device installer revoke|show --serial S
+//! sim-device domain set --serial S --name NAME
+//! sim-device domain resolve --name NAME --account WHO
+//! sim-device invite  --installer WHO (--email E | --phone P) [--permissions ...]
+//!                    [--hours H] [--may-disable] [--remarks TEXT]
+//! sim-device resend  --installer WHO
+//! sim-device invitations --account WHO
+//! sim-device accept  --account WHO [--invitation N]
 //! ```
 //!
 //! `--pki` defaults to `./sim-pki`, `--broker` to `127.0.0.1:8883`.
@@ -62,17 +76,33 @@ usage:
   sim-device recorder [--pki DIR] [--broker HOST:PORT] --serial S [--region R] [--channels N] [--code C] [--dir D]
   sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded | --broker HOST:PORT --pki DIR]
                    [--no-restart] [--deadline SECS] [--reconnect-spread SECS]
-  sim-device status  [--pki DIR] [--broker HOST:PORT] --serial S [--serial S]...
-  sim-device service on|off [--pki DIR] [--broker HOST:PORT] (--serial S [--serial S]... | --site INSTALLER-ID)
-  sim-device share   [--pki DIR] [--broker HOST:PORT] --serial S --to ACCOUNT-ID [--region R]
-                     [--permissions live-view,playback,...] [--channels all|1,2,...] [--hours H]
-  sim-device unshare [--pki DIR] [--broker HOST:PORT] --serial S (--account ACCOUNT-ID... | --all)
-  sim-device bind    [--pki DIR] [--broker HOST:PORT] --serial S --code CODE
-                     (--installer ACCOUNT-ID | --owner ACCOUNT-ID) [--region R]
+  field-engineer commands (each also takes [--pki DIR] [--broker HOST:PORT];
+  WHO is an email address, phone number, user name or account id):
+  sim-device status  --serial S [--serial S]...
+  sim-device service on|off (--serial S [--serial S]... | --site INSTALLER-ID)
+  sim-device account add USER-NAME [--id ID] [--email E] [--phone P] [--region R]
+  sim-device share   --serial S --to WHO [--permissions live-view,playback,...]
+                     [--channels all|1,2,...] [--hours H] | --domain-only
+  sim-device unshare --serial S (--account WHO... | --all)
+  sim-device leave   --serial S --account WHO
+  sim-device bind    --serial S --code CODE (--installer ID | --owner ID) [--region R]
+  sim-device delete  --serial S
+  sim-device remove-from-owner --serial S
+  sim-device installer grant --serial S --to WHO [--permissions site-info,configuration,
+                     live-view,playback] [--hours H] [--may-disable]
+  sim-device installer revoke|show --serial S
+  sim-device domain set --serial S --name NAME
+  sim-device domain resolve --name NAME --account WHO
+  sim-device invite  --installer WHO (--email E | --phone P) [--permissions ...]
+                     [--hours H] [--may-disable] [--remarks TEXT]
+  sim-device resend  --installer WHO
+  sim-device invitations --account WHO
+  sim-device accept  --account WHO [--invitation N]
 
 --pki defaults to ./sim-pki and --broker to 127.0.0.1:8883. The field-engineer
-commands (status, service, share, unshare, bind) connect as the PKI's `cloud`
-certificate and sign with its command key. `service --site INSTALLER-ID`
+commands connect as the PKI's `cloud` certificate, sign with its command key
+and keep the cloud's records (accounts, sites, invitations, domain
+registrations) in DIR/cloud-records.bin between runs. `service --site INSTALLER-ID`
 switches every device whose retained state report names that installer.
 A device whose retained status says offline fails at once with \"device S is
 offline\"; an online device that does not answer within 3 s gives \"Network

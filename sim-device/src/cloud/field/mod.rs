@@ -1,14 +1,15 @@
 //! Field-engineer operations against a running broker, from a PKI
 //! directory: the device's status, the cloud service switch (one device or
-//! a whole site), sharing, unsharing and binding. What `sim-device
-//! status|service|share|unshare|bind` runs.
+//! a whole site), sharing, unsharing and binding here; the other flows of
+//! the product (accounts, invitations, installer rights, domain names,
+//! deleting) in [`flows`]. What `sim-device status|service|share|...` runs.
 //!
-//! A field-engineer process is a cloud without the account directory: it
-//! learns who holds a device (owner, installer, shares) from the device's
-//! retained state report and acts as them: the installer switches the
-//! cloud service, the owner shares. The cloud-side rules of
-//! [`super::model`] still apply (region, who may switch, ...), and the
-//! device applies its own.
+//! A field-engineer process is a cloud whose records of accounts, sites
+//! and invitations persist between runs ([`records`]); who holds a device
+//! (owner, installer, shares) it learns from the device's retained state
+//! report and acts as them: the installer switches the cloud service, the
+//! owner shares. The cloud-side rules of [`super::model`] still apply
+//! (region, who may switch, ...), and the device applies its own.
 //!
 //! - **Offline first.** Before anything is sent, the device's retained
 //!   status is read: a device whose status says offline (its last will,
@@ -17,9 +18,9 @@
 //!   with [`OperationError::NeverSeen`]. Only an online device that does
 //!   not acknowledge in time gives the product's "Network busy". The
 //!   status carries no time, so "offline since" cannot be told.
-//! - **Sites.** A site is the set of devices an installer manages. This
-//!   process has no site records, so [`service_for_site`] finds the site
-//!   from the retained state reports of every device on the broker (the
+//! - **Sites.** A site is the set of devices an installer manages. The
+//!   records may miss devices bound by another cloud process, so
+//!   [`service_for_site`] finds the site from the retained state reports of every device on the broker (the
 //!   driver subscribes to `dev/+/state`): each device whose report names
 //!   the installer, before or after the handover, at most
 //!   [`MAX_SITE_DEVICES`] of them.
