@@ -74,6 +74,10 @@ pub struct RecorderSpec {
     /// agent reads this clock instead of the host's (only its wall clock;
     /// the monotonic clock is the host's).
     pub wall_clock_offset_secs: i64,
+    /// Where its files (configuration, state, socket) live: kept, so that
+    /// a recorder started again there finds its state. `None`: a fresh
+    /// temporary directory, removed when it stops.
+    pub home: Option<PathBuf>,
 }
 
 impl RecorderSpec {
@@ -90,6 +94,7 @@ impl RecorderSpec {
             sdk_port: 8000,
             log_level: "warn".into(),
             wall_clock_offset_secs: 0,
+            home: None,
         }
     }
 }
@@ -162,10 +167,11 @@ pub fn config_text(
 }
 
 impl Recorder {
-    /// Starts a recorder with its files in a fresh temporary directory.
-    /// `broker_host` must match the broker certificate (`127.0.0.1` or
-    /// `localhost` for the PKI's); `command_key` is the cloud's command
-    /// public key. Returns once the agent's local socket answers.
+    /// Starts a recorder with its files in `spec.home` (created if
+    /// needed), or a fresh temporary directory. `broker_host` must match
+    /// the broker certificate (`127.0.0.1` or `localhost` for the PKI's);
+    /// `command_key` is the cloud's command public key. Returns once the
+    /// agent's local socket answers.
     pub fn start(
         pki: &Pki,
         broker_host: &str,
@@ -173,27 +179,19 @@ impl Recorder {
         command_key: [u8; 32],
         spec: RecorderSpec,
     ) -> Result<Recorder, RecorderError> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("sim-recorder-{}-", spec.serial))
-            .tempdir()
-            .map_err(io_error(&std::env::temp_dir()))?;
-        let home = Home::Temporary(dir);
-        Self::start_with_home(pki, broker_host, broker_port, command_key, spec, home)
-    }
-
-    /// The same with its files (configuration, state, socket) in `dir`,
-    /// which is kept: a restarted recorder finds its state again.
-    pub fn start_in(
-        dir: &Path,
-        pki: &Pki,
-        broker_host: &str,
-        broker_port: u16,
-        command_key: [u8; 32],
-        spec: RecorderSpec,
-    ) -> Result<Recorder, RecorderError> {
-        // Absolute, so that the configuration works from any directory.
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        let home = Home::Given(dir.canonicalize().map_err(io_error(dir))?);
+        let home = match &spec.home {
+            // Absolute, so that the configuration works from any directory.
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+                Home::Given(dir.canonicalize().map_err(io_error(dir))?)
+            }
+            None => Home::Temporary(
+                tempfile::Builder::new()
+                    .prefix(&format!("sim-recorder-{}-", spec.serial))
+                    .tempdir()
+                    .map_err(io_error(&std::env::temp_dir()))?,
+            ),
+        };
         Self::start_with_home(pki, broker_host, broker_port, command_key, spec, home)
     }
 

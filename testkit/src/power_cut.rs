@@ -622,6 +622,14 @@ impl Handlers {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Creates `node` under `parent` with the permission bits of `mode`.
+    fn make_node(&self, parent: INodeNo, name: &OsStr, node: Node, mode: u32, reply: ReplyEntry) {
+        let answer = self
+            .disk()
+            .new_node(parent.0, name, node, (mode & 0o7777) as u16);
+        self.entry(answer, reply);
+    }
+
     fn entry(&self, answer: Answer<u64>, reply: ReplyEntry) {
         let disk = self.disk();
         match answer.and_then(|ino| disk.attr(ino)) {
@@ -707,10 +715,7 @@ impl Filesystem for Handlers {
             data: Vec::new(),
             durable: Vec::new(),
         };
-        let answer = self
-            .disk()
-            .new_node(parent.0, name, node, (mode & !umask & 0o7777) as u16);
-        self.entry(answer, reply);
+        self.make_node(parent, name, node, mode & !umask, reply);
     }
 
     fn mkdir(
@@ -726,10 +731,7 @@ impl Filesystem for Handlers {
             entries: BTreeMap::new(),
             durable: BTreeMap::new(),
         };
-        let answer = self
-            .disk()
-            .new_node(parent.0, name, node, (mode & !umask & 0o7777) as u16);
-        self.entry(answer, reply);
+        self.make_node(parent, name, node, mode & !umask, reply);
     }
 
     fn unlink(&self, _: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {

@@ -27,6 +27,12 @@ fn spec(serial: &str) -> RecorderSpec {
     spec
 }
 
+/// `spec` with its files kept in `dir`, to start it again there.
+fn at_home(mut spec: RecorderSpec, dir: &std::path::Path) -> RecorderSpec {
+    spec.home = Some(dir.to_owned());
+    spec
+}
+
 fn serial(text: &str) -> Serial {
     Serial::new(text).unwrap()
 }
@@ -62,7 +68,7 @@ fn a_site_wide_service_switch_reaches_online_recorders_and_an_offline_one_once_i
         let key = cloud.public_key();
         let front = Recorder::start(&pki, host, port, key, spec(FRONT)).unwrap();
         let back_dir = dir.path().join("back");
-        let back = Recorder::start_in(&back_dir, &pki, host, port, key, spec(BACK)).unwrap();
+        let back = Recorder::start(&pki, host, port, key, at_home(spec(BACK), &back_dir)).unwrap();
         for s in [FRONT, BACK] {
             assert!(
                 cloud.wait_online(&serial(s), true, ONLINE).await,
@@ -133,7 +139,7 @@ fn a_site_wide_service_switch_reaches_online_recorders_and_an_offline_one_once_i
 
         // Power is back: the recorder kept its owner and its switch state
         // through the power cycle, and the installer's retry reaches it.
-        let back = Recorder::start_in(&back_dir, &pki, host, port, key, spec(BACK)).unwrap();
+        let back = Recorder::start(&pki, host, port, key, at_home(spec(BACK), &back_dir)).unwrap();
         assert!(cloud.wait_online(&serial(BACK), true, ONLINE).await);
         assert_eq!(back.live_view(&owner, 1).unwrap(), Decision::Allow);
         cloud

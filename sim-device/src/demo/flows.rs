@@ -44,10 +44,10 @@ async fn documents_share(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &Acco
     let shared = cloud
         .share_domain(olivia, SERIAL, "steve@example.com")
         .await;
-    story.step(
+    story.done(
         "olivia shares the domain name only with steve@example.com",
+        &shared,
         "Shared",
-        result_text(&shared, "Shared"),
     );
     let seen = cloud.with_model(|m| {
         m.shared_with(steve)
@@ -137,11 +137,7 @@ async fn delete_all(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &AccountId
         list_text(cloud, olivia),
     );
     let all = cloud.unshare_all(olivia, SERIAL).await;
-    story.step(
-        "olivia taps Delete All",
-        "deleted",
-        result_text(&all, "deleted"),
-    );
+    story.done("olivia taps Delete All", &all, "deleted");
     story.step(
         format!("olivia views the accounts {SERIAL} is shared to"),
         "none",
@@ -161,21 +157,9 @@ async fn network_busy(
     scene: &Scene<'_>,
     olivia: &AccountId,
 ) -> Result<(), DemoError> {
-    let (cloud, recorder) = (scene.cloud, scene.recorder);
+    let cloud = scene.cloud;
     story.section("Platform access and \"Network busy\"");
-    let off = recorder
-        .client()?
-        .set_platform_access(LocalLevel::Admin, false);
-    let offline = off.is_ok() && cloud.wait_online(&scene.serial, false, ONLINE_WAIT).await;
-    story.step(
-        "the device admin switches platform access off (local menu)",
-        "off; the recorder is offline",
-        if offline {
-            "off; the recorder is offline".to_owned()
-        } else {
-            format!("{off:?}")
-        },
-    );
+    platform_access(story, scene, false).await?;
     let live_view = ShareTerms::always(Permissions::of(&[Action::LiveView]));
     let busy = cloud
         .share(olivia, SERIAL, "frank@example.com", live_view)
@@ -193,19 +177,41 @@ async fn network_busy(
         denied(Reason::PlatformAccessOff),
         scene.live_view(olivia, 1),
     );
-    let on = recorder
+    platform_access(story, scene, true).await
+}
+
+/// The device admin switches platform access on its local menu; the step
+/// holds once the cloud sees the recorder go online or offline with it.
+async fn platform_access(
+    story: &mut Story<'_>,
+    scene: &Scene<'_>,
+    on: bool,
+) -> Result<(), DemoError> {
+    let switched = scene
+        .recorder
         .client()?
-        .set_platform_access(LocalLevel::Admin, true);
-    let online = on.is_ok() && cloud.wait_online(&scene.serial, true, ONLINE_WAIT).await;
-    story.step(
-        "the device admin switches platform access on",
-        "on; the recorder is online",
-        if online {
-            "on; the recorder is online".to_owned()
-        } else {
-            format!("{on:?}")
-        },
-    );
+        .set_platform_access(LocalLevel::Admin, on);
+    let seen = switched.is_ok()
+        && scene
+            .cloud
+            .wait_online(&scene.serial, on, ONLINE_WAIT)
+            .await;
+    let expected = if on {
+        "on; the recorder is online"
+    } else {
+        "off; the recorder is offline"
+    };
+    let outcome = if seen {
+        expected.to_owned()
+    } else {
+        format!("{switched:?}")
+    };
+    let what = if on {
+        "the device admin switches platform access on"
+    } else {
+        "the device admin switches platform access off (local menu)"
+    };
+    story.step(what, expected, outcome);
     Ok(())
 }
 
@@ -220,10 +226,10 @@ async fn installer_deletes_and_adds_again(
     let (cloud, installer) = (scene.cloud, scene.installer());
     story.section("The installer deletes the device from the owner's account");
     let removed = cloud.remove_from_owner(installer, SERIAL).await;
-    story.step(
+    story.done(
         "installer deletes the recorder from olivia's account",
+        &removed,
         "deleted",
-        result_text(&removed, "deleted"),
     );
     story.step(
         "olivia's live view of channel 1",
@@ -245,10 +251,10 @@ async fn installer_deletes_and_adds_again(
         readded,
     );
     let mine = cloud.bind_owner(olivia, SERIAL, CODE).await;
-    story.step(
+    story.done(
         "olivia adds the recorder to her account with its verification code",
+        &mine,
         "added",
-        result_text(&mine, "added"),
     );
 }
 
@@ -276,10 +282,10 @@ async fn installer_rights_outside_the_site(
     let granted = cloud
         .authorize_installer(olivia, SERIAL, "ops@acme-security.example", grants)
         .await;
-    story.step(
+    story.done(
         "olivia authorizes acme-security: live view and configuration for 24 h",
+        &granted,
         "granted",
-        result_text(&granted, "granted"),
     );
     let rights = cloud.with_model(|m| m.installer_rights(olivia, SERIAL));
     let rights = match rights {
@@ -313,11 +319,7 @@ async fn installer_rights_outside_the_site(
         scene.resolve_name(installer, &name),
     );
     let revoked = cloud.revoke_installer(olivia, SERIAL).await;
-    story.step(
-        "olivia revokes the installer's rights",
-        "revoked",
-        result_text(&revoked, "revoked"),
-    );
+    story.done("olivia revokes the installer's rights", &revoked, "revoked");
     story.step(
         "installer's live view of channel 1, right after",
         denied(Reason::NotAPrincipal),
@@ -373,9 +375,5 @@ async fn local_recovery(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &Accou
         scene.live_view(olivia, 1),
     );
     let frank = cloud.bind_owner(&scene.people.frank, SERIAL, CODE).await;
-    story.step(
-        "frank adds the recorder to his account",
-        "added",
-        result_text(&frank, "added"),
-    );
+    story.done("frank adds the recorder to his account", &frank, "added");
 }

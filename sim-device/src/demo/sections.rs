@@ -130,10 +130,10 @@ async fn set_up_site(story: &mut Story<'_>, scene: &Scene<'_>) -> Result<SiteId,
         result_text(&wrong, "added"),
     );
     let added = cloud.add_to_site(installer, site, SERIAL, CODE).await;
-    story.step(
+    story.done(
         format!("installer adds {SERIAL} to the site with its verification code"),
+        &added,
         "added",
-        result_text(&added, "added"),
     );
     Ok(site)
 }
@@ -440,10 +440,10 @@ async fn cloud_service_switch(
         scene.live_view(installer, 1),
     );
     let on = cloud.set_cloud_service(installer, SERIAL, true).await;
-    story.step(
+    story.done(
         format!("installer turns the cloud service of {SERIAL} on again"),
+        &on,
         "on",
-        result_text(&on, "on"),
     );
     story.step(
         "olivia's live view of channel 1",
@@ -500,10 +500,10 @@ async fn delete_shares(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &Accoun
     let (cloud, people) = (scene.cloud, scene.people);
     story.section("Deleting shares");
     let left = cloud.leave_share(&people.fiona, SERIAL).await;
-    story.step(
+    story.done(
         "fiona deletes the shared device from her side",
+        &left,
         "deleted",
-        result_text(&left, "deleted"),
     );
     story.step(
         format!("olivia views the accounts {SERIAL} is shared to"),
@@ -522,10 +522,10 @@ async fn delete_shares(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &Accoun
     });
     let unshared_at = std::time::Instant::now();
     let removed = cloud.unshare(olivia, SERIAL, &["frank@example.com"]).await;
-    story.step(
+    story.done(
         "olivia deletes the share of frank@example.com",
+        &removed,
         "deleted",
-        result_text(&removed, "deleted"),
     );
     let mut when = None;
     let cut = match (watched, stream.as_mut()) {

@@ -30,6 +30,17 @@ impl Story<'_> {
         let _ = writeln!(self.out, "  {text}");
     }
 
+    /// A step whose outcome is the cloud's answer: `ok` when it was done,
+    /// else the refusal as the product words it.
+    pub(super) fn done(
+        &mut self,
+        what: impl Into<String>,
+        result: &Result<(), CloudError>,
+        ok: &str,
+    ) {
+        self.step(what, ok, result_text(result, ok));
+    }
+
     pub(super) fn step(
         &mut self,
         what: impl Into<String>,

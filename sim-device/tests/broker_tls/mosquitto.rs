@@ -4,8 +4,11 @@ use super::*;
 
 /// A PKI for `serials` and mosquitto started with it; `None` (the test
 /// skips) without mosquitto.
-fn with_mosquitto(test: &str, serials: &[&str]) -> Option<(tempfile::TempDir, Pki, Mosquitto)> {
-    if skip_without_mosquitto(test) {
+/// The PKI and mosquitto for the calling test (named after its thread, as
+/// the test harness names it), or `None` if mosquitto is missing.
+fn with_mosquitto(serials: &[&str]) -> Option<(tempfile::TempDir, Pki, Mosquitto)> {
+    let thread = std::thread::current();
+    if skip_without_mosquitto(thread.name().unwrap_or("broker_tls")) {
         return None;
     }
     let (dir, pki) = pki(serials);
@@ -15,10 +18,7 @@ fn with_mosquitto(test: &str, serials: &[&str]) -> Option<(tempfile::TempDir, Pk
 
 #[tokio::test]
 async fn mosquitto_device_receives_what_the_cloud_publishes() {
-    let Some((_dir, pki, broker)) = with_mosquitto(
-        "mosquitto_device_receives_what_the_cloud_publishes",
-        &["S1"],
-    ) else {
+    let Some((_dir, pki, broker)) = with_mosquitto(&["S1"]) else {
         return;
     };
     device_receives_cloud_commands(broker.port(), &pki).await;
@@ -26,10 +26,7 @@ async fn mosquitto_device_receives_what_the_cloud_publishes() {
 
 #[tokio::test]
 async fn mosquitto_refuses_clients_without_a_valid_certificate() {
-    let Some((_dir, pki, broker)) = with_mosquitto(
-        "mosquitto_refuses_clients_without_a_valid_certificate",
-        &["S1"],
-    ) else {
+    let Some((_dir, pki, broker)) = with_mosquitto(&["S1"]) else {
         return;
     };
     let other = pki.generate_unrelated().unwrap();
@@ -41,10 +38,7 @@ async fn mosquitto_refuses_clients_without_a_valid_certificate() {
 
 #[tokio::test]
 async fn mosquitto_confines_device_reads_to_its_own_subtree() {
-    let Some((_dir, pki, broker)) = with_mosquitto(
-        "mosquitto_confines_device_reads_to_its_own_subtree",
-        &["S1", "S2"],
-    ) else {
+    let Some((_dir, pki, broker)) = with_mosquitto(&["S1", "S2"]) else {
         return;
     };
     let port = broker.port();
@@ -89,10 +83,7 @@ async fn mosquitto_confines_device_reads_to_its_own_subtree() {
 
 #[tokio::test]
 async fn mosquitto_confines_device_writes_to_its_own_subtree() {
-    let Some((_dir, pki, broker)) = with_mosquitto(
-        "mosquitto_confines_device_writes_to_its_own_subtree",
-        &["S1", "S2"],
-    ) else {
+    let Some((_dir, pki, broker)) = with_mosquitto(&["S1", "S2"]) else {
         return;
     };
     let port = broker.port();
@@ -147,10 +138,7 @@ async fn mosquitto_confines_device_writes_to_its_own_subtree() {
 
 #[tokio::test]
 async fn mosquitto_restart_keeps_the_port_and_persistent_sessions() {
-    let Some((_dir, pki, mut broker)) = with_mosquitto(
-        "mosquitto_restart_keeps_the_port_and_persistent_sessions",
-        &["S1"],
-    ) else {
+    let Some((_dir, pki, mut broker)) = with_mosquitto(&["S1"]) else {
         return;
     };
     let port = broker.port();

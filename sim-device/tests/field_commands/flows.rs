@@ -54,27 +54,13 @@ fn the_domain_name_is_set_resolved_for_whom_it_is_shared_and_shared_alone() {
     assert!(status.stdout.contains("domain: alice-home"), "{status:?}");
 
     // A later run resolves from the cloud's records.
-    let run = bench.ok(&[
-        "domain",
-        "resolve",
-        "--name",
-        "alice-home",
-        "--account",
-        "alice",
-    ]);
+    let run = bench.ok_cli("domain resolve --name alice-home --account alice");
     assert!(
         run.stdout.starts_with("alice-home: 127.0.0.1 http "),
         "{run:?}"
     );
     assert!(run.stdout.trim().ends_with("(NVR-1)"), "{run:?}");
-    let run = bench.run(&[
-        "domain",
-        "resolve",
-        "--name",
-        "alice-home",
-        "--account",
-        "bob",
-    ]);
+    let run = bench.cli("domain resolve --name alice-home --account bob");
     assert_eq!(run.code, Some(1), "{run:?}");
     assert_eq!(
         run.stdout.trim(),
@@ -84,26 +70,12 @@ fn the_domain_name_is_set_resolved_for_whom_it_is_shared_and_shared_alone() {
     // The documents' kind of share: the domain name alone.
     let run = bench.ok(&["share", "--serial", "NVR-1", "--to", "bob", "--domain-only"]);
     assert_eq!(run.stdout.trim(), "NVR-1: Shared (domain name only)");
-    bench.ok(&[
-        "domain",
-        "resolve",
-        "--name",
-        "alice-home",
-        "--account",
-        "bob",
-    ]);
+    bench.ok_cli("domain resolve --name alice-home --account bob");
     assert!(
         !allowed(nvr1.live_view(&cloud("bob"), 1).expect("decides")),
         "a domain-only share gives no live view"
     );
-    let run = bench.run(&[
-        "domain",
-        "resolve",
-        "--name",
-        "nowhere",
-        "--account",
-        "alice",
-    ]);
+    let run = bench.cli("domain resolve --name nowhere --account alice");
     assert_eq!(
         run.stdout.trim(),
         "nowhere: The domain name \"nowhere\" does not exist"
@@ -120,18 +92,7 @@ fn the_owner_grants_shows_and_revokes_installer_rights_outside_a_site() {
     let run = bench.run(&["installer", "revoke", "--serial", "NVR-1"]);
     assert_eq!(run.code, Some(1), "nothing to revoke: {run:?}");
 
-    let run = bench.ok(&[
-        "installer",
-        "grant",
-        "--serial",
-        "NVR-1",
-        "--to",
-        "acme@example.com",
-        "--permissions",
-        "live-view,configuration",
-        "--hours",
-        "2",
-    ]);
+    let run = bench.ok_cli("installer grant --serial NVR-1 --to acme@example.com --permissions live-view,configuration --hours 2");
     assert_eq!(
         run.stdout.trim(),
         "NVR-1: installer rights granted to acme@example.com"
@@ -159,29 +120,12 @@ fn the_installer_deletes_the_device_from_the_owners_account_and_it_can_be_added_
     let bench = Bench::new(&["NVR-1"]);
     let nvr1 = bench.owned_recorder("NVR-1", "alice");
     bench.accounts(&["acme"]);
-    bench.ok(&[
-        "installer",
-        "grant",
-        "--serial",
-        "NVR-1",
-        "--to",
-        "acme",
-        "--permissions",
-        "live-view",
-    ]);
+    bench.ok_cli("installer grant --serial NVR-1 --to acme --permissions live-view");
     let run = bench.run(&["remove-from-owner", "--serial", "NVR-1"]);
     assert_eq!(run.code, Some(1), "without \"may disable\": {run:?}");
     assert!(run.stdout.contains("not allowed"), "{run:?}");
 
-    bench.ok(&[
-        "installer",
-        "grant",
-        "--serial",
-        "NVR-1",
-        "--to",
-        "acme",
-        "--may-disable",
-    ]);
+    bench.ok_cli("installer grant --serial NVR-1 --to acme --may-disable");
     let run = bench.ok(&["remove-from-owner", "--serial", "NVR-1"]);
     assert_eq!(
         run.stdout.trim(),
@@ -208,13 +152,7 @@ fn the_installer_invites_the_owner_who_sees_the_remarks_and_accepts_the_handover
     let bench = Bench::new(&["NVR-1", "NVR-2"]);
     let nvr1 = bench.installed_recorder("NVR-1", "acme");
     let nvr2 = bench.installed_recorder("NVR-2", "acme");
-    let run = bench.run(&[
-        "invite",
-        "--installer",
-        "acme",
-        "--email",
-        "olivia@example.com",
-    ]);
+    let run = bench.cli("invite --installer acme --email olivia@example.com");
     assert_eq!(
         run.stdout.trim(),
         "site of installer acme: invitation-1 sent to email olivia@example.com"
@@ -275,13 +213,7 @@ fn a_handover_to_an_offline_device_completes_in_a_later_run_when_it_is_back() {
     let _nvr1 = bench.installed_recorder("NVR-1", "acme");
     let nvr2 = bench.recorder_at_home("NVR-2");
     bench.bind_installer("NVR-2", "acme");
-    bench.ok(&[
-        "invite",
-        "--installer",
-        "acme",
-        "--email",
-        "olivia@example.com",
-    ]);
+    bench.ok_cli("invite --installer acme --email olivia@example.com");
     bench.accounts(&["olivia"]);
     nvr2.stop().expect("NVR-2 stops");
 

@@ -114,12 +114,25 @@ impl Bench {
     }
 
     fn recorder(&self, serial: &str) -> Recorder {
+        self.start(RecorderSpec::new(serial))
+    }
+
+    /// A recorder whose configuration and state live in the PKI
+    /// directory (`recorders/SERIAL`): it can be stopped and started again
+    /// as the same device.
+    fn recorder_at_home(&self, serial: &str) -> Recorder {
+        let mut spec = RecorderSpec::new(serial);
+        spec.home = Some(self.pki.dir().join("recorders").join(serial));
+        self.start(spec)
+    }
+
+    fn start(&self, spec: RecorderSpec) -> Recorder {
         Recorder::start(
             &self.pki,
             self.broker.host(),
             self.broker.port(),
             self.command_key,
-            RecorderSpec::new(serial),
+            spec,
         )
         .expect("the recorder starts")
     }
@@ -148,6 +161,16 @@ impl Bench {
         run
     }
 
+    /// `run` of a command line split at spaces (no argument holds one).
+    fn cli(&self, line: &str) -> Run {
+        self.run(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
+    /// `ok` of a command line split at spaces.
+    fn ok_cli(&self, line: &str) -> Run {
+        self.ok(&line.split_whitespace().collect::<Vec<_>>())
+    }
+
     /// Runs a command that must succeed.
     fn ok(&self, args: &[&str]) -> Run {
         let run = self.run(args);
@@ -166,21 +189,6 @@ impl Bench {
             installer,
         ]);
         assert!(run.stdout.contains(&format!("{serial}: bound")), "{run:?}");
-    }
-
-    /// A recorder whose configuration and state live in the PKI
-    /// directory (`recorders/SERIAL`): it can be stopped and started again
-    /// as the same device.
-    fn recorder_at_home(&self, serial: &str) -> Recorder {
-        Recorder::start_in(
-            &self.pki.dir().join("recorders").join(serial),
-            &self.pki,
-            self.broker.host(),
-            self.broker.port(),
-            self.command_key,
-            RecorderSpec::new(serial),
-        )
-        .expect("the recorder starts")
     }
 
     /// A recorder bound to `owner`.

@@ -267,7 +267,8 @@ fn recorder_command(mut parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
     let seed = load_seed(&pki_dir)?;
     let dir = dir.unwrap_or_else(|| pki_dir.join("recorders").join(&spec.serial));
     let key = sim_device::cloud::driver::command_public_key(&seed);
-    let recorder = Recorder::start_in(&dir, &pki, &host, port, key, spec)?;
+    spec.home = Some(dir);
+    let recorder = Recorder::start(&pki, &host, port, key, spec)?;
     println!(
         "recorder {} running the agent (config {}, local socket {}); Ctrl-C stops it",
         recorder.serial(),

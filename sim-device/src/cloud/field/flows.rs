@@ -17,7 +17,7 @@ use super::super::model::{
     CloudError, Contact, InstallerPermissions, InstallerRights, Invitation, InvitationId,
     PerDevice, Resolution,
 };
-use super::{owner, reachable, serial_of, unknown_holder, OperationError};
+use super::{installer, owner, reachable, serial_of, OperationError};
 
 /// A new account, as `sim-device account add` takes it.
 #[derive(Debug, Clone, Default)]
@@ -51,18 +51,6 @@ pub fn add_account(cloud: &Cloud, spec: &AccountSpec) -> Result<AccountId, Cloud
 /// An account the cloud knows, by what a user typed.
 fn known(cloud: &Cloud, text: &str) -> Result<AccountId, CloudError> {
     cloud.with_model(|m| m.find_account(text).map(|a| a.id.clone()))
-}
-
-/// The installer per the device's report (before or after the handover).
-async fn installer(cloud: &Cloud, serial: &str) -> Result<AccountId, OperationError> {
-    let serial = serial_of(serial)?;
-    let report = reachable(cloud, &serial).await?;
-    let installer = report
-        .binding
-        .installer()
-        .cloned()
-        .ok_or_else(|| unknown_holder(&serial, "installer"))?;
-    Ok(cloud.with_model(|m| m.ensure_account(&installer)))
 }
 
 /// The owner shares only the device's domain name with `to` (the

@@ -208,8 +208,8 @@ fn unknown_holder(serial: &Serial, role: &'static str) -> CloudError {
     }
 }
 
-/// The installer (per the device's report) switches the cloud service.
-pub async fn service(cloud: &Cloud, serial: &str, enabled: bool) -> Result<(), OperationError> {
+/// The installer per the device's report (before or after the handover).
+pub(super) async fn installer(cloud: &Cloud, serial: &str) -> Result<AccountId, OperationError> {
     let serial = serial_of(serial)?;
     let report = reachable(cloud, &serial).await?;
     let installer = report
@@ -217,8 +217,13 @@ pub async fn service(cloud: &Cloud, serial: &str, enabled: bool) -> Result<(), O
         .installer()
         .cloned()
         .ok_or_else(|| unknown_holder(&serial, "installer"))?;
-    let id = cloud.with_model(|m| m.ensure_account(&installer));
-    Ok(cloud.set_cloud_service(&id, &serial, enabled).await?)
+    Ok(cloud.with_model(|m| m.ensure_account(&installer)))
+}
+
+/// The installer (per the device's report) switches the cloud service.
+pub async fn service(cloud: &Cloud, serial: &str, enabled: bool) -> Result<(), OperationError> {
+    let id = installer(cloud, serial).await?;
+    Ok(cloud.set_cloud_service(&id, serial, enabled).await?)
 }
 /// The owner (per the device's report).
 pub(super) async fn owner(

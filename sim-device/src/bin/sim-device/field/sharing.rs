@@ -96,11 +96,8 @@ pub(super) async fn leave(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
     };
     let cloud = link.cloud().await?;
     let result = field::leave(cloud, &serial, account).await;
-    Ok(report(
-        &serial,
-        &format!("{account} left the share"),
-        result,
-    ))
+    let done = format!("{account} left the share");
+    Ok(report(&serial, &done, result))
 }
 
 /// `domain set --serial S --name NAME` (the owner), `domain resolve --name
@@ -112,11 +109,8 @@ pub(super) async fn domain(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
             let serial = one_serial("domain set", a)?;
             let cloud = link.cloud().await?;
             let result = field::set_domain(cloud, &serial, name).await;
-            Ok(report(
-                &serial,
-                &format!("domain name {name} registered"),
-                result,
-            ))
+            let done = format!("domain name {name} registered");
+            Ok(report(&serial, &done, result))
         }
         [verb] if verb == "resolve" => {
             let account = match a.accounts.as_slice() {

@@ -47,11 +47,8 @@ pub(super) async fn delete(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
     let serial = one_serial("delete", a)?;
     let cloud = link.cloud().await?;
     let result = field::delete_device(cloud, &serial).await;
-    Ok(report(
-        &serial,
-        "deleted from the owner's account; it can be added again",
-        result,
-    ))
+    let done = "deleted from the owner's account; it can be added again";
+    Ok(report(&serial, &done, result))
 }
 
 /// `remove-from-owner --serial S`: the installer holding "may disable
@@ -60,11 +57,8 @@ pub(super) async fn remove_from_owner(link: &Link, a: &FieldArgs) -> Result<bool
     let serial = one_serial("remove-from-owner", a)?;
     let cloud = link.cloud().await?;
     let result = field::remove_from_owner(cloud, &serial).await;
-    Ok(report(
-        &serial,
-        "deleted from the owner's account by the installer; it can be added again",
-        result,
-    ))
+    let done = "deleted from the owner's account by the installer; it can be added again";
+    Ok(report(&serial, &done, result))
 }
 
 /// The installer rights `--permissions` names (`site-info`,
@@ -107,11 +101,8 @@ pub(super) async fn installer(link: &Link, a: &FieldArgs) -> Result<bool, Fatal>
             let grants = installer_grants(a)?;
             let cloud = link.cloud().await?;
             let result = field::grant_installer(cloud, &serial, to, grants).await;
-            Ok(report(
-                &serial,
-                &format!("installer rights granted to {to}"),
-                result,
-            ))
+            let done = format!("installer rights granted to {to}");
+            Ok(report(&serial, &done, result))
         }
         [verb] if verb == "revoke" => {
             let cloud = link.cloud().await?;
