@@ -498,45 +498,14 @@ fn on_publish(
     };
     match leaf {
         Leaf::Ack => {
-            let Ok(ack) = codec::decode::<Ack>(payload, MAX_MESSAGE_BYTES) else {
-                return;
-            };
-            // An ack without a sequence number answers an envelope the
-            // device could not verify: it belongs to the oldest pending.
-            let seq = ack.seq.or_else(|| {
-                shared
-                    .links
-                    .get(&serial)
-                    .and_then(|l| l.pending.front().copied())
-            });
-            if let Some(seq) = seq {
-                if let Some(waiter) = shared.waiters.remove(&(serial.clone(), seq)) {
-                    let _ = waiter.send(ack);
-                }
-                if let Some(link) = shared.links.get_mut(&serial) {
-                    link.pending.retain(|s| *s != seq);
-                }
+            if let Ok(ack) = codec::decode::<Ack>(payload, MAX_MESSAGE_BYTES) {
+                on_ack(shared, serial, ack);
             }
         }
         Leaf::State => {
-            let Ok(report) = codec::decode::<StateReport>(payload, MAX_MESSAGE_BYTES) else {
-                return;
-            };
-            if report.serial != serial {
-                return;
+            if let Ok(report) = codec::decode::<StateReport>(payload, MAX_MESSAGE_BYTES) {
+                on_state(client, restorer, shared, serial, report);
             }
-            let link = shared.links.entry(serial.clone()).or_default();
-            let learned = report.last_seq + 1;
-            let seq = link.next_seq.map_or(learned, |n| n.max(learned));
-            link.next_seq = Some(seq);
-            if report.behind {
-                let record = shared.model.report(serial.as_str());
-                if let Some(command) = record.and_then(|r| restore::restore_command(r, seq)) {
-                    link.next_seq = Some(seq + 1);
-                    restore::publish(client, restorer, &serial, &command);
-                }
-            }
-            shared.model.on_state_report(report);
         }
         Leaf::Status => {
             let online = codec::decode::<DeviceStatus>(payload, MAX_MESSAGE_BYTES)
@@ -545,27 +514,80 @@ fn on_publish(
             shared.links.entry(serial).or_default().online = online;
         }
         Leaf::DomainRegister => {
-            let Ok(registration) = codec::decode::<DomainRegistration>(payload, MAX_MESSAGE_BYTES)
-            else {
-                return;
-            };
-            // The sim has no NAT: the public address the cloud "sees" is
-            // the device's LAN address.
-            let seen_from = registration.lan_address;
-            let result =
-                shared
-                    .model
-                    .on_domain_registration(&serial, &registration, seen_from, now_secs());
-            if let Ok(bytes) = codec::encode(&result, MAX_MESSAGE_BYTES) {
-                let _ = client.try_publish(
-                    topics::topic(&serial, Leaf::DomainResult),
-                    QoS::AtLeastOnce,
-                    false,
-                    bytes,
-                );
+            if let Ok(registration) = codec::decode(payload, MAX_MESSAGE_BYTES) {
+                on_domain_registration(client, shared, serial, registration);
             }
         }
         Leaf::Command | Leaf::Audit | Leaf::DomainResult | Leaf::TimeRequest | Leaf::TimeAnswer => {
         }
+    }
+}
+
+/// Hands the acknowledgement to the command waiting for it.
+fn on_ack(shared: &mut Shared, serial: Serial, ack: Ack) {
+    // An ack without a sequence number answers an envelope the device
+    // could not verify: it belongs to the oldest pending.
+    let seq = ack.seq.or_else(|| {
+        shared
+            .links
+            .get(&serial)
+            .and_then(|l| l.pending.front().copied())
+    });
+    if let Some(seq) = seq {
+        if let Some(waiter) = shared.waiters.remove(&(serial.clone(), seq)) {
+            let _ = waiter.send(ack);
+        }
+        if let Some(link) = shared.links.get_mut(&serial) {
+            link.pending.retain(|s| *s != seq);
+        }
+    }
+}
+
+/// Learns the device's state and next sequence number; restores a device
+/// that reports itself behind.
+fn on_state(
+    client: &AsyncClient,
+    restorer: &CommandSigner,
+    shared: &mut Shared,
+    serial: Serial,
+    report: StateReport,
+) {
+    if report.serial != serial {
+        return;
+    }
+    let link = shared.links.entry(serial.clone()).or_default();
+    let learned = report.last_seq + 1;
+    let seq = link.next_seq.map_or(learned, |n| n.max(learned));
+    link.next_seq = Some(seq);
+    if report.behind {
+        let record = shared.model.report(serial.as_str());
+        if let Some(command) = record.and_then(|r| restore::restore_command(r, seq)) {
+            link.next_seq = Some(seq + 1);
+            restore::publish(client, restorer, &serial, &command);
+        }
+    }
+    shared.model.on_state_report(report);
+}
+
+/// Answers a domain registration with the model's result.
+fn on_domain_registration(
+    client: &AsyncClient,
+    shared: &mut Shared,
+    serial: Serial,
+    registration: DomainRegistration,
+) {
+    // The sim has no NAT: the public address the cloud "sees" is the
+    // device's LAN address.
+    let seen_from = registration.lan_address;
+    let result = shared
+        .model
+        .on_domain_registration(&serial, &registration, seen_from, now_secs());
+    if let Ok(bytes) = codec::encode(&result, MAX_MESSAGE_BYTES) {
+        let _ = client.try_publish(
+            topics::topic(&serial, Leaf::DomainResult),
+            QoS::AtLeastOnce,
+            false,
+            bytes,
+        );
     }
 }
