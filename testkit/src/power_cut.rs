@@ -189,6 +189,15 @@ impl Disk {
         Ok(disk)
     }
 
+    fn insert_inode(&mut self, ino: u64, node: Node, perm: u16) {
+        let inode = Inode {
+            node,
+            perm,
+            mtime: SystemTime::now(),
+        };
+        self.inodes.insert(ino, inode);
+    }
+
     fn add_image(&mut self, image: &Image, perm: u16) -> u64 {
         let ino = self.next_ino;
         self.next_ino += 1;
@@ -202,14 +211,7 @@ impl Disk {
                 durable: BTreeMap::new(),
             },
         };
-        self.inodes.insert(
-            ino,
-            Inode {
-                node,
-                perm,
-                mtime: SystemTime::now(),
-            },
-        );
+        self.insert_inode(ino, node, perm);
         if let Image::Dir(children) = image {
             let mut entries = BTreeMap::new();
             for (name, child) in children {
@@ -432,14 +434,7 @@ impl Disk {
         }
         let ino = self.next_ino;
         self.next_ino += 1;
-        self.inodes.insert(
-            ino,
-            Inode {
-                node,
-                perm,
-                mtime: SystemTime::now(),
-            },
-        );
+        self.insert_inode(ino, node, perm);
         self.change(vec![Edit {
             dir: parent,
             name: name.to_owned(),

@@ -82,7 +82,10 @@ fn a_site_wide_service_switch_reaches_online_recorders_and_an_offline_one_once_i
             .with_model(|m| m.create_site(&installer, "Warehouse"))
             .unwrap();
         for s in [FRONT, BACK] {
-            cloud.add_to_site(&installer, site, s, CODE).await.unwrap();
+            cloud
+                .execute_plan(|m| m.plan_add_to_site(&installer, site, s, CODE))
+                .await
+                .unwrap();
         }
         let now = cloud.now();
         let permissions = InstallerPermissions {
@@ -143,7 +146,7 @@ fn a_site_wide_service_switch_reaches_online_recorders_and_an_offline_one_once_i
         assert!(cloud.wait_online(&serial(BACK), true, ONLINE).await);
         assert_eq!(back.live_view(&owner, 1).unwrap(), Decision::Allow);
         cloud
-            .set_cloud_service(&installer, BACK, false)
+            .execute_plan(|m| m.plan_set_cloud_service(&installer, BACK, false))
             .await
             .unwrap();
         assert_eq!(

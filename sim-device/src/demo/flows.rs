@@ -136,7 +136,9 @@ async fn delete_all(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &AccountId
         "frank@example.com, steve@example.com",
         list_text(cloud, olivia),
     );
-    let all = cloud.unshare_all(olivia, SERIAL).await;
+    let all = cloud
+        .execute_plan(|m| m.plan_unshare_all(olivia, SERIAL))
+        .await;
     story.done("olivia taps Delete All", &all, "deleted");
     story.step(
         format!("olivia views the accounts {SERIAL} is shared to"),
@@ -225,7 +227,9 @@ async fn installer_deletes_and_adds_again(
 ) {
     let (cloud, installer) = (scene.cloud, scene.installer());
     story.section("The installer deletes the device from the owner's account");
-    let removed = cloud.remove_from_owner(installer, SERIAL).await;
+    let removed = cloud
+        .execute_plan(|m| m.plan_remove_from_owner(installer, SERIAL))
+        .await;
     story.done(
         "installer deletes the recorder from olivia's account",
         &removed,
@@ -238,9 +242,13 @@ async fn installer_deletes_and_adds_again(
     );
     let readded = match cloud.with_model(|m| m.create_site(installer, "Bakery, new site")) {
         Ok(site) => {
-            let added = cloud.add_to_site(installer, site, SERIAL, CODE).await;
+            let added = cloud
+                .execute_plan(|m| m.plan_add_to_site(installer, site, SERIAL, CODE))
+                .await;
             let text = result_text(&added, "added");
-            let removed = cloud.remove_from_site(installer, site, SERIAL).await;
+            let removed = cloud
+                .execute_plan(|m| m.plan_remove_from_site(installer, site, SERIAL))
+                .await;
             format!("{text}; {}", result_text(&removed, "removed from the site"))
         }
         Err(e) => e.to_string(),
@@ -250,7 +258,9 @@ async fn installer_deletes_and_adds_again(
         "added; removed from the site",
         readded,
     );
-    let mine = cloud.bind_owner(olivia, SERIAL, CODE).await;
+    let mine = cloud
+        .execute_plan(|m| m.plan_bind_owner(olivia, SERIAL, CODE))
+        .await;
     story.done(
         "olivia adds the recorder to her account with its verification code",
         &mine,
@@ -280,7 +290,9 @@ async fn installer_rights_outside_the_site(
         ..InstallerGrants::default()
     };
     let granted = cloud
-        .authorize_installer(olivia, SERIAL, "ops@acme-security.example", grants)
+        .execute_plan(|m| {
+            m.plan_authorize_installer(olivia, SERIAL, "ops@acme-security.example", grants)
+        })
         .await;
     story.done(
         "olivia authorizes acme-security: live view and configuration for 24 h",
@@ -318,7 +330,9 @@ async fn installer_rights_outside_the_site(
         ADDRESS,
         scene.resolve_name(installer, &name),
     );
-    let revoked = cloud.revoke_installer(olivia, SERIAL).await;
+    let revoked = cloud
+        .execute_plan(|m| m.plan_revoke_installer(olivia, SERIAL))
+        .await;
     story.done("olivia revokes the installer's rights", &revoked, "revoked");
     story.step(
         "installer's live view of channel 1, right after",
@@ -374,6 +388,8 @@ async fn local_recovery(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &Accou
         denied(Reason::NotBound),
         scene.live_view(olivia, 1),
     );
-    let frank = cloud.bind_owner(&scene.people.frank, SERIAL, CODE).await;
+    let frank = cloud
+        .execute_plan(|m| m.plan_bind_owner(&scene.people.frank, SERIAL, CODE))
+        .await;
     story.done("frank adds the recorder to his account", &frank, "added");
 }

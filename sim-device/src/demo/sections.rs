@@ -123,13 +123,17 @@ async fn set_up_site(story: &mut Story<'_>, scene: &Scene<'_>) -> Result<SiteId,
         "installer creates the site \"Bakery, Main St\"",
         SiteStatus::NotInvited,
     )?;
-    let wrong = cloud.add_to_site(installer, site, SERIAL, "AAAAAA").await;
+    let wrong = cloud
+        .execute_plan(|m| m.plan_add_to_site(installer, site, SERIAL, "AAAAAA"))
+        .await;
     story.step(
         format!("installer adds {SERIAL} with a wrong verification code"),
         CloudError::WrongVerificationCode.to_string(),
         result_text(&wrong, "added"),
     );
-    let added = cloud.add_to_site(installer, site, SERIAL, CODE).await;
+    let added = cloud
+        .execute_plan(|m| m.plan_add_to_site(installer, site, SERIAL, CODE))
+        .await;
     story.done(
         format!("installer adds {SERIAL} to the site with its verification code"),
         &added,
@@ -439,7 +443,9 @@ async fn cloud_service_switch(
         "allowed",
         scene.live_view(installer, 1),
     );
-    let on = cloud.set_cloud_service(installer, SERIAL, true).await;
+    let on = cloud
+        .execute_plan(|m| m.plan_set_cloud_service(installer, SERIAL, true))
+        .await;
     story.done(
         format!("installer turns the cloud service of {SERIAL} on again"),
         &on,
@@ -499,7 +505,9 @@ async fn domain_name(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &AccountI
 async fn delete_shares(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &AccountId) {
     let (cloud, people) = (scene.cloud, scene.people);
     story.section("Deleting shares");
-    let left = cloud.leave_share(&people.fiona, SERIAL).await;
+    let left = cloud
+        .execute_plan(|m| m.plan_leave_share(&people.fiona, SERIAL))
+        .await;
     story.done(
         "fiona deletes the shared device from her side",
         &left,
@@ -521,7 +529,9 @@ async fn delete_shares(story: &mut Story<'_>, scene: &Scene<'_>, olivia: &Accoun
         )
     });
     let unshared_at = std::time::Instant::now();
-    let removed = cloud.unshare(olivia, SERIAL, &["frank@example.com"]).await;
+    let removed = cloud
+        .execute_plan(|m| m.plan_unshare(olivia, SERIAL, &["frank@example.com"]))
+        .await;
     story.done(
         "olivia deletes the share of frank@example.com",
         &removed,

@@ -87,10 +87,7 @@ fn the_owner_cannot_take_a_name_another_device_holds() {
 #[test]
 fn only_the_owner_and_currently_valid_shares_resolve_the_domain() {
     let mut w = world();
-    let window = Validity {
-        not_before: NOON,
-        not_after: NOON + 300,
-    };
+    let window = from_noon(300);
     let shares = vec![
         share_entry(&w.frank, None),
         share_entry(&w.fiona, Some(window)),

@@ -79,10 +79,7 @@ fn report_unbound(w: &mut World, last_seq: u64) {
 #[test]
 fn a_device_the_installer_deleted_from_the_owners_account_can_be_added_again() {
     let (mut w, site) = world_with_site();
-    let flag = InstallerGrants {
-        may_disable_cloud: true,
-        ..InstallerGrants::default()
-    };
+    let flag = may_disable();
     w.m.on_state_report(report(owned_by(&w, flag), vec![], true, 3));
     let planned = w.m.plan_remove_from_owner(&w.installer, SERIAL).unwrap();
     assert_eq!(planned.body, CommandBody::Unbind);
@@ -230,10 +227,7 @@ fn a_handover_stays_pending_until_the_device_acknowledges() {
 #[test]
 fn the_installer_resolves_the_domain_while_a_maintenance_grant_is_valid() {
     let mut w = world();
-    let window = Validity {
-        not_before: NOON,
-        not_after: NOON + 3600,
-    };
+    let window = from_noon(3600);
     // The installer keeps live view for an hour; the service is off.
     w.m.on_state_report(report(owned_by(&w, grants(Some(window))), vec![], false, 1));
     w.m.on_domain_registration(&serial(), &registration("nvr-1", 1), SEEN, NOON);

@@ -128,6 +128,22 @@ fn report(
     }
 }
 
+/// Only "Allow me to disable the cloud service".
+fn may_disable() -> InstallerGrants {
+    InstallerGrants {
+        may_disable_cloud: true,
+        ..InstallerGrants::default()
+    }
+}
+
+/// From noon for `secs`.
+fn from_noon(secs: u64) -> Validity {
+    Validity {
+        not_before: NOON,
+        not_after: NOON + secs,
+    }
+}
+
 fn owned_by(w: &World, grants: InstallerGrants) -> Binding {
     Binding::Owned {
         owner: eu(&w.olivia),

@@ -5,10 +5,7 @@ use super::*;
 #[test]
 fn only_an_installer_allowed_to_disable_it_switches_the_cloud_service() {
     let (mut w, site) = world_with_site();
-    let with_flag = InstallerGrants {
-        may_disable_cloud: true,
-        ..InstallerGrants::default()
-    };
+    let with_flag = may_disable();
     w.m.on_state_report(report(owned_by(&w, with_flag), vec![], true, 5));
     let planned =
         w.m.plan_set_cloud_service(&w.installer, SERIAL, false)

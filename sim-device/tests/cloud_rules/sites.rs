@@ -118,10 +118,7 @@ fn resending_before_acceptance_is_a_new_invitation_that_counts() {
 fn permissions_need_devices_in_the_site_and_become_per_device_grants() {
     let mut w = world();
     let empty = w.m.create_site(&w.installer, "Empty").unwrap();
-    let window = Validity {
-        not_before: NOON,
-        not_after: NOON + 3600,
-    };
+    let window = from_noon(3600);
     let asked = InstallerPermissions {
         site_info: Some(Grant { validity: None }),
         live_view: Some(DeviceGrant {

@@ -14,9 +14,7 @@ fn allowed(decision: Decision) -> bool {
 
 #[test]
 fn share_by_email_or_phone_refuses_an_unknown_account_and_the_receiver_can_leave() {
-    let bench = Bench::new(&["NVR-1"]);
-    let nvr1 = bench.owned_recorder("NVR-1", "alice");
-    bench.accounts(&["bob"]);
+    let (bench, nvr1) = alices_nvr1(&["bob"]);
     bench.ok(&["account", "add", "carol", "--phone", "+49 151 000 002"]);
 
     let run = bench.run(&["share", "--serial", "NVR-1", "--to", "nobody@example.com"]);
@@ -41,9 +39,7 @@ fn share_by_email_or_phone_refuses_an_unknown_account_and_the_receiver_can_leave
 
 #[test]
 fn the_domain_name_is_set_resolved_for_whom_it_is_shared_and_shared_alone() {
-    let bench = Bench::new(&["NVR-1"]);
-    let nvr1 = bench.owned_recorder("NVR-1", "alice");
-    bench.accounts(&["bob", "carol"]);
+    let (bench, nvr1) = alices_nvr1(&["bob", "carol"]);
 
     let run = bench.ok(&["domain", "set", "--serial", "NVR-1", "--name", "alice-home"]);
     assert_eq!(
@@ -84,9 +80,7 @@ fn the_domain_name_is_set_resolved_for_whom_it_is_shared_and_shared_alone() {
 
 #[test]
 fn the_owner_grants_shows_and_revokes_installer_rights_outside_a_site() {
-    let bench = Bench::new(&["NVR-1"]);
-    let nvr1 = bench.owned_recorder("NVR-1", "alice");
-    bench.accounts(&["acme"]);
+    let (bench, nvr1) = alices_nvr1(&["acme"]);
     let run = bench.ok(&["installer", "show", "--serial", "NVR-1"]);
     assert_eq!(run.stdout.trim(), "NVR-1: no installer");
     let run = bench.run(&["installer", "revoke", "--serial", "NVR-1"]);
@@ -117,9 +111,7 @@ fn the_owner_grants_shows_and_revokes_installer_rights_outside_a_site() {
 
 #[test]
 fn the_installer_deletes_the_device_from_the_owners_account_and_it_can_be_added_again() {
-    let bench = Bench::new(&["NVR-1"]);
-    let nvr1 = bench.owned_recorder("NVR-1", "alice");
-    bench.accounts(&["acme"]);
+    let (bench, nvr1) = alices_nvr1(&["acme"]);
     bench.ok_cli("installer grant --serial NVR-1 --to acme --permissions live-view");
     let run = bench.run(&["remove-from-owner", "--serial", "NVR-1"]);
     assert_eq!(run.code, Some(1), "without \"may disable\": {run:?}");

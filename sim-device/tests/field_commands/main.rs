@@ -226,6 +226,15 @@ impl Bench {
     }
 }
 
+/// The usual start: NVR-1 on the embedded broker, owned by alice, and
+/// `accounts` registered in the cloud's records.
+fn alices_nvr1(accounts: &[&str]) -> (Bench, Recorder) {
+    let bench = Bench::new(&["NVR-1"]);
+    let nvr1 = bench.owned_recorder("NVR-1", "alice");
+    bench.accounts(accounts);
+    (bench, nvr1)
+}
+
 /// The device's own cloud service switch, from its local socket.
 fn cloud_service(recorder: &Recorder) -> bool {
     recorder

@@ -5,9 +5,7 @@ use super::*;
 
 #[test]
 fn an_offline_device_gives_the_clear_offline_error_and_a_non_zero_exit() {
-    let bench = Bench::new(&["NVR-1"]);
-    let nvr1 = bench.owned_recorder("NVR-1", "alice");
-    bench.accounts(&["bob", "carol"]);
+    let (bench, nvr1) = alices_nvr1(&["bob", "carol"]);
     bench.ok(&["share", "--serial", "NVR-1", "--to", "bob"]);
     nvr1.stop().expect("NVR-1 stops");
 

@@ -4,9 +4,7 @@ use super::*;
 
 #[test]
 fn share_and_unshare_change_the_access_list_on_the_device() {
-    let bench = Bench::new(&["NVR-1"]);
-    let nvr1 = bench.owned_recorder("NVR-1", "alice");
-    bench.accounts(&["bob", "carol"]);
+    let (bench, nvr1) = alices_nvr1(&["bob", "carol"]);
     assert!(shared_with(&nvr1).is_empty());
     let live_view = |who: &str| {
         nvr1.live_view(&cloud(who), 1)

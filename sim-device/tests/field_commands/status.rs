@@ -4,9 +4,7 @@ use super::*;
 
 #[test]
 fn status_shows_the_binding_switches_and_access_list_of_an_online_device() {
-    let bench = Bench::new(&["NVR-1"]);
-    let _nvr1 = bench.owned_recorder("NVR-1", "alice");
-    bench.accounts(&["bob"]);
+    let (bench, _nvr1) = alices_nvr1(&["bob"]);
     bench.ok_cli("share --serial NVR-1 --to bob --permissions live-view,playback --channels 1,2");
 
     let run = bench.ok(&["status", "--serial", "NVR-1"]);

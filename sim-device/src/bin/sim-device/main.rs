@@ -144,7 +144,7 @@ fn run() -> Result<ExitCode, Fatal> {
         "fleet" => fleet::command(parser),
         "broker" => broker_command(parser),
         "recorder" => recorder_command(parser),
-        c if field::COMMANDS.contains(&c) => field::command(&command, parser),
+        c if field::is_command(c) => field::command(&command, parser),
         "help" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -1,61 +1,23 @@
-//! The product flows issue 17 added on the wire: the owner's installer
-//! rights (grant, revoke), deleting a device and removing it from a site,
-//! the documents' domain-only share, and handovers re-sent to devices that
-//! were offline until each acknowledges.
+//! The product flows issue 17 added on the wire that take more than one
+//! planned command: the documents' domain-only share (its cross-region
+//! refusal worded as the product does), and handovers re-sent to devices
+//! that were offline until each acknowledges. The single-command flows
+//! (installer rights, deleting, removing from a site) go through
+//! [`Cloud::execute_plan`].
 
 use std::time::Duration;
 
-use hc_protocol::{AccountId, InstallerGrants, Reason};
+use hc_protocol::{AccountId, Reason};
 use tokio::time::Instant;
 
 use super::link::Cloud;
 use super::now_secs;
-use crate::cloud::model::{CloudError, SiteId};
+use crate::cloud::model::CloudError;
 
 /// How often the re-sender looks again when nothing arrives.
 const RESEND_POLL: Duration = Duration::from_secs(1);
 
 impl Cloud {
-    /// The owner grants `installer` (email, phone, user name or id) rights
-    /// on the device, also outside the installer's site.
-    pub async fn authorize_installer(
-        &self,
-        owner: &AccountId,
-        serial: &str,
-        installer: &str,
-        grants: InstallerGrants,
-    ) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_authorize_installer(owner, serial, installer, grants))
-            .await
-    }
-
-    /// The owner takes every right from the installer.
-    pub async fn revoke_installer(
-        &self,
-        owner: &AccountId,
-        serial: &str,
-    ) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_revoke_installer(owner, serial))
-            .await
-    }
-
-    /// The owner deletes the device from his account.
-    pub async fn delete_device(&self, owner: &AccountId, serial: &str) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_delete_device(owner, serial))
-            .await
-    }
-
-    /// The installer removes a device from its site before handover.
-    pub async fn remove_from_site(
-        &self,
-        installer: &AccountId,
-        site: SiteId,
-        serial: &str,
-    ) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_remove_from_site(installer, site, serial))
-            .await
-    }
-
     /// The owner shares the device's domain name (the documents' share).
     pub async fn share_domain(
         &self,

@@ -139,8 +139,10 @@ impl Cloud {
         }
     }
 
-    /// Executes what the model plans, if it allows it.
-    pub(super) async fn plan_and_execute(
+    /// Executes what the model plans, if it allows it: the one path of
+    /// every operation that is a single command (`cloud.execute_plan(|m|
+    /// m.plan_delete_device(owner, serial))`).
+    pub async fn execute_plan(
         &self,
         plan: impl FnOnce(&mut CloudModel) -> Result<Planned, CloudError>,
     ) -> Result<(), CloudError> {
@@ -158,29 +160,6 @@ impl Cloud {
             results.push((serial, result));
         }
         results
-    }
-
-    /// The installer adds a device to its site with the verification code.
-    pub async fn add_to_site(
-        &self,
-        installer: &AccountId,
-        site: SiteId,
-        serial: &str,
-        code: &str,
-    ) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_add_to_site(installer, site, serial, code))
-            .await
-    }
-
-    /// An end user adds a device to its own account.
-    pub async fn bind_owner(
-        &self,
-        owner: &AccountId,
-        serial: &str,
-        code: &str,
-    ) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_bind_owner(owner, serial, code))
-            .await
     }
 
     /// The invitee accepts: the site is handed over and each device gets
@@ -223,40 +202,6 @@ impl Cloud {
         }
     }
 
-    /// The owner stops sharing with one or several accounts.
-    pub async fn unshare(
-        &self,
-        owner: &AccountId,
-        serial: &str,
-        accounts: &[&str],
-    ) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_unshare(owner, serial, accounts))
-            .await
-    }
-
-    /// The owner stops sharing with everyone ("Delete All").
-    pub async fn unshare_all(&self, owner: &AccountId, serial: &str) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_unshare_all(owner, serial))
-            .await
-    }
-
-    /// The receiver deletes the shared device from its own side.
-    pub async fn leave_share(&self, receiver: &AccountId, serial: &str) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_leave_share(receiver, serial))
-            .await
-    }
-
-    /// The installer switches the cloud service of one device.
-    pub async fn set_cloud_service(
-        &self,
-        installer: &AccountId,
-        serial: &str,
-        enabled: bool,
-    ) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_set_cloud_service(installer, serial, enabled))
-            .await
-    }
-
     /// The installer switches the cloud service of every device of a site.
     pub async fn set_cloud_service_for_site(
         &self,
@@ -269,16 +214,6 @@ impl Cloud {
         Ok(self.execute_each(plans).await)
     }
 
-    /// The installer deletes the device from the owner's account.
-    pub async fn remove_from_owner(
-        &self,
-        installer: &AccountId,
-        serial: &str,
-    ) -> Result<(), CloudError> {
-        self.plan_and_execute(|m| m.plan_remove_from_owner(installer, serial))
-            .await
-    }
-
     /// The owner changes the device domain name.
     pub async fn set_domain(
         &self,
@@ -287,7 +222,7 @@ impl Cloud {
         name: &str,
     ) -> Result<(), CloudError> {
         let now = self.now();
-        self.plan_and_execute(|m| m.plan_set_domain(owner, serial, name, now))
+        self.execute_plan(|m| m.plan_set_domain(owner, serial, name, now))
             .await
     }
 

@@ -14,38 +14,25 @@ use hc_protocol::{AccountId, InstallerGrants};
 
 use super::super::driver::Cloud;
 use super::super::model::{
-    CloudError, Contact, InstallerPermissions, InstallerRights, Invitation, InvitationId,
-    PerDevice, Resolution,
+    CloudError, CloudModel, Contact, InstallerPermissions, InstallerRights, Invitation,
+    InvitationId, PerDevice, Planned, Resolution,
 };
 use super::{installer, owner, reachable, serial_of, OperationError};
 
-/// A new account, as `sim-device account add` takes it.
-#[derive(Debug, Clone, Default)]
-pub struct AccountSpec {
-    pub user_name: String,
-    /// The id the devices will see; the user name when it is a valid id.
-    pub id: Option<String>,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub region: String,
-}
-
-/// Registers an account in the cloud's records; its id.
-pub fn add_account(cloud: &Cloud, spec: &AccountSpec) -> Result<AccountId, CloudError> {
-    let id = spec.id.clone().or_else(|| {
-        AccountId::new(spec.user_name.trim())
-            .ok()
-            .map(|_| spec.user_name.trim().to_owned())
-    });
-    cloud.with_model(|m| {
-        m.register_account_as(
-            id.as_deref(),
-            &spec.user_name,
-            spec.email.as_deref(),
-            spec.phone.as_deref(),
-            &spec.region,
-        )
-    })
+/// Registers an account in the cloud's records (`sim-device account
+/// add`); its id: `id`, else the user name when it is a valid id, else a
+/// numbered one.
+pub fn add_account(
+    cloud: &Cloud,
+    user_name: &str,
+    id: Option<&str>,
+    email: Option<&str>,
+    phone: Option<&str>,
+    region: &str,
+) -> Result<AccountId, CloudError> {
+    let user_name = user_name.trim();
+    let id = id.or_else(|| AccountId::new(user_name).is_ok().then_some(user_name));
+    cloud.with_model(|m| m.register_account_as(id, user_name, email, phone, region))
 }
 
 /// An account the cloud knows, by what a user typed.
@@ -65,20 +52,34 @@ pub async fn leave(cloud: &Cloud, serial: &str, account: &str) -> Result<(), Ope
     let serial = serial_of(serial)?;
     reachable(cloud, &serial).await?;
     let receiver = known(cloud, account)?;
-    Ok(cloud.leave_share(&receiver, &serial).await?)
+    Ok(cloud
+        .execute_plan(|m| m.plan_leave_share(&receiver, &serial))
+        .await?)
+}
+
+/// Executes what `plan` makes of the device for its owner (per its
+/// report).
+async fn as_owner(
+    cloud: &Cloud,
+    serial: &str,
+    plan: impl FnOnce(&mut CloudModel, &AccountId, &str) -> Result<Planned, CloudError>,
+) -> Result<(), OperationError> {
+    let (serial, owner) = owner(cloud, serial).await?;
+    Ok(cloud.execute_plan(|m| plan(m, &owner, &serial)).await?)
 }
 
 /// The owner deletes the device from his account: it can be added again.
 pub async fn delete_device(cloud: &Cloud, serial: &str) -> Result<(), OperationError> {
-    let (serial, owner) = owner(cloud, serial).await?;
-    Ok(cloud.delete_device(&owner, &serial).await?)
+    as_owner(cloud, serial, |m, owner, s| m.plan_delete_device(owner, s)).await
 }
 
 /// The installer (holding "may disable cloud service") deletes the device
 /// from the owner's account: it can be added again.
 pub async fn remove_from_owner(cloud: &Cloud, serial: &str) -> Result<(), OperationError> {
     let installer = installer(cloud, serial).await?;
-    Ok(cloud.remove_from_owner(&installer, serial).await?)
+    Ok(cloud
+        .execute_plan(|m| m.plan_remove_from_owner(&installer, serial))
+        .await?)
 }
 
 /// The owner grants the installer `installer` names rights on the device,
@@ -89,16 +90,18 @@ pub async fn grant_installer(
     installer: &str,
     grants: InstallerGrants,
 ) -> Result<(), OperationError> {
-    let (serial, owner) = owner(cloud, serial).await?;
-    Ok(cloud
-        .authorize_installer(&owner, &serial, installer, grants)
-        .await?)
+    as_owner(cloud, serial, |m, owner, s| {
+        m.plan_authorize_installer(owner, s, installer, grants)
+    })
+    .await
 }
 
 /// The owner takes every right from the installer.
 pub async fn revoke_installer(cloud: &Cloud, serial: &str) -> Result<(), OperationError> {
-    let (serial, owner) = owner(cloud, serial).await?;
-    Ok(cloud.revoke_installer(&owner, &serial).await?)
+    as_owner(cloud, serial, |m, owner, s| {
+        m.plan_revoke_installer(owner, s)
+    })
+    .await
 }
 
 /// The installer's rights as the owner sees them; `None` without one.

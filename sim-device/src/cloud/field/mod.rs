@@ -46,7 +46,6 @@ use crate::pki::{Pki, PkiError};
 pub use flows::{
     accept, add_account, delete_device, grant_installer, installer_rights, invitations, invite,
     leave, remove_from_owner, resend, resolve_domain, revoke_installer, set_domain, share_domain,
-    AccountSpec,
 };
 pub use records::{Records, RecordsError, RECORDS_FILE};
 pub use site::{discover_site, service_for_site, SiteError, SiteSwitch, MAX_SITE_DEVICES};
@@ -223,7 +222,9 @@ pub(super) async fn installer(cloud: &Cloud, serial: &str) -> Result<AccountId, 
 /// The installer (per the device's report) switches the cloud service.
 pub async fn service(cloud: &Cloud, serial: &str, enabled: bool) -> Result<(), OperationError> {
     let id = installer(cloud, serial).await?;
-    Ok(cloud.set_cloud_service(&id, serial, enabled).await?)
+    Ok(cloud
+        .execute_plan(|m| m.plan_set_cloud_service(&id, serial, enabled))
+        .await?)
 }
 /// The owner (per the device's report).
 pub(super) async fn owner(
@@ -270,10 +271,14 @@ pub async fn unshare(
 ) -> Result<(), OperationError> {
     let (serial, owner) = owner(cloud, serial).await?;
     if accounts.is_empty() {
-        Ok(cloud.unshare_all(&owner, &serial).await?)
+        Ok(cloud
+            .execute_plan(|m| m.plan_unshare_all(&owner, &serial))
+            .await?)
     } else {
         let names: Vec<&str> = accounts.iter().map(String::as_str).collect();
-        Ok(cloud.unshare(&owner, &serial, &names).await?)
+        Ok(cloud
+            .execute_plan(|m| m.plan_unshare(&owner, &serial, &names))
+            .await?)
     }
 }
 
@@ -297,13 +302,17 @@ pub async fn bind(
     reachable(cloud, &serial).await?;
     let id = cloud.with_model(|m| m.ensure_account(account));
     match bind_as {
-        BindAs::Owner => Ok(cloud.bind_owner(&id, &serial, code).await?),
+        BindAs::Owner => Ok(cloud
+            .execute_plan(|m| m.plan_bind_owner(&id, &serial, code))
+            .await?),
         BindAs::Installer => {
             let site = cloud.with_model(|m| match m.open_site_of(&id) {
                 Some(site) => Ok(site),
                 None => m.create_site(&id, "field"),
             })?;
-            Ok(cloud.add_to_site(&id, site, &serial, code).await?)
+            Ok(cloud
+                .execute_plan(|m| m.plan_add_to_site(&id, site, &serial, code))
+                .await?)
         }
     }
 }

@@ -7,7 +7,9 @@ mod sharing;
 mod sites;
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use hc_protocol::access::Action;
@@ -120,24 +122,35 @@ fn parse_channels(text: &str) -> Result<ChannelScope, Fatal> {
         .ok_or_else(|| Fatal(format!("--channels {text:?}: channels are 1..=256")))
 }
 
-/// The commands this module runs.
-pub const COMMANDS: &[&str] = &[
-    "status",
-    "service",
-    "share",
-    "unshare",
-    "bind",
-    "account",
-    "leave",
-    "delete",
-    "remove-from-owner",
-    "installer",
-    "domain",
-    "invite",
-    "resend",
-    "invitations",
-    "accept",
+/// One command's run: its outcome (every device done), or a usage error.
+type Run<'a> = Pin<Box<dyn Future<Output = Result<bool, Fatal>> + 'a>>;
+type Handler = for<'a> fn(&'a Link, &'a FieldArgs) -> Run<'a>;
+
+/// The commands this module runs, by name.
+const HANDLERS: &[(&str, Handler)] = &[
+    ("status", |l, a| Box::pin(status(l, a))),
+    ("service", |l, a| Box::pin(service(l, a))),
+    ("share", |l, a| Box::pin(sharing::share(l, a))),
+    ("unshare", |l, a| Box::pin(sharing::unshare(l, a))),
+    ("leave", |l, a| Box::pin(sharing::leave(l, a))),
+    ("account", |l, a| Box::pin(sharing::account(l, a))),
+    ("domain", |l, a| Box::pin(sharing::domain(l, a))),
+    ("bind", |l, a| Box::pin(sites::bind(l, a))),
+    ("delete", |l, a| Box::pin(sites::delete(l, a, false))),
+    ("remove-from-owner", |l, a| {
+        Box::pin(sites::delete(l, a, true))
+    }),
+    ("installer", |l, a| Box::pin(sites::installer(l, a))),
+    ("invite", |l, a| Box::pin(sites::invite(l, a))),
+    ("resend", |l, a| Box::pin(sites::resend(l, a))),
+    ("invitations", |l, a| Box::pin(sites::invitations(l, a))),
+    ("accept", |l, a| Box::pin(sites::accept(l, a))),
 ];
+
+/// Whether `command` is one of the field-engineer commands.
+pub fn is_command(command: &str) -> bool {
+    HANDLERS.iter().any(|(name, _)| *name == command)
+}
 
 pub fn command(command: &str, parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
     let a = parse_field(parser)?;
@@ -152,23 +165,9 @@ pub fn command(command: &str, parser: lexopt::Parser) -> Result<ExitCode, Fatal>
             target,
             session: OnceCell::new(),
         };
-        let ok = match command {
-            "status" => status(&link, &a).await,
-            "service" => service(&link, &a).await,
-            "share" => sharing::share(&link, &a).await,
-            "unshare" => sharing::unshare(&link, &a).await,
-            "leave" => sharing::leave(&link, &a).await,
-            "account" => sharing::account(&link, &a).await,
-            "domain" => sharing::domain(&link, &a).await,
-            "bind" => sites::bind(&link, &a).await,
-            "delete" => sites::delete(&link, &a).await,
-            "remove-from-owner" => sites::remove_from_owner(&link, &a).await,
-            "installer" => sites::installer(&link, &a).await,
-            "invite" => sites::invite(&link, &a).await,
-            "resend" => sites::resend(&link, &a).await,
-            "invitations" => sites::invitations(&link, &a).await,
-            "accept" => sites::accept(&link, &a).await,
-            _ => Err(Fatal(format!("unknown command {command:?}"))),
+        let ok = match HANDLERS.iter().find(|(name, _)| *name == command) {
+            Some((_, handler)) => handler(&link, &a).await,
+            None => Err(Fatal(format!("unknown command {command:?}"))),
         };
         // Saved whatever the outcome: a refusal may still have taught the
         // records something (a state report, a registration).

@@ -2,7 +2,7 @@
 //! (per-permission or `--domain-only`), `unshare`, `leave`, and the device
 //! domain name (`domain set`, `domain resolve`).
 
-use sim_device::cloud::field::{self, AccountSpec};
+use sim_device::cloud::field;
 use sim_device::cloud::ShareTerms;
 
 use super::{
@@ -16,27 +16,21 @@ pub(super) async fn account(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
         [verb, name] if verb == "add" => name.clone(),
         _ => return Err(Fatal("account: say `account add USER-NAME`".into())),
     };
-    let spec = AccountSpec {
-        user_name: user_name.clone(),
-        id: a.id.clone(),
-        email: a.email.clone(),
-        phone: a.phone.clone(),
-        region: a.region.clone().unwrap_or_else(|| "EU".into()),
-    };
+    let region = a.region.as_deref().unwrap_or("EU");
     let cloud = link.cloud().await?;
-    Ok(match field::add_account(cloud, &spec) {
-        Ok(id) => {
-            println!(
-                "account {user_name}: registered (id {id}, region {})",
-                spec.region
-            );
-            true
-        }
-        Err(e) => {
-            println!("account {user_name}: {e}");
-            false
-        }
-    })
+    let (id, email, phone) = (a.id.as_deref(), a.email.as_deref(), a.phone.as_deref());
+    Ok(
+        match field::add_account(cloud, &user_name, id, email, phone, region) {
+            Ok(id) => {
+                println!("account {user_name}: registered (id {id}, region {region})");
+                true
+            }
+            Err(e) => {
+                println!("account {user_name}: {e}");
+                false
+            }
+        },
+    )
 }
 
 /// `share --serial S --to WHO [--permissions ...] [--channels ...]

@@ -42,22 +42,26 @@ async fn region(cloud: &Cloud, a: &FieldArgs, serial: &str) -> Result<String, Fa
     })
 }
 
-/// `delete --serial S`: the owner deletes the device from his account.
-pub(super) async fn delete(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
-    let serial = one_serial("delete", a)?;
-    let cloud = link.cloud().await?;
-    let result = field::delete_device(cloud, &serial).await;
-    let done = "deleted from the owner's account; it can be added again";
-    Ok(report(&serial, &done, result))
-}
-
+/// `delete --serial S`: the owner deletes the device from his account;
 /// `remove-from-owner --serial S`: the installer holding "may disable
-/// cloud service" deletes the device from the owner's account.
-pub(super) async fn remove_from_owner(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
-    let serial = one_serial("remove-from-owner", a)?;
+/// cloud service" does. Either way it can be added again.
+pub(super) async fn delete(link: &Link, a: &FieldArgs, by_installer: bool) -> Result<bool, Fatal> {
+    let command = if by_installer {
+        "remove-from-owner"
+    } else {
+        "delete"
+    };
+    let serial = one_serial(command, a)?;
     let cloud = link.cloud().await?;
-    let result = field::remove_from_owner(cloud, &serial).await;
-    let done = "deleted from the owner's account by the installer; it can be added again";
+    let (result, who) = if by_installer {
+        (
+            field::remove_from_owner(cloud, &serial).await,
+            " by the installer",
+        )
+    } else {
+        (field::delete_device(cloud, &serial).await, "")
+    };
+    let done = format!("deleted from the owner's account{who}; it can be added again");
     Ok(report(&serial, &done, result))
 }
 
