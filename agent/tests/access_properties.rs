@@ -664,7 +664,7 @@ proptest! {
         run.play(|e| {
             let state = e.after;
             let count = state.identity.channel_count;
-            for share in &state.access.shares {
+            for share in state.access.shares.iter() {
                 assert!(
                     share.permissions.is_subset_of(Permissions::SHAREABLE),
                     "share beyond the shareable permissions: {share:?}"
@@ -681,7 +681,7 @@ proptest! {
                 return;
             };
             let owner = Principal::Cloud(owner.id.clone());
-            for share in &state.access.shares {
+            for share in state.access.shares.iter() {
                 let user = Principal::Cloud(share.account.id.clone());
                 for &action in Action::ALL {
                     for channel in CHANNEL_PROBES.into_iter().chain([Some(256), Some(257)]) {
@@ -713,7 +713,7 @@ proptest! {
         run.play(|e| {
             let state = e.after;
             let access = &state.access;
-            for share in &access.shares {
+            for share in access.shares.iter() {
                 let user = Principal::Cloud(share.account.id.clone());
                 for now in times.iter().map(|t| offset(*t)).chain([e.now]) {
                     let in_time = share.validity.is_none_or(|w| {
@@ -753,7 +753,7 @@ proptest! {
             let access = &e.after.access;
             let ids = shares_of(e.after);
             assert!(ids.windows(2).all(|w| w[0] < w[1]), "shares not sorted and unique: {ids:?}");
-            for share in &access.shares {
+            for share in access.shares.iter() {
                 assert!(!access.holds_device(&share.account.id), "a holder is also shared: {share:?}");
                 assert_eq!(share.account.region, e.after.identity.region);
             }
@@ -800,7 +800,7 @@ proptest! {
                     }
                 }
             }
-            for share in &after.access.shares {
+            for share in after.access.shares.iter() {
                 let Some(window) = share.validity else { continue };
                 for t in [window.not_after, window.not_after + 1, window.not_after + 10_000] {
                     assert_everything_denied(after, &share.account.id, t, "ended window");

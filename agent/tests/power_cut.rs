@@ -410,7 +410,7 @@ impl Run {
         let access = self.model.access().clone();
         let body = CommandBody::RestoreState {
             binding: access.binding.clone(),
-            shares: access.shares.clone(),
+            shares: (*access.shares).clone(),
             cloud_service: access.cloud_service,
             domain: Text::new(access.domain.as_str()).unwrap(),
         };

@@ -256,7 +256,7 @@ pub fn check_state(state: &DeviceState) {
             access.shares
         );
     }
-    for share in &access.shares {
+    for share in access.shares.iter() {
         assert!(!access.holds_device(&share.account.id), "{share:?}");
         assert_eq!(share.account.region, identity.region, "{share:?}");
         assert!(share.permissions.is_subset_of(Permissions::SHAREABLE));

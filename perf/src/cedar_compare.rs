@@ -299,7 +299,7 @@ pub fn to_cedar(state: &DeviceState) -> (PolicySet, Entities) {
                     );
                 }
             }
-            for share in &state.access.shares {
+            for share in state.access.shares.iter() {
                 let ShareEntry {
                     account,
                     permissions,
@@ -342,7 +342,7 @@ pub fn to_cedar(state: &DeviceState) -> (PolicySet, Entities) {
     let mut scopes = HashSet::new();
     for c in 1..=state.identity.channel_count {
         let mut parents = HashSet::from([device_uid.clone()]);
-        for share in &state.access.shares {
+        for share in state.access.shares.iter() {
             if let ChannelScope::Only(set) = share.channels {
                 let scope = EntityUid::from_str(&scope_uid(share.account.id.as_str())).unwrap();
                 scopes.insert(scope.clone());

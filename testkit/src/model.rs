@@ -51,7 +51,7 @@ impl Model {
 pub fn access_of(report: &StateReport) -> AccessState {
     AccessState {
         binding: report.binding.clone(),
-        shares: report.shares.clone(),
+        shares: Box::new(report.shares.clone()),
         cloud_service: report.cloud_service,
         platform_access: report.platform_access,
         domain: report.domain.clone(),

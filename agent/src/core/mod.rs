@@ -24,6 +24,6 @@ pub use decide::{decide, role_of, Role};
 pub use effects::{storage_failed, Effect, Effects};
 pub use local::{local_admin_change, set_platform_access, LocalChange};
 pub use outbox::{Outbox, Outgoing};
-pub use state::{AccessState, DeviceState, HandledCommand, Identity, Ledger};
+pub use state::{AccessState, DeviceState, HandledCommand, Identity, Ledger, Shares};
 pub use time::TrustedClock;
 pub use watch::Revoked;

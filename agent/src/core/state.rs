@@ -28,6 +28,9 @@ pub struct Identity {
     pub verification_code: Text<MAX_VERIFICATION_CODE_LEN>,
 }
 
+/// The shares a device holds, at most [`MAX_SHARES`].
+pub type Shares = heapless::Vec<ShareEntry, MAX_SHARES>;
+
 /// Who may do what. Every refused command leaves this unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessState {
@@ -35,7 +38,10 @@ pub struct AccessState {
     /// owner (with the installer's accepted grants after handover).
     pub binding: Binding,
     /// Sorted by account id, so a decision finds a share by binary search.
-    pub shares: heapless::Vec<ShareEntry, MAX_SHARES>,
+    /// Boxed: the full list is about 10 KiB, and a state moved by value
+    /// through the command path (apply, plan, commit, load) would otherwise
+    /// leave that many stack pages resident per copy.
+    pub shares: Box<Shares>,
     /// The cloud service switch. Off (set by an installer holding the flag):
     /// the owner and shared users are denied through the cloud; local users
     /// are not affected.
@@ -115,7 +121,7 @@ impl AccessState {
     pub fn reset(identity: &Identity) -> Result<AccessState, hc_protocol::ids::IdError> {
         Ok(AccessState {
             binding: Binding::Unbound,
-            shares: heapless::Vec::new(),
+            shares: Box::default(),
             cloud_service: true,
             platform_access: true,
             domain: DomainName::from_serial(&identity.serial)?,
@@ -216,7 +222,7 @@ impl DeviceState {
             region: self.identity.region.clone(),
             channel_count: self.identity.channel_count,
             binding: self.access.binding.clone(),
-            shares: self.access.shares.clone(),
+            shares: (*self.access.shares).clone(),
             cloud_service: self.access.cloud_service,
             platform_access: self.access.platform_access,
             domain: self.access.domain.clone(),

@@ -48,7 +48,7 @@ pub(super) fn restore(
     let domain = DomainName::new(domain).map_err(|_| Reason::InvalidDomainName)?;
     let next = AccessState {
         binding: binding.clone(),
-        shares: shares.clone(),
+        shares: Box::new(shares.clone()),
         cloud_service,
         // The device admin's own switch: not the cloud's to set.
         platform_access: state.access.platform_access,
