@@ -37,12 +37,11 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Instant;
 
-use hc_agent::core::{decide, DeviceState};
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicySet,
     Request, RestrictedExpression,
 };
-use hc_testkit::fixture::{account, parity_channels, user, Device, FULL_CHANNELS, T0};
+use hc_agent::core::{decide, DeviceState};
 use hc_protocol::access::{Action, LocalLevel, Principal};
 use hc_protocol::limits::MAX_SHARES;
 use hc_protocol::messages::Binding;
@@ -50,6 +49,7 @@ use hc_protocol::{
     AccountId, ChannelScope, ChannelSet, CommandBody, Grant, InstallerGrants, Permissions,
     ShareEntry, Validity,
 };
+use hc_testkit::fixture::{account, parity_channels, user, Device, FULL_CHANNELS, T0};
 
 const NOW: u64 = T0 + 10;
 const CHANNELS: u16 = FULL_CHANNELS;

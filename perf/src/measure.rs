@@ -48,16 +48,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hc_agent::client::LocalClient;
+use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
+use hc_protocol::limits::{MAX_CHANNELS, MAX_SHARES};
+use hc_protocol::topics::Leaf;
+use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Validity};
 use hc_testkit::agent_config;
 use hc_testkit::cloud::{CloudOptions, TestCloud};
 use hc_testkit::daemon::{account, agent_binary, device_config, AgentProcess, SERIAL, WAIT};
 use hc_testkit::fixture::{full_list, parity_channels, parity_shares, timed_grants, user};
 use hc_testkit::mosquitto::Mosquitto;
 use hc_testkit::pki::Pki;
-use hc_protocol::access::{Action, Decision, LocalLevel, Principal};
-use hc_protocol::limits::{MAX_CHANNELS, MAX_SHARES};
-use hc_protocol::topics::Leaf;
-use hc_protocol::{AccountId, ChannelScope, CommandBody, Outcome, Permissions, Validity};
 
 /// The certificate mosquitto_sub connects with.
 const SUB_SERIAL: &str = "PERF-SUB-1";

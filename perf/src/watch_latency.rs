@@ -14,13 +14,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hc_agent::client::LocalClient;
+use hc_protocol::access::{Action, Decision, Principal};
+use hc_protocol::limits::{MAX_WATCHED_SESSIONS, MAX_WATCHES_PER_CONNECTION};
+use hc_protocol::{AccountId, Outcome, Reason, Validity};
 use hc_testkit::cloud::{CloudOptions, TestCloud};
 use hc_testkit::daemon::{Site, WAIT};
 use hc_testkit::local::wait_local;
 use hc_testkit::model::{live_view_share, unshare_body};
-use hc_protocol::access::{Action, Decision, Principal};
-use hc_protocol::limits::{MAX_WATCHED_SESSIONS, MAX_WATCHES_PER_CONNECTION};
-use hc_protocol::{AccountId, Outcome, Reason, Validity};
 
 /// Revocations measured (the issue asks for at least 1,000).
 const WATCH_REVOCATIONS: usize = 1_000;
@@ -36,8 +36,6 @@ fn agent_binary() -> PathBuf {
 fn unix_now() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
 }
-
-
 
 fn cloud(id: &str) -> Principal {
     Principal::Cloud(AccountId::new(id).unwrap())
@@ -125,7 +123,12 @@ fn main() {
     let mut received_at = Vec::with_capacity(WATCH_REVOCATIONS);
     let mut seqs = Vec::with_capacity(WATCH_REVOCATIONS);
     for i in 0..WATCH_REVOCATIONS {
-        assert_eq!(cloud_side.send("alice", live_view_share("bob", None)).outcome, Outcome::Accepted);
+        assert_eq!(
+            cloud_side
+                .send("alice", live_view_share("bob", None))
+                .outcome,
+            Outcome::Accepted
+        );
         let watched = stream.watch(1, cloud("bob"), Action::LiveView, Some(1));
         assert_eq!(watched.unwrap(), Decision::Allow, "cycle {i}");
         let command = cloud_side.command("alice", unshare_body("bob"));
@@ -135,7 +138,10 @@ fn main() {
         through_broker.push(sent.elapsed());
         received_at.push(unix_now());
         assert_eq!(notice.reason, Reason::NotAPrincipal);
-        assert_eq!(cloud_side.wait_ack(Some(command.seq)).outcome, Outcome::Accepted);
+        assert_eq!(
+            cloud_side.wait_ack(Some(command.seq)).outcome,
+            Outcome::Accepted
+        );
         seqs.push(command.seq);
     }
 
@@ -144,7 +150,10 @@ fn main() {
     let mut at_agent = Vec::with_capacity(WATCH_REVOCATIONS);
     for (seq, received) in seqs.iter().zip(&received_at) {
         let marker = format!("command verified seq={seq} ");
-        let line = log.lines().find(|l| l.contains(&marker)).expect("verified line");
+        let line = log
+            .lines()
+            .find(|l| l.contains(&marker))
+            .expect("verified line");
         let arrived = log_time_of_day(line).expect("timestamp");
         let delta = time_of_day(*received) - arrived;
         at_agent.push(Duration::from_secs_f64(delta.max(0.0)));
@@ -162,11 +171,19 @@ fn main() {
             not_after: first_end + k as u64,
         };
         let id = format!("timed{k}");
-        assert_eq!(cloud_side.send("alice", live_view_share(&id, Some(window))).outcome, Outcome::Accepted);
+        assert_eq!(
+            cloud_side
+                .send("alice", live_view_share(&id, Some(window)))
+                .outcome,
+            Outcome::Accepted
+        );
         let watched = stream.watch(100 + k as u32, cloud(&id), Action::LiveView, Some(1));
         assert_eq!(watched.unwrap(), Decision::Allow);
     }
-    let mut after_end = Vec::with_capacity(GRANT_ENDS);
+    // Signed, host clock: a notice may come before the end by this clock
+    // when the agent's trusted time (the cloud's signed time, midpoint of
+    // the round trip) is ahead of the host's.
+    let mut after_end_ms = Vec::with_capacity(GRANT_ENDS);
     for _ in 0..GRANT_ENDS {
         let notice = stream
             .next_notice(Duration::from_secs(GRANT_ENDS as u64 + 10))
@@ -174,15 +191,30 @@ fn main() {
             .expect("a notice at the grant's end");
         assert_eq!(notice.reason, Reason::Expired);
         let end = first_end + u64::from(notice.session - 100);
-        after_end.push(unix_now().saturating_sub(Duration::from_secs(end)));
+        after_end_ms
+            .push(unix_now().as_secs_f64() * 1e3 - Duration::from_secs(end).as_secs_f64() * 1e3);
     }
     drop(background);
+    // The agent's wall clock is the host's: its offset from trusted time
+    // turns host-clock latencies into the agent's own.
+    let offset_ms = LocalClient::connect(&site.socket(), WAIT)
+        .and_then(|mut c| c.status())
+        .ok()
+        .and_then(|s| s.clock_offset_ms)
+        .unwrap_or(0) as f64;
+    after_end_ms.sort_by(f64::total_cmp);
+    let by_agent: Vec<f64> = after_end_ms.iter().map(|d| d - offset_ms).collect();
+    eprintln!(
+        "watch: grant end -> notice by the host clock {:+.2} .. {:+.2} ms; agent clock offset from trusted time {offset_ms:+.0} ms",
+        after_end_ms[0],
+        after_end_ms[GRANT_ENDS - 1]
+    );
 
-    for samples in [&mut through_broker, &mut at_agent, &mut after_end] {
+    for samples in [&mut through_broker, &mut at_agent] {
         samples.sort();
     }
     let p99 = percentile(&at_agent, 0.99);
-    let end_max = *after_end.last().unwrap();
+    let end_max = by_agent[GRANT_ENDS - 1];
     eprintln!(
         "watch: {} sessions watched; {WATCH_REVOCATIONS} revocations; RSS {rss_before} KiB before, {rss_full} KiB full",
         MAX_WATCHED_SESSIONS
@@ -211,10 +243,18 @@ fn main() {
         None,
     );
     row(
-        &format!("Watch: grant end -> notice (n={GRANT_ENDS}) median / max"),
-        &format!("{} / {}", ms(percentile(&after_end, 0.5)), ms(end_max)),
+        &format!(
+            "Watch: grant end -> notice (n={GRANT_ENDS}) by the agent's trusted clock, median / max (by the host clock: min / max)"
+        ),
+        &format!(
+            "{:.2} ms / {:.2} ms ({:+.2} / {:+.2} ms, agent clock offset {offset_ms:+.0} ms)",
+            by_agent[GRANT_ENDS / 2],
+            end_max,
+            after_end_ms[0],
+            after_end_ms[GRANT_ENDS - 1]
+        ),
         "< 50 ms",
-        Some(end_max < Duration::from_millis(50)),
+        Some(end_max < 50.0 && by_agent[0] >= 0.0),
     );
     row(
         &format!("Watch: agent RSS idle / with {MAX_WATCHED_SESSIONS} sessions watched"),
