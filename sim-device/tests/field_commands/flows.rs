@@ -218,10 +218,20 @@ fn a_handover_to_an_offline_device_completes_in_a_later_run_when_it_is_back() {
     assert!(run.stdout.contains("NVR-2: handover pending"), "{run:?}");
 
     let nvr2 = bench.recorder_at_home("NVR-2");
-    // Any later run sends the pending handover to a device that is back.
-    bench.ok(&["status", "--serial", "NVR-2"]);
-    let status = bench.ok(&["status", "--serial", "NVR-2"]);
-    assert!(status.stdout.contains("owned by olivia (EU)"), "{status:?}");
+    // Any later run sends the pending handover to a device that is back
+    // (the first may print the device before it acknowledged, or find it
+    // not yet reconnected: `status` then fails; each run waits for the
+    // handover of an online device before it exits). A loaded machine
+    // gets a few more runs.
+    let handed_over = (0..8).any(|_| {
+        let run = bench.run(&["status", "--serial", "NVR-2"]);
+        let done = run.succeeded() && run.stdout.contains("owned by olivia (EU)");
+        if !done {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        done
+    });
+    assert!(handed_over, "NVR-2 never showed olivia as its owner");
     assert!(allowed(
         nvr2.live_view(&cloud("olivia"), 1).expect("decides")
     ));
