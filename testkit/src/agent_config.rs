@@ -51,6 +51,7 @@ pub fn loopback(
             backoff_cap_ms: 1_000,
             // The agent's default.
             reconnect_spread_ms: 1_000,
+            endpoints: Vec::new(),
         },
         command_keys: vec![CommandKeyConfig {
             id: 1,

@@ -54,12 +54,16 @@ pub(crate) struct MqttTask {
 }
 
 impl MqttTask {
-    /// Starts the task, idle. Must be called inside a `LocalSet`.
-    pub(crate) fn spawn(eventloop: EventLoop) -> Self {
+    /// Starts the task, idle, with the options of each broker endpoint
+    /// (the event loop's own are those of the first one tried). Must be
+    /// called inside a `LocalSet`.
+    pub(crate) fn spawn(eventloop: EventLoop, endpoints: Vec<MqttOptions>) -> Self {
         let (mode, mode_rx) = watch::channel(None);
         let (tls, tls_rx) = watch::channel(None);
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let task = tokio::task::spawn_local(poll_loop(eventloop, mode_rx, tls_rx, events_tx));
+        let task = tokio::task::spawn_local(poll_loop(
+            eventloop, endpoints, mode_rx, tls_rx, events_tx,
+        ));
         MqttTask {
             mode,
             tls,
@@ -73,11 +77,12 @@ impl MqttTask {
         self.tls.send_replace(Some(config));
     }
 
-    /// Runs connection attempt `attempt`.
-    pub(crate) fn connect(&self, attempt: u32, clean_session: bool) {
+    /// Runs connection attempt `attempt` to broker endpoint `endpoint`.
+    pub(crate) fn connect(&self, attempt: u32, clean_session: bool, endpoint: u8) {
         self.set_mode(Some(Attempt {
             number: attempt,
             clean_session,
+            endpoint,
         }));
     }
 
@@ -112,18 +117,24 @@ impl Drop for MqttTask {
 struct Attempt {
     number: u32,
     clean_session: bool,
+    endpoint: u8,
 }
 
 async fn poll_loop(
     mut eventloop: EventLoop,
+    mut endpoints: Vec<MqttOptions>,
     mut mode: watch::Receiver<Option<Attempt>>,
     mut tls: watch::Receiver<Option<Arc<rustls::ClientConfig>>>,
     events: mpsc::Sender<MqttEvent>,
 ) {
+    let mut address = eventloop.mqtt_options.broker_address();
     loop {
         if tls.has_changed().unwrap_or(false) {
             if let Some(config) = tls.borrow_and_update().clone() {
-                eventloop.mqtt_options.set_transport(tls_transport(config));
+                eventloop.mqtt_options.set_transport(tls_transport(config.clone()));
+                for options in &mut endpoints {
+                    options.set_transport(tls_transport(config.clone()));
+                }
             }
         }
         let Some(current) = *mode.borrow_and_update() else {
@@ -133,6 +144,15 @@ async fn poll_loop(
             }
             continue;
         };
+        // rumqttc has no setter for the broker's address: a failover
+        // swaps in that endpoint's options (the same but for the address)
+        // while no connection is up.
+        if let Some(options) = endpoints.get(usize::from(current.endpoint)) {
+            if options.broker_address() != address {
+                address = options.broker_address();
+                eventloop.mqtt_options = options.clone();
+            }
+        }
         let attempt = current.number;
         // Read by rumqttc when it connects (its network is gone after an
         // error or an abort, so the next poll connects).
@@ -190,12 +210,10 @@ pub(crate) fn options(
     serial: &Serial,
     inflight: u16,
     tls_config: Option<Arc<rustls::ClientConfig>>,
+    host: String,
+    port: u16,
 ) -> MqttOptions {
-    let mut options = MqttOptions::new(
-        config.serial.clone(),
-        config.cloud.host.clone(),
-        config.cloud.port,
-    );
+    let mut options = MqttOptions::new(config.serial.clone(), host, port);
     options.set_keep_alive(Duration::from_secs(config.cloud.keep_alive_secs));
     options.set_clean_session(false);
     options.set_manual_acks(true);

@@ -75,7 +75,8 @@ mod tests {
                 transmits(&mut link),
                 [Transmit::Connect {
                     attempt: attempt + 1,
-                    clean_session: clean
+                    clean_session: clean,
+                    endpoint: 0,
                 }]
             );
             link.handle_connack(attempt + 1, !clean, 0, now);

@@ -21,15 +21,18 @@ use hc_protocol::local::LinkState;
 use heapless::Deque;
 
 use super::backoff::Backoff;
+use endpoints::Endpoints;
 use flow::Flow;
 
 mod broker_faults;
 mod closing;
+mod endpoints;
 mod flow;
 mod outputs;
 mod policy;
 
 pub use outputs::{LinkEvent, LossCause, Transmit};
+pub use endpoints::FAILOVER_SPREAD;
 pub use policy::LinkPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +85,7 @@ pub struct Link {
     transmits: Deque<Transmit, TRANSMITS>,
     events: Deque<LinkEvent, EVENTS>,
     flow: Flow,
+    endpoints: Endpoints,
     /// Connections in a row lost to a packet the client could not take.
     poison_strikes: u8,
     /// When the current connection was accepted.
@@ -108,6 +112,7 @@ impl Link {
             transmits: Deque::new(),
             events: Deque::new(),
             flow: Flow::default(),
+            endpoints: Endpoints::new(policy.endpoints, policy.first_endpoint),
             poison_strikes: 0,
             connected_since: 0,
             quick_closes: 0,
@@ -175,6 +180,7 @@ impl Link {
                 self.transmit(Transmit::Connect {
                     attempt: self.attempt,
                     clean_session,
+                    endpoint: self.endpoints.current(),
                 });
             }
             Phase::Connecting { deadline } if now >= deadline => {
@@ -212,6 +218,7 @@ impl Link {
         self.phase = Phase::Connected { last_incoming: now };
         self.connected_since = now;
         self.backoff.on_connected(now);
+        self.endpoints.on_connected();
         if self.poison_strikes >= POISON_STRIKES {
             // This connection started a clean session (see handle_timeout).
             self.poison_strikes = 0;
@@ -321,7 +328,12 @@ impl Link {
     }
 
     fn connect_failed(&mut self, timed_out: bool, now: u64, random: u32) {
-        let retry_in = self.backoff.on_connect_failed(random);
+        // Another endpoint left in this round: fail over to it at once;
+        // the backoff counts whole rounds.
+        let retry_in = match self.endpoints.on_connect_failed(random) {
+            Some(failover) => failover,
+            None => self.backoff.on_connect_failed(random),
+        };
         self.wait_from(now, retry_in);
         self.event(LinkEvent::ConnectFailed {
             timed_out,

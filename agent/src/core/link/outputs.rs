@@ -13,6 +13,8 @@ pub enum Transmit {
         /// Start a clean session: the broker drops what it queued for the
         /// device (see `Link::handle_undecodable`).
         clean_session: bool,
+        /// Which configured broker endpoint to connect to.
+        endpoint: u8,
     },
     /// Drop attempt `attempt`'s connection now, without a DISCONNECT.
     Abort {

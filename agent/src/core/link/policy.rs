@@ -23,6 +23,12 @@ pub struct LinkPolicy {
     pub inflight_window: u16,
     /// Reconnect delays.
     pub backoff: BackoffPolicy,
+    /// How many broker endpoints there are (nodes of a cluster), at least
+    /// one.
+    pub endpoints: u8,
+    /// The endpoint this device tries first (the driver spreads a fleet
+    /// over the list by serial).
+    pub first_endpoint: u8,
 }
 
 impl Default for LinkPolicy {
@@ -33,6 +39,8 @@ impl Default for LinkPolicy {
             close_grace: Duration::from_secs(2),
             inflight_window: 32,
             backoff: BackoffPolicy::default(),
+            endpoints: 1,
+            first_endpoint: 0,
         }
     }
 }

@@ -22,6 +22,8 @@ fn policy() -> LinkPolicy {
             stable_after: Duration::from_millis(60_000),
             reconnect_spread: Duration::from_millis(1_000),
         },
+        endpoints: 1,
+        first_endpoint: 0,
     }
 }
 
@@ -30,6 +32,7 @@ fn connect(attempt: u32) -> Transmit {
     Transmit::Connect {
         attempt,
         clean_session: false,
+        endpoint: 0,
     }
 }
 
@@ -298,4 +301,52 @@ fn shutdown_while_connecting_abandons_the_attempt_and_stops() {
     assert!(link.is_stopped());
     link.set_enabled(true, 60);
     assert!(link.is_stopped(), "a stopped link stays stopped");
+}
+
+/// The endpoint attempt `attempt` went to.
+fn endpoint_of(transmits: &[Transmit]) -> Option<u8> {
+    transmits.iter().find_map(|t| match t {
+        Transmit::Connect { endpoint, .. } => Some(*endpoint),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_refused_endpoint_fails_over_to_the_next_at_once_and_a_dead_round_backs_off() {
+    let three = LinkPolicy {
+        endpoints: 3,
+        first_endpoint: 2,
+        ..policy()
+    };
+    let mut link = Link::new(three, true, 0);
+    link.handle_timeout(0, 0);
+    assert_eq!(endpoint_of(&transmits(&mut link)), Some(2), "its own start");
+    // Refused: the next endpoint within the failover spread, not the
+    // backoff's second.
+    link.handle_error(1, 10, MAX_RANDOM);
+    let retry = link.poll_timeout().unwrap();
+    assert!(retry <= 10 + FAILOVER_SPREAD.as_millis() as u64, "{retry}");
+    link.handle_timeout(retry, 0);
+    assert_eq!(endpoint_of(&transmits(&mut link)), Some(0));
+    // A timed-out attempt fails over too.
+    let timed_out = retry + CONNECT_TIMEOUT_MS;
+    link.handle_timeout(timed_out, MAX_RANDOM);
+    transmits(&mut link);
+    let retry = link.poll_timeout().unwrap();
+    assert!(retry <= timed_out + FAILOVER_SPREAD.as_millis() as u64, "{retry}");
+    link.handle_timeout(retry, 0);
+    assert_eq!(endpoint_of(&transmits(&mut link)), Some(1));
+    // All three failed: now the backoff waits (its bound is 1 s).
+    link.handle_error(3, retry + 5, MAX_RANDOM);
+    events(&mut link);
+    assert_eq!(link.poll_timeout(), Some(retry + 5 + 1_000));
+    link.handle_timeout(retry + 5 + 1_000, 0);
+    assert_eq!(endpoint_of(&transmits(&mut link)), Some(2));
+    // Endpoint 2 answers; losing it later retries it first.
+    link.handle_connack(4, true, 0, retry + 2_000);
+    transmits(&mut link);
+    link.handle_error(4, retry + 3_000, 0);
+    let again = link.poll_timeout().unwrap();
+    link.handle_timeout(again, 0);
+    assert_eq!(endpoint_of(&transmits(&mut link)), Some(2));
 }

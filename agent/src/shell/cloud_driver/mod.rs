@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hc_protocol::Serial;
 use ring::rand::{SecureRandom, SystemRandom};
-use rumqttc::{AsyncClient, ConnectionError};
+use rumqttc::{AsyncClient, ConnectionError, MqttOptions};
 use tokio::time::Instant;
 
 mod mqtt_io;
@@ -58,10 +58,16 @@ pub(crate) async fn drive(
 ) {
     let serial = shared.agent.borrow().state().identity.serial.clone();
     let tls_config = tls.as_ref().map(TlsSource::current);
-    let (client, mut eventloop) = AsyncClient::new(
-        mqtt_task::options(config, &serial, INFLIGHT, tls_config),
-        CLIENT_QUEUE,
-    );
+    // One set of options per broker endpoint (only the address differs).
+    let endpoints: Vec<MqttOptions> = config
+        .broker_endpoints()
+        .into_iter()
+        .map(|(host, port)| {
+            mqtt_task::options(config, &serial, INFLIGHT, tls_config.clone(), host, port)
+        })
+        .collect();
+    let first = endpoints[usize::from(config.first_endpoint())].clone();
+    let (client, mut eventloop) = AsyncClient::new(first, CLIENT_QUEUE);
     // The link's own deadline governs; rumqttc's is only a backstop.
     eventloop
         .network_options
@@ -79,7 +85,7 @@ pub(crate) async fn drive(
         config,
         serial,
         client,
-        mqtt: MqttTask::spawn(eventloop),
+        mqtt: MqttTask::spawn(eventloop, endpoints),
         link: Link::new(link_policy(config), enabled, 0),
         shared,
         rng: SystemRandom::new(),
@@ -111,6 +117,9 @@ pub fn link_policy(config: &Config) -> LinkPolicy {
             reconnect_spread: Duration::from_millis(config.cloud.reconnect_spread_ms),
             ..BackoffPolicy::default()
         },
+        // Validated: at most MAX_BROKER_ENDPOINTS.
+        endpoints: config.broker_endpoints().len() as u8,
+        first_endpoint: config.first_endpoint(),
     }
 }
 

@@ -62,13 +62,14 @@ impl Driver<'_> {
                 Transmit::Connect {
                     attempt,
                     clean_session,
+                    endpoint,
                 } => {
-                    debug!(attempt, clean_session, "connecting to the cloud");
+                    debug!(attempt, clean_session, endpoint, "connecting to the cloud");
                     // A certificate renewed on disk is used from now on.
                     if let Some(tls) = self.tls.as_mut().and_then(TlsSource::refresh) {
                         self.mqtt.set_tls(tls);
                     }
-                    self.mqtt.connect(attempt, clean_session);
+                    self.mqtt.connect(attempt, clean_session, endpoint);
                 }
                 Transmit::Abort { attempt } => {
                     debug!(attempt, "connection dropped");

@@ -42,6 +42,18 @@ impl Config {
             ));
         }
         self.check_ranges()?;
+        if self.broker_endpoints().len() > super::MAX_BROKER_ENDPOINTS {
+            return Err(invalid(
+                "cloud.endpoints",
+                format!(
+                    "at most {} endpoints with cloud.host",
+                    super::MAX_BROKER_ENDPOINTS
+                ),
+            ));
+        }
+        if self.broker_endpoints().iter().any(|(host, _)| host.is_empty()) {
+            return Err(invalid("cloud.endpoints.host", "must not be empty"));
+        }
         if self.cloud.backoff_cap_ms < self.cloud.backoff_base_ms {
             return Err(invalid(
                 "cloud.backoff_cap_ms",

@@ -93,6 +93,47 @@ pub struct CloudConfig {
     /// instead of the base (see core::backoff); size it to the fleet.
     #[serde(default = "default_backoff_base_ms")]
     pub reconnect_spread_ms: u64,
+    /// More nodes of the same broker cluster, after `host`/`port`: each
+    /// device starts at its own place in the list (by serial) and fails
+    /// over to the next endpoint when one refuses, times out or drops.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+/// One more broker node (`[[cloud.endpoints]]`).
+pub struct EndpointConfig {
+    /// The node's host name (also the name its certificate must carry).
+    pub host: String,
+    /// Its MQTT-over-TLS port.
+    #[serde(default = "default_port")]
+    pub port: u16,
+}
+
+/// Most broker endpoints a configuration may list (`host` and
+/// `endpoints` together).
+pub const MAX_BROKER_ENDPOINTS: usize = 8;
+
+impl Config {
+    /// Every broker endpoint, `host`/`port` first.
+    pub fn broker_endpoints(&self) -> Vec<(String, u16)> {
+        let first = (self.cloud.host.clone(), self.cloud.port);
+        core::iter::once(first)
+            .chain(self.cloud.endpoints.iter().map(|e| (e.host.clone(), e.port)))
+            .collect()
+    }
+
+    /// Where in the endpoint list this device starts: spread over a fleet
+    /// by its serial (FNV-1a), so that the devices share the nodes.
+    pub fn first_endpoint(&self) -> u8 {
+        let count = self.broker_endpoints().len().max(1) as u32;
+        let hash = self
+            .serial
+            .bytes()
+            .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        (hash % count) as u8
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
