@@ -61,9 +61,8 @@ impl MqttTask {
         let (mode, mode_rx) = watch::channel(None);
         let (tls, tls_rx) = watch::channel(None);
         let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
-        let task = tokio::task::spawn_local(poll_loop(
-            eventloop, endpoints, mode_rx, tls_rx, events_tx,
-        ));
+        let task =
+            tokio::task::spawn_local(poll_loop(eventloop, endpoints, mode_rx, tls_rx, events_tx));
         MqttTask {
             mode,
             tls,
@@ -131,7 +130,9 @@ async fn poll_loop(
     loop {
         if tls.has_changed().unwrap_or(false) {
             if let Some(config) = tls.borrow_and_update().clone() {
-                eventloop.mqtt_options.set_transport(tls_transport(config.clone()));
+                eventloop
+                    .mqtt_options
+                    .set_transport(tls_transport(config.clone()));
                 for options in &mut endpoints {
                     options.set_transport(tls_transport(config.clone()));
                 }

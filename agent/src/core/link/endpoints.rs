@@ -66,10 +66,7 @@ mod tests {
         assert_eq!(e.current(), 1, "the start is taken modulo the count");
         assert!(e.on_connect_failed(100).is_some());
         assert_eq!(e.current(), 2);
-        assert_eq!(
-            e.on_connect_failed(100),
-            Some(Duration::from_millis(100))
-        );
+        assert_eq!(e.on_connect_failed(100), Some(Duration::from_millis(100)));
         assert_eq!(e.current(), 0);
         assert_eq!(e.on_connect_failed(100), None, "all three failed");
         assert_eq!(e.current(), 1, "the next round starts where this one did");
@@ -92,6 +89,10 @@ mod tests {
         let mut e = Endpoints::new(1, 5);
         assert_eq!(e.current(), 0);
         assert_eq!(e.on_connect_failed(0), None);
-        assert_eq!(Endpoints::new(0, 0).current(), 0, "no endpoint counts as one");
+        assert_eq!(
+            Endpoints::new(0, 0).current(),
+            0,
+            "no endpoint counts as one"
+        );
     }
 }

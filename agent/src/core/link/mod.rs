@@ -31,8 +31,8 @@ mod flow;
 mod outputs;
 mod policy;
 
-pub use outputs::{LinkEvent, LossCause, Transmit};
 pub use endpoints::FAILOVER_SPREAD;
+pub use outputs::{LinkEvent, LossCause, Transmit};
 pub use policy::LinkPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

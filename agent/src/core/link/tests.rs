@@ -333,7 +333,10 @@ fn a_refused_endpoint_fails_over_to_the_next_at_once_and_a_dead_round_backs_off(
     link.handle_timeout(timed_out, MAX_RANDOM);
     transmits(&mut link);
     let retry = link.poll_timeout().unwrap();
-    assert!(retry <= timed_out + FAILOVER_SPREAD.as_millis() as u64, "{retry}");
+    assert!(
+        retry <= timed_out + FAILOVER_SPREAD.as_millis() as u64,
+        "{retry}"
+    );
     link.handle_timeout(retry, 0);
     assert_eq!(endpoint_of(&transmits(&mut link)), Some(1));
     // All three failed: now the backoff waits (its bound is 1 s).

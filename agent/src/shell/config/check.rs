@@ -51,7 +51,11 @@ impl Config {
                 ),
             ));
         }
-        if self.broker_endpoints().iter().any(|(host, _)| host.is_empty()) {
+        if self
+            .broker_endpoints()
+            .iter()
+            .any(|(host, _)| host.is_empty())
+        {
             return Err(invalid("cloud.endpoints.host", "must not be empty"));
         }
         if self.cloud.backoff_cap_ms < self.cloud.backoff_base_ms {

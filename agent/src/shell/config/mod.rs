@@ -120,7 +120,12 @@ impl Config {
     pub fn broker_endpoints(&self) -> Vec<(String, u16)> {
         let first = (self.cloud.host.clone(), self.cloud.port);
         core::iter::once(first)
-            .chain(self.cloud.endpoints.iter().map(|e| (e.host.clone(), e.port)))
+            .chain(
+                self.cloud
+                    .endpoints
+                    .iter()
+                    .map(|e| (e.host.clone(), e.port)),
+            )
             .collect()
     }
 
@@ -128,10 +133,9 @@ impl Config {
     /// by its serial (FNV-1a), so that the devices share the nodes.
     pub fn first_endpoint(&self) -> u8 {
         let count = self.broker_endpoints().len().max(1) as u32;
-        let hash = self
-            .serial
-            .bytes()
-            .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        let hash = self.serial.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
         (hash % count) as u8
     }
 }

@@ -62,3 +62,51 @@ fn hex_round_trips() {
     assert_eq!(decode_hex("zz"), None);
     assert_eq!(decode_hex("abc"), None);
 }
+
+#[test]
+fn broker_endpoints_are_bounded_named_and_spread_over_a_fleet() {
+    let with_endpoints = |hosts: &[&str]| {
+        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
+        config.cloud.endpoints = hosts
+            .iter()
+            .map(|h| EndpointConfig {
+                host: (*h).into(),
+                port: 8883,
+            })
+            .collect();
+        config
+    };
+    let config = with_endpoints(&["mqtt2.cloud.example"]);
+    config.validate().unwrap();
+    assert_eq!(
+        config.broker_endpoints(),
+        [
+            ("mqtt.cloud.example".to_owned(), 8883),
+            ("mqtt2.cloud.example".to_owned(), 8883)
+        ]
+    );
+    let nine = with_endpoints(&["n"; MAX_BROKER_ENDPOINTS]);
+    assert!(matches!(
+        nine.validate(),
+        Err(ConfigError::Invalid {
+            key: "cloud.endpoints",
+            ..
+        })
+    ));
+    assert!(matches!(
+        with_endpoints(&[""]).validate(),
+        Err(ConfigError::Invalid {
+            key: "cloud.endpoints.host",
+            ..
+        })
+    ));
+    // 3,000 serials over three nodes: each node gets its share (within
+    // 10 % of a third).
+    let mut config = with_endpoints(&["b", "c"]);
+    let mut per_node = [0u32; 3];
+    for n in 0..3_000 {
+        config.serial = format!("NVR-{n:05}");
+        per_node[usize::from(config.first_endpoint())] += 1;
+    }
+    assert!(per_node.iter().all(|&k| (900..=1_100).contains(&k)), "{per_node:?}");
+}
