@@ -26,6 +26,18 @@ use crate::daemon::{account, decode, signer, SERIAL, WAIT};
 use crate::model::bind_owner_body;
 use crate::pki::Pki;
 
+/// A backend connection's MQTT client id: never a valid serial (SPEC §3.2),
+/// so it can never take over a device's session, and accepted by every
+/// broker the project runs on: longer than `MAX_SERIAL_LEN`, in letters,
+/// digits and `-` only (NATS refuses a dot, which the SPEC once suggested).
+pub fn backend_client_id(role: &str, instance: u32) -> String {
+    let id = format!("{role}-backend-{:010}-{instance:010}", std::process::id());
+    format!(
+        "{id:-<width$}",
+        width = hc_protocol::limits::MAX_SERIAL_LEN + 1
+    )
+}
+
 /// A rustls client configuration that trusts `pki`'s CA and presents `cert`.
 pub fn tls_client_config(pki: &Pki, cert: &Path, key: &Path) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
@@ -131,11 +143,7 @@ impl TestCloud {
         static CLIENTS: AtomicU32 = AtomicU32::new(0);
         let id = CLIENTS.fetch_add(1, Ordering::Relaxed);
         let cloud = pki.cloud();
-        let mut mqtt = MqttOptions::new(
-            format!("{}-{}-{id}", options.name, std::process::id()),
-            "localhost",
-            port,
-        );
+        let mut mqtt = MqttOptions::new(backend_client_id(options.name, id), "localhost", port);
         mqtt.set_keep_alive(options.keep_alive);
         mqtt.set_clean_session(!options.persistent);
         mqtt.set_max_packet_size(512 * 1024, 512 * 1024);
@@ -483,5 +491,25 @@ impl TestCloud {
             }
         }
         acks
+    }
+}
+
+#[cfg(test)]
+mod backend_id_tests {
+    use super::backend_client_id;
+    use hc_protocol::Serial;
+
+    #[test]
+    fn a_backend_client_id_is_never_a_serial_and_has_no_dot() {
+        for (role, n) in [("cloud", 0), ("c", 7), ("demo-cloud", u32::MAX)] {
+            let id = backend_client_id(role, n);
+            assert!(Serial::new(&id).is_err(), "{id} is a valid serial");
+            assert!(!id.contains('.'), "{id}");
+            assert!(
+                id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "{id}"
+            );
+        }
+        assert_ne!(backend_client_id("cloud", 1), backend_client_id("cloud", 2));
     }
 }

@@ -108,5 +108,8 @@ fn broker_endpoints_are_bounded_named_and_spread_over_a_fleet() {
         config.serial = format!("NVR-{n:05}");
         per_node[usize::from(config.first_endpoint())] += 1;
     }
-    assert!(per_node.iter().all(|&k| (900..=1_100).contains(&k)), "{per_node:?}");
+    assert!(
+        per_node.iter().all(|&k| (900..=1_100).contains(&k)),
+        "{per_node:?}"
+    );
 }

@@ -73,7 +73,7 @@ impl CloudOptions {
             seed,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            client_id: format!("cloud-{}-{n}", std::process::id()),
+            client_id: hc_testkit::cloud::backend_client_id("cloud", n),
         }
     }
 }
