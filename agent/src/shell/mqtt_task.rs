@@ -126,7 +126,9 @@ async fn poll_loop(
     mut tls: watch::Receiver<Option<Arc<rustls::ClientConfig>>>,
     events: mpsc::Sender<MqttEvent>,
 ) {
-    let mut address = eventloop.mqtt_options.broker_address();
+    // The endpoint whose options the event loop holds (`None`: the ones it
+    // was built with, taken again at the first attempt).
+    let mut in_use: Option<u8> = None;
     loop {
         if tls.has_changed().unwrap_or(false) {
             if let Some(config) = tls.borrow_and_update().clone() {
@@ -148,10 +150,10 @@ async fn poll_loop(
         // rumqttc has no setter for the broker's address: a failover
         // swaps in that endpoint's options (the same but for the address)
         // while no connection is up.
-        if let Some(options) = endpoints.get(usize::from(current.endpoint)) {
-            if options.broker_address() != address {
-                address = options.broker_address();
+        if in_use != Some(current.endpoint) {
+            if let Some(options) = endpoints.get(usize::from(current.endpoint)) {
                 eventloop.mqtt_options = options.clone();
+                in_use = Some(current.endpoint);
             }
         }
         let attempt = current.number;

@@ -118,7 +118,7 @@ pub fn link_policy(config: &Config) -> LinkPolicy {
             ..BackoffPolicy::default()
         },
         // Validated: at most MAX_BROKER_ENDPOINTS.
-        endpoints: config.broker_endpoints().len() as u8,
+        endpoints: config.endpoint_count() as u8,
         first_endpoint: config.first_endpoint(),
     }
 }

@@ -42,7 +42,7 @@ impl Config {
             ));
         }
         self.check_ranges()?;
-        if self.broker_endpoints().len() > super::MAX_BROKER_ENDPOINTS {
+        if self.endpoint_count() > super::MAX_BROKER_ENDPOINTS {
             return Err(invalid(
                 "cloud.endpoints",
                 format!(
@@ -51,11 +51,10 @@ impl Config {
                 ),
             ));
         }
-        if self
-            .broker_endpoints()
-            .iter()
-            .any(|(host, _)| host.is_empty())
-        {
+        if self.cloud.host.is_empty() {
+            return Err(invalid("cloud.host", "must not be empty"));
+        }
+        if self.cloud.endpoints.iter().any(|e| e.host.is_empty()) {
             return Err(invalid("cloud.endpoints.host", "must not be empty"));
         }
         if self.cloud.backoff_cap_ms < self.cloud.backoff_base_ms {

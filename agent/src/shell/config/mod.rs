@@ -129,10 +129,15 @@ impl Config {
             .collect()
     }
 
+    /// How many broker endpoints there are: `host`/`port` and `endpoints`.
+    pub fn endpoint_count(&self) -> usize {
+        1 + self.cloud.endpoints.len()
+    }
+
     /// Where in the endpoint list this device starts: spread over a fleet
     /// by its serial (FNV-1a), so that the devices share the nodes.
     pub fn first_endpoint(&self) -> u8 {
-        let count = self.broker_endpoints().len().max(1) as u32;
+        let count = self.endpoint_count() as u32;
         let hash = self.serial.bytes().fold(0x811c_9dc5_u32, |h, b| {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
         });

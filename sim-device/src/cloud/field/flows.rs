@@ -15,7 +15,7 @@ use hc_protocol::{AccountId, InstallerGrants};
 use super::super::driver::Cloud;
 use super::super::model::{
     CloudError, CloudModel, Contact, InstallerPermissions, InstallerRights, Invitation,
-    InvitationId, PerDevice, Planned, Resolution,
+    InvitationId, PerDevice, Planned, Resolution, SiteId,
 };
 use super::{installer, owner, reachable, serial_of, OperationError};
 
@@ -138,8 +138,22 @@ pub fn resolve_domain(cloud: &Cloud, account: &str, name: &str) -> Result<Resolu
     cloud.resolve_domain(&requester, name)
 }
 
-/// The installer invites the site owner: its open site (the one `bind
-/// --installer` added devices to).
+/// Runs `act` on the installer's open site (the one `bind --installer`
+/// added devices to), at cloud time now.
+fn on_open_site<R>(
+    cloud: &Cloud,
+    installer: &str,
+    act: impl FnOnce(&mut CloudModel, &AccountId, SiteId, u64) -> Result<R, CloudError>,
+) -> Result<R, CloudError> {
+    let installer = known(cloud, installer)?;
+    let now = cloud.now();
+    cloud.with_model(|m| {
+        let site = m.open_site_of(&installer).ok_or(CloudError::SiteNotFound)?;
+        act(m, &installer, site, now)
+    })
+}
+
+/// The installer invites the site owner to its open site.
 pub fn invite(
     cloud: &Cloud,
     installer: &str,
@@ -147,21 +161,15 @@ pub fn invite(
     permissions: InstallerPermissions,
     remarks: &str,
 ) -> Result<InvitationId, CloudError> {
-    let installer = known(cloud, installer)?;
-    let now = cloud.now();
-    cloud.with_model(|m| {
-        let site = m.open_site_of(&installer).ok_or(CloudError::SiteNotFound)?;
-        m.invite(&installer, site, contact, permissions, remarks, now)
+    on_open_site(cloud, installer, |m, installer, site, now| {
+        m.invite(installer, site, contact, permissions, remarks, now)
     })
 }
 
 /// The installer sends the current invitation of its open site again.
 pub fn resend(cloud: &Cloud, installer: &str) -> Result<InvitationId, CloudError> {
-    let installer = known(cloud, installer)?;
-    let now = cloud.now();
-    cloud.with_model(|m| {
-        let site = m.open_site_of(&installer).ok_or(CloudError::SiteNotFound)?;
-        m.resend_invitation(&installer, site, now)
+    on_open_site(cloud, installer, |m, installer, site, now| {
+        m.resend_invitation(installer, site, now)
     })
 }
 

@@ -20,8 +20,9 @@
 //!   status carries no time, so "offline since" cannot be told.
 //! - **Sites.** A site is the set of devices an installer manages. The
 //!   records may miss devices bound by another cloud process, so
-//!   [`service_for_site`] finds the site from the retained state reports of every device on the broker (the
-//!   driver subscribes to `dev/+/state`): each device whose report names
+//!   [`service_for_site`] finds the site from the retained state reports
+//!   of every device on the broker (the driver subscribes to
+//!   `dev/+/state`): each device whose report names
 //!   the installer, before or after the handover, at most
 //!   [`MAX_SITE_DEVICES`] of them.
 //!

@@ -86,6 +86,16 @@ fn parse_field(mut parser: lexopt::Parser) -> Result<FieldArgs, Fatal> {
     Ok(a)
 }
 
+/// The one `--account WHO` the command acts as.
+fn one_account<'a>(command: &str, a: &'a FieldArgs) -> Result<&'a str, Fatal> {
+    match a.accounts.as_slice() {
+        [one] => Ok(one),
+        _ => Err(Fatal(format!(
+            "{command}: exactly one --account WHO is required"
+        ))),
+    }
+}
+
 fn one_serial(command: &str, a: &FieldArgs) -> Result<String, Fatal> {
     match a.serials.as_slice() {
         [one] => Ok(one.clone()),

@@ -6,7 +6,8 @@ use sim_device::cloud::field;
 use sim_device::cloud::ShareTerms;
 
 use super::{
-    one_serial, parse_channels, parse_permissions, report, required, validity, FieldArgs, Link,
+    one_account, one_serial, parse_channels, parse_permissions, report, required, validity,
+    FieldArgs, Link,
 };
 use crate::Fatal;
 
@@ -84,10 +85,7 @@ pub(super) async fn unshare(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
 /// device from its side.
 pub(super) async fn leave(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
     let serial = one_serial("leave", a)?;
-    let account = match a.accounts.as_slice() {
-        [one] => one,
-        _ => return Err(Fatal("leave: exactly one --account WHO is required".into())),
-    };
+    let account = one_account("leave", a)?;
     let cloud = link.cloud().await?;
     let result = field::leave(cloud, &serial, account).await;
     let done = format!("{account} left the share");
@@ -107,14 +105,7 @@ pub(super) async fn domain(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
             Ok(report(&serial, &done, result))
         }
         [verb] if verb == "resolve" => {
-            let account = match a.accounts.as_slice() {
-                [one] => one,
-                _ => {
-                    return Err(Fatal(
-                        "domain resolve: one --account WHO is required".into(),
-                    ))
-                }
-            };
+            let account = one_account("domain resolve", a)?;
             let cloud = link.cloud().await?;
             Ok(match field::resolve_domain(cloud, account, name) {
                 Ok(resolution) => {

@@ -8,7 +8,7 @@ use sim_device::cloud::{
     Cloud, Contact, DeviceGrant, DeviceSelection, InstallerPermissions, InvitationId,
 };
 
-use super::{one_serial, report, required, validity, FieldArgs, Link};
+use super::{one_account, one_serial, report, required, validity, FieldArgs, Link};
 use crate::Fatal;
 
 /// `bind --serial S --code CODE (--installer ID | --owner ID) [--region R]`.
@@ -208,10 +208,7 @@ fn invitation_line(installer: &str, result: Result<String, impl std::fmt::Displa
 /// `invitations --account WHO`: what waits for the invitee, with the
 /// installer's remarks.
 pub(super) async fn invitations(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
-    let account = match a.accounts.as_slice() {
-        [one] => one,
-        _ => return Err(Fatal("invitations: one --account WHO is required".into())),
-    };
+    let account = one_account("invitations", a)?;
     let cloud = link.cloud().await?;
     let list = match field::invitations(cloud, account) {
         Ok(list) => list,
@@ -239,10 +236,7 @@ pub(super) async fn invitations(link: &Link, a: &FieldArgs) -> Result<bool, Fata
 /// `accept --account WHO [--invitation N]`: one line per device of the
 /// site; a device that did not acknowledge stays pending.
 pub(super) async fn accept(link: &Link, a: &FieldArgs) -> Result<bool, Fatal> {
-    let account = match a.accounts.as_slice() {
-        [one] => one,
-        _ => return Err(Fatal("accept: one --account WHO is required".into())),
-    };
+    let account = one_account("accept", a)?;
     let cloud = link.cloud().await?;
     let outcomes = match field::accept(cloud, account, a.invitation.map(InvitationId)).await {
         Ok(outcomes) => outcomes,
