@@ -38,11 +38,10 @@ fn c_compiler() -> Option<String> {
     if found {
         return Some(cc);
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "no C compiler ({cc}); CI=true makes this a failure"
+    hc_testkit::skip::unavailable(
+        "c_client",
+        &format!("no C compiler ({cc}): the C client is not tested"),
     );
-    eprintln!("SKIP: no C compiler ({cc}): the C client is not tested");
     None
 }
 

@@ -34,3 +34,4 @@ pub mod ports;
 #[cfg(feature = "power-cut")]
 pub mod power_cut;
 pub mod proxy;
+pub mod skip;
