@@ -4,13 +4,35 @@
 //! link that was fine for a while reconnects quickly. Randomness and time
 //! come in as arguments.
 //!
-//! After losing a connection that was up, the delays start from the
-//! reconnect spread instead of the base: when a broker restarts, a whole
-//! fleet loses its connections in the same instant, and a spread sized to
-//! how fast the brokers accept handshakes keeps the fleet from coming back
-//! in the same second. By default the spread equals the base.
+//! Herd control. When the broker closes an established connection (a
+//! restart, a cluster node's death), it closes every device's in the same
+//! instant, and a fleet that came back within the base would offer the
+//! brokers all its handshakes in one second: they overflow the listen
+//! queue, time out and come back in lumps. So after a loss on the
+//! broker's side the delays start from the reconnect spread (10 s by
+//! default: 10,000 devices on one node, at the ~1,000 handshakes a second
+//! measured in docs/SCALING.md, stay under its capacity). A loss the
+//! device detects on its own (keep-alive unanswered, its network failing)
+//! happens at each device's own time, so it starts from the base: a
+//! single device whose network blinked is back within about a second.
 
 use std::time::Duration;
+
+/// The reconnect spread when the configuration names none (see the module
+/// header for how it was sized).
+pub const DEFAULT_RECONNECT_SPREAD: Duration = Duration::from_secs(10);
+
+/// Which side ended an established connection, as far as the device can
+/// tell; it decides where the next delays start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossOrigin {
+    /// The broker closed the connection (end of stream, reset): it most
+    /// likely closed every other device's at the same instant.
+    Broker,
+    /// The device stopped hearing from the broker, or its own network or
+    /// a bad packet broke the connection: a loss at this device's own time.
+    Device,
+}
 
 /// The tuning of the backoff, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +44,8 @@ pub struct BackoffPolicy {
     pub cap: Duration,
     /// A connection up for this long resets the backoff.
     pub stable_after: Duration,
-    /// Where the delays start after losing an established connection.
+    /// Where the delays start after the broker closed an established
+    /// connection ([`LossOrigin::Broker`]).
     pub reconnect_spread: Duration,
 }
 
@@ -32,7 +55,7 @@ impl Default for BackoffPolicy {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(120),
             stable_after: Duration::from_secs(60),
-            reconnect_spread: Duration::from_secs(1),
+            reconnect_spread: DEFAULT_RECONNECT_SPREAD,
         }
     }
 }
@@ -45,8 +68,8 @@ pub struct Backoff {
     policy: BackoffPolicy,
     attempts: u32,
     connected_at_ms: Option<u64>,
-    /// An established connection was lost and none came up since.
-    after_loss: bool,
+    /// The broker closed an established connection and none came up since.
+    after_broker_loss: bool,
 }
 
 impl Backoff {
@@ -57,7 +80,7 @@ impl Backoff {
             policy,
             attempts: 0,
             connected_at_ms: None,
-            after_loss: false,
+            after_broker_loss: false,
         }
     }
 
@@ -69,7 +92,7 @@ impl Backoff {
 
     /// The upper bound of the next delay.
     pub fn bound(&self) -> Duration {
-        let start = if self.after_loss {
+        let start = if self.after_broker_loss {
             self.policy.base.max(self.policy.reconnect_spread)
         } else {
             self.policy.base
@@ -94,13 +117,14 @@ impl Backoff {
     /// is still up `stable_after` later (see `on_disconnected`).
     pub fn on_connected(&mut self, now_ms: u64) {
         self.connected_at_ms = Some(now_ms);
-        self.after_loss = false;
+        self.after_broker_loss = false;
     }
 
-    /// The connection dropped at `now_ms`; a stable one resets the backoff.
-    pub fn on_disconnected(&mut self, now_ms: u64) {
+    /// The connection dropped at `now_ms`, ended by `origin`; a stable one
+    /// resets the backoff.
+    pub fn on_disconnected(&mut self, now_ms: u64, origin: LossOrigin) {
         if let Some(at) = self.connected_at_ms.take() {
-            self.after_loss = true;
+            self.after_broker_loss = origin == LossOrigin::Broker;
             if now_ms.saturating_sub(at) >= self.policy.stable_after.as_millis() as u64 {
                 self.attempts = 0;
             }
@@ -154,15 +178,15 @@ mod tests {
     fn a_stable_connection_resets_and_a_flapping_one_does_not() {
         let mut b = after_failures(5, 1);
         b.on_connected(1_000);
-        b.on_disconnected(5_000);
+        b.on_disconnected(5_000, LossOrigin::Device);
         assert_eq!(b.attempts(), 5, "up for 4 s is not stable");
         b.on_connected(10_000);
-        b.on_disconnected(70_000);
+        b.on_disconnected(70_000, LossOrigin::Broker);
         assert_eq!(b.attempts(), 0);
     }
 
     #[test]
-    fn after_losing_a_connection_delays_start_from_the_spread() {
+    fn after_the_broker_closed_a_connection_delays_start_from_the_spread() {
         let mut b = Backoff::new(BackoffPolicy {
             reconnect_spread: Duration::from_secs(15),
             ..BackoffPolicy::default()
@@ -173,22 +197,35 @@ mod tests {
             "a first connect uses the base"
         );
         b.on_connected(0);
-        b.on_disconnected(120_000);
+        b.on_disconnected(120_000, LossOrigin::Broker);
         assert_eq!(b.bound(), Duration::from_secs(15));
         assert_eq!(b.on_connect_failed(u32::MAX), Duration::from_secs(15));
         assert_eq!(b.bound(), Duration::from_secs(30));
         b.on_connected(200_000);
         assert_eq!(b.attempts(), 1);
-        b.on_disconnected(300_000);
+        b.on_disconnected(300_000, LossOrigin::Broker);
         assert_eq!(b.bound(), Duration::from_secs(15), "stable again: reset");
     }
 
     #[test]
-    fn the_default_spread_is_the_base() {
+    fn a_loss_the_device_detected_itself_starts_from_the_base() {
         let mut b = backoff();
         b.on_connected(0);
-        b.on_disconnected(120_000);
-        assert_eq!(b.bound(), Duration::from_secs(1));
+        b.on_disconnected(120_000, LossOrigin::Device);
+        assert_eq!(
+            b.bound(),
+            Duration::from_secs(1),
+            "a blink: back within a second"
+        );
+        b.on_connected(130_000);
+        b.on_disconnected(250_000, LossOrigin::Broker);
+        assert_eq!(
+            b.bound(),
+            DEFAULT_RECONNECT_SPREAD,
+            "a broker restart: spread"
+        );
+        assert!(b.on_connect_failed(u32::MAX) <= DEFAULT_RECONNECT_SPREAD);
+        assert_eq!(b.bound(), 2 * DEFAULT_RECONNECT_SPREAD, "and it grows");
     }
 
     #[test]

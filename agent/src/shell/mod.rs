@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod device;
 mod instance_lock;
 mod local_server;
+pub mod mqtt_error;
 mod mqtt_task;
 pub mod net_facts;
 pub mod reload;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use hc_agent::core::backoff::{Backoff, BackoffPolicy};
 use hc_agent::core::{apply, handle_command, DeviceState, Identity};
+use hc_agent::shell::mqtt_error::MqttError;
 use hc_agent::shell::tls::{client_config, TlsFiles};
 use hc_protocol::access::Action;
 use hc_protocol::codec;
@@ -217,7 +218,7 @@ impl Device {
                     }
                     if connected {
                         connected = false;
-                        backoff.on_disconnected(millis());
+                        backoff.on_disconnected(millis(), MqttError::of(&error).loss_origin());
                         let _ = events.send(DeviceEvent::Disconnected);
                     }
                     let delay = backoff.on_connect_failed(random_u32(&rng));

@@ -342,7 +342,7 @@ impl Link {
     }
 
     fn lost(&mut self, cause: LossCause, now: u64, random: u32) {
-        self.backoff.on_disconnected(now);
+        self.backoff.on_disconnected(now, cause.origin());
         let retry_in = self.backoff.on_connect_failed(random);
         self.wait_from(now, retry_in);
         self.event(LinkEvent::Lost { cause, retry_in });

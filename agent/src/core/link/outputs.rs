@@ -3,6 +3,8 @@
 
 use core::time::Duration;
 
+use crate::core::backoff::LossOrigin;
+
 /// What the driver must do on the MQTT connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transmit {
@@ -46,6 +48,20 @@ pub enum LossCause {
     /// The broker closed the connection (with MQTT 3.1.1, the way it
     /// drops a client whose id another client took).
     ClosedByBroker,
+}
+
+impl LossCause {
+    /// Which side ended the connection, for the backoff: only a close by
+    /// the broker hits a whole fleet in the same instant.
+    pub fn origin(self) -> LossOrigin {
+        match self {
+            LossCause::ClosedByBroker => LossOrigin::Broker,
+            LossCause::Error
+            | LossCause::Silent
+            | LossCause::TooManyUnacked
+            | LossCause::Undecodable => LossOrigin::Device,
+        }
+    }
 }
 
 /// What happened, for the log and for the rest of the agent.

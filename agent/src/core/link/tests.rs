@@ -353,3 +353,43 @@ fn a_refused_endpoint_fails_over_to_the_next_at_once_and_a_dead_round_backs_off(
     link.handle_timeout(again, 0);
     assert_eq!(endpoint_of(&transmits(&mut link)), Some(2));
 }
+
+#[test]
+fn a_broker_close_waits_out_the_spread_and_a_silent_broker_only_the_base() {
+    let spread = Duration::from_millis(10_000);
+    let link_with_spread = |now| {
+        let mut policy = policy();
+        policy.backoff.reconnect_spread = spread;
+        let mut link = Link::new(policy, true, now);
+        link.handle_timeout(now, 0);
+        transmits(&mut link);
+        link.handle_connack(1, true, 0, now);
+        transmits(&mut link);
+        events(&mut link);
+        link
+    };
+    let retry_in = |link: &mut Link| {
+        events(link)
+            .into_iter()
+            .find_map(|e| match e {
+                LinkEvent::Lost { cause, retry_in } => Some((cause, retry_in)),
+                _ => None,
+            })
+            .expect("a loss")
+    };
+
+    // A broker restart closes every device's connection at once.
+    let mut closed = link_with_spread(0);
+    closed.handle_closed_by_broker(1, 120_000, MAX_RANDOM);
+    assert_eq!(retry_in(&mut closed), (LossCause::ClosedByBroker, spread));
+
+    // Keep-alive unanswered: this device's own loss, back within the base.
+    let mut silent = link_with_spread(0);
+    silent.handle_incoming(1, 0);
+    let deadline = silent.poll_timeout().expect("keep-alive deadline");
+    silent.handle_timeout(deadline + KEEP_ALIVE_MS * 2, MAX_RANDOM);
+    assert_eq!(
+        retry_in(&mut silent),
+        (LossCause::Silent, Duration::from_millis(1_000))
+    );
+}

@@ -5,7 +5,7 @@
 
 use hc_protocol::topics::{self, Leaf};
 use ring::rand::SecureRandom;
-use rumqttc::{ConnectionError, Event, Outgoing, Packet, Publish, QoS, StateError};
+use rumqttc::{Event, Outgoing, Packet, Publish, QoS};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -13,38 +13,10 @@ use super::Driver;
 use crate::core::link::{LinkEvent, LossCause, Transmit, CONTESTED_CLOSES, POISON_STRIKES};
 use crate::shell::device::Agent;
 use crate::shell::device::SessionEvent;
+use crate::shell::mqtt_error::MqttError;
 use crate::shell::mqtt_task::MqttEvent;
 use crate::shell::tls_source::TlsSource;
 use crate::store::RealFlash;
-
-/// How a connection error counts for the link.
-enum ErrorKind {
-    /// A packet the client could not take.
-    Undecodable,
-    /// The socket ended without a word from the broker.
-    ClosedByBroker,
-    /// Anything else.
-    Other,
-}
-
-impl ErrorKind {
-    fn of(error: &ConnectionError) -> ErrorKind {
-        use std::io::ErrorKind as Io;
-        match error {
-            ConnectionError::MqttState(StateError::Deserialization(_)) => ErrorKind::Undecodable,
-            ConnectionError::MqttState(StateError::ConnectionAborted) => ErrorKind::ClosedByBroker,
-            ConnectionError::Io(e) | ConnectionError::MqttState(StateError::Io(e))
-                if matches!(
-                    e.kind(),
-                    Io::ConnectionReset | Io::UnexpectedEof | Io::BrokenPipe
-                ) =>
-            {
-                ErrorKind::ClosedByBroker
-            }
-            _ => ErrorKind::Other,
-        }
-    }
-}
 
 /// A command applied in memory, waiting to be carried out: the driver
 /// first lets the local socket's tasks write the notices it caused.
@@ -205,15 +177,15 @@ impl Driver<'_> {
             }
             Ok(Event::Outgoing(_)) => {}
             Err(e) => {
-                let kind = ErrorKind::of(&e);
+                let kind = MqttError::of(&e);
                 self.connection_error = Some(e);
                 let random = self.random();
                 match kind {
-                    ErrorKind::Undecodable => self.link.handle_undecodable(attempt, now, random),
-                    ErrorKind::ClosedByBroker => {
+                    MqttError::Undecodable => self.link.handle_undecodable(attempt, now, random),
+                    MqttError::ClosedByBroker => {
                         self.link.handle_closed_by_broker(attempt, now, random)
                     }
-                    ErrorKind::Other => self.link.handle_error(attempt, now, random),
+                    MqttError::Other => self.link.handle_error(attempt, now, random),
                 }
             }
         }

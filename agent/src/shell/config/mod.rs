@@ -89,9 +89,9 @@ pub struct CloudConfig {
     /// The largest reconnect delay.
     #[serde(default = "default_backoff_cap_ms")]
     pub backoff_cap_ms: u64,
-    /// After losing an established connection, delays start from this
-    /// instead of the base (see core::backoff); size it to the fleet.
-    #[serde(default = "default_backoff_base_ms")]
+    /// After the broker closed an established connection, delays start
+    /// from this instead of the base (herd control, see core::backoff).
+    #[serde(default = "default_reconnect_spread_ms")]
     pub reconnect_spread_ms: u64,
     /// More nodes of the same broker cluster, after `host`/`port`: each
     /// device starts at its own place in the list (by serial) and fails
@@ -229,6 +229,9 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_backoff_base_ms() -> u64 {
     1_000
+}
+fn default_reconnect_spread_ms() -> u64 {
+    crate::core::backoff::DEFAULT_RECONNECT_SPREAD.as_millis() as u64
 }
 fn default_backoff_cap_ms() -> u64 {
     120_000
