@@ -658,7 +658,10 @@ fn vectors() -> Vec<Vector> {
     v.push(message("state_report", state_report()));
     v.push(message("state_report_unbound", state_report_unbound()));
     // Written at T0+3600, refreshed every 300 s; the will of a connect at T0.
-    v.push(message("status_online", DeviceStatus::online(T0 + 3600, 300)));
+    v.push(message(
+        "status_online",
+        DeviceStatus::online(T0 + 3600, 300),
+    ));
     v.push(message("status_offline", DeviceStatus::offline(T0)));
     v.push(message(
         "audit_report",

@@ -79,10 +79,7 @@ fn an_enabled_link_connects_at_once_then_subscribes_and_goes_online() {
     let mut link = connecting(0);
     assert_eq!(link.state(), LinkState::Connecting);
     link.handle_connack(1, false, 0, 40);
-    assert_eq!(
-        transmits(&mut link),
-        [Transmit::Subscribe, online()]
-    );
+    assert_eq!(transmits(&mut link), [Transmit::Subscribe, online()]);
     assert_eq!(
         events(&mut link),
         [LinkEvent::Connected {
@@ -396,7 +393,11 @@ fn a_connected_link_publishes_the_online_status_again_every_refresh_interval() {
     link.handle_incoming(1, 1_000 + REFRESH_MS + 500);
     link.handle_timeout(1_000 + REFRESH_MS + 600, 0);
     assert!(transmits(&mut link).is_empty());
-    pinged(&mut link, 1_000 + REFRESH_MS + 600, 1_000 + 2 * REFRESH_MS + 500);
+    pinged(
+        &mut link,
+        1_000 + REFRESH_MS + 600,
+        1_000 + 2 * REFRESH_MS + 500,
+    );
     link.handle_incoming(1, 1_000 + 2 * REFRESH_MS);
     assert_eq!(link.poll_timeout(), Some(1_000 + 2 * REFRESH_MS + 500));
     link.handle_timeout(1_000 + 2 * REFRESH_MS + 500, 0);

@@ -95,7 +95,11 @@ pub fn describe(serial: &Serial, presence: Presence, report: Option<&StateReport
     let link = match presence {
         Presence::Online => "online".to_owned(),
         Presence::Offline { since, stale } => {
-            format!("offline since {} ({})", utc(since), Presence::offline_why(stale))
+            format!(
+                "offline since {} ({})",
+                utc(since),
+                Presence::offline_why(stale)
+            )
         }
         Presence::Unknown => {
             "unknown (the broker holds no status for it: never connected here)".to_owned()
