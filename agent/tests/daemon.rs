@@ -196,6 +196,51 @@ fn the_last_will_marks_the_device_offline_when_the_agent_is_killed() {
     );
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+}
+
+#[test]
+fn the_online_status_is_refreshed_while_connected_and_the_will_carries_the_connect_time() {
+    let site = site();
+    let config = site.write_agent_config("agent.toml", |c| c.cloud.status_refresh_secs = 5);
+    let cloud = site.cloud();
+    let before = unix_now();
+    let mut agent = site.start_agent(&config);
+    let first = cloud
+        .wait_status_value(true, WAIT)
+        .unwrap_or_else(|| panic!("device never online:\n{}", agent.log()));
+    assert_eq!(first.refresh_s, 5);
+    assert!(
+        (before..=unix_now()).contains(&first.written_s),
+        "{first:?}"
+    );
+    // One more (a signed time answer may add one at the start): a status
+    // written at least one refresh interval after the first.
+    let refreshed = loop {
+        let next = cloud
+            .wait_status_value(true, Duration::from_secs(10))
+            .expect("no refresh within two intervals");
+        if next.written_s >= first.written_s + 4 {
+            break next;
+        }
+    };
+    assert_eq!(refreshed.refresh_s, 5);
+    agent.kill();
+    let will = cloud
+        .wait_status_value(false, Duration::from_secs(15))
+        .expect("no offline status after SIGKILL");
+    assert_eq!(will.refresh_s, 0);
+    // The will was fixed at the connect, before the first online status.
+    assert!(
+        (before..=first.written_s).contains(&will.written_s),
+        "{will:?} {first:?}"
+    );
+}
+
 #[test]
 fn sigterm_marks_the_device_offline_and_exits_cleanly() {
     let site = site();

@@ -442,7 +442,7 @@ impl Run {
             .cloud
             .statuses
             .last()
-            .is_some_and(|(_, online)| *online);
+            .is_some_and(|(_, status)| status.online);
         if let Some(mut agent) = self.agent.take() {
             agent.kill();
         }

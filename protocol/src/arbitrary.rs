@@ -547,7 +547,13 @@ prop_compose! {
 
 /// Any valid `DeviceStatus`.
 pub fn any_device_status() -> impl Strategy<Value = DeviceStatus> {
-    any::<bool>().prop_map(|online| DeviceStatus { online })
+    (any::<bool>(), any::<u64>(), any::<u32>()).prop_map(|(online, written_s, refresh_s)| {
+        DeviceStatus {
+            online,
+            written_s,
+            refresh_s,
+        }
+    })
 }
 
 /// Any `AuditActor`: every variant, with any valid fields.

@@ -127,11 +127,73 @@ pub struct StateReport {
     pub behind: bool,
 }
 
+/// How much later than its promised refreshes (`2 * refresh_s`) a cloud
+/// still takes an online status as fresh: room for the device's trusted
+/// time and the cloud's clock to disagree a little, and for the broker to
+/// be slow (SPEC.md §2.4).
+pub const STATUS_MARGIN_SECS: u64 = 30;
+
 /// The retained online/offline status; the offline form is the last-will.
+///
+/// A last-will alone cannot be trusted to tell the cloud a device is gone
+/// (a clustered broker whose node dies never publishes its clients' wills),
+/// so an online status says when it was written and when the next one will
+/// come: one that is overdue means the device is gone
+/// ([`DeviceStatus::offline_since`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceStatus {
-    /// `true` after connecting; `false` in the last-will.
+    /// `true` after connecting and in every refresh; `false` in the
+    /// last-will and before a deliberate disconnect.
     pub online: bool,
+    /// When the device wrote it, Unix seconds by its trusted time (SPEC.md
+    /// §8.3, §8.4). In the last-will it is the time of the connect that set
+    /// the will, so only a lower bound of when the device was last seen.
+    pub written_s: u64,
+    /// Online: the device publishes the status again every `refresh_s`
+    /// seconds while it stays connected (0: it promises no refresh, and
+    /// only a will or an offline status tells that it is gone). Offline: 0.
+    pub refresh_s: u32,
+}
+
+impl DeviceStatus {
+    /// The online status written at `now`, refreshed every `refresh_s`.
+    pub fn online(now: u64, refresh_s: u32) -> DeviceStatus {
+        DeviceStatus {
+            online: true,
+            written_s: now,
+            refresh_s,
+        }
+    }
+
+    /// The offline status (a will set, or a disconnect, at `now`).
+    pub fn offline(now: u64) -> DeviceStatus {
+        DeviceStatus {
+            online: false,
+            written_s: now,
+            refresh_s: 0,
+        }
+    }
+
+    /// The one staleness rule (SPEC.md §2.4): `None` while the status says
+    /// the device is online and is not overdue at `now` (the reader's own
+    /// clock, Unix seconds); otherwise `Some(since)`, the time from which
+    /// the device counts as offline: `written_s`, for an offline status and
+    /// for an online one not refreshed by `written_s + 2 * refresh_s +
+    /// STATUS_MARGIN_SECS`. Two intervals, not one, so that a single
+    /// refresh lost or late is not taken for a device gone.
+    pub fn offline_since(&self, now: u64) -> Option<u64> {
+        if !self.online {
+            return Some(self.written_s);
+        }
+        if self.refresh_s == 0 {
+            return None;
+        }
+        let due = self
+            .written_s
+            .saturating_add(2 * u64::from(self.refresh_s))
+            .saturating_add(STATUS_MARGIN_SECS);
+        (now > due).then_some(self.written_s)
+    }
 }
 
 /// Who did something recorded in the audit ring.
@@ -204,4 +266,40 @@ pub struct AuditReport {
     pub serial: Serial,
     /// At most `MAX_AUDIT_REPLY` entries (more do not decode).
     pub entries: heapless::Vec<AuditEntry, MAX_AUDIT_REPLY>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: u64 = 1_767_225_600;
+
+    #[test]
+    fn an_online_status_is_online_until_two_refreshes_and_the_margin_have_passed() {
+        let status = DeviceStatus::online(T, 300);
+        let due = T + 600 + STATUS_MARGIN_SECS;
+        assert_eq!(status.offline_since(T), None);
+        // A reader whose clock is a little behind the device's.
+        assert_eq!(status.offline_since(T - 100), None);
+        assert_eq!(status.offline_since(due), None);
+        assert_eq!(status.offline_since(due + 1), Some(T));
+        assert_eq!(status.offline_since(u64::MAX), Some(T));
+    }
+
+    #[test]
+    fn an_offline_status_is_offline_since_it_was_written() {
+        assert_eq!(DeviceStatus::offline(T).offline_since(T), Some(T));
+        assert_eq!(DeviceStatus::offline(T).offline_since(0), Some(T));
+    }
+
+    #[test]
+    fn an_online_status_without_refresh_never_goes_stale() {
+        assert_eq!(DeviceStatus::online(T, 0).offline_since(u64::MAX), None);
+    }
+
+    #[test]
+    fn the_rule_does_not_overflow() {
+        let status = DeviceStatus::online(u64::MAX - 1, u32::MAX);
+        assert_eq!(status.offline_since(u64::MAX), None);
+    }
 }

@@ -42,7 +42,7 @@ use hc_protocol::local::{
     self, LinkState, LocalReply, LocalRequest, RegistrationState, StatusReply,
 };
 use hc_protocol::messages::{
-    Ack, AuditActor, AuditEntry, AuditEvent, AuditReport, Binding, DeviceStatus, Outcome,
+    self, Ack, AuditActor, AuditEntry, AuditEvent, AuditReport, Binding, DeviceStatus, Outcome,
     StateReport,
 };
 use hc_protocol::reason::Reason;
@@ -657,8 +657,12 @@ fn vectors() -> Vec<Vector> {
     ));
     v.push(message("state_report", state_report()));
     v.push(message("state_report_unbound", state_report_unbound()));
-    v.push(message("status_online", DeviceStatus { online: true }));
-    v.push(message("status_offline", DeviceStatus { online: false }));
+    // Written at T0+3600, refreshed every 300 s; the will of a connect at T0.
+    v.push(message(
+        "status_online",
+        DeviceStatus::online(T0 + 3600, 300),
+    ));
+    v.push(message("status_offline", DeviceStatus::offline(T0)));
     v.push(message(
         "audit_report",
         AuditReport {
@@ -1178,6 +1182,10 @@ fn constant_rows() -> Vec<Vec<String>> {
         ("NONCE_LEN", time::NONCE_LEN.to_string()),
         ("TIME_REFRESH_SECS", time::TIME_REFRESH_SECS.to_string()),
         ("TIME_RETRY_SECS", time::TIME_RETRY_SECS.to_string()),
+        (
+            "STATUS_MARGIN_SECS",
+            messages::STATUS_MARGIN_SECS.to_string(),
+        ),
     ]
     .into_iter()
     .map(|(n, v)| vec![n.to_string(), v])
@@ -1515,7 +1523,7 @@ fn worst_cases() -> Vec<(&'static str, usize, &'static str, usize)> {
         ),
         (
             "DeviceStatus",
-            msg(&DeviceStatus { online: true }),
+            msg(&DeviceStatus::online(u64::MAX, u32::MAX)),
             "MAX_MESSAGE_BYTES",
             MAX_MESSAGE_BYTES,
         ),

@@ -45,6 +45,8 @@ pub fn loopback(
             keep_alive_secs: 5,
             // The agent's default.
             connect_timeout_secs: 10,
+            // The agent's default.
+            status_refresh_secs: 300,
             allow_tls12: false,
             insecure_plaintext: false,
             backoff_base_ms: 100,

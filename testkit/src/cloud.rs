@@ -274,11 +274,17 @@ impl TestCloud {
         .unwrap_or_else(|| panic!("no ack for seq {seq:?}"))
     }
 
+    /// Waits for a status saying `online` (or offline); whether one came.
     pub fn wait_status(&self, online: bool, within: Duration) -> bool {
+        self.wait_status_value(online, within).is_some()
+    }
+
+    /// Waits for a status saying `online` (or offline), and returns it
+    /// whole (its time and refresh interval too).
+    pub fn wait_status_value(&self, online: bool, within: Duration) -> Option<DeviceStatus> {
         self.wait_for(Leaf::Status, within, |p| {
             decode::<DeviceStatus>(&p.payload).filter(|s| s.online == online)
         })
-        .is_some()
     }
 
     pub fn wait_state(&self, mut accept: impl FnMut(&StateReport) -> bool) -> StateReport {
@@ -320,7 +326,7 @@ pub struct RecordingCloud {
     /// Every ack received, in arrival order.
     pub acks: Vec<AckRecord>,
     /// Every status received (online or not), in arrival order.
-    pub statuses: Vec<(Instant, bool)>,
+    pub statuses: Vec<(Instant, DeviceStatus)>,
     /// How often a command was published again because no ack came.
     pub resends: u64,
 }
@@ -374,7 +380,7 @@ impl RecordingCloud {
             }
         } else if p.topic == topics::topic(&serial, Leaf::Status) {
             if let Some(status) = decode::<DeviceStatus>(&p.payload) {
-                self.statuses.push((now, status.online));
+                self.statuses.push((now, status));
             }
         }
         true
@@ -449,7 +455,7 @@ impl RecordingCloud {
         loop {
             if self.statuses[from.min(self.statuses.len())..]
                 .iter()
-                .any(|(_, o)| *o == online)
+                .any(|(_, s)| s.online == online)
             {
                 return true;
             }

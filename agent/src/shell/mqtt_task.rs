@@ -76,12 +76,14 @@ impl MqttTask {
         self.tls.send_replace(Some(config));
     }
 
-    /// Runs connection attempt `attempt` to broker endpoint `endpoint`.
-    pub(crate) fn connect(&self, attempt: u32, clean_session: bool, endpoint: u8) {
+    /// Runs connection attempt `attempt` to broker endpoint `endpoint`,
+    /// with a last will written at `now` (trusted time, Unix seconds).
+    pub(crate) fn connect(&self, attempt: u32, clean_session: bool, endpoint: u8, now: u64) {
         self.set_mode(Some(Attempt {
             number: attempt,
             clean_session,
             endpoint,
+            will_written_s: now,
         }));
     }
 
@@ -117,6 +119,8 @@ struct Attempt {
     number: u32,
     clean_session: bool,
     endpoint: u8,
+    /// The `written_s` of this attempt's last will: its CONNECT's time.
+    will_written_s: u64,
 }
 
 async fn poll_loop(
@@ -129,6 +133,8 @@ async fn poll_loop(
     // The endpoint whose options the event loop holds (`None`: the ones it
     // was built with, taken again at the first attempt).
     let mut in_use: Option<u8> = None;
+    // The attempt whose last will the options hold.
+    let mut willed: Option<u32> = None;
     loop {
         if tls.has_changed().unwrap_or(false) {
             if let Some(config) = tls.borrow_and_update().clone() {
@@ -154,7 +160,21 @@ async fn poll_loop(
             if let Some(options) = endpoints.get(usize::from(current.endpoint)) {
                 eventloop.mqtt_options = options.clone();
                 in_use = Some(current.endpoint);
+                willed = None;
             }
+        }
+        // The will goes in the CONNECT, so it is set per attempt, with the
+        // attempt's time (SPEC §2.1): once, not at every event.
+        if willed != Some(current.number) {
+            if let Some(will) = eventloop.mqtt_options.last_will() {
+                eventloop.mqtt_options.set_last_will(LastWill::new(
+                    will.topic,
+                    Agent::<RealFlash>::status_payload(false, current.will_written_s, 0),
+                    QoS::AtLeastOnce,
+                    true,
+                ));
+            }
+            willed = Some(current.number);
         }
         let attempt = current.number;
         // Read by rumqttc when it connects (its network is gone after an
@@ -206,7 +226,7 @@ async fn poll_loop(
 /// The MQTT client's options: a persistent session under the serial,
 /// manual acknowledgements (a message is acknowledged once handled), the
 /// packet size limits, `inflight` publishes in flight, the retained
-/// offline status as last will, and TLS unless the configuration says
+/// offline status as last will (its time set per attempt), and TLS unless the configuration says
 /// plaintext (tests only).
 pub(crate) fn options(
     config: &Config,
@@ -222,9 +242,10 @@ pub(crate) fn options(
     options.set_manual_acks(true);
     options.set_max_packet_size(MAX_MQTT_PACKET_BYTES, MAX_MESSAGE_BYTES + 512);
     options.set_inflight(inflight);
+    // Its time is set at each attempt (see `poll_loop`).
     options.set_last_will(LastWill::new(
         topics::topic(serial, Leaf::Status),
-        Agent::<RealFlash>::status_payload(false),
+        Agent::<RealFlash>::status_payload(false, 0, 0),
         QoS::AtLeastOnce,
         true,
     ));

@@ -126,6 +126,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             a.connect_timeout_secs != b.connect_timeout_secs,
         ),
         (
+            "cloud.status_refresh_secs",
+            a.status_refresh_secs != b.status_refresh_secs,
+        ),
+        (
             "cloud.insecure_plaintext",
             a.insecure_plaintext != b.insecure_plaintext,
         ),

@@ -122,7 +122,12 @@ async fn publish_as_device(pki: &Pki, port: u16) {
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     let mut state = report(Binding::Unbound, vec![], true, 41);
     state.trusted_time_floor = 0;
-    let online = encode(&DeviceStatus { online: true }, MAX_MESSAGE_BYTES).unwrap();
+    // Written now, so that it counts as online (SPEC §2.4).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let online = encode(&DeviceStatus::online(now, 300), MAX_MESSAGE_BYTES).unwrap();
     let state = encode(&state, MAX_MESSAGE_BYTES).unwrap();
     client
         .publish(topic(&serial(), Leaf::State), QoS::AtLeastOnce, true, state)

@@ -29,6 +29,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sim_device::broker::{BrokerConfig, EmbeddedBroker};
 use sim_device::cloud::driver::{command_public_key, load_or_create_seed};
+use sim_device::cloud::field::utc;
 use sim_device::mosquitto::{skip_without_mosquitto, Mosquitto};
 use sim_device::pki::Pki;
 use sim_device::recorder::{Recorder, RecorderSpec};

@@ -1,5 +1,6 @@
-//! A device that cannot answer: offline (its retained status says so)
-//! or silent (online, but not acknowledging).
+//! A device that cannot answer: offline (its retained status says so, or
+//! says online but was not refreshed in time) or silent (online, but not
+//! acknowledging).
 
 use super::*;
 
@@ -44,7 +45,8 @@ fn an_online_device_that_does_not_answer_is_network_busy() {
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(publish_silent_device(&bench, "NVR-9", "alice"));
+    let fresh = DeviceStatus::online(now_secs(), 300);
+    runtime.block_on(publish_silent_device(&bench, "NVR-9", "alice", fresh));
     bench.accounts(&["bob"]);
 
     let run = bench.run(&["share", "--serial", "NVR-9", "--to", "bob"]);
@@ -53,6 +55,58 @@ fn an_online_device_that_does_not_answer_is_network_busy() {
         run.stdout.trim(),
         "NVR-9: Network busy\ndevice NVR-9 did not answer within 3 s"
     );
+}
+
+#[test]
+fn an_online_status_not_refreshed_in_time_is_offline_since_it_was_written() {
+    let bench = Bench::new(&["NVR-8"]);
+    // The retained status of a device whose broker node died an hour ago
+    // without publishing its will: "online", written an hour ago with a
+    // promise to refresh every 5 minutes.
+    let written = now_secs() - 3_600;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let stale = DeviceStatus::online(written, 300);
+    runtime.block_on(publish_silent_device(&bench, "NVR-8", "alice", stale));
+    bench.accounts(&["bob"]);
+    let since = format!("offline since {}", utc(written));
+
+    let run = bench.run(&["status", "--serial", "NVR-8"]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(
+        run.stdout.starts_with(&format!(
+            "NVR-8: {since} (its retained status says online but was not refreshed in time"
+        )),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("its last state report:"), "{run:?}");
+
+    for args in [
+        &["share", "--serial", "NVR-8", "--to", "bob"][..],
+        &["service", "off", "--serial", "NVR-8"],
+    ] {
+        let started = Instant::now();
+        let run = bench.run(args);
+        assert_eq!(run.code, Some(1), "{args:?}: {run:?}");
+        assert!(
+            run.stdout
+                .starts_with(&format!("NVR-8: device NVR-8 is {since} (")),
+            "{args:?}: {run:?}"
+        );
+        assert!(run.stdout.contains("nothing was sent"), "{args:?}: {run:?}");
+        assert!(!run.stdout.contains("Network busy"), "{args:?}: {run:?}");
+        // Said at once, not after the acknowledgement timeout.
+        assert!(started.elapsed() < Duration::from_secs(3), "{args:?}");
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
 }
 
 // ---------------------------------------------------------------- a silent device
@@ -109,7 +163,7 @@ fn owned_report(serial: &str, owner: &str) -> StateReport {
 /// Publishes, as the device, a retained "online" status and state report,
 /// then leaves without a last will: the broker keeps saying online, and
 /// nobody answers the device's commands.
-async fn publish_silent_device(bench: &Bench, serial: &str, owner: &str) {
+async fn publish_silent_device(bench: &Bench, serial: &str, owner: &str, status: DeviceStatus) {
     let mut options = MqttOptions::new(serial, bench.broker.host(), bench.broker.port());
     options.set_keep_alive(Duration::from_secs(5));
     options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
@@ -117,7 +171,7 @@ async fn publish_silent_device(bench: &Bench, serial: &str, owner: &str) {
     )));
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     let parsed = Serial::new(serial).expect("a serial");
-    let status = codec::encode(&DeviceStatus { online: true }, MAX_MESSAGE_BYTES).expect("encode");
+    let status = codec::encode(&status, MAX_MESSAGE_BYTES).expect("encode");
     let report = codec::encode(&owned_report(serial, owner), MAX_MESSAGE_BYTES).expect("encode");
     for (leaf, payload) in [(Leaf::Status, status), (Leaf::State, report)] {
         client

@@ -47,7 +47,10 @@ impl Link {
     fn close_with(&mut self, then: AfterClose, now: u64) {
         match self.phase {
             Phase::Connected { .. } => {
-                self.transmit(Transmit::Status { online: false });
+                self.transmit(Transmit::Status {
+                    online: false,
+                    refresh_s: 0,
+                });
                 self.transmit(Transmit::Disconnect);
                 self.phase = Phase::Closing {
                     deadline: now + millis(self.policy.close_grace),

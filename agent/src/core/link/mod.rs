@@ -8,6 +8,8 @@
 //! It owns: whether the link should be up at all (platform access, shutdown),
 //! the connection attempt in flight and its deadline, reconnect backoff,
 //! half-open detection (silence for 1.5 keep-alive intervals), the
+//! refresh of the retained online status (a cloud takes a status not
+//! refreshed in time for a device gone, SPEC.md §2.4), the
 //! acknowledgements owed to the broker, and how many of our own publishes
 //! the MQTT client can take. Every connection attempt has a number; what the
 //! driver reports about an older attempt is stale and ignored, so a late
@@ -95,6 +97,8 @@ pub struct Link {
     /// A connection with the persistent session was accepted before, so a
     /// CONNACK without a session means the broker lost or gave it away.
     had_session: bool,
+    /// When the online status is published again, while connected.
+    status_due: u64,
 }
 
 impl Link {
@@ -117,6 +121,7 @@ impl Link {
             connected_since: 0,
             quick_closes: 0,
             had_session: false,
+            status_due: 0,
         }
     }
 
@@ -154,7 +159,9 @@ impl Link {
         match self.phase {
             Phase::Waiting { until } => Some(until),
             Phase::Connecting { deadline } | Phase::Closing { deadline, .. } => Some(deadline),
-            Phase::Connected { last_incoming } => Some(last_incoming + self.silence_limit_ms()),
+            Phase::Connected { last_incoming } => {
+                Some((last_incoming + self.silence_limit_ms()).min(self.status_due))
+            }
             Phase::Disabled | Phase::Stopped => None,
         }
     }
@@ -163,8 +170,14 @@ impl Link {
         millis(self.policy.keep_alive) * 3 / 2
     }
 
-    /// Time has come to `now`: start an attempt, give one up, or detect a
-    /// silent link.
+    /// The refresh interval as the status states it, whole seconds (0: no
+    /// refresh).
+    fn refresh_s(&self) -> u32 {
+        u32::try_from(self.policy.status_refresh.as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// Time has come to `now`: start an attempt, give one up, detect a
+    /// silent link, or refresh the online status.
     pub fn handle_timeout(&mut self, now: u64, random: u32) {
         match self.phase {
             Phase::Waiting { until } if now >= until => {
@@ -197,6 +210,7 @@ impl Link {
                 });
                 self.lost(LossCause::Silent, now, random);
             }
+            Phase::Connected { .. } if now >= self.status_due => self.publish_status(now),
             Phase::Closing { deadline, then } if now >= deadline => self.closed(then),
             _ => {}
         }
@@ -228,10 +242,34 @@ impl Link {
         }
         self.had_session = true;
         // The online status goes out with what the last connection left.
-        self.flow = Flow::new(pending_publishes + 1);
+        self.flow = Flow::new(pending_publishes);
         self.transmit(Transmit::Subscribe);
-        self.transmit(Transmit::Status { online: true });
+        self.publish_status(now);
         self.event(LinkEvent::Connected { session_present });
+    }
+
+    /// The device's time was corrected (a signed time answer accepted):
+    /// the online status, whose `written_s` may have been read from a wrong
+    /// clock, goes out again now, and the refresh interval starts afresh.
+    pub fn refresh_status(&mut self, now: u64) {
+        if self.is_connected() {
+            self.publish_status(now);
+        }
+    }
+
+    /// The online status now, and the next refresh one interval later.
+    fn publish_status(&mut self, now: u64) {
+        let refresh_s = self.refresh_s();
+        self.status_due = if refresh_s == 0 {
+            u64::MAX
+        } else {
+            now.saturating_add(u64::from(refresh_s) * 1000)
+        };
+        self.flow.queued += 1;
+        self.transmit(Transmit::Status {
+            online: true,
+            refresh_s,
+        });
     }
 
     /// Any packet arrived on attempt `attempt`'s connection.

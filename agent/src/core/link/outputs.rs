@@ -25,10 +25,14 @@ pub enum Transmit {
     },
     /// Subscribe to the device's inbound topics.
     Subscribe,
-    /// Publish the retained online/offline status.
+    /// Publish the retained online/offline status, written now (the driver
+    /// stamps it with the device's trusted time, which the link does not
+    /// know).
     Status {
         /// Online (true) or offline (false).
         online: bool,
+        /// The refresh interval the status promises, seconds (0 offline).
+        refresh_s: u32,
     },
     /// Send DISCONNECT (after which the broker discards the last will).
     Disconnect,

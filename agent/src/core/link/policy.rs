@@ -29,6 +29,10 @@ pub struct LinkPolicy {
     /// The endpoint this device tries first (the driver spreads a fleet
     /// over the list by serial).
     pub first_endpoint: u8,
+    /// How often the retained online status is published again while
+    /// connected (whole seconds count; zero: never), so that a cloud can
+    /// tell a device gone without its last will (SPEC.md §2.4).
+    pub status_refresh: Duration,
 }
 
 impl Default for LinkPolicy {
@@ -41,6 +45,7 @@ impl Default for LinkPolicy {
             backoff: BackoffPolicy::default(),
             endpoints: 1,
             first_endpoint: 0,
+            status_refresh: Duration::from_secs(300),
         }
     }
 }

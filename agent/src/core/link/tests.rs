@@ -7,6 +7,10 @@ use hc_protocol::limits::MAX_UNACKED_INBOUND;
 
 const KEEP_ALIVE_MS: u64 = 30_000;
 const CONNECT_TIMEOUT_MS: u64 = 10_000;
+/// Longer than the silence limit, so that the tests of other deadlines
+/// never meet a refresh.
+const REFRESH_S: u32 = 300;
+const REFRESH_MS: u64 = REFRESH_S as u64 * 1000;
 /// A draw that makes every backoff delay its bound.
 const MAX_RANDOM: u32 = u32::MAX;
 
@@ -24,6 +28,14 @@ fn policy() -> LinkPolicy {
         },
         endpoints: 1,
         first_endpoint: 0,
+        status_refresh: Duration::from_secs(u64::from(REFRESH_S)),
+    }
+}
+
+fn online() -> Transmit {
+    Transmit::Status {
+        online: true,
+        refresh_s: REFRESH_S,
     }
 }
 
@@ -67,10 +79,7 @@ fn an_enabled_link_connects_at_once_then_subscribes_and_goes_online() {
     let mut link = connecting(0);
     assert_eq!(link.state(), LinkState::Connecting);
     link.handle_connack(1, false, 0, 40);
-    assert_eq!(
-        transmits(&mut link),
-        [Transmit::Subscribe, Transmit::Status { online: true }]
-    );
+    assert_eq!(transmits(&mut link), [Transmit::Subscribe, online()]);
     assert_eq!(
         events(&mut link),
         [LinkEvent::Connected {
@@ -268,7 +277,13 @@ fn platform_access_off_goes_offline_gracefully_and_on_reconnects_at_once() {
     assert!(!link.is_enabled());
     assert_eq!(
         transmits(&mut link),
-        [Transmit::Status { online: false }, Transmit::Disconnect]
+        [
+            Transmit::Status {
+                online: false,
+                refresh_s: 0
+            },
+            Transmit::Disconnect
+        ]
     );
     assert_eq!(link.state(), LinkState::Disabled);
     link.handle_disconnect_written(1);
@@ -392,4 +407,124 @@ fn a_broker_close_waits_out_the_spread_and_a_silent_broker_only_the_base() {
         retry_in(&mut silent),
         (LossCause::Silent, Duration::from_millis(1_000))
     );
+}
+
+/// Keeps `link` alive with a packet from the broker every 20 s up to `to`.
+fn pinged(link: &mut Link, from: u64, to: u64) {
+    for at in (from..to).step_by(20_000) {
+        link.handle_incoming(1, at);
+        link.handle_timeout(at, 0);
+    }
+}
+
+#[test]
+fn a_connected_link_publishes_the_online_status_again_every_refresh_interval() {
+    let mut link = connected(1_000);
+    pinged(&mut link, 1_000, 1_000 + REFRESH_MS);
+    assert!(transmits(&mut link).is_empty());
+    link.handle_incoming(1, 1_000 + REFRESH_MS - 1);
+    assert_eq!(link.poll_timeout(), Some(1_000 + REFRESH_MS));
+    link.handle_timeout(1_000 + REFRESH_MS - 1, 0);
+    assert!(transmits(&mut link).is_empty());
+    // A late wake-up refreshes once, and the next interval counts from it.
+    link.handle_timeout(1_000 + REFRESH_MS + 500, 0);
+    assert_eq!(transmits(&mut link), [online()]);
+    assert!(events(&mut link).is_empty());
+    link.handle_incoming(1, 1_000 + REFRESH_MS + 500);
+    link.handle_timeout(1_000 + REFRESH_MS + 600, 0);
+    assert!(transmits(&mut link).is_empty());
+    pinged(
+        &mut link,
+        1_000 + REFRESH_MS + 600,
+        1_000 + 2 * REFRESH_MS + 500,
+    );
+    link.handle_incoming(1, 1_000 + 2 * REFRESH_MS);
+    assert_eq!(link.poll_timeout(), Some(1_000 + 2 * REFRESH_MS + 500));
+    link.handle_timeout(1_000 + 2 * REFRESH_MS + 500, 0);
+    assert_eq!(transmits(&mut link), [online()]);
+}
+
+#[test]
+fn the_refresh_takes_a_place_in_the_window_until_it_is_written() {
+    let mut link = connected(0);
+    link.handle_written(1);
+    let room = link.publish_room();
+    pinged(&mut link, 0, REFRESH_MS);
+    link.handle_incoming(1, REFRESH_MS);
+    link.handle_timeout(REFRESH_MS, 0);
+    assert_eq!(transmits(&mut link), [online()]);
+    assert_eq!(link.publish_room(), room - 1);
+    link.handle_written(1);
+    assert_eq!(link.publish_room(), room);
+}
+
+#[test]
+fn the_refresh_interval_starts_again_at_every_connect_and_stops_with_the_link() {
+    let mut link = connected(0);
+    pinged(&mut link, 0, 100_000);
+    // Lost at 100 s, back at 101 s: the status of the CONNACK starts the
+    // interval.
+    link.handle_error(1, 100_000, 0);
+    events(&mut link);
+    let retry = link.poll_timeout().unwrap();
+    assert!(retry < REFRESH_MS, "no refresh while disconnected");
+    link.handle_timeout(retry, 0);
+    assert_eq!(transmits(&mut link), [connect(2)]);
+    link.handle_connack(2, true, 0, retry + 50);
+    assert_eq!(transmits(&mut link), [Transmit::Subscribe, online()]);
+    for at in (retry + 50..retry + 50 + REFRESH_MS).step_by(20_000) {
+        link.handle_incoming(2, at);
+        link.handle_timeout(at, 0);
+    }
+    assert!(transmits(&mut link).is_empty());
+    link.handle_incoming(2, retry + 50 + REFRESH_MS);
+    link.handle_timeout(retry + 50 + REFRESH_MS, 0);
+    assert_eq!(transmits(&mut link), [online()]);
+    // Closing: the offline status, and no refresh after it.
+    link.close(retry + 60 + REFRESH_MS);
+    transmits(&mut link);
+    link.handle_disconnect_written(2);
+    transmits(&mut link);
+    assert_eq!(link.poll_timeout(), None);
+}
+
+#[test]
+fn a_corrected_clock_publishes_the_status_at_once_and_restarts_the_interval() {
+    let mut link = connecting(0);
+    // Not connected: nothing to refresh.
+    link.refresh_status(10);
+    assert!(transmits(&mut link).is_empty());
+    link.handle_connack(1, true, 0, 20);
+    transmits(&mut link);
+    link.refresh_status(5_000);
+    assert_eq!(transmits(&mut link), [online()]);
+    pinged(&mut link, 5_000, 5_000 + REFRESH_MS);
+    link.handle_incoming(1, 5_000 + REFRESH_MS - 10);
+    assert_eq!(link.poll_timeout(), Some(5_000 + REFRESH_MS));
+}
+
+#[test]
+fn a_zero_interval_never_refreshes() {
+    let mut link = Link::new(
+        LinkPolicy {
+            status_refresh: Duration::ZERO,
+            ..policy()
+        },
+        true,
+        0,
+    );
+    link.handle_timeout(0, 0);
+    link.handle_connack(1, false, 0, 0);
+    assert_eq!(
+        transmits(&mut link),
+        [
+            connect(1),
+            Transmit::Subscribe,
+            Transmit::Status {
+                online: true,
+                refresh_s: 0
+            }
+        ]
+    );
+    assert_eq!(link.poll_timeout(), Some(KEEP_ALIVE_MS * 3 / 2));
 }

@@ -120,6 +120,7 @@ pub fn link_policy(config: &Config) -> LinkPolicy {
         // Validated: at most MAX_BROKER_ENDPOINTS.
         endpoints: config.endpoint_count() as u8,
         first_endpoint: config.first_endpoint(),
+        status_refresh: Duration::from_secs(config.cloud.status_refresh_secs),
     }
 }
 

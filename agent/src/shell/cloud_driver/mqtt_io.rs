@@ -41,19 +41,24 @@ impl Driver<'_> {
                     if let Some(tls) = self.tls.as_mut().and_then(TlsSource::refresh) {
                         self.mqtt.set_tls(tls);
                     }
-                    self.mqtt.connect(attempt, clean_session, endpoint);
+                    // The will is fixed in the CONNECT: it says offline
+                    // since this connect, the last time the device is
+                    // known to have been alive should the broker publish it.
+                    let now = self.shared.now();
+                    self.mqtt.connect(attempt, clean_session, endpoint, now);
                 }
                 Transmit::Abort { attempt } => {
                     debug!(attempt, "connection dropped");
                     self.mqtt.abort();
                 }
                 Transmit::Subscribe => self.subscribe(),
-                Transmit::Status { online } => {
+                Transmit::Status { online, refresh_s } => {
+                    let now = self.shared.now();
                     let _ = self.client.try_publish(
                         topics::topic(&self.serial, Leaf::Status),
                         QoS::AtLeastOnce,
                         true,
-                        Agent::<RealFlash>::status_payload(online),
+                        Agent::<RealFlash>::status_payload(online, now, refresh_s),
                     );
                 }
                 Transmit::Disconnect => {
@@ -235,13 +240,18 @@ impl Driver<'_> {
     /// A message from the broker; its answers are queued in the outbox
     /// (which outlives the connection) before its PUBACK is owed, so a lost
     /// connection redelivers rather than loses.
-    fn on_publish(&self, publish: &Publish) {
+    fn on_publish(&mut self, publish: &Publish) {
         let reading = self.shared.clocks.read();
         let mut agent = self.shared.agent.borrow_mut();
         let now = agent.now(reading);
         match topics::parse(&publish.topic) {
             Some((s, Leaf::TimeAnswer)) if s == self.serial => {
-                agent.on_time_answer(&publish.payload, reading)
+                if agent.on_time_answer(&publish.payload, reading) {
+                    // The online status of this connection was written
+                    // before signed time, maybe by a clock far off: once
+                    // more with the time a cloud can rely on (SPEC §2.4).
+                    self.link.refresh_status(self.millis());
+                }
             }
             Some((s, Leaf::DomainResult)) if s == self.serial => {
                 agent.on_domain_result(&publish.payload, now, self.random())

@@ -71,12 +71,19 @@ impl Config {
     /// duration, a deadline or a 16-bit wire field.
     fn check_ranges(&self) -> Result<(), ConfigError> {
         let (c, d) = (&self.cloud, &self.domain);
-        let ranges: [(&'static str, u64, RangeInclusive<u64>); 8] = [
+        let ranges: [(&'static str, u64, RangeInclusive<u64>); 9] = [
             ("cloud.keep_alive_secs", c.keep_alive_secs, 5..=65_535),
             (
                 "cloud.connect_timeout_secs",
                 c.connect_timeout_secs,
                 1..=300,
+            ),
+            // Shorter would load a fleet's broker for little; longer than a
+            // day, a device gone would stay "online" for days.
+            (
+                "cloud.status_refresh_secs",
+                c.status_refresh_secs,
+                5..=86_400,
             ),
             ("cloud.backoff_base_ms", c.backoff_base_ms, 1..=60_000),
             ("cloud.backoff_cap_ms", c.backoff_cap_ms, 1..=3_600_000),

@@ -77,6 +77,13 @@ pub struct CloudConfig {
     /// recovering its store can take seconds to answer.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
+    /// How often the retained online status is published again while
+    /// connected. A cloud takes a status not refreshed within two of these
+    /// (and a margin) for a device gone (SPEC §2.4), which is what tells it
+    /// when a broker node dies without publishing the last will; shorter
+    /// notices that sooner, at one small publish per interval per device.
+    #[serde(default = "default_status_refresh")]
+    pub status_refresh_secs: u64,
     /// Offer TLS 1.2 (AEAD suites only) as a fallback. Off by default.
     #[serde(default)]
     pub allow_tls12: bool,
@@ -226,6 +233,9 @@ fn default_keep_alive() -> u64 {
 }
 fn default_connect_timeout() -> u64 {
     10
+}
+fn default_status_refresh() -> u64 {
+    300
 }
 fn default_backoff_base_ms() -> u64 {
     1_000

@@ -113,3 +113,27 @@ fn broker_endpoints_are_bounded_named_and_spread_over_a_fleet() {
         "{per_node:?}"
     );
 }
+
+#[test]
+fn the_status_refresh_defaults_to_five_minutes_and_is_bounded() {
+    let config: Config = toml::from_str(EXAMPLE).unwrap();
+    assert_eq!(config.cloud.status_refresh_secs, 300);
+    let without = EXAMPLE.replace("status_refresh_secs = 300\n", "");
+    assert_ne!(without, EXAMPLE, "the example sets the key");
+    let config: Config = toml::from_str(&without).unwrap();
+    assert_eq!(config.cloud.status_refresh_secs, 300, "the default");
+    for (value, ok) in [(4, false), (5, true), (86_400, true), (86_401, false)] {
+        let mut config: Config = toml::from_str(EXAMPLE).unwrap();
+        config.cloud.status_refresh_secs = value;
+        match config.validate() {
+            Ok(()) => assert!(ok, "{value} accepted"),
+            Err(e) => {
+                assert!(!ok, "{value} refused: {e}");
+                assert_eq!(
+                    e.to_string(),
+                    format!("cloud.status_refresh_secs: {value} is out of range: from 5 to 86400")
+                );
+            }
+        }
+    }
+}

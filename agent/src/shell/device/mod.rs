@@ -353,10 +353,17 @@ impl<F: Flash> Agent<F> {
         self.queue(Leaf::State, &report);
     }
 
-    /// The retained status payload.
-    pub fn status_payload(online: bool) -> Vec<u8> {
-        // A two-field struct always encodes.
-        codec::encode(&DeviceStatus { online }, MAX_MESSAGE_BYTES).unwrap_or_default()
+    /// The retained status payload: online or offline, written at `now`
+    /// (trusted time, `Agent::now`), promising a refresh every `refresh_s`
+    /// (0 offline).
+    pub fn status_payload(online: bool, now: u64, refresh_s: u32) -> Vec<u8> {
+        let status = if online {
+            DeviceStatus::online(now, refresh_s)
+        } else {
+            DeviceStatus::offline(now)
+        };
+        // A bool and two integers always encode (16 bytes at most).
+        codec::encode(&status, MAX_MESSAGE_BYTES).unwrap_or_default()
     }
 
     fn queue<T: Serialize>(&mut self, leaf: Leaf, message: &T) {

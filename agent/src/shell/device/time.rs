@@ -64,8 +64,9 @@ impl<F: Flash> Agent<F> {
 
     /// A signed time answer arrived: accepted, it anchors trusted time,
     /// settles the floor and publishes the state report with the measured
-    /// offset; refused, it changes nothing.
-    pub fn on_time_answer(&mut self, payload: &[u8], reading: Reading) {
+    /// offset; refused, it changes nothing. Returns whether it was
+    /// accepted.
+    pub fn on_time_answer(&mut self, payload: &[u8], reading: Reading) -> bool {
         self.reading = reading;
         let serial = &self.state.identity.serial;
         match self
@@ -89,8 +90,12 @@ impl<F: Flash> Agent<F> {
                 }
                 self.checkpoint_clock();
                 self.queue_state_report();
+                true
             }
-            Err(reason) => warn!(%reason, bytes = payload.len(), "time answer refused"),
+            Err(reason) => {
+                warn!(%reason, bytes = payload.len(), "time answer refused");
+                false
+            }
         }
     }
 }

@@ -52,7 +52,9 @@
 //! `--pki` defaults to `./sim-pki`, `--broker` to `127.0.0.1:8883`.
 //! `service --site INSTALLER-ID` switches every device whose retained state
 //! report names that installer (docs/SIMULATOR.md). A device whose retained
-//! status says offline is reported as offline at once, without sending.
+//! status says offline, or says online but was not refreshed in time (SPEC
+//! §2.4), is reported as offline since that status's time at once, without
+//! sending.
 //! Exit status: 0 done, 1 an operation failed (refused, offline, network
 //! busy; for `status`: a device not online), 2 usage or setup error.
 
@@ -104,9 +106,9 @@ commands connect as the PKI's `cloud` certificate, sign with its command key
 and keep the cloud's records (accounts, sites, invitations, domain
 registrations) in DIR/cloud-records.bin between runs. `service --site INSTALLER-ID`
 switches every device whose retained state report names that installer.
-A device whose retained status says offline fails at once with \"device S is
-offline\"; an online device that does not answer within 3 s gives \"Network
-busy\". Exit status: 0 done, 1 an operation failed (for status: a device not
+A device whose retained status says offline, or says online but was not
+refreshed in time, fails at once with \"device S is offline since TIME\"; an
+online device that does not answer within 3 s gives \"Network busy\". Exit status: 0 done, 1 an operation failed (for status: a device not
 online), 2 usage error.
 ";
 

@@ -106,9 +106,19 @@ fn tls_config(options: &CloudOptions) -> Result<rustls::ClientConfig, DriverErro
 #[derive(Debug, Default)]
 pub(super) struct DeviceLink {
     pub(super) next_seq: Option<u64>,
-    pub(super) online: Option<bool>,
+    /// The retained status as last decoded (`None`: none, or undecodable).
+    pub(super) status: Option<DeviceStatus>,
     /// Sequence numbers sent and not yet acknowledged, oldest first.
     pub(super) pending: VecDeque<u64>,
+}
+
+impl DeviceLink {
+    /// Whether the device counts as online at the cloud's `now` (its
+    /// status not overdue, `DeviceStatus::offline_since`); `None` without
+    /// a status.
+    pub(super) fn online(&self, now: u64) -> Option<bool> {
+        self.status.map(|s| s.offline_since(now).is_none())
+    }
 }
 
 /// The state the event task and the operations share.
@@ -277,9 +287,17 @@ impl Cloud {
         now_secs()
     }
 
-    /// The device's retained online status: `None` if never seen.
+    /// Whether the device counts as online now by its retained status and
+    /// the cloud's clock (an online status not refreshed in time does not,
+    /// SPEC §2.4): `None` if no status was seen.
     pub fn online(&self, serial: &Serial) -> Option<bool> {
-        self.lock().links.get(serial).and_then(|l| l.online)
+        let now = self.now();
+        self.lock().links.get(serial).and_then(|l| l.online(now))
+    }
+
+    /// The device's retained status as last received: `None` if never seen.
+    pub fn status(&self, serial: &Serial) -> Option<DeviceStatus> {
+        self.lock().links.get(serial).and_then(|l| l.status)
     }
 
     /// The device's last state report.
@@ -306,10 +324,12 @@ impl Cloud {
         }
     }
 
-    /// Waits for the device's status to be `online`.
+    /// Waits for the device to count as `online` (see [`Cloud::online`];
+    /// it looks again whenever a message arrives, so a status that goes
+    /// stale while nothing arrives is seen at the timeout).
     pub async fn wait_online(&self, serial: &Serial, online: bool, timeout: Duration) -> bool {
         self.wait_until(Instant::now() + timeout, |s| {
-            s.links.get(serial).and_then(|l| l.online) == Some(online)
+            s.links.get(serial).and_then(|l| l.online(now_secs())) == Some(online)
         })
         .await
     }
@@ -318,7 +338,7 @@ impl Cloud {
     /// known; `None` if it is still unknown after `timeout`.
     pub async fn wait_status_known(&self, serial: &Serial, timeout: Duration) -> Option<bool> {
         self.wait_until(Instant::now() + timeout, |s| {
-            s.links.get(serial).is_some_and(|l| l.online.is_some())
+            s.links.get(serial).is_some_and(|l| l.status.is_some())
         })
         .await;
         self.online(serial)
@@ -508,10 +528,8 @@ fn on_publish(
             }
         }
         Leaf::Status => {
-            let online = codec::decode::<DeviceStatus>(payload, MAX_MESSAGE_BYTES)
-                .ok()
-                .map(|s| s.online);
-            shared.links.entry(serial).or_default().online = online;
+            let status = codec::decode::<DeviceStatus>(payload, MAX_MESSAGE_BYTES).ok();
+            shared.links.entry(serial).or_default().status = status;
         }
         Leaf::DomainRegister => {
             if let Ok(registration) = codec::decode(payload, MAX_MESSAGE_BYTES) {

@@ -48,7 +48,7 @@ impl Cloud {
             .wait_until(deadline, |s| {
                 s.links
                     .get(serial)
-                    .is_some_and(|l| l.online == Some(true) && l.next_seq.is_some())
+                    .is_some_and(|l| l.online(now_secs()) == Some(true) && l.next_seq.is_some())
             })
             .await;
         if !ready {

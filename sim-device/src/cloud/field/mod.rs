@@ -13,11 +13,13 @@
 //!
 //! - **Offline first.** Before anything is sent, the device's retained
 //!   status is read: a device whose status says offline (its last will,
-//!   or the goodbye its agent publishes when it stops) fails at once with
-//!   [`OperationError::Offline`], and one the broker holds nothing about
-//!   with [`OperationError::NeverSeen`]. Only an online device that does
-//!   not acknowledge in time gives the product's "Network busy". The
-//!   status carries no time, so "offline since" cannot be told.
+//!   or the goodbye its agent publishes when it stops), or says online but
+//!   was not refreshed in time by the cloud's clock (a broker node lost
+//!   without publishing the will, SPEC §2.4), fails at once with
+//!   [`OperationError::Offline`], which tells since when; one the broker
+//!   holds nothing about fails with [`OperationError::NeverSeen`]. Only a
+//!   device online by a fresh status that does not acknowledge in time
+//!   gives the product's "Network busy".
 //! - **Sites.** A site is the set of devices an installer manages. The
 //!   records may miss devices bound by another cloud process, so
 //!   [`service_for_site`] finds the site from the retained state reports
@@ -50,7 +52,7 @@ pub use flows::{
 };
 pub use records::{Records, RecordsError, RECORDS_FILE};
 pub use site::{discover_site, service_for_site, SiteError, SiteSwitch, MAX_SITE_DEVICES};
-pub use status::{describe, grants_text, status, utc, DeviceView};
+pub use status::{describe, grants_text, presence, status, utc, DeviceView, Presence};
 
 /// How long the retained status may lag behind the retained state report
 /// (they are separate topics, delivered in no particular order).
@@ -70,13 +72,19 @@ pub enum FieldError {
 /// field engineer reads.
 #[derive(Debug, thiserror::Error)]
 pub enum OperationError {
-    /// The retained status says offline: nothing was sent, so nothing will
-    /// surface on the device later.
+    /// The retained status says offline, or is an online one not refreshed
+    /// in time (`stale`): nothing was sent, so nothing will surface on the
+    /// device later. `since`: the status's `written_s`.
     #[error(
-        "device {serial} is offline (its retained status, from its last will or its shutdown, \
-         says so); nothing was sent"
+        "device {serial} is offline since {} ({}); nothing was sent",
+        utc(*since),
+        Presence::offline_why(*stale)
     )]
-    Offline { serial: Serial },
+    Offline {
+        serial: Serial,
+        since: u64,
+        stale: bool,
+    },
     /// The broker holds neither a status nor a state report.
     #[error(
         "device {serial} is unknown to this broker: no status or state report within {waited_ms} ms \
@@ -169,11 +177,13 @@ pub async fn learn(cloud: &Cloud, serial: &Serial) -> Option<StateReport> {
 /// never-seen device fails here, before anything is sent.
 async fn reachable(cloud: &Cloud, serial: &Serial) -> Result<StateReport, OperationError> {
     let report = learn(cloud, serial).await;
-    match (cloud.online(serial), report) {
-        (Some(false), _) => Err(OperationError::Offline {
+    match (presence(cloud, serial), report) {
+        (Presence::Offline { since, stale }, _) => Err(OperationError::Offline {
             serial: serial.clone(),
+            since,
+            stale,
         }),
-        (None, None) => Err(OperationError::NeverSeen {
+        (Presence::Unknown, None) => Err(OperationError::NeverSeen {
             serial: serial.clone(),
             waited_ms: (cloud.ack_timeout() + STATUS_WAIT).as_millis() as u64,
         }),
@@ -182,7 +192,7 @@ async fn reachable(cloud: &Cloud, serial: &Serial) -> Result<StateReport, Operat
         (_, Some(report)) => Ok(report),
         // Online without a state report: the agent publishes one on every
         // connect, so it is not answering as it should.
-        (Some(true), None) => Err(no_report(serial, cloud.ack_timeout()).into()),
+        (Presence::Online, None) => Err(no_report(serial, cloud.ack_timeout()).into()),
     }
 }
 
@@ -330,9 +340,14 @@ mod tests {
     fn offline_is_said_plainly_and_not_as_network_busy() {
         let text = OperationError::Offline {
             serial: serial("NVR-3"),
+            since: 1_795_428_000,
+            stale: true,
         }
         .to_string();
-        assert!(text.starts_with("device NVR-3 is offline"), "{text}");
+        assert!(
+            text.starts_with("device NVR-3 is offline since 2026-11-23 10:00 UTC (its retained status says online but was not refreshed"),
+            "{text}"
+        );
         assert!(text.contains("nothing was sent"), "{text}");
         assert!(!text.contains("Network busy"), "{text}");
     }

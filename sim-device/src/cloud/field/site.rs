@@ -166,6 +166,8 @@ mod tests {
                     serial("NVR-3"),
                     Err(OperationError::Offline {
                         serial: serial("NVR-3"),
+                        since: 0,
+                        stale: false,
                     }),
                 ),
                 (

@@ -1,21 +1,62 @@
 //! What `sim-device status` shows: the broker's view of one device (its
-//! retained status and state report) as readable text.
+//! retained status and state report) as readable text, and what the status
+//! says about the device by the cloud's clock ([`Presence`]).
 
 use std::fmt::Write as _;
 
 use hc_protocol::access::Action;
-use hc_protocol::messages::{Binding, StateReport};
+use hc_protocol::messages::{Binding, DeviceStatus, StateReport};
 use hc_protocol::{AccountRef, ChannelScope, InstallerGrants, Serial, ShareEntry, Validity};
 
 use super::{learn, serial_of, Cloud};
 use crate::cloud::model::CloudError;
 
+/// What a device's retained status says at the cloud's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// The broker holds no status for it.
+    Unknown,
+    /// Online, and refreshed in time.
+    Online,
+    /// Offline since `since` (Unix seconds, the status's `written_s`).
+    /// `stale`: the status says online but was not refreshed in time (a
+    /// broker node lost without publishing the device's last will, SPEC
+    /// §2.4); otherwise the last will or the agent's shutdown said so.
+    Offline { since: u64, stale: bool },
+}
+
+impl Presence {
+    /// What `status` says at `now` (the cloud's clock, Unix seconds), by
+    /// the protocol's one staleness rule (`DeviceStatus::offline_since`).
+    pub fn of(status: Option<DeviceStatus>, now: u64) -> Presence {
+        match status {
+            None => Presence::Unknown,
+            Some(s) => match s.offline_since(now) {
+                None => Presence::Online,
+                Some(since) => Presence::Offline {
+                    since,
+                    stale: s.online,
+                },
+            },
+        }
+    }
+
+    /// Why the device counts as offline, for the field engineer.
+    pub fn offline_why(stale: bool) -> &'static str {
+        if stale {
+            "its retained status says online but was not refreshed in time:              the device or its broker node is gone"
+        } else {
+            "its retained status, from its last will or its shutdown, says so"
+        }
+    }
+}
+
 /// What the broker holds about one device.
 #[derive(Debug, Clone)]
 pub struct DeviceView {
     pub serial: Serial,
-    /// The retained status: `None` if the broker holds none.
-    pub online: Option<bool>,
+    /// What its retained status says, at the time it was read.
+    pub presence: Presence,
     /// The retained state report (for an offline device: its last one).
     pub report: Option<StateReport>,
 }
@@ -23,12 +64,12 @@ pub struct DeviceView {
 impl DeviceView {
     /// Online with a state report: what a healthy device looks like.
     pub fn is_healthy(&self) -> bool {
-        self.online == Some(true) && self.report.is_some()
+        self.presence == Presence::Online && self.report.is_some()
     }
 
     /// The text `sim-device status` prints.
     pub fn text(&self) -> String {
-        describe(&self.serial, self.online, self.report.as_ref())
+        describe(&self.serial, self.presence, self.report.as_ref())
     }
 }
 
@@ -37,26 +78,39 @@ pub async fn status(cloud: &Cloud, serial: &str) -> Result<DeviceView, CloudErro
     let serial = serial_of(serial)?;
     let report = learn(cloud, &serial).await;
     Ok(DeviceView {
-        online: cloud.online(&serial),
+        presence: presence(cloud, &serial),
         serial,
         report,
     })
 }
 
+/// What the device's retained status says now, by the cloud's clock.
+pub fn presence(cloud: &Cloud, serial: &Serial) -> Presence {
+    Presence::of(cloud.status(serial), cloud.now())
+}
+
 /// The text `sim-device status` prints for a device.
-pub fn describe(serial: &Serial, online: Option<bool>, report: Option<&StateReport>) -> String {
+pub fn describe(serial: &Serial, presence: Presence, report: Option<&StateReport>) -> String {
     let mut out = String::new();
-    let link = match online {
-        Some(true) => "online",
-        Some(false) => "offline (retained status from its last will or its shutdown)",
-        None => "unknown (the broker holds no status for it: never connected here)",
+    let link = match presence {
+        Presence::Online => "online".to_owned(),
+        Presence::Offline { since, stale } => {
+            format!(
+                "offline since {} ({})",
+                utc(since),
+                Presence::offline_why(stale)
+            )
+        }
+        Presence::Unknown => {
+            "unknown (the broker holds no status for it: never connected here)".to_owned()
+        }
     };
     let _ = writeln!(out, "{serial}: {link}");
     let Some(r) = report else {
         let _ = writeln!(out, "  no state report");
         return out;
     };
-    if online != Some(true) {
+    if presence != Presence::Online {
         // The broker keeps the report; the device may have changed since.
         let _ = writeln!(out, "  its last state report:");
     }
@@ -218,9 +272,44 @@ mod tests {
 
     #[test]
     fn describe_names_an_offline_and_an_unknown_link() {
-        let text = describe(&serial("NVR-1"), Some(false), None);
-        assert!(text.starts_with("NVR-1: offline"), "{text}");
-        let text = describe(&serial("NVR-1"), None, None);
+        let offline = Presence::Offline {
+            since: 1_795_428_000,
+            stale: false,
+        };
+        let text = describe(&serial("NVR-1"), offline, None);
+        assert!(
+            text.starts_with("NVR-1: offline since 2026-11-23 10:00 UTC (its retained status, from its last will"),
+            "{text}"
+        );
+        let text = describe(&serial("NVR-1"), Presence::Unknown, None);
         assert!(text.starts_with("NVR-1: unknown"), "{text}");
+    }
+
+    #[test]
+    fn an_online_status_not_refreshed_in_time_is_offline_since_it_was_written() {
+        const T: u64 = 1_795_428_000;
+        let status = Some(DeviceStatus::online(T, 300));
+        assert_eq!(Presence::of(status, T + 630), Presence::Online);
+        let stale = Presence::of(status, T + 631);
+        assert_eq!(
+            stale,
+            Presence::Offline {
+                since: T,
+                stale: true
+            }
+        );
+        let text = describe(&serial("NVR-1"), stale, None);
+        assert!(
+            text.starts_with("NVR-1: offline since 2026-11-23 10:00 UTC (its retained status says online but was not refreshed in time"),
+            "{text}"
+        );
+        assert_eq!(
+            Presence::of(Some(DeviceStatus::offline(T)), T),
+            Presence::Offline {
+                since: T,
+                stale: false
+            }
+        );
+        assert_eq!(Presence::of(None, T), Presence::Unknown);
     }
 }
