@@ -1,9 +1,10 @@
 //! `sim-device`: the simulator's command line.
 //!
 //! ```text
-//! sim-device demo [--mosquitto]
-//!     The product story against the embedded TLS broker (or mosquitto), the
-//!     simulated cloud and one simulated recorder running the real agent.
+//! sim-device demo [--mosquitto | --nats]
+//!     The product story against the embedded TLS broker (or mosquitto, or a
+//!     three-node NATS cluster), the simulated cloud and one simulated
+//!     recorder running the real agent.
 //!     Exits non-zero if any outcome differs from what the product promises.
 //!
 //! sim-device broker --pki DIR [--port P] [--serial S]...
@@ -71,7 +72,7 @@ use sim_device::recorder::{Recorder, RecorderSpec};
 
 const USAGE: &str = "\
 usage:
-  sim-device demo [--mosquitto]
+  sim-device demo [--mosquitto | --nats]
   sim-device broker --pki DIR [--port P] [--serial S]...
   sim-device recorder [--pki DIR] [--broker HOST:PORT] --serial S [--region R] [--channels N] [--code C] [--dir D]
   sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded | --broker HOST:PORT --pki DIR]
@@ -178,6 +179,7 @@ fn demo_command(mut parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
     while let Some(arg) = parser.next()? {
         match arg {
             Long("mosquitto") => options.broker = BrokerKind::Mosquitto,
+            Long("nats") => options.broker = BrokerKind::Nats,
             Long("embedded") => options.broker = BrokerKind::Embedded,
             _ => return Err(arg.unexpected().into()),
         }
