@@ -17,13 +17,14 @@
 //!     Runs a simulated recorder (the real agent) in the foreground; its
 //!     configuration, state and socket live in D (default DIR/recorders/S).
 //!
-//! sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded |
+//! sim-device fleet [--devices N] [--commands K] [--mosquitto | --nats | --embedded |
 //!                  --broker HOST:PORT --pki DIR] [--no-restart] [--deadline SECS]
 //!                  [--reconnect-spread SECS]
 //!     N simulated devices, each with its own TLS session and access list,
 //!     against a broker: connect-time percentiles, memory per device, K
 //!     signed commands' acknowledgement latency, and the reconnect curve
-//!     after restarting the broker (when the fleet started it).
+//!     after restarting the broker (when the fleet started it; on a NATS
+//!     cluster, after the SIGKILL of one node, whose devices fail over).
 //!
 //! Field-engineer commands against a running broker, as the cloud (each
 //! also takes [--pki DIR] [--broker HOST:PORT]; WHO is an email address,
@@ -75,7 +76,7 @@ usage:
   sim-device demo [--mosquitto | --nats]
   sim-device broker --pki DIR [--port P] [--serial S]...
   sim-device recorder [--pki DIR] [--broker HOST:PORT] --serial S [--region R] [--channels N] [--code C] [--dir D]
-  sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded | --broker HOST:PORT --pki DIR]
+  sim-device fleet [--devices N] [--commands K] [--mosquitto | --nats | --embedded | --broker HOST:PORT --pki DIR]
                    [--no-restart] [--deadline SECS] [--reconnect-spread SECS]
   field-engineer commands (each also takes [--pki DIR] [--broker HOST:PORT];
   WHO is an email address, phone number, user name or account id):
