@@ -110,10 +110,7 @@ impl Mqtt {
     /// when JetStream does not store the message within 5 s.
     fn publish_retrying(
         mut self,
-        pki: &Pki,
-        files: &CertFiles,
-        id: &str,
-        addr: BrokerAddr,
+        reconnect: impl Fn() -> Mqtt,
         topic: &str,
         payload: &str,
         deadline: Instant,
@@ -126,8 +123,8 @@ impl Mqtt {
                 return self;
             }
             assert!(Instant::now() < deadline, "no PUBACK for {topic}");
-            eprintln!("{id}: no PUBACK; again");
-            self = Mqtt::connect_retrying(pki, files, id, addr, deadline).0;
+            eprintln!("no PUBACK for {topic}; again");
+            self = reconnect();
         }
     }
 
@@ -323,10 +320,7 @@ fn a_queued_command_survives_the_sigkill_of_the_devices_node() {
     let killed = Instant::now();
     let deadline = killed + Duration::from_secs(20);
     let cloud = cloud.publish_retrying(
-        &pki,
-        pki.cloud(),
-        &cloud_id,
-        cloud_at,
+        || Mqtt::connect_retrying(&pki, pki.cloud(), &cloud_id, cloud_at, deadline).0,
         "dev/NVR-1/cmd",
         "after the kill",
         deadline,
