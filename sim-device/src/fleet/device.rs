@@ -49,6 +49,8 @@ pub(super) enum DeviceEvent {
         at: Instant,
         took: Duration,
     },
+    /// Device `device`'s subscription to its commands was acknowledged.
+    Subscribed { device: usize },
     /// Device `device` lost its established connection.
     Disconnected { device: usize },
     /// An attempt to connect failed, and how.
@@ -208,6 +210,9 @@ impl Device {
                         at: Instant::now(),
                         took: attempt_started.elapsed(),
                     });
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    let _ = events.send(DeviceEvent::Subscribed { device: self.index });
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.on_command(&publish.payload),
                 Ok(_) => {

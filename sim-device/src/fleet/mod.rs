@@ -277,6 +277,8 @@ async fn connect_all(
     progress: &mut dyn FnMut(&str),
 ) -> FleetReport {
     let mut connected_at: Vec<Option<Duration>> = vec![None; options.devices];
+    let mut subscribed_seen = vec![false; options.devices];
+    let mut subscribed = 0usize;
     let mut connect_failures = Vec::new();
     let mut connected = 0usize;
     let deadline = started + options.connect_deadline;
@@ -295,13 +297,37 @@ async fn connect_all(
                     }
                 }
             }
+            Ok(Some(DeviceEvent::Subscribed { device })) => {
+                if !std::mem::replace(&mut subscribed_seen[device], true) {
+                    subscribed += 1;
+                }
+            }
             Ok(Some(DeviceEvent::Failed(kind))) => report_failure(&mut connect_failures, kind),
             Ok(Some(DeviceEvent::Disconnected { .. })) => {}
             Ok(None) | Err(_) => break,
         }
     }
     let all_connected_after = started.elapsed();
-    // Let subscriptions settle before measuring memory and commands.
+    // Commands wait for every device's subscription (on NATS, each is a
+    // replicated JetStream consumer, created well after the CONNACK).
+    while subscribed < connected {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, events.recv()).await {
+            Ok(Some(DeviceEvent::Subscribed { device })) => {
+                if !std::mem::replace(&mut subscribed_seen[device], true) {
+                    subscribed += 1;
+                }
+            }
+            Ok(Some(DeviceEvent::Failed(kind))) => report_failure(&mut connect_failures, kind),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    progress(&format!(
+        "{subscribed}/{connected} subscribed to their commands after {:.2} s",
+        started.elapsed().as_secs_f64()
+    ));
+    // Let the last subscriptions settle before measuring memory and commands.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut connect_times: Vec<Duration> = connected_at.iter().flatten().copied().collect();
     FleetReport {
@@ -393,6 +419,7 @@ async fn measure_reconnect(
                     report.unexpected_losses += 1;
                 }
             }
+            Ok(Some(DeviceEvent::Subscribed { .. })) => {}
             Ok(None) | Err(_) => break,
         }
     }
