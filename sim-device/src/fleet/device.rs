@@ -211,8 +211,15 @@ impl Device {
                         took: attempt_started.elapsed(),
                     });
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    let _ = events.send(DeviceEvent::Subscribed { device: self.index });
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    // A refused subscription (0x80) leaves the device deaf.
+                    if !ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    {
+                        let _ = events.send(DeviceEvent::Subscribed { device: self.index });
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.on_command(&publish.payload),
                 Ok(_) => {
