@@ -10,4 +10,4 @@ pub mod recorder;
 
 // They live in the test kit, shared with the agent's tests and perf/; the
 // old paths (`sim_device::pki`, `crate::broker`, ...) keep working.
-pub use hc_testkit::{broker, mosquitto, pki, ports};
+pub use hc_testkit::{broker, mosquitto, nats, pki, ports};

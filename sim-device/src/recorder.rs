@@ -78,6 +78,9 @@ pub struct RecorderSpec {
     /// a recorder started again there finds its state. `None`: a fresh
     /// temporary directory, removed when it stops.
     pub home: Option<PathBuf>,
+    /// More broker endpoints after the one [`Recorder::start`] is given:
+    /// the other nodes of a cluster (`[[cloud.endpoints]]`).
+    pub more_endpoints: Vec<hc_testkit::ports::BrokerAddr>,
 }
 
 impl RecorderSpec {
@@ -95,6 +98,7 @@ impl RecorderSpec {
             log_level: "warn".into(),
             wall_clock_offset_secs: 0,
             home: None,
+            more_endpoints: Vec::new(),
         }
     }
 }
@@ -150,6 +154,7 @@ pub fn config_text(
     config.channels = spec.channels;
     config.verification_code = spec.verification_code.clone();
     config.cloud.host = broker_host.into();
+    agent_config::add_endpoints(&mut config, &spec.more_endpoints);
     config.cloud.backoff_base_ms = 200;
     config.cloud.backoff_cap_ms = 2_000;
     config.command_keys[0].id = COMMAND_KEY_ID;

@@ -1,11 +1,14 @@
 //! The demo story, run in-process exactly as `sim-device demo` runs it:
-//! against the embedded TLS broker, and against mosquitto (TLS, client
-//! certificates, per-device ACL) when it is installed. Without mosquitto
-//! the second test is skipped with a printed reason, unless the
-//! environment variable `CI` is set: then it fails.
+//! against the embedded TLS broker, against mosquitto (TLS, client
+//! certificates, per-device ACL) when it is installed, and against a
+//! three-node NATS cluster (the recorder given every node) when
+//! nats-server is installed. Without mosquitto or nats-server those tests
+//! are skipped with a printed reason, unless the environment variable
+//! `CI` is set: then they fail.
 
 use sim_device::demo::{self, BrokerKind, DemoOptions, DemoReport};
 use sim_device::mosquitto::skip_without_mosquitto;
+use sim_device::nats::skip_without_nats;
 
 fn run(broker: BrokerKind) -> (DemoReport, String) {
     let mut out = Vec::new();
@@ -78,4 +81,14 @@ fn the_demo_story_keeps_every_promise_on_mosquitto() {
     }
     let (report, text) = run(BrokerKind::Mosquitto);
     assert_passed(&report, &text);
+}
+
+#[test]
+fn the_demo_story_keeps_every_promise_on_a_nats_cluster() {
+    if skip_without_nats("the_demo_story_keeps_every_promise_on_a_nats_cluster") {
+        return;
+    }
+    let (report, text) = run(BrokerKind::Nats);
+    assert_passed(&report, &text);
+    assert!(text.contains("NATS cluster of 3 nodes"), "{text}");
 }

@@ -1,6 +1,7 @@
 //! Fleet mode on a small fleet: every device connects with its own
 //! certificate, applies the signed commands sent to it and acknowledges
-//! each, and every device comes back after the broker restarts. (The
+//! each, and every device comes back after the broker restarts (on a
+//! NATS cluster: every device of the node killed fails over to another). (The
 //! 10,000-device figures are a measurement, in docs/SIMULATOR.md, not a
 //! test.)
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 use sim_device::broker::{BrokerConfig, EmbeddedBroker};
 use sim_device::fleet::{self, FleetOptions, Restartable, Target};
 use sim_device::mosquitto::{skip_without_mosquitto, Mosquitto};
+use sim_device::nats::{skip_without_nats, NatsCluster};
 use sim_device::pki::Pki;
 
 fn options(devices: usize) -> FleetOptions {
@@ -53,6 +55,7 @@ fn assert_fleet_kept_its_promises(report: &fleet::FleetReport, devices: usize) {
     assert_eq!(report.command_latency.count, devices * 3, "{report:?}");
     assert_eq!(report.commands_refused, 0);
     assert_eq!(report.commands_unanswered, 0);
+    assert_eq!(report.dropped, devices, "{report:?}");
     assert_eq!(report.reconnected, devices, "{report:?}");
     let curve = report.reconnect.as_ref().expect("a reconnect curve");
     assert_eq!(curve.counts.iter().sum::<usize>(), devices);
@@ -66,10 +69,7 @@ fn a_fleet_on_the_embedded_broker_connects_applies_every_command_and_reconnects(
     let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
     let pki = Pki::generate(dir.path(), &refs).unwrap();
     let mut broker = EmbeddedBroker::start(BrokerConfig::from_pki(&pki)).unwrap();
-    let target = Target {
-        host: broker.host().into(),
-        port: broker.port(),
-    };
+    let target = Target::single(broker.host(), broker.port());
     let report = run(&options, &pki, &target, &mut broker);
     assert_fleet_kept_its_promises(&report, 12);
 }
@@ -85,10 +85,40 @@ fn a_fleet_on_mosquitto_with_per_device_acl_connects_applies_every_command_and_r
     let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
     let pki = Pki::generate(dir.path(), &refs).unwrap();
     let mut broker = Mosquitto::start(&pki).unwrap();
-    let target = Target {
-        host: broker.host().into(),
-        port: broker.port(),
-    };
+    let target = Target::single(broker.host(), broker.port());
     let report = run(&options, &pki, &target, &mut broker);
     assert_fleet_kept_its_promises(&report, 12);
+}
+
+#[test]
+fn a_fleet_on_a_nats_cluster_connects_applies_every_command_and_fails_over() {
+    if skip_without_nats("fleet on a NATS cluster") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let options = options(12);
+    let serials = fleet::serials(&options);
+    let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
+    let pki = Pki::generate(dir.path(), &refs).unwrap();
+    let mut cluster = NatsCluster::start(&pki).unwrap();
+    let endpoints = cluster.endpoints();
+    let target = Target {
+        host: endpoints[0].host().into(),
+        port: endpoints[0].port(),
+        more: endpoints[1..]
+            .iter()
+            .map(|e| (e.host().to_owned(), e.port()))
+            .collect(),
+    };
+    let report = run(&options, &pki, &target, &mut cluster);
+    assert_eq!(report.connected, 12);
+    assert_eq!(report.command_latency.count, 12 * 3, "{report:?}");
+    assert_eq!(report.commands_refused, 0);
+    assert_eq!(report.commands_unanswered, 0);
+    // The devices spread over the nodes; node 0's came back elsewhere.
+    assert!(report.dropped > 0 && report.dropped < 12, "{report:?}");
+    assert_eq!(report.reconnected, report.dropped, "{report:?}");
+    assert_eq!(report.unexpected_losses, 0, "{report:?}");
+    // Node 0 was restarted after the curve and serves again.
+    assert!(cluster.is_running(0));
 }

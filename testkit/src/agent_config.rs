@@ -8,10 +8,12 @@ use std::io;
 use std::path::Path;
 
 use hc_agent::shell::config::{
-    encode_hex, CloudConfig, CommandKeyConfig, Config, DomainConfig, LocalSocketConfig, LogConfig,
+    encode_hex, CloudConfig, CommandKeyConfig, Config, DomainConfig, EndpointConfig,
+    LocalSocketConfig, LogConfig,
 };
 
 use crate::pki::Pki;
+use crate::ports::BrokerAddr;
 
 /// The configuration of a device on loopback, as the tests run it (callers
 /// change what they need): device `serial` of `pki` (its certificate and
@@ -75,6 +77,19 @@ pub fn loopback(
             ..LogConfig::default()
         },
     })
+}
+
+/// Adds `more` as further broker endpoints (`[[cloud.endpoints]]`, the
+/// other nodes of a cluster such as [`crate::nats::NatsCluster`]) after
+/// `cloud.host`/`cloud.port`.
+pub fn add_endpoints(config: &mut Config, more: &[BrokerAddr]) {
+    config
+        .cloud
+        .endpoints
+        .extend(more.iter().map(|addr| EndpointConfig {
+            host: addr.host().into(),
+            port: addr.port(),
+        }));
 }
 
 /// The configuration file's text.

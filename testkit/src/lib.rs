@@ -5,7 +5,8 @@
 //!
 //! - Infrastructure: a throw-away PKI ([`pki`]), an embedded MQTT broker
 //!   with mutual TLS ([`broker`]), a real mosquitto as a child process
-//!   ([`mosquitto`]), the port choice and the address both brokers listen at ([`ports`]) and a
+//!   ([`mosquitto`]), a three-node NATS cluster as an MQTT broker
+//!   ([`nats`]), the port choice and the address both brokers listen at ([`ports`]) and a
 //!   TCP proxy that cuts the link like a dead network ([`proxy`]).
 //! - The agent as a process: a site that writes its configuration
 //!   ([`agent_config`], the agent's own `Config` serialized) and runs the
@@ -29,6 +30,7 @@ pub mod fixture;
 pub mod local;
 pub mod model;
 pub mod mosquitto;
+pub mod nats;
 pub mod pki;
 pub mod ports;
 #[cfg(feature = "power-cut")]

@@ -41,8 +41,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 /// /usr/sbin, which is not on every user's `PATH`).
 const EXTRA_DIRS: [&str; 2] = ["/usr/sbin", "/usr/local/sbin"];
 
-/// The device subtree rules, `%u` being the certificate CN.
-const DEVICE_ACL: [&str; 9] = [
+/// The device subtree rules, `%u` being the certificate CN (the NATS
+/// cluster's permissions are converted from these, [`crate::nats`]).
+pub const DEVICE_ACL: [&str; 9] = [
     "pattern read dev/%u/cmd",
     "pattern read dev/%u/domain/result",
     "pattern read dev/%u/time/answer",

@@ -28,7 +28,9 @@ use crate::cloud::driver::{load_or_create_seed, CloudOptions};
 use crate::cloud::model::{CloudError, CloudModel};
 use crate::cloud::{Cloud, DriverError};
 use crate::mosquitto::{Mosquitto, MosquittoError};
+use crate::nats::{NatsCluster, NatsError};
 use crate::pki::{Pki, PkiError};
+use crate::ports::BrokerAddr;
 use crate::recorder::{Recorder, RecorderError, RecorderSpec};
 use sections::tell;
 use story::Story;
@@ -51,6 +53,21 @@ pub enum BrokerKind {
     /// mosquitto (the Debian package) with TLS, client certificates and the
     /// per-device ACL.
     Mosquitto,
+    /// A three-node NATS cluster (JetStream, MQTT over TLS 1.3, one user
+    /// per certificate with the same per-device rules): the recorder gets
+    /// all three nodes as endpoints, the cloud a persistent session.
+    Nats,
+}
+
+impl BrokerKind {
+    /// Its name in the closing line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerKind::Embedded => "embedded broker",
+            BrokerKind::Mosquitto => "mosquitto",
+            BrokerKind::Nats => "NATS cluster",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -66,6 +83,8 @@ pub enum DemoError {
     Broker(#[from] crate::broker::BrokerError),
     #[error("mosquitto: {0}")]
     Mosquitto(#[from] MosquittoError),
+    #[error("NATS: {0}")]
+    Nats(#[from] NatsError),
     #[error("cloud: {0}")]
     Cloud(#[from] DriverError),
     #[error("recorder: {0}")]
@@ -108,10 +127,7 @@ impl DemoReport {
     /// The closing line.
     pub fn summary(&self) -> String {
         let failed = self.failures().count();
-        let broker = match self.broker {
-            BrokerKind::Embedded => "embedded broker",
-            BrokerKind::Mosquitto => "mosquitto",
-        };
+        let broker = self.broker.name();
         if failed == 0 {
             format!(
                 "demo passed: {} steps, every outcome as the product promises ({broker}, {:.1} s)",
@@ -136,22 +152,9 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
     let seed = load_or_create_seed(pki.dir())?;
 
     // Keep the broker alive for the whole story.
-    let (_embedded, _mosquitto, port, broker_text) = match options.broker {
-        BrokerKind::Embedded => {
-            let broker = EmbeddedBroker::start(BrokerConfig::from_pki(&pki))?;
-            let port = broker.port();
-            let text = format!("embedded MQTT broker (mutual TLS) on 127.0.0.1:{port}");
-            (Some(broker), None, port, text)
-        }
-        BrokerKind::Mosquitto => {
-            let mosquitto = Mosquitto::start(&pki)?;
-            let port = mosquitto.port();
-            let text = format!(
-                "mosquitto (TLS 1.3, client certificates, per-device ACL) on 127.0.0.1:{port}"
-            );
-            (None, Some(mosquitto), port, text)
-        }
-    };
+    let broker = DemoBroker::start(options.broker, &pki)?;
+    let port = broker.port;
+    let broker_text = &broker.text;
     let host = "127.0.0.1";
     let _ = writeln!(
         out,
@@ -159,6 +162,7 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         CLOCK_BEHIND_SECS / 60
     );
 
+    let options_broker = options.broker;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -170,12 +174,14 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         let mut model = CloudModel::new();
         model.register_device(SERIAL, CODE, REGION)?;
         let people = People::register(&mut model)?;
-        let options = CloudOptions::with_seed(&pki, host, port, seed);
+        let mut options = CloudOptions::with_seed(&pki, host, port, seed);
+        options.persistent = options_broker == BrokerKind::Nats;
         let cloud = Cloud::connect(options, model).await?;
         let mut spec = RecorderSpec::new(SERIAL);
         spec.region = REGION.into();
         spec.verification_code = CODE.into();
         spec.wall_clock_offset_secs = -CLOCK_BEHIND_SECS;
+        spec.more_endpoints = broker.more_endpoints.clone();
         let recorder = Recorder::start(&pki, host, port, cloud.public_key(), spec)?;
         let told = tell(&mut story, &cloud, &recorder, &people).await;
         cloud.shutdown().await;
@@ -190,6 +196,71 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
     };
     let _ = writeln!(story.out, "\n{}", report.summary());
     Ok(report)
+}
+
+/// The broker the story runs against, kept running until it ends.
+struct DemoBroker {
+    _embedded: Option<EmbeddedBroker>,
+    _mosquitto: Option<Mosquitto>,
+    _nats: Option<NatsCluster>,
+    /// The port the cloud and the recorder connect to first.
+    port: u16,
+    /// The recorder's further endpoints (a cluster's other nodes).
+    more_endpoints: Vec<BrokerAddr>,
+    /// What the first line says about it.
+    text: String,
+}
+
+impl DemoBroker {
+    fn start(kind: BrokerKind, pki: &Pki) -> Result<DemoBroker, DemoError> {
+        let mut broker = DemoBroker {
+            _embedded: None,
+            _mosquitto: None,
+            _nats: None,
+            port: 0,
+            more_endpoints: Vec::new(),
+            text: String::new(),
+        };
+        match kind {
+            BrokerKind::Embedded => {
+                let embedded = EmbeddedBroker::start(BrokerConfig::from_pki(pki))?;
+                broker.port = embedded.port();
+                broker.text = format!(
+                    "embedded MQTT broker (mutual TLS) on 127.0.0.1:{}",
+                    broker.port
+                );
+                broker._embedded = Some(embedded);
+            }
+            BrokerKind::Mosquitto => {
+                let mosquitto = Mosquitto::start(pki)?;
+                broker.port = mosquitto.port();
+                broker.text = format!(
+                    "mosquitto (TLS 1.3, client certificates, per-device ACL) on 127.0.0.1:{}",
+                    broker.port
+                );
+                broker._mosquitto = Some(mosquitto);
+            }
+            BrokerKind::Nats => {
+                let cluster = NatsCluster::start(pki)?;
+                let mut endpoints = cluster.endpoints();
+                let first = endpoints.remove(0);
+                broker.port = first.port();
+                let ports: Vec<String> = cluster
+                    .endpoints()
+                    .iter()
+                    .map(|e| e.port().to_string())
+                    .collect();
+                broker.text = format!(
+                    "NATS cluster of {} nodes (JetStream, MQTT over TLS 1.3, per-device permissions), MQTT on 127.0.0.1:{}",
+                    ports.len(),
+                    ports.join(", ")
+                );
+                broker.more_endpoints = endpoints;
+                broker._nats = Some(cluster);
+            }
+        }
+        Ok(broker)
+    }
 }
 
 /// The accounts of the story.

@@ -1,12 +1,16 @@
 //! One fleet device: its TLS session and MQTT link, its access list built
-//! through the agent's core, the agent's backoff between attempts, and
-//! the signed commands it applies and acknowledges.
+//! through the agent's core, the agent's backoff between attempts and its
+//! rotation over the broker endpoints (a cluster's nodes: it starts at
+//! the node its serial picks, fails over to the next when an attempt
+//! fails), and the signed commands it applies and acknowledges.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hc_agent::core::backoff::{Backoff, BackoffPolicy};
+use hc_agent::core::link::Endpoints;
 use hc_agent::core::{apply, handle_command, DeviceState, Identity};
+use hc_agent::shell::config::first_endpoint;
 use hc_agent::shell::mqtt_error::MqttError;
 use hc_agent::shell::tls::{client_config, TlsFiles};
 use hc_protocol::access::Action;
@@ -26,7 +30,7 @@ use rumqttc::{
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::{now_secs, setup, FleetError, Target};
+use super::{now_secs, setup, FleetError};
 use crate::pki::Pki;
 
 /// Shares each fleet device holds besides its owner.
@@ -46,7 +50,10 @@ pub(super) enum DeviceEvent {
         at: Instant,
         took: Duration,
     },
-    Disconnected,
+    /// Device `device`'s subscription to its commands was acknowledged.
+    Subscribed { device: usize },
+    /// Device `device` lost its established connection.
+    Disconnected { device: usize },
     /// An attempt to connect failed, and how.
     Failed(&'static str),
 }
@@ -128,19 +135,17 @@ fn random_u32(rng: &SystemRandom) -> u32 {
 
 pub(super) fn mqtt_options(
     client_id: &str,
-    target: &Target,
-    tls: rustls::ClientConfig,
+    (host, port): (&str, u16),
+    tls: Arc<rustls::ClientConfig>,
     keep_alive: Duration,
 ) -> MqttOptions {
-    let mut options = MqttOptions::new(client_id, target.host.clone(), target.port);
+    let mut options = MqttOptions::new(client_id, host, port);
     options.set_keep_alive(keep_alive);
     options.set_clean_session(false);
     // Small windows: a device handles one command at a time.
     options.set_inflight(4);
     options.set_max_packet_size(MAX_COMMAND_BYTES + 512, MAX_MESSAGE_BYTES + 512);
-    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-        Arc::new(tls),
-    )));
+    options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
     options
 }
 
@@ -170,6 +175,11 @@ struct Device {
     backoff: BackoffPolicy,
     client: AsyncClient,
     eventloop: EventLoop,
+    /// Every broker endpoint (shared by the fleet) and where this device
+    /// is in their rotation.
+    endpoints: Arc<Vec<(String, u16)>>,
+    rotation: Endpoints,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Device {
@@ -190,6 +200,7 @@ impl Device {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     permit = None;
                     connected = true;
+                    self.rotation.on_connected();
                     backoff.on_connected(millis());
                     let _ = self.client.try_subscribe(
                         topics::topic(&self.serial, Leaf::Command),
@@ -200,6 +211,16 @@ impl Device {
                         at: Instant::now(),
                         took: attempt_started.elapsed(),
                     });
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    // A refused subscription (0x80) leaves the device deaf.
+                    if !ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    {
+                        let _ = events.send(DeviceEvent::Subscribed { device: self.index });
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => self.on_command(&publish.payload),
                 Ok(_) => {
@@ -216,17 +237,42 @@ impl Device {
                         // Give the slot to another device while this one waits.
                         permit = None;
                     }
-                    if connected {
+                    // As the agent: a lost link is tried again where it
+                    // was after the backoff; a failed attempt fails over to
+                    // the next endpoint while the round has one left.
+                    let delay = if connected {
                         connected = false;
                         backoff.on_disconnected(millis(), MqttError::of(&error).loss_origin());
-                        let _ = events.send(DeviceEvent::Disconnected);
-                    }
-                    let delay = backoff.on_connect_failed(random_u32(&rng));
+                        let _ = events.send(DeviceEvent::Disconnected { device: self.index });
+                        backoff.on_connect_failed(random_u32(&rng))
+                    } else {
+                        let failover = self.rotation.on_connect_failed(random_u32(&rng));
+                        self.use_endpoint();
+                        failover.unwrap_or_else(|| backoff.on_connect_failed(random_u32(&rng)))
+                    };
                     tokio::time::sleep(delay).await;
                     attempt_started = Instant::now();
                 }
             }
         }
+    }
+
+    /// Points the event loop at the rotation's current endpoint (rumqttc
+    /// has no setter for the address: the options are built again).
+    fn use_endpoint(&mut self) {
+        if self.endpoints.len() < 2 {
+            return;
+        }
+        let Some((host, port)) = self.endpoints.get(usize::from(self.rotation.current())) else {
+            return;
+        };
+        let keep_alive = self.eventloop.mqtt_options.keep_alive();
+        self.eventloop.mqtt_options = mqtt_options(
+            self.serial.as_str(),
+            (host, *port),
+            self.tls.clone(),
+            keep_alive,
+        );
     }
 
     fn on_command(&mut self, payload: &[u8]) {
@@ -252,7 +298,8 @@ impl Device {
 /// What every device of a fleet is started with.
 pub(super) struct Launch<'a> {
     pub(super) pki: &'a Pki,
-    pub(super) target: &'a Target,
+    /// Every broker endpoint: the target's address, then its others.
+    pub(super) endpoints: Arc<Vec<(String, u16)>>,
     pub(super) keys: Arc<CommandKeys>,
     /// Cloud time for the devices' initial commands.
     pub(super) now: u64,
@@ -270,9 +317,17 @@ impl Launch<'_> {
         name: &str,
     ) -> Result<(JoinHandle<()>, Serial), FleetError> {
         let serial = Serial::new(name).map_err(setup("serial"))?;
-        let tls = device_tls(self.pki, name)?;
+        let tls = Arc::new(device_tls(self.pki, name)?);
+        let rotation = Endpoints::new(
+            u8::try_from(self.endpoints.len()).unwrap_or(u8::MAX),
+            first_endpoint(name, self.endpoints.len()),
+        );
+        let (host, port) = self
+            .endpoints
+            .get(usize::from(rotation.current()))
+            .ok_or_else(|| FleetError::Setup("no broker endpoint".into()))?;
         let (client, mut eventloop) = AsyncClient::new(
-            mqtt_options(name, self.target, tls, Duration::from_secs(60)),
+            mqtt_options(name, (host, *port), tls.clone(), Duration::from_secs(60)),
             8,
         );
         // As the agent: a handshake queued behind a busy broker is not dead.
@@ -291,6 +346,9 @@ impl Launch<'_> {
             backoff: self.backoff,
             client,
             eventloop,
+            endpoints: self.endpoints.clone(),
+            rotation,
+            tls,
         };
         let handle = tokio::spawn(device.run(self.events.clone(), self.first_connect.clone()));
         Ok((handle, serial))

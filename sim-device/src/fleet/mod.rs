@@ -65,6 +65,28 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> FleetError + '_ 
 pub struct Target {
     pub host: String,
     pub port: u16,
+    /// The cluster's other nodes: every device gets `host`/`port` and
+    /// these, starts at the one its serial picks and fails over as the
+    /// agent does. Empty for a single broker.
+    pub more: Vec<(String, u16)>,
+}
+
+impl Target {
+    /// One broker at `host`:`port`.
+    pub fn single(host: &str, port: u16) -> Target {
+        Target {
+            host: host.to_owned(),
+            port,
+            more: Vec::new(),
+        }
+    }
+
+    /// Every endpoint, `host`/`port` first.
+    pub fn endpoints(&self) -> Vec<(String, u16)> {
+        std::iter::once((self.host.clone(), self.port))
+            .chain(self.more.iter().cloned())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -123,9 +145,29 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Whose links a [`Restartable::restart`] cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outage {
+    /// Every client's: the broker restarted.
+    All,
+    /// These clients' (MQTT client ids): one node of a cluster died.
+    Clients(Vec<String>),
+}
+
 /// A broker the fleet can restart to measure the reconnect curve.
 pub trait Restartable {
-    fn restart(&mut self) -> Result<(), String>;
+    /// Restarts the broker, or takes one node of a cluster down; whose
+    /// links that cut.
+    fn restart(&mut self) -> Result<Outage, String>;
+    /// What `restart` did, for the progress line.
+    fn what(&self) -> &'static str {
+        "broker restarted"
+    }
+    /// After the reconnect curve: brings back what `restart` left down
+    /// (a cluster's node); what it did, if anything.
+    fn recover(&mut self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
 
 /// The fleet's device tasks, aborted when dropped.
@@ -165,7 +207,7 @@ pub async fn run(
     let started = Instant::now();
     let launch = Launch {
         pki,
-        target,
+        endpoints: Arc::new(target.endpoints()),
         keys: Arc::new(keys),
         now,
         backoff: BackoffPolicy {
@@ -235,6 +277,8 @@ async fn connect_all(
     progress: &mut dyn FnMut(&str),
 ) -> FleetReport {
     let mut connected_at: Vec<Option<Duration>> = vec![None; options.devices];
+    let mut subscribed_seen = vec![false; options.devices];
+    let mut subscribed = 0usize;
     let mut connect_failures = Vec::new();
     let mut connected = 0usize;
     let deadline = started + options.connect_deadline;
@@ -253,13 +297,37 @@ async fn connect_all(
                     }
                 }
             }
+            Ok(Some(DeviceEvent::Subscribed { device })) => {
+                if !std::mem::replace(&mut subscribed_seen[device], true) {
+                    subscribed += 1;
+                }
+            }
             Ok(Some(DeviceEvent::Failed(kind))) => report_failure(&mut connect_failures, kind),
-            Ok(Some(DeviceEvent::Disconnected)) => {}
+            Ok(Some(DeviceEvent::Disconnected { .. })) => {}
             Ok(None) | Err(_) => break,
         }
     }
     let all_connected_after = started.elapsed();
-    // Let subscriptions settle before measuring memory and commands.
+    // Commands wait for every device's subscription (on NATS, each is a
+    // replicated JetStream consumer, created well after the CONNACK).
+    while subscribed < connected {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, events.recv()).await {
+            Ok(Some(DeviceEvent::Subscribed { device })) => {
+                if !std::mem::replace(&mut subscribed_seen[device], true) {
+                    subscribed += 1;
+                }
+            }
+            Ok(Some(DeviceEvent::Failed(kind))) => report_failure(&mut connect_failures, kind),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    progress(&format!(
+        "{subscribed}/{connected} subscribed to their commands after {:.2} s",
+        started.elapsed().as_secs_f64()
+    ));
+    // Let the last subscriptions settle before measuring memory and commands.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut connect_times: Vec<Duration> = connected_at.iter().flatten().copied().collect();
     FleetReport {
@@ -293,7 +361,8 @@ async fn measure_commands(
     Ok(())
 }
 
-/// Restarts the broker and times every device's reconnect.
+/// Restarts the broker (or kills a cluster's node) and times the
+/// reconnect of every device whose link that cut.
 async fn measure_reconnect(
     options: &FleetOptions,
     broker: &mut dyn Restartable,
@@ -303,19 +372,41 @@ async fn measure_reconnect(
 ) -> Result<(), FleetError> {
     // Drain stale events, then restart and time every reconnect.
     while events.try_recv().is_ok() {}
-    broker
+    let outage = broker
         .restart()
         .map_err(|e| FleetError::Setup(format!("restart: {e}")))?;
     let back = Instant::now();
-    progress("broker restarted; waiting for every device to reconnect");
-    let mut reconnect_times = Vec::with_capacity(options.devices);
+    // The devices expected back.
+    let mut expected = vec![false; options.devices];
+    match &outage {
+        Outage::All => expected.fill(true),
+        Outage::Clients(ids) => {
+            let index: std::collections::HashMap<String, usize> = serials(options)
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (s, i))
+                .collect();
+            for id in ids {
+                if let Some(&i) = index.get(id) {
+                    expected[i] = true;
+                }
+            }
+        }
+    }
+    let dropped = expected.iter().filter(|e| **e).count();
+    report.dropped = dropped;
+    progress(&format!(
+        "{}; waiting for the {dropped} devices whose link it cut to reconnect",
+        broker.what()
+    ));
+    let mut reconnect_times = Vec::with_capacity(dropped);
     let mut seen = vec![false; options.devices];
     let reconnect_deadline = back + Duration::from_secs(180);
-    while reconnect_times.len() < options.devices {
+    while reconnect_times.len() < dropped {
         let wait = reconnect_deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(wait, events.recv()).await {
             Ok(Some(DeviceEvent::Connected { device, at, .. })) => {
-                if !seen[device] {
+                if expected[device] && !seen[device] {
                     seen[device] = true;
                     reconnect_times.push(at.saturating_duration_since(back));
                 }
@@ -323,7 +414,12 @@ async fn measure_reconnect(
             Ok(Some(DeviceEvent::Failed(kind))) => {
                 report_failure(&mut report.reconnect_failures, kind)
             }
-            Ok(Some(DeviceEvent::Disconnected)) => {}
+            Ok(Some(DeviceEvent::Disconnected { device })) => {
+                if !expected[device] {
+                    report.unexpected_losses += 1;
+                }
+            }
+            Ok(Some(DeviceEvent::Subscribed { .. })) => {}
             Ok(None) | Err(_) => break,
         }
     }
@@ -334,27 +430,66 @@ async fn measure_reconnect(
     ));
     let curve = ReconnectCurve::from_times(reconnect_times, CURVE_BUCKET);
     progress(&format!(
-        "{}/{} reconnected, the last {:.2} s after the broker was back; peak {} per {} ms, mean {:.1}, peak/mean {:.2}",
+        "{}/{dropped} reconnected, the last {:.2} s after the {}; peak {} per {} ms, mean {:.1}, peak/mean {:.2}",
         report.reconnected,
-        options.devices,
         curve.all_back_after.as_secs_f64(),
+        match outage {
+            Outage::All => "broker was back",
+            Outage::Clients(_) => "node died",
+        },
         curve.peak(),
         CURVE_BUCKET.as_millis(),
         curve.mean(),
         curve.peak_to_mean()
     ));
     report.reconnect = Some(curve);
+    let started = Instant::now();
+    if let Some(done) = broker
+        .recover()
+        .map_err(|e| FleetError::Setup(format!("recover: {e}")))?
+    {
+        progress(&format!(
+            "{done} in {:.2} s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
     Ok(())
 }
 
 impl Restartable for crate::mosquitto::Mosquitto {
-    fn restart(&mut self) -> Result<(), String> {
-        crate::mosquitto::Mosquitto::restart(self).map_err(|e| e.to_string())
+    fn restart(&mut self) -> Result<Outage, String> {
+        crate::mosquitto::Mosquitto::restart(self).map_err(|e| e.to_string())?;
+        Ok(Outage::All)
     }
 }
 
 impl Restartable for crate::broker::EmbeddedBroker {
-    fn restart(&mut self) -> Result<(), String> {
-        crate::broker::EmbeddedBroker::restart(self).map_err(|e| e.to_string())
+    fn restart(&mut self) -> Result<Outage, String> {
+        crate::broker::EmbeddedBroker::restart(self).map_err(|e| e.to_string())?;
+        Ok(Outage::All)
+    }
+}
+
+/// The node of a NATS cluster the fleet kills.
+const KILLED_NODE: usize = 0;
+
+/// A cluster "restarts" as one node's death: SIGKILL of node 0 (its
+/// devices fail over to the other nodes), restarted after the curve.
+impl Restartable for crate::nats::NatsCluster {
+    fn restart(&mut self) -> Result<Outage, String> {
+        let clients = self.clients_on(KILLED_NODE).map_err(|e| e.to_string())?;
+        self.kill(KILLED_NODE).map_err(|e| e.to_string())?;
+        Ok(Outage::Clients(clients))
+    }
+
+    fn what(&self) -> &'static str {
+        "NATS node 0 killed (SIGKILL)"
+    }
+
+    fn recover(&mut self) -> Result<Option<String>, String> {
+        crate::nats::NatsCluster::restart(self, KILLED_NODE).map_err(|e| e.to_string())?;
+        Ok(Some(
+            "node 0 restarted and accepting MQTT connections".into(),
+        ))
     }
 }

@@ -39,7 +39,12 @@ impl LatencyProbe {
             allow_tls12: false,
         })
         .map_err(setup("cloud TLS"))?;
-        let mut options = mqtt_options("cloud-fleet-probe", target, tls, Duration::from_secs(30));
+        let mut options = mqtt_options(
+            "cloud-fleet-probe",
+            (&target.host, target.port),
+            std::sync::Arc::new(tls),
+            Duration::from_secs(30),
+        );
         options.set_clean_session(true);
         options.set_inflight(100);
         let (client, mut eventloop) = AsyncClient::new(options, 256);

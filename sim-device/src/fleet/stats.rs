@@ -113,7 +113,13 @@ pub struct FleetReport {
     pub commands_refused: usize,
     pub commands_unanswered: usize,
     pub reconnect: Option<ReconnectCurve>,
+    /// Devices whose link the restart cut (all, or a killed node's).
+    pub dropped: usize,
+    /// Of those, how many came back.
     pub reconnected: usize,
+    /// Devices that lost their link meanwhile although the restart did
+    /// not cut it (a killed node's neighbours).
+    pub unexpected_losses: usize,
     /// Failed attempts by kind while the fleet first connected.
     pub connect_failures: Vec<(&'static str, usize)>,
     /// Failed attempts by kind after the broker restart.

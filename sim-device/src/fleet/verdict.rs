@@ -62,10 +62,10 @@ pub fn verdict(report: &FleetReport) -> Verdict {
     }
     if let Some(curve) = &report.reconnect {
         v.target(
-            report.reconnected == report.devices,
+            report.dropped > 0 && report.reconnected == report.dropped,
             format!(
-                "all {} reconnected after the restart: {}",
-                report.devices, report.reconnected
+                "all {} whose link the restart cut reconnected: {}",
+                report.dropped, report.reconnected
             ),
         );
         v.target(
@@ -116,6 +116,7 @@ mod tests {
             devices: 4,
             connected: 4,
             commands_unanswered: 1,
+            dropped: 4,
             reconnected: 4,
             reconnect: Some(ReconnectCurve {
                 bucket: Duration::from_millis(250),

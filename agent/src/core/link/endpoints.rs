@@ -10,9 +10,10 @@ use core::time::Duration;
 /// of a dead node do not all arrive at the next one in the same instant.
 pub const FAILOVER_SPREAD: Duration = Duration::from_millis(250);
 
-/// The rotation over the configured endpoints.
+/// The rotation over the configured endpoints (the agent's link, and the
+/// simulator's fleet devices, which fail over as the agent does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Endpoints {
+pub struct Endpoints {
     count: u8,
     current: u8,
     /// Where the current round of attempts started.
@@ -21,7 +22,7 @@ pub(crate) struct Endpoints {
 
 impl Endpoints {
     /// `count` endpoints (at least one), starting at `first`.
-    pub(crate) fn new(count: u8, first: u8) -> Self {
+    pub fn new(count: u8, first: u8) -> Self {
         let count = count.max(1);
         let first = first % count;
         Endpoints {
@@ -32,13 +33,13 @@ impl Endpoints {
     }
 
     /// The endpoint the next attempt uses.
-    pub(crate) fn current(&self) -> u8 {
+    pub fn current(&self) -> u8 {
         self.current
     }
 
     /// The current endpoint works: a later loss starts the next round
     /// there (a blip of a healthy node should not move the device).
-    pub(crate) fn on_connected(&mut self) {
+    pub fn on_connected(&mut self) {
         self.round_start = self.current;
     }
 
@@ -46,7 +47,7 @@ impl Endpoints {
     /// the round has endpoints left to try (fail over after a short spread
     /// drawn from `random`); `None` when the whole round failed and the
     /// backoff decides.
-    pub(crate) fn on_connect_failed(&mut self, random: u32) -> Option<Duration> {
+    pub fn on_connect_failed(&mut self, random: u32) -> Option<Duration> {
         self.current = (self.current + 1) % self.count;
         if self.current != self.round_start {
             let spread = FAILOVER_SPREAD.as_millis() as u32;

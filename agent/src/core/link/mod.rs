@@ -23,7 +23,6 @@ use hc_protocol::local::LinkState;
 use heapless::Deque;
 
 use super::backoff::Backoff;
-use endpoints::Endpoints;
 use flow::Flow;
 
 mod broker_faults;
@@ -33,7 +32,7 @@ mod flow;
 mod outputs;
 mod policy;
 
-pub use endpoints::FAILOVER_SPREAD;
+pub use endpoints::{Endpoints, FAILOVER_SPREAD};
 pub use outputs::{LinkEvent, LossCause, Transmit};
 pub use policy::LinkPolicy;
 

@@ -144,12 +144,18 @@ impl Config {
     /// Where in the endpoint list this device starts: spread over a fleet
     /// by its serial (FNV-1a), so that the devices share the nodes.
     pub fn first_endpoint(&self) -> u8 {
-        let count = self.endpoint_count() as u32;
-        let hash = self.serial.bytes().fold(0x811c_9dc5_u32, |h, b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        });
-        (hash % count) as u8
+        first_endpoint(&self.serial, self.endpoint_count())
     }
+}
+
+/// Where in a list of `count` broker endpoints (at least one) device
+/// `serial` starts: FNV-1a of the serial, modulo `count`.
+pub fn first_endpoint(serial: &str, count: usize) -> u8 {
+    let count = u32::try_from(count).unwrap_or(u32::MAX).max(1);
+    let hash = serial.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (hash % count) as u8
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -1,6 +1,6 @@
 //! `sim-device fleet`: its options, the PKI and the broker the fleet runs
-//! against (embedded, mosquitto, or an external one given by address),
-//! and the run printed with its verdict.
+//! against (embedded, mosquitto, a three-node NATS cluster, or an
+//! external one given by address), and the run printed with its verdict.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use lexopt::prelude::*;
 use sim_device::broker::{BrokerConfig, EmbeddedBroker};
 use sim_device::fleet::{self, FleetOptions};
 use sim_device::mosquitto::Mosquitto;
+use sim_device::nats::NatsCluster;
 use sim_device::pki::Pki;
 
 use crate::{exit, runtime, Fatal};
@@ -18,6 +19,7 @@ use crate::{exit, runtime, Fatal};
 enum Where {
     Embedded,
     Mosquitto,
+    Nats,
     External,
 }
 
@@ -45,6 +47,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<FleetArgs, Fatal> {
                 a.options.connect_deadline = Duration::from_secs(parser.value()?.parse()?)
             }
             Long("mosquitto") => a.place = Where::Mosquitto,
+            Long("nats") => a.place = Where::Nats,
             Long("embedded") => a.place = Where::Embedded,
             Long("broker") => {
                 a.broker = Some(parser.value()?.string()?);
@@ -143,11 +146,13 @@ struct FleetBroker {
 enum Started {
     Embedded(EmbeddedBroker),
     Mosquitto(Mosquitto),
+    Nats(NatsCluster),
     External,
 }
 
 impl FleetBroker {
     fn start(a: &FleetArgs, pki: &Pki) -> Result<FleetBroker, Fatal> {
+        let mut more = Vec::new();
         let (host, port, started) = match a.place {
             Where::Embedded => {
                 let b = EmbeddedBroker::start(BrokerConfig::from_pki(pki))
@@ -163,6 +168,28 @@ impl FleetBroker {
                 );
                 (String::from(m.host()), m.port(), Started::Mosquitto(m))
             }
+            Where::Nats => {
+                let started = Instant::now();
+                let cluster = NatsCluster::start(pki).map_err(|e| Fatal(format!("NATS: {e}")))?;
+                let endpoints = cluster.endpoints();
+                let ports: Vec<String> = endpoints.iter().map(|e| e.port().to_string()).collect();
+                println!(
+                    "broker: NATS cluster of {} nodes, MQTT on ports {} (TLS 1.3, client certificates, per-device permissions, JetStream R{}), ready in {:.1} s",
+                    endpoints.len(),
+                    ports.join(", "),
+                    endpoints.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                more = endpoints[1..]
+                    .iter()
+                    .map(|e| (e.host().to_owned(), e.port()))
+                    .collect();
+                (
+                    String::from(endpoints[0].host()),
+                    endpoints[0].port(),
+                    Started::Nats(cluster),
+                )
+            }
             Where::External => {
                 let text = a.broker.clone().unwrap_or_default();
                 let (host, port) = text
@@ -174,7 +201,7 @@ impl FleetBroker {
         };
         Ok(FleetBroker {
             started,
-            target: fleet::Target { host, port },
+            target: fleet::Target { host, port, more },
         })
     }
 
@@ -183,6 +210,7 @@ impl FleetBroker {
         match &mut self.started {
             Started::Embedded(b) => Some(b),
             Started::Mosquitto(m) => Some(m),
+            Started::Nats(cluster) => Some(cluster),
             Started::External => None,
         }
     }

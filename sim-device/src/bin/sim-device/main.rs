@@ -1,9 +1,10 @@
 //! `sim-device`: the simulator's command line.
 //!
 //! ```text
-//! sim-device demo [--mosquitto]
-//!     The product story against the embedded TLS broker (or mosquitto), the
-//!     simulated cloud and one simulated recorder running the real agent.
+//! sim-device demo [--mosquitto | --nats]
+//!     The product story against the embedded TLS broker (or mosquitto, or a
+//!     three-node NATS cluster), the simulated cloud and one simulated
+//!     recorder running the real agent.
 //!     Exits non-zero if any outcome differs from what the product promises.
 //!
 //! sim-device broker --pki DIR [--port P] [--serial S]...
@@ -16,13 +17,14 @@
 //!     Runs a simulated recorder (the real agent) in the foreground; its
 //!     configuration, state and socket live in D (default DIR/recorders/S).
 //!
-//! sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded |
+//! sim-device fleet [--devices N] [--commands K] [--mosquitto | --nats | --embedded |
 //!                  --broker HOST:PORT --pki DIR] [--no-restart] [--deadline SECS]
 //!                  [--reconnect-spread SECS]
 //!     N simulated devices, each with its own TLS session and access list,
 //!     against a broker: connect-time percentiles, memory per device, K
 //!     signed commands' acknowledgement latency, and the reconnect curve
-//!     after restarting the broker (when the fleet started it).
+//!     after restarting the broker (when the fleet started it; on a NATS
+//!     cluster, after the SIGKILL of one node, whose devices fail over).
 //!
 //! Field-engineer commands against a running broker, as the cloud (each
 //! also takes [--pki DIR] [--broker HOST:PORT]; WHO is an email address,
@@ -73,10 +75,10 @@ use sim_device::recorder::{Recorder, RecorderSpec};
 
 const USAGE: &str = "\
 usage:
-  sim-device demo [--mosquitto]
+  sim-device demo [--mosquitto | --nats]
   sim-device broker --pki DIR [--port P] [--serial S]...
   sim-device recorder [--pki DIR] [--broker HOST:PORT] --serial S [--region R] [--channels N] [--code C] [--dir D]
-  sim-device fleet [--devices N] [--commands K] [--mosquitto | --embedded | --broker HOST:PORT --pki DIR]
+  sim-device fleet [--devices N] [--commands K] [--mosquitto | --nats | --embedded | --broker HOST:PORT --pki DIR]
                    [--no-restart] [--deadline SECS] [--reconnect-spread SECS]
   field-engineer commands (each also takes [--pki DIR] [--broker HOST:PORT];
   WHO is an email address, phone number, user name or account id):
@@ -180,6 +182,7 @@ fn demo_command(mut parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
     while let Some(arg) = parser.next()? {
         match arg {
             Long("mosquitto") => options.broker = BrokerKind::Mosquitto,
+            Long("nats") => options.broker = BrokerKind::Nats,
             Long("embedded") => options.broker = BrokerKind::Embedded,
             _ => return Err(arg.unexpected().into()),
         }

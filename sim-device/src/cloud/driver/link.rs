@@ -44,8 +44,16 @@ pub struct CloudOptions {
     pub ack_timeout: Duration,
     pub connect_timeout: Duration,
     /// The MQTT client id; unique per process, so that several cloud
-    /// processes (demo, field engineer) do not take over each other.
+    /// processes (demo, field engineer) do not take over each other, and
+    /// the same across the reconnects of one client.
     pub client_id: String,
+    /// A persistent session (clean session off): what NATS needs, where a
+    /// clean session's QoS 1 subscriptions are new replicated JetStream
+    /// consumers at every connect, whose creation times out while the
+    /// node chosen to lead one is dead. The subscriptions are removed at
+    /// [`Cloud::shutdown`], so that a finished process's session queues
+    /// nothing.
+    pub persistent: bool,
 }
 
 impl CloudOptions {
@@ -74,6 +82,7 @@ impl CloudOptions {
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             client_id: hc_testkit::cloud::backend_client_id("cloud", n),
+            persistent: false,
         }
     }
 }
@@ -174,6 +183,8 @@ pub struct Cloud {
     pub(super) signer: Arc<CommandSigner>,
     ack_timeout: Duration,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// On a persistent session: unsubscribe before disconnecting.
+    persistent: bool,
 }
 
 impl Cloud {
@@ -188,7 +199,7 @@ impl Cloud {
             options.port,
         );
         mqtt.set_keep_alive(Duration::from_secs(5));
-        mqtt.set_clean_session(true);
+        mqtt.set_clean_session(!options.persistent);
         mqtt.set_max_packet_size(256 * 1024, 256 * 1024);
         mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             Arc::new(tls),
@@ -224,6 +235,7 @@ impl Cloud {
             signer: Arc::new(signer(&options.seed)),
             ack_timeout: options.ack_timeout,
             task: Some(task),
+            persistent: options.persistent,
         };
         let deadline = Instant::now() + options.connect_timeout;
         if !cloud.wait_until(deadline, Shared::subscribed).await {
@@ -254,6 +266,7 @@ impl Cloud {
             signer: self.signer.clone(),
             ack_timeout: self.ack_timeout,
             task: None,
+            persistent: self.persistent,
         }
     }
 
@@ -402,6 +415,13 @@ impl Cloud {
         self.lock().stopping = true;
         if let Some(resender) = self.lock().resender.take() {
             resender.abort();
+        }
+        if self.persistent {
+            // Sent before the DISCONNECT, in order: the session the
+            // broker keeps holds no subscription, so nothing queues.
+            for leaf in INBOUND {
+                let _ = self.client.unsubscribe(topics::all_devices(leaf)).await;
+            }
         }
         let _ = self.client.disconnect().await;
         if let Some(task) = self.task.take() {
