@@ -27,7 +27,8 @@ static const char *const reason_names[HC_REASON_COUNT] = {
     "InvalidDomainName", "ReplayedSequence", "BadSignature", "UnknownKeyId", "WrongDevice",
     "Malformed", "TooLarge", "InvalidValidity", "StorageFailed", "PeerNotAllowed", "NoInstaller",
     "UnsupportedVersion", "Busy", "AlreadyAPrincipal", "SessionExists", "EmptyShare",
-    "OtherInstaller", "UnexpectedTimeAnswer", "LateTimeAnswer", "StateBehind"};
+    "OtherInstaller", "UnexpectedTimeAnswer", "LateTimeAnswer", "StateBehind",
+    "CommandKeyIdInUse", "KeyRemovesItself", "KeyNotHeld"};
 
 static const char *const action_names[HC_ACTION_COUNT] = {
     "LiveView", "Playback", "Ptz", "TwoWayAudio", "AlarmNotifications", "ConfigRead",
@@ -531,6 +532,19 @@ static int get_clock_offset(reader *r, hc_clock_offset *out)
     return HC_OK;
 }
 
+/* Vec<u8> of at most HC_MAX_COMMAND_KEYS key ids. */
+static int get_key_ids(reader *r, hc_key_ids *out)
+{
+    uint32_t count, k;
+    TRY(get_u32(r, &count));
+    if (count > HC_MAX_COMMAND_KEYS)
+        return HC_E_MALFORMED;
+    out->count = count;
+    for (k = 0; k < count; k++)
+        TRY(get_byte(r, &out->ids[k]));
+    return HC_OK;
+}
+
 static int get_access(reader *r, hc_access *out)
 {
     uint32_t count, k;
@@ -554,7 +568,8 @@ static int get_access(reader *r, hc_access *out)
     TRY(get_clock_offset(r, &out->clock_offset));
     TRY(get_u32(r, &out->sessions_contested));
     TRY(get_u32(r, &out->sessions_lost));
-    return get_flag8(r, &out->behind);
+    TRY(get_flag8(r, &out->behind));
+    return get_key_ids(r, &out->command_keys);
 }
 
 static int get_audit_entry(reader *r, hc_audit_entry *out)
@@ -605,7 +620,17 @@ static int get_audit(reader *r, hc_audit *out)
 
 /* StatusReply, field by field in wire order (SPEC §7.5 table), left to
  * right: append an entry here when the SPEC appends a field. */
-enum field_type { F_SERIAL, F_DOMAIN, F_BOOL, F_U32, F_U64, F_LINK, F_REGISTRATION, F_OFFSET };
+enum field_type {
+    F_SERIAL,
+    F_DOMAIN,
+    F_BOOL,
+    F_U32,
+    F_U64,
+    F_LINK,
+    F_REGISTRATION,
+    F_OFFSET,
+    F_KEY_IDS
+};
 
 #define AT(field) offsetof(hc_status_reply, field)
 static const struct status_field {
@@ -618,7 +643,7 @@ static const struct status_field {
     {F_DOMAIN, AT(domain)},           {F_REGISTRATION, AT(registration)},
     {F_U64, AT(last_seq)},            {F_BOOL, AT(clock_trusted)},
     {F_U32, AT(reports_queued)},      {F_U32, AT(reports_dropped)},
-    {F_OFFSET, AT(clock_offset)},
+    {F_OFFSET, AT(clock_offset)},     {F_KEY_IDS, AT(command_keys)},
 };
 #undef AT
 
@@ -633,6 +658,7 @@ static int get_status_field(reader *r, const struct status_field *f, unsigned ch
     case F_U64: return get_u64(r, (uint64_t *)at);
     case F_LINK: return get_enum(r, 3, (uint32_t *)at);
     case F_OFFSET: return get_clock_offset(r, (hc_clock_offset *)at);
+    case F_KEY_IDS: return get_key_ids(r, (hc_key_ids *)at);
     default: {
         hc_registration *reg = (hc_registration *)at;
         reg->expires_at = 0;

@@ -43,6 +43,7 @@ extern "C" {
 #define HC_MAX_DOMAIN_LEN 63u
 #define HC_MAX_VERSION_LEN 24u
 #define HC_MAX_SHARES 64u
+#define HC_MAX_COMMAND_KEYS 4u
 #define HC_MAX_AUDIT_REPLY 32u
 #define HC_MAX_WATCHES_PER_CONNECTION 256u
 #define HC_CHANNEL_SET_BYTES 32u
@@ -110,7 +111,10 @@ typedef enum hc_reason {
     HC_REASON_UNEXPECTED_TIME_ANSWER = 36,
     HC_REASON_LATE_TIME_ANSWER = 37,
     HC_REASON_STATE_BEHIND = 38,
-    HC_REASON_COUNT = 39
+    HC_REASON_COMMAND_KEY_ID_IN_USE = 39,
+    HC_REASON_KEY_REMOVES_ITSELF = 40,
+    HC_REASON_KEY_NOT_HELD = 41,
+    HC_REASON_COUNT = 42
 } hc_reason;
 
 /* SPEC §7.2.1, by code. */
@@ -132,8 +136,9 @@ typedef enum hc_action {
     HC_ACTION_COUNT = 14
 } hc_action;
 
-/* CommandKind values in audit entries (SPEC §7.1.2): Bind 0 .. RestoreState 16. */
-#define HC_COMMAND_KIND_COUNT 17
+/* CommandKind values in audit entries (SPEC §7.1.2): Bind 0 .. RestoreState 16,
+ * AddCommandKey 17, RemoveCommandKey 18. */
+#define HC_COMMAND_KIND_COUNT 19
 
 typedef enum hc_level { HC_LEVEL_ADMIN = 0, HC_LEVEL_OPERATOR = 1, HC_LEVEL_GUEST = 2 } hc_level;
 
@@ -181,6 +186,12 @@ typedef struct hc_clock_offset {
     int64_t ms;
 } hc_clock_offset;
 
+/* The ids of the command keys the device holds, ascending (SPEC §6.2). */
+typedef struct hc_key_ids {
+    size_t count;
+    uint8_t ids[HC_MAX_COMMAND_KEYS];
+} hc_key_ids;
+
 /* StatusReply (SPEC §7.5), booleans as 0/1. */
 typedef struct hc_status_reply {
     char serial[HC_MAX_SERIAL_LEN + 1];
@@ -196,6 +207,7 @@ typedef struct hc_status_reply {
     uint32_t reports_queued;
     uint32_t reports_dropped;
     hc_clock_offset clock_offset; /* the wall clock's offset from trusted time */
+    hc_key_ids command_keys;      /* the cloud signs with one of these */
 } hc_status_reply;
 
 typedef struct hc_account_ref {
@@ -252,6 +264,7 @@ typedef struct hc_access {
     uint32_t sessions_contested;  /* since the agent started */
     uint32_t sessions_lost;
     uint8_t behind; /* fell back to an older state: cloud principals denied until restored */
+    hc_key_ids command_keys; /* the cloud signs with one of these */
 } hc_access;
 
 typedef enum hc_audit_actor { HC_ACTOR_CLOUD = 0, HC_ACTOR_LOCAL = 1, HC_ACTOR_DEVICE = 2 } hc_audit_actor;

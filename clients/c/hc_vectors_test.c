@@ -170,6 +170,7 @@ static int check_reply_frame(const struct vector *v)
         CHECK(s->registration.expires_at == 1767225600ull + 86400ull);
         CHECK(s->last_seq == 4 && s->clock_trusted);
         CHECK(s->reports_queued == 0 && s->reports_dropped == 0);
+        CHECK(s->command_keys.count == 1 && s->command_keys.ids[0] == 1);
     } else if (strcmp(n, "local_reply_done") == 0) {
         CHECK(reply.kind == HC_REPLY_DONE);
     } else if (strcmp(n, "local_reply_audit") == 0) {
@@ -226,6 +227,7 @@ static int check_message(const struct vector *v)
         CHECK(a->shares[1].permissions == 0x11 && !a->shares[1].validity.present);
         CHECK(strcmp(a->domain, "front-gate") == 0 && a->last_seq == 4);
         CHECK(a->trusted_time_floor == 1767225840ull && a->reports_dropped == 0);
+        CHECK(a->command_keys.count == 1 && a->command_keys.ids[0] == 1);
         reply.access = NULL;
         CHECK(hc_decode_reply(body, len, &reply) == HC_E_SPACE);
     } else if (strcmp(v->name, "state_report_unbound") == 0) {

@@ -300,7 +300,7 @@ pub fn check_state(state: &DeviceState) {
 /// What must hold of any state at all, even one read from a damaged or
 /// foreign state file: it can be reported, persisted and decided on.
 pub fn check_usable(state: &DeviceState) {
-    let report = state.report(hc_agent::VERSION, 0);
+    let report = state.report(hc_agent::VERSION, 0, keys());
     let bytes = hc_protocol::codec::encode(&report, hc_protocol::limits::MAX_MESSAGE_BYTES)
         .expect("the state report fits its message");
     let back: hc_protocol::messages::StateReport =

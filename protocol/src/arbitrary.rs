@@ -38,8 +38,8 @@ use crate::ddns::{
 use crate::envelope::{CommandKeys, CommandSigner, PUBLIC_KEY_LEN};
 use crate::ids::{AccountId, AccountRef, DomainName, Region, Serial, Text};
 use crate::limits::{
-    MAX_ACCOUNT_ID_LEN, MAX_AUDIT_REPLY, MAX_CHANNELS, MAX_DOMAIN_LEN, MAX_PORT_MAPPINGS,
-    MAX_REGION_LEN, MAX_SERIAL_LEN, MAX_SHARES, MAX_VERSION_LEN,
+    MAX_ACCOUNT_ID_LEN, MAX_AUDIT_REPLY, MAX_CHANNELS, MAX_COMMAND_KEYS, MAX_DOMAIN_LEN,
+    MAX_PORT_MAPPINGS, MAX_REGION_LEN, MAX_SERIAL_LEN, MAX_SHARES, MAX_VERSION_LEN,
 };
 use crate::local::{LinkState, LocalReply, LocalRequest, RegistrationState, StatusReply};
 use crate::messages::{
@@ -305,6 +305,8 @@ pub const COMMAND_KINDS: &[CommandKind] = &[
     CommandKind::AuthorizeInstaller,
     CommandKind::ShareDomain,
     CommandKind::RestoreState,
+    CommandKind::AddCommandKey,
+    CommandKind::RemoveCommandKey,
 ];
 
 /// Any `CommandKind`, each variant equally likely.
@@ -387,8 +389,11 @@ pub fn any_command_body() -> impl Strategy<Value = CommandBody> {
         (any_account_ref(), any_installer_grants())
             .prop_map(|(installer, grants)| CommandBody::AuthorizeInstaller { installer, grants }),
         any_account_ref().prop_map(|account| CommandBody::ShareDomain { account }),
+        (any::<u8>(), any::<[u8; PUBLIC_KEY_LEN]>())
+            .prop_map(|(key_id, public_key)| CommandBody::AddCommandKey { key_id, public_key }),
+        any::<u8>().prop_map(|key_id| CommandBody::RemoveCommandKey { key_id }),
     ];
-    prop_oneof![7 => access.boxed(), 7 => other.boxed(), 2 => appended.boxed(), 1 => restore.boxed()]
+    prop_oneof![7 => access.boxed(), 7 => other.boxed(), 4 => appended.boxed(), 1 => restore.boxed()]
 }
 
 /// A sequence number or time: small, huge, or anything.
@@ -523,6 +528,7 @@ prop_compose! {
         clock_offset_ms in any::<Option<i64>>(),
         [sessions_contested, sessions_lost] in any::<[u32; 2]>(),
         behind in any::<bool>(),
+        command_key_ids in any_key_ids(),
     ) -> StateReport {
         StateReport {
             serial,
@@ -541,6 +547,7 @@ prop_compose! {
             sessions_contested,
             sessions_lost,
             behind,
+            command_key_ids,
         }
     }
 }
@@ -739,6 +746,7 @@ prop_compose! {
         clock_trusted in any::<bool>(),
         [reports_queued, reports_dropped] in any::<[u32; 2]>(),
         clock_offset_ms in any::<Option<i64>>(),
+        command_key_ids in any_key_ids(),
     ) -> StatusReply {
         StatusReply {
             serial,
@@ -754,8 +762,17 @@ prop_compose! {
             reports_queued,
             reports_dropped,
             clock_offset_ms,
+            command_key_ids,
         }
     }
+}
+
+/// The ids of a device's key ring as it reports them: distinct, ascending,
+/// up to `MAX_COMMAND_KEYS` (none is valid on the wire, though a device
+/// never holds zero keys).
+pub fn any_key_ids() -> impl Strategy<Value = heapless::Vec<u8, MAX_COMMAND_KEYS>> {
+    proptest::collection::btree_set(any::<u8>(), 0..=MAX_COMMAND_KEYS)
+        .prop_map(|ids| ids.into_iter().collect())
 }
 
 /// Any `TimeRequest`.

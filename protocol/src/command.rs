@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::access::{Action, ChannelScope, InstallerGrants, Permissions, ShareEntry, Validity};
+use crate::envelope::PUBLIC_KEY_LEN;
 use crate::ids::{AccountId, AccountRef, Serial, Text};
 use crate::limits::{MAX_AUDIT_REPLY, MAX_DOMAIN_LEN, MAX_SHARES};
 use crate::messages::Binding;
@@ -142,6 +143,25 @@ pub enum CommandBody {
         /// The device domain name, checked as a `DomainName` on the device.
         domain: Text<MAX_DOMAIN_LEN>,
     },
+    /// Add a command verification key to the device's key ring under a
+    /// free id (SPEC §6.2): the first step of a key rotation. Any key the
+    /// device holds may sign it; refused when the id is taken
+    /// (`CommandKeyIdInUse`) or the ring holds `MAX_COMMAND_KEYS` keys
+    /// (`CapacityExceeded`).
+    AddCommandKey {
+        /// The id the cloud will sign with the new key under.
+        key_id: u8,
+        /// The new Ed25519 public key.
+        public_key: [u8; PUBLIC_KEY_LEN],
+    },
+    /// Remove a command verification key from the device's key ring: the
+    /// last step of a key rotation. Must be signed by another key than the
+    /// one removed (`KeyRemovesItself`), so the ring never empties; an id
+    /// the device does not hold is refused (`KeyNotHeld`).
+    RemoveCommandKey {
+        /// The id of the key to remove.
+        key_id: u8,
+    },
 }
 
 /// The kind of a command, without its fields (for audit and logs).
@@ -181,6 +201,10 @@ pub enum CommandKind {
     ShareDomain,
     /// [`CommandBody::RestoreState`].
     RestoreState,
+    /// [`CommandBody::AddCommandKey`].
+    AddCommandKey,
+    /// [`CommandBody::RemoveCommandKey`].
+    RemoveCommandKey,
 }
 
 impl CommandBody {
@@ -204,6 +228,8 @@ impl CommandBody {
             CommandBody::AuthorizeInstaller { .. } => CommandKind::AuthorizeInstaller,
             CommandBody::ShareDomain { .. } => CommandKind::ShareDomain,
             CommandBody::RestoreState { .. } => CommandKind::RestoreState,
+            CommandBody::AddCommandKey { .. } => CommandKind::AddCommandKey,
+            CommandBody::RemoveCommandKey { .. } => CommandKind::RemoveCommandKey,
         }
     }
 }

@@ -69,11 +69,40 @@ impl EnvelopeError {
     }
 }
 
-/// The cloud's command verification keys pinned on the device: the current
-/// one and, during a rotation, the next one.
-#[derive(Debug, Clone, Default)]
+/// One key of the ring: its id and its Ed25519 public key.
+type PinnedKey = (u8, [u8; PUBLIC_KEY_LEN]);
+
+/// The cloud's command verification keys the device holds (its key ring):
+/// the current one, during a rotation the next one, and room for a
+/// standby key. Each under its own one-byte id. Stored on flash as a list
+/// of `(id, key)` pairs; a list that names an id twice does not decode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(
+    try_from = "heapless::Vec<PinnedKey, MAX_COMMAND_KEYS>",
+    into = "heapless::Vec<PinnedKey, MAX_COMMAND_KEYS>"
+)]
 pub struct CommandKeys {
-    keys: heapless::Vec<(u8, [u8; PUBLIC_KEY_LEN]), MAX_COMMAND_KEYS>,
+    keys: heapless::Vec<PinnedKey, MAX_COMMAND_KEYS>,
+}
+
+impl From<CommandKeys> for heapless::Vec<PinnedKey, MAX_COMMAND_KEYS> {
+    fn from(keys: CommandKeys) -> Self {
+        keys.keys
+    }
+}
+
+impl TryFrom<heapless::Vec<PinnedKey, MAX_COMMAND_KEYS>> for CommandKeys {
+    type Error = &'static str;
+
+    fn try_from(list: heapless::Vec<PinnedKey, MAX_COMMAND_KEYS>) -> Result<Self, Self::Error> {
+        let mut keys = CommandKeys::new();
+        for (id, key) in list {
+            if !keys.pin(id, key) {
+                return Err("a key id appears twice in the key ring");
+            }
+        }
+        Ok(keys)
+    }
 }
 
 impl CommandKeys {
@@ -90,12 +119,32 @@ impl CommandKeys {
         self.keys.push((key_id, public_key)).is_ok()
     }
 
+    /// Removes the key under `key_id`; false when there is none.
+    pub fn remove(&mut self, key_id: u8) -> bool {
+        match self.keys.iter().position(|(id, _)| *id == key_id) {
+            Some(index) => {
+                self.keys.remove(index);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The key pinned under `key_id`.
     pub fn get(&self, key_id: u8) -> Option<&[u8; PUBLIC_KEY_LEN]> {
         self.keys
             .iter()
             .find(|(id, _)| *id == key_id)
             .map(|(_, k)| k)
+    }
+
+    /// The ids of the keys held, in ascending order (as the state report
+    /// lists them).
+    pub fn ids(&self) -> heapless::Vec<u8, MAX_COMMAND_KEYS> {
+        let mut ids: heapless::Vec<u8, MAX_COMMAND_KEYS> =
+            self.keys.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// How many keys are pinned.
@@ -107,6 +156,34 @@ impl CommandKeys {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// Whether `MAX_COMMAND_KEYS` keys are pinned: no room for another.
+    pub fn is_full(&self) -> bool {
+        self.keys.is_full()
+    }
+}
+
+/// A command whose envelope verified, with the id of the key that signed
+/// it (a key-management command may depend on which key signed it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The command, decoded from the signed bytes.
+    pub command: Command,
+    /// The envelope's key id: the held key whose signature verified.
+    pub key_id: u8,
+}
+
+/// Verifies and decodes an envelope for `serial`, keeping the signing
+/// key's id.
+pub fn open_verified(
+    bytes: &[u8],
+    keys: &CommandKeys,
+    serial: &Serial,
+) -> Result<Verified, EnvelopeError> {
+    let command = open(bytes, keys, serial)?;
+    // `open` checked the length and read the key id from byte 1.
+    let key_id = bytes.get(1).copied().unwrap_or_default();
+    Ok(Verified { command, key_id })
 }
 
 /// Verifies and decodes an envelope for `serial`.

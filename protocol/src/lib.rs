@@ -114,7 +114,7 @@ pub use access::{
 pub use access::{Decision, LocalLevel, Principal};
 pub use codec::{decode, encode, DecodeError};
 pub use command::{BindRole, Command, CommandBody, CommandKind};
-pub use envelope::{CommandKeys, EnvelopeError};
+pub use envelope::{CommandKeys, EnvelopeError, Verified};
 pub use ids::{AccountId, AccountRef, DomainName, Region, Serial, Text};
 pub use messages::{Ack, Outcome};
 pub use reason::Reason;

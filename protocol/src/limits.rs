@@ -19,8 +19,10 @@ pub const MAX_STATE_FILE_BYTES: usize = 64 * 1024;
 pub const MAX_SHARES: usize = 64;
 /// Channels a recorder can have; channel numbers are `1..=MAX_CHANNELS`.
 pub const MAX_CHANNELS: usize = 256;
-/// Command public keys pinned on the device (current and next, for rotation).
-pub const MAX_COMMAND_KEYS: usize = 2;
+/// Command public keys the device holds at once: the current one, the
+/// next one during a rotation, and room for a standby key (a second
+/// signing site, an emergency key) beside both.
+pub const MAX_COMMAND_KEYS: usize = 4;
 /// Outcomes of recent commands kept to answer redeliveries identically.
 pub const RECENT_OUTCOMES: usize = 16;
 

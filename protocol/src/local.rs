@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{Action, Decision, LocalLevel, Principal};
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::ids::{DomainName, Serial};
-use crate::limits::{MAX_AUDIT_REPLY, MAX_LOCAL_FRAME_BYTES};
+use crate::limits::{MAX_AUDIT_REPLY, MAX_COMMAND_KEYS, MAX_LOCAL_FRAME_BYTES};
 use crate::messages::{AuditEntry, StateReport};
 use crate::reason::Reason;
 
@@ -141,6 +141,9 @@ pub struct StatusReply {
     /// time since start-up (decisions then use the wall clock against the
     /// floor). Firmware may set its clock by it (SPEC.md §8.4).
     pub clock_offset_ms: Option<i64>,
+    /// The ids of the command keys the device holds, ascending (SPEC.md
+    /// §6.2): set by configuration until the cloud's first key command.
+    pub command_key_ids: heapless::Vec<u8, MAX_COMMAND_KEYS>,
 }
 
 // One reply exists per connection at a time; the inline audit list is fine.

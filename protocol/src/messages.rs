@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{Action, InstallerGrants, LocalLevel, ShareEntry};
 use crate::command::CommandKind;
 use crate::ids::{AccountId, AccountRef, DomainName, Region, Serial, Text};
-use crate::limits::{MAX_AUDIT_REPLY, MAX_SHARES, MAX_VERSION_LEN};
+use crate::limits::{MAX_AUDIT_REPLY, MAX_COMMAND_KEYS, MAX_SHARES, MAX_VERSION_LEN};
 use crate::reason::Reason;
 
 /// The result of a command or a decision.
@@ -125,6 +125,10 @@ pub struct StateReport {
     /// the cloud's record: it denies cloud principals (`StateBehind`) until
     /// the cloud sends `RestoreState`.
     pub behind: bool,
+    /// The ids of the command keys the device holds, ascending: the cloud
+    /// signs with one of them (SPEC §6.2), also after the device fell back
+    /// to an older copy of its state with an older key ring.
+    pub command_key_ids: heapless::Vec<u8, MAX_COMMAND_KEYS>,
 }
 
 /// How much later than its promised refreshes (`2 * refresh_s`) a cloud

@@ -113,6 +113,13 @@ reasons! {
     /// may be behind the cloud: cloud principals are denied until the cloud
     /// restores its state (`RestoreState`).
     StateBehind = 38, "the device's state may be out of date; the cloud must restore it first";
+    /// `AddCommandKey` under an id the device already holds a key for.
+    CommandKeyIdInUse = 39, "the device already holds a command key under that id";
+    /// `RemoveCommandKey` signed by the key it removes: a key may be
+    /// removed only by a command signed with another key the device holds.
+    KeyRemovesItself = 40, "a command key cannot remove itself; sign the removal with another key";
+    /// `RemoveCommandKey` of an id the device holds no key under.
+    KeyNotHeld = 41, "the device holds no command key under that id";
 }
 
 impl core::fmt::Display for Reason {

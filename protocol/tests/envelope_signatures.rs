@@ -308,7 +308,6 @@ fn rotation_two_keys_each_open_their_own_envelopes() {
     let mut ring = CommandKeys::new();
     assert!(ring.pin(KEY_ID, current.public_key()));
     assert!(ring.pin(NEXT_KEY_ID, next.public_key()));
-    assert_eq!(ring.len(), MAX_COMMAND_KEYS);
 
     let old = current
         .seal(&command(10, CommandBody::RequestState))
@@ -328,12 +327,19 @@ fn rotation_two_keys_each_open_their_own_envelopes() {
         Err(EnvelopeError::BadSignature)
     );
 
-    // The ring holds two keys: a third is not pinned, nor an id twice.
-    assert!(!ring.pin(3, signer(3, &OTHER_SEED).public_key()));
+    // An id is not pinned twice; a full ring takes no other key.
     assert!(!ring.pin(KEY_ID, signer(KEY_ID, &OTHER_SEED).public_key()));
     assert_eq!(ring.get(KEY_ID), Some(&current.public_key()));
-    assert_eq!(ring.get(3), None);
-    assert_eq!(ring.len(), MAX_COMMAND_KEYS);
+    let mut full = ring.clone();
+    let mut standby = 100u8;
+    while !full.is_full() {
+        assert!(full.pin(standby, signer(standby, &OTHER_SEED).public_key()));
+        standby += 1;
+    }
+    assert_eq!(full.len(), MAX_COMMAND_KEYS);
+    assert!(!full.pin(standby, signer(standby, &OTHER_SEED).public_key()));
+    assert_eq!(full.get(standby), None);
+    assert_eq!(full.len(), MAX_COMMAND_KEYS);
 
     // After the old key is dropped, only the new one opens.
     let after = keys(&[(NEXT_KEY_ID, &NEXT_SEED)]);
@@ -342,6 +348,56 @@ fn rotation_two_keys_each_open_their_own_envelopes() {
         Err(EnvelopeError::UnknownKeyId(KEY_ID))
     );
     assert!(envelope::open(&new, &after, &serial()).is_ok());
+}
+
+#[test]
+fn a_removed_key_opens_nothing_and_its_id_is_free_again() {
+    let mut ring = keys(&[(KEY_ID, &SEED), (NEXT_KEY_ID, &NEXT_SEED)]);
+    assert_eq!(ring.ids().as_slice(), [KEY_ID, NEXT_KEY_ID]);
+    assert!(ring.remove(KEY_ID));
+    assert!(!ring.remove(KEY_ID), "nothing left under that id");
+    assert_eq!(ring.ids().as_slice(), [NEXT_KEY_ID]);
+    let old = signer(KEY_ID, &SEED)
+        .seal(&command(1, CommandBody::RequestState))
+        .unwrap();
+    assert_eq!(
+        envelope::open(&old, &ring, &serial()),
+        Err(EnvelopeError::UnknownKeyId(KEY_ID))
+    );
+    assert!(ring.pin(KEY_ID, signer(KEY_ID, &OTHER_SEED).public_key()));
+    // Ids are listed ascending whatever the order they were pinned in.
+    assert_eq!(ring.ids().as_slice(), [KEY_ID, NEXT_KEY_ID]);
+}
+
+#[test]
+fn the_signing_key_id_comes_with_the_verified_command() {
+    let ring = keys(&[(KEY_ID, &SEED), (NEXT_KEY_ID, &NEXT_SEED)]);
+    let bytes = signer(NEXT_KEY_ID, &NEXT_SEED)
+        .seal(&command(5, CommandBody::RequestState))
+        .unwrap();
+    let verified = envelope::open_verified(&bytes, &ring, &serial()).unwrap();
+    assert_eq!(verified.key_id, NEXT_KEY_ID);
+    assert_eq!(verified.command.seq, 5);
+}
+
+#[test]
+fn a_stored_ring_round_trips_and_one_naming_an_id_twice_does_not_decode() {
+    let ring = keys(&[(KEY_ID, &SEED), (NEXT_KEY_ID, &NEXT_SEED)]);
+    let bytes = postcard::to_allocvec(&ring).unwrap();
+    assert_eq!(postcard::from_bytes::<CommandKeys>(&bytes).unwrap(), ring);
+    // Two entries, both under KEY_ID.
+    let mut twice = vec![2, KEY_ID];
+    twice.extend_from_slice(&signer(KEY_ID, &SEED).public_key());
+    twice.push(KEY_ID);
+    twice.extend_from_slice(&signer(KEY_ID, &NEXT_SEED).public_key());
+    assert!(postcard::from_bytes::<CommandKeys>(&twice).is_err());
+    // More than MAX_COMMAND_KEYS entries.
+    let mut over = vec![MAX_COMMAND_KEYS as u8 + 1];
+    for id in 0..=MAX_COMMAND_KEYS as u8 {
+        over.push(id);
+        over.extend_from_slice(&[0; 32]);
+    }
+    assert!(postcard::from_bytes::<CommandKeys>(&over).is_err());
 }
 
 #[test]

@@ -62,6 +62,13 @@ const TEST_SEED: [u8; 32] = [
     0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60,
 ];
 const TEST_KEY_ID: u8 = 1;
+/// RFC 8032 section 7.1, TEST 2 secret key: the key the story rotates to,
+/// under id 2.
+const NEXT_SEED: [u8; 32] = [
+    0x4c, 0xcd, 0x08, 0x9b, 0x28, 0xff, 0x96, 0xda, 0x9d, 0xb6, 0xc3, 0x46, 0xec, 0x11, 0x4e, 0x0f,
+    0x5b, 0x8a, 0x31, 0x9f, 0x35, 0xab, 0xa6, 0x24, 0xda, 0x8c, 0xf6, 0xed, 0x4f, 0xb8, 0xa6, 0xfb,
+];
+const NEXT_KEY_ID: u8 = 2;
 /// 2026-01-01T00:00:00Z.
 const T0: u64 = 1_767_225_600;
 const DAY: u64 = 86_400;
@@ -109,6 +116,19 @@ fn signer() -> CommandSigner {
 fn keys() -> CommandKeys {
     let mut keys = CommandKeys::new();
     assert!(keys.pin(TEST_KEY_ID, signer().public_key()));
+    keys
+}
+
+/// The key the story's `AddCommandKey` adds and its `RemoveCommandKey` is
+/// signed with.
+fn next_signer() -> CommandSigner {
+    CommandSigner::from_seed(NEXT_KEY_ID, &NEXT_SEED).unwrap()
+}
+
+/// The ring during the story's rotation: the test key and the next one.
+fn rotation_keys() -> CommandKeys {
+    let mut keys = keys();
+    assert!(keys.pin(NEXT_KEY_ID, next_signer().public_key()));
     keys
 }
 
@@ -258,6 +278,23 @@ fn story() -> Vec<Command> {
                 domain: Text::new("front-gate").unwrap(),
             },
         ),
+        // A key rotation (SPEC.md §6.2): key 2 added under key 1's
+        // signature, then key 1 removed under key 2's.
+        command(
+            18,
+            owner(),
+            CommandBody::AddCommandKey {
+                key_id: NEXT_KEY_ID,
+                public_key: next_signer().public_key(),
+            },
+        ),
+        command(
+            19,
+            owner(),
+            CommandBody::RemoveCommandKey {
+                key_id: TEST_KEY_ID,
+            },
+        ),
     ]
 }
 
@@ -284,6 +321,7 @@ fn state_report() -> StateReport {
         sessions_contested: 0,
         sessions_lost: 1,
         behind: false,
+        command_key_ids: heapless::Vec::from_slice(&[TEST_KEY_ID]).unwrap(),
     }
 }
 
@@ -391,6 +429,7 @@ fn status_reply() -> StatusReply {
         reports_queued: 0,
         reports_dropped: 0,
         clock_offset_ms: Some(-600_250),
+        command_key_ids: heapless::Vec::from_slice(&[TEST_KEY_ID]).unwrap(),
     }
 }
 
@@ -462,16 +501,22 @@ where
     }
 }
 
+/// A story command sealed as the cloud sends it: with the test key, but a
+/// key removal with the next key (a key cannot remove itself).
 fn envelope_vector(command: Command) -> Vector {
     let name = envelope_name(command.body.kind());
-    let bytes = signer().seal(&command).expect(&name);
+    let sealer = match command.body {
+        CommandBody::RemoveCommandKey { .. } => next_signer(),
+        _ => signer(),
+    };
+    let bytes = sealer.seal(&command).expect(&name);
     Vector {
         name,
         bytes,
         refused: None,
         check: Box::new(move |b| {
-            let opened =
-                envelope::open(b, &keys(), &serial()).map_err(|e| format!("does not open: {e}"))?;
+            let opened = envelope::open(b, &rotation_keys(), &serial())
+                .map_err(|e| format!("does not open: {e}"))?;
             same(&opened, &command)
         }),
     }
@@ -1404,6 +1449,9 @@ fn max_state_report() -> StateReport {
         sessions_contested: u32::MAX,
         sessions_lost: u32::MAX,
         behind: true,
+        command_key_ids: (0..limits::MAX_COMMAND_KEYS)
+            .map(|i| 255 - i as u8)
+            .collect(),
     }
 }
 
@@ -2039,7 +2087,9 @@ fn shapes() -> Vec<shape::Shape> {
 }
 
 /// Types with a hand-written table or prose instead of a shape table.
-const DESCRIBED_ELSEWHERE: &[&str] = &["Reason", "Action", "Permissions", "Text"];
+/// `CommandKeys` is no wire type: the agent keeps the key ring in its state
+/// file, and §6.2 describes it.
+const DESCRIBED_ELSEWHERE: &[&str] = &["Reason", "Action", "Permissions", "Text", "CommandKeys"];
 
 /// The names of every type in src/ that derives or implements `Serialize`,
 /// read from every source file present, so a new module is covered too.

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hc_protocol::envelope::CommandSigner;
@@ -102,10 +102,15 @@ impl Default for CloudOptions {
     }
 }
 
-/// Answers a time request at once with this process's clock (radius 0).
-fn answer_time(client: &Client, signer: &CommandSigner, publish: &Publish) {
+/// Answers a time request at once with this process's clock (radius 0),
+/// signed with the cloud's current key.
+fn answer_time(client: &Client, signer: &Mutex<CommandSigner>, publish: &Publish) {
     if let Some((serial, Leaf::TimeRequest)) = topics::parse(&publish.topic) {
-        if let Some(answer) = signer.answer_time_request(&serial, &publish.payload, unix_ms(), 0) {
+        let answer = match signer.lock() {
+            Ok(signer) => signer.answer_time_request(&serial, &publish.payload, unix_ms(), 0),
+            Err(_) => None,
+        };
+        if let Some(answer) = answer {
             let topic = topics::topic(&serial, Leaf::TimeAnswer);
             let _ = client.try_publish(topic, QoS::AtMostOnce, false, answer);
         }
@@ -127,6 +132,9 @@ pub struct TestCloud {
     rx: mpsc::Receiver<Publish>,
     pub seq: u64,
     signer: CommandSigner,
+    /// The key time answers are signed with: the commands' one, so that a
+    /// rotation (`use_signer`) moves both.
+    time_signer: Arc<Mutex<CommandSigner>>,
     /// How often the cloud's own connection (re)connected.
     pub connects: Arc<AtomicU32>,
 }
@@ -161,7 +169,8 @@ impl TestCloud {
         let connects: Arc<AtomicU32> = Arc::default();
         let counter = connects.clone();
         let leaves = options.leaves.clone();
-        let time_signer = options.answer_time.then(signer);
+        let time_signer = Arc::new(Mutex::new(signer()));
+        let answering = options.answer_time.then(|| time_signer.clone());
         std::thread::spawn(move || {
             for event in connection.iter() {
                 match event {
@@ -178,7 +187,7 @@ impl TestCloud {
                         let _ = ready_tx.send(());
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if let Some(signer) = &time_signer {
+                        if let Some(signer) = &answering {
                             answer_time(&subscriber, signer, &p);
                         }
                         if tx.send(p).is_err() {
@@ -200,6 +209,7 @@ impl TestCloud {
             rx,
             seq: 0,
             signer: signer(),
+            time_signer,
             connects,
         }
     }
@@ -233,6 +243,15 @@ impl TestCloud {
     /// The command signer (for hand-made time answers).
     pub fn signer(&self) -> &CommandSigner {
         &self.signer
+    }
+
+    /// Signs commands and time answers from now on with the key of `seed`
+    /// under `key_id` (a key rotation, SPEC §6.2).
+    pub fn use_signer(&mut self, key_id: u8, seed: &[u8; 32]) {
+        self.signer = CommandSigner::from_seed(key_id, seed).unwrap();
+        if let Ok(mut time) = self.time_signer.lock() {
+            *time = CommandSigner::from_seed(key_id, seed).unwrap();
+        }
     }
 
     /// Signs, publishes and waits for the acknowledgement of `seq`.

@@ -44,6 +44,15 @@ pub fn signer() -> CommandSigner {
     CommandSigner::from_seed(1, &SEED).unwrap()
 }
 
+/// The seed of the key a test rotates to ([`next_signer`]).
+pub const NEXT_SEED: [u8; 32] = [8; 32];
+
+/// The key the cloud rotates to, under id 2: no configuration pins it; a
+/// test adds it with `AddCommandKey` (SPEC §6.2).
+pub fn next_signer() -> CommandSigner {
+    CommandSigner::from_seed(2, &NEXT_SEED).unwrap()
+}
+
 /// [`agent_config::loopback`] for the device [`SERIAL`] of `pki`, files in
 /// `dir`, the broker on `port`, the [`signer`]'s key pinned.
 pub fn device_config(pki: &Pki, dir: &Path, port: u16) -> Config {

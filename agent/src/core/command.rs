@@ -14,21 +14,30 @@ use hc_protocol::envelope::{self, CommandKeys};
 use hc_protocol::messages::{AuditActor, AuditEntry, AuditEvent};
 use hc_protocol::{Ack, Outcome};
 
-use super::apply::{apply, Applied};
+use super::apply::{apply_signed, Applied, SignedWith};
 use super::effects::{Effect, Effects};
 use super::state::DeviceState;
 
-/// Handles one command envelope received at device time `now`. An envelope
+/// Handles one command envelope received at device time `now`. It is
+/// verified with the state's key ring, or with `configured` (the
+/// configuration's keys) while no key command has set one. An envelope
 /// that cannot be opened changes nothing and is answered with an
 /// acknowledgement without a sequence number.
 pub fn handle_command(
     state: &DeviceState,
     payload: &[u8],
-    keys: &CommandKeys,
+    configured: &CommandKeys,
     now: u64,
 ) -> Applied {
-    match envelope::open(payload, keys, &state.identity.serial) {
-        Ok(command) => apply(state, &command, now),
+    let ring = state.key_ring(configured);
+    match envelope::open_verified(payload, ring, &state.identity.serial) {
+        Ok(verified) => {
+            let signed = SignedWith {
+                key_id: verified.key_id,
+                configured,
+            };
+            apply_signed(state, &verified.command, Some(signed), now)
+        }
         Err(e) => {
             let outcome = Outcome::Refused(e.reason());
             let mut effects = Effects::new();
@@ -137,6 +146,62 @@ mod tests {
         assert!(again.redelivered);
         assert_eq!(again.ack().unwrap().seq, Some(1));
         assert_eq!(again.outcome, Outcome::Accepted);
+    }
+
+    fn sealed_by(signer: &CommandSigner, seq: u64, body: CommandBody) -> Vec<u8> {
+        let command = Command {
+            serial: Serial::new("NVR-CMD-1").unwrap(),
+            actor: AccountRef {
+                id: AccountId::new("alice").unwrap(),
+                region: Region::new("EU").unwrap(),
+            },
+            seq,
+            issued_at: T0,
+            body,
+        };
+        signer.seal(&command).unwrap()
+    }
+
+    #[test]
+    fn after_a_rotation_the_old_key_is_refused_and_the_new_one_verifies() {
+        let next = CommandSigner::from_seed(2, &[4; 32]).unwrap();
+        let add = CommandBody::AddCommandKey {
+            key_id: 2,
+            public_key: next.public_key(),
+        };
+        let added = handle_command(&state(), &sealed(1, add), &keys(), T0);
+        assert_eq!(added.outcome, Outcome::Accepted);
+        let remove = CommandBody::RemoveCommandKey { key_id: 1 };
+        // Key 1 may not remove itself ...
+        let refused = handle_command(&added.state, &sealed(2, remove.clone()), &keys(), T0);
+        assert_eq!(refused.outcome, Outcome::Refused(Reason::KeyRemovesItself));
+        // ... key 2 may.
+        let removed = handle_command(&refused.state, &sealed_by(&next, 3, remove), &keys(), T0);
+        assert_eq!(removed.outcome, Outcome::Accepted);
+        let state = removed.state;
+        // The configuration still pins key 1, but the state's ring rules.
+        let old = handle_command(&state, &sealed(4, CommandBody::RequestState), &keys(), T0);
+        assert_eq!(old.outcome, Outcome::Refused(Reason::UnknownKeyId));
+        assert_eq!(old.ack().unwrap().seq, None);
+        assert_eq!(old.audit.event, AuditEvent::EnvelopeRefused);
+        let new = handle_command(
+            &state,
+            &sealed_by(&next, 4, CommandBody::RequestState),
+            &keys(),
+            T0,
+        );
+        assert_eq!(new.outcome, Outcome::Accepted);
+        assert_eq!(
+            new.audit.event,
+            AuditEvent::Command {
+                kind: hc_protocol::CommandKind::RequestState,
+                seq: 4
+            }
+        );
+        assert_eq!(
+            state.report("test", 0, &keys()).command_key_ids.as_slice(),
+            [2]
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub(crate) mod state;
 pub mod time;
 pub(crate) mod watch;
 
-pub use apply::{apply, Applied};
+pub use apply::{apply, apply_signed, Applied, SignedWith};
 pub use audit::AuditRing;
 pub use command::handle_command;
 pub use decide::{decide, role_of, Role};

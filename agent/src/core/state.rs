@@ -1,7 +1,9 @@
 //! The device state: who holds the device and with what rights (the access
 //! state), which commands were already handled (the ledger), the trusted
-//! clock, and the device's identity. This is exactly what goes to flash.
+//! clock, the cloud's command keys once a command set them, and the
+//! device's identity. This is exactly what goes to flash.
 
+use hc_protocol::envelope::CommandKeys;
 use hc_protocol::limits::{MAX_SHARES, MAX_VERIFICATION_CODE_LEN, RECENT_OUTCOMES};
 use hc_protocol::messages::{Binding, StateReport};
 use hc_protocol::{
@@ -113,6 +115,14 @@ pub struct DeviceState {
     /// cloud restores the state (`RestoreState`). Kept on flash, so a restart
     /// cannot forget it.
     pub behind: bool,
+    /// The command key ring set by the cloud's key commands (`AddCommandKey`,
+    /// `RemoveCommandKey`; SPEC §6.2). `None` until the first one: the keys
+    /// of the configuration are used, and a reload of the configuration
+    /// changes them. `Some` from the first key command on: this ring alone
+    /// verifies commands and time answers, whatever the configuration pins
+    /// (the configuration's keys stay the factory anchor a device without
+    /// state starts from). Never empty: a key cannot remove itself.
+    pub command_keys: Option<CommandKeys>,
 }
 
 impl AccessState {
@@ -199,7 +209,14 @@ impl DeviceState {
             ledger: Ledger::default(),
             clock: TrustedClock::default(),
             behind: false,
+            command_keys: None,
         })
+    }
+
+    /// The keys commands are verified with: the ring set by key commands,
+    /// or else the configuration's `configured` keys.
+    pub fn key_ring<'a>(&'a self, configured: &'a CommandKeys) -> &'a CommandKeys {
+        self.command_keys.as_ref().unwrap_or(configured)
     }
 
     /// Once this state is on flash, the trusted-time floor at which it must
@@ -212,8 +229,15 @@ impl DeviceState {
         self.access.next_expiry_after(self.clock.floor())
     }
 
-    /// The retained state report the cloud sees.
-    pub fn report(&self, agent_version: &str, reports_dropped: u32) -> StateReport {
+    /// The retained state report the cloud sees; `configured` are the
+    /// configuration's command keys (reported while no key command set the
+    /// ring).
+    pub fn report(
+        &self,
+        agent_version: &str,
+        reports_dropped: u32,
+        configured: &CommandKeys,
+    ) -> StateReport {
         StateReport {
             serial: self.identity.serial.clone(),
             // The version is ours and short; an over-long one is cut to empty
@@ -233,6 +257,7 @@ impl DeviceState {
             sessions_contested: 0,
             sessions_lost: 0,
             behind: self.behind,
+            command_key_ids: self.key_ring(configured).ids(),
         }
     }
 }

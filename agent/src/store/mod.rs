@@ -148,12 +148,14 @@ impl<F: Flash> StateStore<F> {
             .map_err(io("fsync", &self.tmp))?;
         // Only a good current file becomes the backup: after a load that
         // fell back to `<name>.prev`, that copy is the last good state and a
-        // damaged `<name>` must not replace it.
+        // damaged `<name>` must not replace it. A good file of an older
+        // format (the first save after an update) is a good backup too: it
+        // is still read.
         let main_is_good = self
             .flash
             .read(&self.main)
             .map_err(io("read", &self.main))?
-            .is_some_and(|current| file_format::decode(&current).is_ok());
+            .is_some_and(|current| file_format::decode_any(&current).is_ok());
         if main_is_good {
             self.flash
                 .rename(&self.main, &self.prev)

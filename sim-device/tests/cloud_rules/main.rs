@@ -125,6 +125,7 @@ fn report(
         sessions_contested: 0,
         sessions_lost: 0,
         behind: false,
+        command_key_ids: heapless::Vec::from_slice(&[1]).expect("one id"),
     }
 }
 

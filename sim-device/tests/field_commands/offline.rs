@@ -157,6 +157,7 @@ fn owned_report(serial: &str, owner: &str) -> StateReport {
         sessions_contested: 0,
         sessions_lost: 0,
         behind: false,
+        command_key_ids: heapless::Vec::from_slice(&[1]).expect("one id"),
     }
 }
 

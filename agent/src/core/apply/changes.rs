@@ -4,6 +4,7 @@
 
 use hc_protocol::access::{Action, Decision, Principal};
 use hc_protocol::command::{verify_bind_proof, BindRole};
+use hc_protocol::envelope::CommandKeys;
 use hc_protocol::limits::MAX_AUDIT_REPLY;
 use hc_protocol::messages::Binding;
 use hc_protocol::{
@@ -11,21 +12,24 @@ use hc_protocol::{
     Permissions, Reason, ShareEntry, Validity,
 };
 
-use super::installer;
+use super::{installer, keys, SignedWith};
 use crate::core::decide::decide;
 use crate::core::effects::Effect;
 use crate::core::state::{AccessState, DeviceState};
 
-/// What a fresh command did to the access state.
+/// What a fresh command did to the access state or the key ring.
 pub(super) struct Change {
     pub(super) access: Option<AccessState>,
+    /// The device's new command key ring (`DeviceState::command_keys`).
+    pub(super) keys: Option<CommandKeys>,
     pub(super) extra: Option<Effect>,
 }
 
 impl Change {
-    fn none() -> Change {
+    pub(super) fn none() -> Change {
         Change {
             access: None,
+            keys: None,
             extra: None,
         }
     }
@@ -33,14 +37,22 @@ impl Change {
     pub(super) fn to(access: AccessState) -> Change {
         Change {
             access: Some(access),
-            extra: None,
+            ..Change::none()
+        }
+    }
+
+    /// The key ring becomes `keys`.
+    pub(super) fn keys(keys: CommandKeys) -> Change {
+        Change {
+            keys: Some(keys),
+            ..Change::none()
         }
     }
 
     fn only(extra: Effect) -> Change {
         Change {
-            access: None,
             extra: Some(extra),
+            ..Change::none()
         }
     }
 }
@@ -55,9 +67,15 @@ fn refused_outright(state: &DeviceState, command: &Command) -> Result<(), Reason
     if command.actor.region != state.identity.region {
         return Err(Reason::CrossRegion);
     }
+    // A restore is what clears `behind`; the key ring is not access state,
+    // and the cloud may have to bring it up to date before it can sign a
+    // restore the way it means to (SPEC §6.2, §9.3).
     let restores_or_reads = matches!(
         command.body,
-        CommandBody::RestoreState { .. } | CommandBody::RequestState
+        CommandBody::RestoreState { .. }
+            | CommandBody::RequestState
+            | CommandBody::AddCommandKey { .. }
+            | CommandBody::RemoveCommandKey { .. }
     );
     if state.behind && !restores_or_reads {
         return Err(Reason::StateBehind);
@@ -69,6 +87,7 @@ fn refused_outright(state: &DeviceState, command: &Command) -> Result<(), Reason
 pub(super) fn change_for(
     state: &DeviceState,
     command: &Command,
+    signed: Option<SignedWith<'_>>,
     now: u64,
 ) -> Result<Change, Reason> {
     refused_outright(state, command)?;
@@ -131,6 +150,12 @@ pub(super) fn change_for(
             *cloud_service,
             domain,
         ),
+        CommandBody::AddCommandKey { key_id, public_key } => {
+            keys::add(state, &command.actor, signed, *key_id, public_key)
+        }
+        CommandBody::RemoveCommandKey { key_id } => {
+            keys::remove(state, &command.actor, signed, *key_id)
+        }
         // An operation changes nothing: it is the decision, audited.
         CommandBody::Operation { action, channel } => {
             match decide(state, &actor(command), *action, *channel, now) {
@@ -199,6 +224,7 @@ fn unbind(state: &DeviceState) -> Result<Change, Reason> {
     let domain_changed = next.domain != state.access.domain;
     Ok(Change {
         access: Some(next),
+        keys: None,
         extra: domain_changed.then_some(Effect::RegisterDomain),
     })
 }
@@ -310,6 +336,7 @@ fn set_domain(access: &AccessState, name: &str) -> Result<Change, Reason> {
     next.domain = name;
     Ok(Change {
         access: Some(next),
+        keys: None,
         extra: Some(Effect::RegisterDomain),
     })
 }

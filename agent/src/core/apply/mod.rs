@@ -8,6 +8,7 @@
 //! refusal leaves the access state unchanged and is recorded in the ledger
 //! so that its redelivery is answered the same way.
 
+use hc_protocol::envelope::CommandKeys;
 use hc_protocol::messages::{AuditActor, AuditEntry, AuditEvent};
 use hc_protocol::{Ack, Command, CommandBody, Outcome, Reason};
 
@@ -17,7 +18,19 @@ use changes::{change_for, Change};
 
 mod changes;
 mod installer;
+mod keys;
 mod restore;
+
+/// How a verified command was signed: what the key commands (`AddCommandKey`,
+/// `RemoveCommandKey`) depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedWith<'a> {
+    /// The envelope's key id: the key whose signature verified.
+    pub key_id: u8,
+    /// The configuration's keys, the ring while the state holds none of its
+    /// own (`DeviceState::key_ring`).
+    pub configured: &'a CommandKeys,
+}
 
 /// The result of handling one command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +48,22 @@ pub struct Applied {
     pub audit: AuditEntry,
 }
 
-/// Handles a verified command at device time `now`.
+/// Handles a command verified elsewhere at device time `now`, without
+/// knowing which key signed it (tests, the simulator's set-up, benchmarks):
+/// as [`apply_signed`], except that a key command is refused with
+/// `UnknownKeyId`, since the key ring may only change under a known key.
 pub fn apply(state: &DeviceState, command: &Command, now: u64) -> Applied {
+    apply_signed(state, command, None, now)
+}
+
+/// Handles a verified command at device time `now`, signed as `signed`
+/// says (`None`: by a key not known here; see [`apply`]).
+pub fn apply_signed(
+    state: &DeviceState,
+    command: &Command,
+    signed: Option<SignedWith<'_>>,
+    now: u64,
+) -> Applied {
     let audit = |outcome| AuditEntry {
         at: now,
         actor: AuditActor::Cloud(command.actor.id.clone()),
@@ -75,7 +102,7 @@ pub fn apply(state: &DeviceState, command: &Command, now: u64) -> Applied {
 
     let mut next = state.clone();
     next.clock.vouch(command.issued_at);
-    let result = change_for(state, command, now);
+    let result = change_for(state, command, signed, now);
     let outcome = Outcome::from_result(&result);
     next.ledger.record(command.seq, outcome);
 
@@ -122,8 +149,15 @@ fn fresh_effects(
         if matches!(command.body, CommandBody::RestoreState { .. }) {
             next.behind = false;
         }
+        let reported = change.access.is_some() || change.keys.is_some();
         if let Some(access) = change.access {
             next.access = access;
+        }
+        if let Some(keys) = change.keys {
+            next.command_keys = Some(keys);
+        }
+        // The report carries the access state and the key ids.
+        if reported {
             push(&mut effects, Effect::PublishState);
         }
         if let Some(extra) = change.extra {

@@ -57,6 +57,7 @@ pub(super) fn restore(
     let domain_changed = next.domain != state.access.domain;
     Ok(Change {
         access: Some(next),
+        keys: None,
         extra: domain_changed.then_some(Effect::RegisterDomain),
     })
 }

@@ -6,7 +6,7 @@
 use std::ops::RangeInclusive;
 
 use hc_protocol::envelope::{CommandKeys, PUBLIC_KEY_LEN};
-use hc_protocol::limits::{MAX_CHANNELS, MAX_LOCAL_PEERS};
+use hc_protocol::limits::{MAX_CHANNELS, MAX_COMMAND_KEYS, MAX_LOCAL_PEERS};
 use hc_protocol::{DomainName, Region, Serial, Text};
 
 use super::error::{in_range, invalid};
@@ -151,7 +151,7 @@ impl Config {
             if !keys.pin(key.id, public) {
                 return Err(invalid(
                     "command_keys",
-                    "at most two keys, each with its own id",
+                    format!("at most {MAX_COMMAND_KEYS} keys, each with its own id"),
                 ));
             }
         }

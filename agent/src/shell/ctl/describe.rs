@@ -41,6 +41,7 @@ pub(crate) fn status(s: &StatusReply) -> Value {
         ),
         ("reports_queued", Number(s.reports_queued.into())),
         ("reports_dropped", Number(s.reports_dropped.into())),
+        ("command_key_ids", key_ids(&s.command_key_ids)),
     ])
 }
 
@@ -151,7 +152,13 @@ pub(crate) fn access(r: &StateReport) -> Value {
             "clock_offset_ms",
             r.clock_offset_ms.map_or(Null, Value::Signed),
         ),
+        ("command_key_ids", key_ids(&r.command_key_ids)),
     ])
+}
+
+/// The ids of the command keys the device holds (SPEC §6.2).
+fn key_ids(ids: &[u8]) -> Value {
+    List(ids.iter().map(|&id| Number(id.into())).collect())
 }
 
 pub(crate) fn audit(entries: &[AuditEntry]) -> Value {

@@ -150,6 +150,7 @@ impl<F: Flash> Agent<F> {
             reports_queued: self.outbox.len() as u32,
             reports_dropped: self.outbox.dropped(),
             clock_offset_ms: self.clock_offset_ms(),
+            command_key_ids: self.key_ring().ids(),
         }
     }
 

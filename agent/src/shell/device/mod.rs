@@ -48,6 +48,8 @@ mod time;
 pub struct Agent<F: Flash> {
     state: DeviceState,
     store: StateStore<F>,
+    /// The configuration's command keys: the key ring until a key command
+    /// sets the state's own (`DeviceState::key_ring`).
     keys: CommandKeys,
     audit: AuditRing,
     outbox: Outbox,
@@ -99,10 +101,27 @@ impl<F: Flash> Agent<F> {
         }
     }
 
-    /// Pins new command keys (a reload); commands from now on are checked
-    /// against them.
+    /// The configuration's command keys changed (a reload): commands from
+    /// now on are checked against them, unless the cloud set the key ring
+    /// by command. Then that ring stays in force: a configuration file must
+    /// not undo a rotation the cloud made (SPEC §6.2); the new keys are
+    /// only the factory anchor a device without state starts from.
     pub fn set_command_keys(&mut self, keys: CommandKeys) {
+        if let Some(ring) = &self.state.command_keys {
+            if *ring != keys {
+                warn!(
+                    held = ?ring.ids().as_slice(),
+                    configured = ?keys.ids().as_slice(),
+                    "command keys were set by the cloud's key commands; the configuration's keys are not used"
+                );
+            }
+        }
         self.keys = keys;
+    }
+
+    /// The keys commands and time answers are verified with now.
+    pub fn key_ring(&self) -> &CommandKeys {
+        self.state.key_ring(&self.keys)
     }
 
     /// The device state in memory (what is on flash, or newer by read-only
@@ -322,7 +341,9 @@ impl<F: Flash> Agent<F> {
 
     /// The state report (the access list as the cloud sees it).
     pub fn state_report(&self) -> hc_protocol::messages::StateReport {
-        let mut report = self.state.report(crate::VERSION, self.outbox.dropped());
+        let mut report = self
+            .state
+            .report(crate::VERSION, self.outbox.dropped(), &self.keys);
         report.clock_offset_ms = self.offset_at_answer;
         report.sessions_contested = self.sessions.contested;
         report.sessions_lost = self.sessions.lost;

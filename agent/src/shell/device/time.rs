@@ -71,8 +71,13 @@ impl<F: Flash> Agent<F> {
         let serial = &self.state.identity.serial;
         match self
             .time
-            .handle_answer(payload, &self.keys, serial, reading.mono_ms)
-        {
+            // Time answers are signed with the command keys: the same ring.
+            .handle_answer(
+                payload,
+                self.state.key_ring(&self.keys),
+                serial,
+                reading.mono_ms,
+            ) {
             Ok(anchor) => {
                 let offset_ms = self.clock_offset_ms();
                 info!(
