@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hc_agent::core::backoff::{Backoff, BackoffPolicy};
+use hc_agent::core::link::resubscribe_delay;
 use hc_agent::core::link::Endpoints;
 use hc_agent::core::{apply, handle_command, DeviceState, Identity};
 use hc_agent::shell::config::first_endpoint;
@@ -195,11 +196,14 @@ impl Device {
         let mut permit = first_connect.acquire_owned().await.ok();
         let mut attempt_started = Instant::now();
         let mut connected = false;
+        // Subscriptions refused in a row on this connection.
+        let mut refusals = 0;
         loop {
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     permit = None;
                     connected = true;
+                    refusals = 0;
                     self.rotation.on_connected();
                     backoff.on_connected(millis());
                     let _ = self.client.try_subscribe(
@@ -213,12 +217,22 @@ impl Device {
                     });
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    // A refused subscription (0x80) leaves the device deaf.
-                    if !ack
+                    // A refused subscription (0x80) leaves the device deaf:
+                    // as the agent, ask again later and later.
+                    if ack
                         .return_codes
                         .iter()
                         .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
                     {
+                        let delay = resubscribe_delay(refusals, random_u32(&rng));
+                        refusals = refusals.saturating_add(1);
+                        let client = self.client.clone();
+                        let topic = topics::topic(&self.serial, Leaf::Command);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = client.subscribe(topic, QoS::AtLeastOnce).await;
+                        });
+                    } else {
                         let _ = events.send(DeviceEvent::Subscribed { device: self.index });
                     }
                 }

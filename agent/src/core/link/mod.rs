@@ -24,6 +24,7 @@ use heapless::Deque;
 
 use super::backoff::Backoff;
 use flow::Flow;
+use subscription::Resubscribe;
 
 mod broker_faults;
 mod closing;
@@ -31,10 +32,12 @@ mod endpoints;
 mod flow;
 mod outputs;
 mod policy;
+mod subscription;
 
 pub use endpoints::{Endpoints, FAILOVER_SPREAD};
 pub use outputs::{LinkEvent, LossCause, Transmit};
 pub use policy::LinkPolicy;
+pub use subscription::{resubscribe_delay, RESUBSCRIBE_BASE, RESUBSCRIBE_CAP};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterClose {
@@ -98,6 +101,8 @@ pub struct Link {
     had_session: bool,
     /// When the online status is published again, while connected.
     status_due: u64,
+    /// A refused subscription waiting to be asked for again.
+    resubscribe: Resubscribe,
 }
 
 impl Link {
@@ -121,6 +126,7 @@ impl Link {
             quick_closes: 0,
             had_session: false,
             status_due: 0,
+            resubscribe: Resubscribe::default(),
         }
     }
 
@@ -158,9 +164,11 @@ impl Link {
         match self.phase {
             Phase::Waiting { until } => Some(until),
             Phase::Connecting { deadline } | Phase::Closing { deadline, .. } => Some(deadline),
-            Phase::Connected { last_incoming } => {
-                Some((last_incoming + self.silence_limit_ms()).min(self.status_due))
-            }
+            Phase::Connected { last_incoming } => Some(
+                (last_incoming + self.silence_limit_ms())
+                    .min(self.status_due)
+                    .min(self.resubscribe.due.unwrap_or(u64::MAX)),
+            ),
             Phase::Disabled | Phase::Stopped => None,
         }
     }
@@ -176,8 +184,9 @@ impl Link {
     }
 
     /// Time has come to `now`: start an attempt, give one up, detect a
-    /// silent link, or refresh the online status.
+    /// silent link, refresh the online status, or subscribe again.
     pub fn handle_timeout(&mut self, now: u64, random: u32) {
+        self.resubscribe_if_due(now);
         match self.phase {
             Phase::Waiting { until } if now >= until => {
                 self.attempt = self.attempt.wrapping_add(1);
@@ -242,6 +251,7 @@ impl Link {
         self.had_session = true;
         // The online status goes out with what the last connection left.
         self.flow = Flow::new(pending_publishes);
+        self.reset_resubscribe();
         self.transmit(Transmit::Subscribe);
         self.publish_status(now);
         self.event(LinkEvent::Connected { session_present });

@@ -106,4 +106,10 @@ pub enum LinkEvent {
     /// that lost its store, or a client that took the session with a clean
     /// one).
     SessionLost,
+    /// The broker refused a subscription; the link subscribes again after
+    /// `retry_in` (see `Link::handle_suback`).
+    SubscriptionRefused {
+        /// Delay before subscribing again.
+        retry_in: Duration,
+    },
 }

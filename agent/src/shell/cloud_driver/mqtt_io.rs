@@ -5,7 +5,7 @@
 
 use hc_protocol::topics::{self, Leaf};
 use ring::rand::SecureRandom;
-use rumqttc::{Event, Outgoing, Packet, Publish, QoS};
+use rumqttc::{Event, Outgoing, Packet, Publish, QoS, SubscribeReasonCode};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -130,6 +130,10 @@ impl Driver<'_> {
                 strikes = POISON_STRIKES,
                 "a message broke the cloud link again and again: the broker's session was started afresh (its queued messages are dropped; the cloud re-sends what was not acknowledged)"
             ),
+            LinkEvent::SubscriptionRefused { retry_in } => warn!(
+                retry_in_ms = retry_in.as_millis() as u64,
+                "the broker refused a subscription (no commands arrive without it): subscribing again"
+            ),
         }
     }
 
@@ -159,6 +163,14 @@ impl Driver<'_> {
                         event.pending_publishes,
                         now,
                     ),
+                    Packet::SubAck(ack) => {
+                        let refused = ack
+                            .return_codes
+                            .iter()
+                            .any(|code| matches!(code, SubscribeReasonCode::Failure));
+                        let random = self.random();
+                        self.link.handle_suback(attempt, refused, now, random);
+                    }
                     Packet::Publish(publish) => {
                         if let Some(applied) = self.plan_command(&publish) {
                             return Some(Planned {
