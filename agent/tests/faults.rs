@@ -34,19 +34,6 @@ use support::site;
 
 const BROKER_RESTARTS: usize = 25;
 
-/// Publishes command `seq` of the stream and waits for its ack,
-/// re-publishing every `resend` until then; checks the outcome against the
-/// model and applies it there.
-fn stream_one(cloud: &mut RecordingCloud, model: &mut Model, resend: Duration) -> u64 {
-    let (command, envelope) = cloud.next("alice", stream_command(cloud.seq() + 1));
-    let seq = command.seq;
-    let ack = cloud.send_until_acked(seq, &envelope, resend, Duration::from_secs(30));
-    let expected = model.apply(&command);
-    assert_eq!(expected, Outcome::Accepted, "the stream is all valid");
-    assert_eq!(ack.outcome, expected, "seq {seq}: {ack:?}");
-    seq
-}
-
 // ------------------------------------------------------------ broker restarts
 
 #[test]
@@ -57,7 +44,7 @@ fn broker_killed_and_restarted_25_times_mid_stream_every_command_applied_once_an
     let agent = site.start_agent(&config);
     assert!(cloud.wait_status_from(0, true, WAIT), "device never online");
     let mut model = Model::default();
-    stream_one(&mut cloud, &mut model, Duration::from_millis(1500));
+    cloud.stream_one(&mut model, Duration::from_millis(1500));
 
     let started = Instant::now();
     let outstanding = AtomicU64::new(0);
@@ -103,7 +90,7 @@ fn broker_killed_and_restarted_25_times_mid_stream_every_command_applied_once_an
             }
             outstanding.store(cloud.seq() + 1, Ordering::SeqCst);
             published.store(cloud.seq() + 1, Ordering::SeqCst);
-            let seq = stream_one(&mut cloud, &mut model, Duration::from_millis(1500));
+            let seq = cloud.stream_one(&mut model, Duration::from_millis(1500));
             outstanding.store(0, Ordering::SeqCst);
             acked.store(seq, Ordering::SeqCst);
         }
@@ -869,7 +856,7 @@ fn mosquitto_killed_9_during_a_command_stream_the_cloud_resends_and_each_command
     let mut rng = Rng(0x51_7cc1_b727_220a);
     let started = Instant::now();
     for _ in 0..MOSQUITTO_KILLS {
-        stream_one(&mut cloud, &mut model, Duration::from_millis(1500));
+        cloud.stream_one(&mut model, Duration::from_millis(1500));
         // A command published, and the broker killed 0-20 ms later: mostly
         // before it reached the device, sometimes after.
         let (command, envelope) = cloud.next("alice", stream_command(cloud.seq() + 1));
@@ -890,7 +877,7 @@ fn mosquitto_killed_9_during_a_command_stream_the_cloud_resends_and_each_command
             command.seq
         );
     }
-    stream_one(&mut cloud, &mut model, Duration::from_millis(1500));
+    cloud.stream_one(&mut model, Duration::from_millis(1500));
     let last = cloud.seq();
     cloud.record(Duration::from_millis(500));
     for seq in 1..=last {

@@ -468,6 +468,24 @@ impl RecordingCloud {
         }
     }
 
+    /// Publishes the next command of the stream in which applying any
+    /// command twice would show ([`crate::model::stream_command`]) and waits
+    /// for its ack, re-publishing every `resend` (for at most 30 s); checks
+    /// the outcome against `model` and applies it there. Returns its seq.
+    pub fn stream_one(&mut self, model: &mut crate::model::Model, resend: Duration) -> u64 {
+        let (command, envelope) = self.next("alice", crate::model::stream_command(self.seq() + 1));
+        let seq = command.seq;
+        let ack = self.send_until_acked(seq, &envelope, resend, Duration::from_secs(30));
+        let expected = model.apply(&command);
+        assert_eq!(
+            expected,
+            hc_protocol::Outcome::Accepted,
+            "the stream is all valid"
+        );
+        assert_eq!(ack.outcome, expected, "seq {seq}: {ack:?}");
+        seq
+    }
+
     /// Waits for a status `online` newer than index `from`.
     pub fn wait_status_from(&mut self, from: usize, online: bool, within: Duration) -> bool {
         let deadline = Instant::now() + within;

@@ -554,11 +554,10 @@ impl NatsCluster {
                  verify_and_map: true\n    min_version: \"1.3\"\n  }}\n  \
                  # Sessions, QoS 1 messages and retained messages on every node.\n  \
                  stream_replicas: {NODES}\n  \
-                 # Each QoS 1 subscription is a JetStream consumer. Replicated\n  \
-                 # (a Raft group each) and on file, this machine created about\n  \
-                 # 10 a second and stalled at 2,000 devices; one replica in\n  \
-                 # memory, hundreds. The messages stay replicated on every node.\n  \
-                 consumer_replicas: 1\n  \
+                 # Each QoS 1 subscription is a JetStream consumer (a Raft group\n  \
+                 # of its own, replicated like the stream). On file this machine\n  \
+                 # created about 10 a second; in memory hundreds. The messages\n  \
+                 # stay on file on every node.\n  \
                  consumer_memory_storage: true\n}}\n\
                  include \"users.conf\"\n",
                 store = store.display(),
