@@ -101,6 +101,12 @@ pub struct FleetOptions {
     pub prefix: String,
     /// The agent's `reconnect_spread_ms` (see hc_agent::core::backoff).
     pub reconnect_spread: Duration,
+    /// Devices switched on per second while the fleet first connects
+    /// (`None`: all at once, handshakes limited only by
+    /// `CONNECT_CONCURRENCY`). A NATS cluster creates a replicated
+    /// JetStream consumer for every device's subscription, far fewer a
+    /// second than it completes TLS handshakes (docs/SCALING.md).
+    pub connect_rate: Option<u32>,
 }
 
 impl Default for FleetOptions {
@@ -111,6 +117,7 @@ impl Default for FleetOptions {
             commands: 1000,
             prefix: "FLEET".into(),
             reconnect_spread: BackoffPolicy::default().reconnect_spread,
+            connect_rate: None,
         }
     }
 }
@@ -257,7 +264,12 @@ async fn spawn_all(options: &FleetOptions, launch: &Launch<'_>) -> Result<Runnin
         handles: Vec::with_capacity(names.len()),
         serials: Vec::with_capacity(names.len()),
     };
+    let started = tokio::time::Instant::now();
     for (index, name) in names.iter().enumerate() {
+        if let Some(rate) = options.connect_rate.filter(|r| *r > 0) {
+            let at = Duration::from_secs_f64(index as f64 / f64::from(rate));
+            tokio::time::sleep_until(started + at).await;
+        }
         let (handle, serial) = launch.spawn(index, name)?;
         fleet.handles.push(handle);
         fleet.serials.push(serial);

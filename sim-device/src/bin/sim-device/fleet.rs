@@ -55,6 +55,7 @@ fn parse(mut parser: lexopt::Parser) -> Result<FleetArgs, Fatal> {
             }
             Long("pki") => a.pki_dir = Some(parser.value()?.into()),
             Long("no-restart") => a.restart = false,
+            Long("connect-rate") => a.options.connect_rate = Some(parser.value()?.parse()?),
             Long("reconnect-spread") => {
                 a.options.reconnect_spread = Duration::from_secs(parser.value()?.parse()?)
             }

@@ -19,7 +19,7 @@
 //!
 //! sim-device fleet [--devices N] [--commands K] [--mosquitto | --nats | --embedded |
 //!                  --broker HOST:PORT --pki DIR] [--no-restart] [--deadline SECS]
-//!                  [--reconnect-spread SECS]
+//!                  [--reconnect-spread SECS] [--connect-rate DEVICES-PER-SECOND]
 //!     N simulated devices, each with its own TLS session and access list,
 //!     against a broker: connect-time percentiles, memory per device, K
 //!     signed commands' acknowledgement latency, and the reconnect curve
@@ -80,6 +80,7 @@ usage:
   sim-device recorder [--pki DIR] [--broker HOST:PORT] --serial S [--region R] [--channels N] [--code C] [--dir D]
   sim-device fleet [--devices N] [--commands K] [--mosquitto | --nats | --embedded | --broker HOST:PORT --pki DIR]
                    [--no-restart] [--deadline SECS] [--reconnect-spread SECS]
+                   [--connect-rate DEVICES-PER-SECOND]
   field-engineer commands (each also takes [--pki DIR] [--broker HOST:PORT];
   WHO is an email address, phone number, user name or account id):
   sim-device status  --serial S [--serial S]...
