@@ -325,10 +325,12 @@ pub(super) struct Launch<'a> {
 
 impl Launch<'_> {
     /// Builds device `index` with serial `name` and spawns it.
+    /// The device is switched on (starts connecting) after `switch_on`.
     pub(super) fn spawn(
         &self,
         index: usize,
         name: &str,
+        switch_on: Duration,
     ) -> Result<(JoinHandle<()>, Serial), FleetError> {
         let serial = Serial::new(name).map_err(setup("serial"))?;
         let tls = Arc::new(device_tls(self.pki, name)?);
@@ -364,7 +366,11 @@ impl Launch<'_> {
             rotation,
             tls,
         };
-        let handle = tokio::spawn(device.run(self.events.clone(), self.first_connect.clone()));
+        let (events, first_connect) = (self.events.clone(), self.first_connect.clone());
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep(switch_on).await;
+            device.run(events, first_connect).await
+        });
         Ok((handle, serial))
     }
 }

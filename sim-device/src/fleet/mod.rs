@@ -264,13 +264,12 @@ async fn spawn_all(options: &FleetOptions, launch: &Launch<'_>) -> Result<Runnin
         handles: Vec::with_capacity(names.len()),
         serials: Vec::with_capacity(names.len()),
     };
-    let started = tokio::time::Instant::now();
     for (index, name) in names.iter().enumerate() {
-        if let Some(rate) = options.connect_rate.filter(|r| *r > 0) {
-            let at = Duration::from_secs_f64(index as f64 / f64::from(rate));
-            tokio::time::sleep_until(started + at).await;
-        }
-        let (handle, serial) = launch.spawn(index, name)?;
+        let switch_on = match options.connect_rate.filter(|r| *r > 0) {
+            Some(rate) => Duration::from_secs_f64(index as f64 / f64::from(rate)),
+            None => Duration::ZERO,
+        };
+        let (handle, serial) = launch.spawn(index, name, switch_on)?;
         fleet.handles.push(handle);
         fleet.serials.push(serial);
         if index % 64 == 63 {
