@@ -34,7 +34,9 @@ use device::{DeviceEvent, Launch};
 use probe::LatencyProbe;
 use stats::report_failure;
 
-pub use stats::{describe_failures, rss_bytes, FleetReport, Percentiles, ReconnectCurve};
+pub use stats::{
+    describe_failures, rss_bytes, CommandFigures, FleetReport, Percentiles, ReconnectCurve,
+};
 pub use verdict::{verdict, Verdict};
 
 /// Handshakes in progress at once while the fleet first connects: a
@@ -245,12 +247,26 @@ pub async fn run(
             secs: options.connect_deadline.as_secs(),
         });
     }
+    let mut next_seq = probe::first_seqs(fleet.serials.len());
     if options.commands > 0 {
+        let signer = CommandSigner::from_seed(1, &command_seed).map_err(setup("command key"))?;
         let probe = LatencyProbe::connect(pki, target, signer).await?;
-        measure_commands(options, probe, &fleet.serials, &mut report, progress).await?;
+        let commands = measure_commands(options, probe, &fleet.serials, &mut next_seq).await?;
+        progress(&commands.describe(options, "commands"));
+        report.commands = Some(commands);
     }
     if let Some(broker) = broker {
         measure_reconnect(options, broker, &mut events, &mut report, progress).await?;
+        if options.commands > 0 {
+            // What the restart (or a node's death) must not break: every
+            // device takes commands again.
+            let signer =
+                CommandSigner::from_seed(1, &command_seed).map_err(setup("command key"))?;
+            let probe = LatencyProbe::connect(pki, target, signer).await?;
+            let commands = measure_commands(options, probe, &fleet.serials, &mut next_seq).await?;
+            progress(&commands.describe(options, "commands after the restart"));
+            report.commands_after_restart = Some(commands);
+        }
     }
     drop(fleet);
     Ok(report)
@@ -357,19 +373,18 @@ async fn measure_commands(
     options: &FleetOptions,
     probe: LatencyProbe,
     serials: &[Serial],
-    report: &mut FleetReport,
-    progress: &mut dyn FnMut(&str),
-) -> Result<(), FleetError> {
+    next_seq: &mut Vec<u64>,
+) -> Result<CommandFigures, FleetError> {
     let window = options.devices.min(64);
-    let (mut latencies, refused, unanswered) = probe.run(serials, options.commands, window).await?;
-    report.command_latency = Percentiles::of(&mut latencies);
-    report.commands_refused = refused;
-    report.commands_unanswered = unanswered;
-    progress(&format!(
-        "{} commands over {} devices (up to {window} in flight): {}; refused {refused}, unanswered {unanswered}",
-        options.commands, options.devices, report.command_latency
-    ));
-    Ok(())
+    let (mut latencies, refused, unanswered) = probe
+        .run(serials, options.commands, window, next_seq)
+        .await?;
+    Ok(CommandFigures {
+        window,
+        latency: Percentiles::of(&mut latencies),
+        refused,
+        unanswered,
+    })
 }
 
 /// Restarts the broker (or kills a cluster's node) and times the

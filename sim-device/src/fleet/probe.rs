@@ -74,15 +74,18 @@ impl LatencyProbe {
     }
 
     /// Sends `count` commands, one at a time in flight per device and up to
-    /// `window` in flight overall, round-robin over `serials`; returns the
-    /// latencies, the refused count and the unanswered count.
+    /// `window` in flight overall, round-robin over `serials`, device `i`'s
+    /// first with sequence number `next_seq[i]` (advanced past every
+    /// command sent); returns the latencies, the refused count and the
+    /// unanswered count.
     pub(super) async fn run(
         mut self,
         serials: &[Serial],
         count: usize,
         window: usize,
+        next_seq: &mut Vec<u64>,
     ) -> Result<(Vec<Duration>, usize, usize), FleetError> {
-        let mut tally = Tally::new(serials.len(), count);
+        let mut tally = Tally::new(std::mem::take(next_seq), count);
         let deadline =
             Instant::now() + Duration::from_secs(60) + Duration::from_millis(count as u64 * 5);
         while tally.latencies.len() + tally.refused < count && Instant::now() < deadline {
@@ -100,6 +103,7 @@ impl LatencyProbe {
             }
         }
         let unanswered = count - tally.latencies.len() - tally.refused;
+        *next_seq = tally.next_seq;
         Ok((tally.latencies, tally.refused, unanswered))
     }
 
@@ -155,6 +159,12 @@ impl LatencyProbe {
     }
 }
 
+/// Each device's first command sequence number: its ledger ends at
+/// 1 + SHARES_PER_DEVICE (the bind and the shares it starts with).
+pub(super) fn first_seqs(devices: usize) -> Vec<u64> {
+    vec![2 + SHARES_PER_DEVICE as u64; devices]
+}
+
 /// The probe's bookkeeping while commands are out.
 struct Tally {
     next_seq: Vec<u64>,
@@ -168,10 +178,10 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(devices: usize, count: usize) -> Tally {
+    fn new(next_seq: Vec<u64>, count: usize) -> Tally {
+        let devices = next_seq.len();
         Tally {
-            // The devices' ledgers end at 1 + SHARES_PER_DEVICE.
-            next_seq: vec![2 + SHARES_PER_DEVICE as u64; devices],
+            next_seq,
             busy: vec![false; devices],
             in_flight: HashMap::new(),
             latencies: Vec::with_capacity(count),

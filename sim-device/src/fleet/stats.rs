@@ -100,6 +100,37 @@ impl ReconnectCurve {
     }
 }
 
+/// One round of signed commands sent through the cloud.
+#[derive(Debug, Clone, Default)]
+pub struct CommandFigures {
+    /// Commands in flight at most.
+    pub window: usize,
+    /// Command → acknowledgement of the applied ones.
+    pub latency: Percentiles,
+    pub refused: usize,
+    pub unanswered: usize,
+}
+
+impl CommandFigures {
+    /// Every command acknowledged as applied.
+    pub fn all_applied(&self) -> bool {
+        self.refused == 0 && self.unanswered == 0
+    }
+
+    /// "1000 commands over 2000 devices (up to 64 in flight): p50 ...".
+    pub fn describe(&self, options: &super::FleetOptions, what: &str) -> String {
+        format!(
+            "{} {what} over {} devices (up to {} in flight): {}; refused {}, unanswered {}",
+            options.commands,
+            options.devices,
+            self.window,
+            self.latency,
+            self.refused,
+            self.unanswered
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct FleetReport {
     pub devices: usize,
@@ -109,9 +140,10 @@ pub struct FleetReport {
     /// Before any device was built.
     pub rss_before_bytes: u64,
     pub rss_connected_bytes: u64,
-    pub command_latency: Percentiles,
-    pub commands_refused: usize,
-    pub commands_unanswered: usize,
+    /// Signed commands while the whole fleet was connected.
+    pub commands: Option<CommandFigures>,
+    /// The same again after the broker restart (or the node's death).
+    pub commands_after_restart: Option<CommandFigures>,
     pub reconnect: Option<ReconnectCurve>,
     /// Devices whose link the restart cut (all, or a killed node's).
     pub dropped: usize,

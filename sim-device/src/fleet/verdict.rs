@@ -51,14 +51,23 @@ pub fn verdict(report: &FleetReport) -> Verdict {
             report.bytes_per_device() as f64 / 1024.0
         ),
     );
-    if report.command_latency.count > 0 || report.commands_unanswered > 0 {
-        v.target(
-            report.commands_unanswered == 0 && report.commands_refused == 0,
-            format!(
-                "every command acknowledged as applied: {} applied, {} refused, {} unanswered",
-                report.command_latency.count, report.commands_refused, report.commands_unanswered
-            ),
-        );
+    let rounds = [
+        ("every command", &report.commands),
+        (
+            "every command after the restart",
+            &report.commands_after_restart,
+        ),
+    ];
+    for (what, commands) in rounds {
+        if let Some(c) = commands {
+            v.target(
+                c.all_applied(),
+                format!(
+                    "{what} acknowledged as applied: {} applied, {} refused, {} unanswered",
+                    c.latency.count, c.refused, c.unanswered
+                ),
+            );
+        }
     }
     if let Some(curve) = &report.reconnect {
         v.target(
@@ -92,7 +101,7 @@ pub fn verdict(report: &FleetReport) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::ReconnectCurve;
+    use crate::fleet::{CommandFigures, ReconnectCurve};
 
     #[test]
     fn a_run_within_the_targets_passes() {
@@ -115,7 +124,10 @@ mod tests {
         let report = FleetReport {
             devices: 4,
             connected: 4,
-            commands_unanswered: 1,
+            commands: Some(CommandFigures {
+                unanswered: 1,
+                ..CommandFigures::default()
+            }),
             dropped: 4,
             reconnected: 4,
             reconnect: Some(ReconnectCurve {
