@@ -67,13 +67,18 @@ fn assert_fleet_kept_its_promises(report: &fleet::FleetReport, devices: usize) {
     assert_eq!(curve.counts.iter().sum::<usize>(), devices);
 }
 
+/// A PKI in `dir` with a certificate for every device of `options`.
+fn fleet_pki(dir: &std::path::Path, options: &FleetOptions) -> Pki {
+    let serials = fleet::serials(options);
+    let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
+    Pki::generate(dir, &refs).unwrap()
+}
+
 #[test]
 fn a_fleet_on_the_embedded_broker_connects_applies_every_command_and_reconnects() {
     let dir = tempfile::tempdir().unwrap();
     let options = options(12);
-    let serials = fleet::serials(&options);
-    let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
-    let pki = Pki::generate(dir.path(), &refs).unwrap();
+    let pki = fleet_pki(dir.path(), &options);
     let mut broker = EmbeddedBroker::start(BrokerConfig::from_pki(&pki)).unwrap();
     let target = Target::single(broker.host(), broker.port());
     let report = run(&options, &pki, &target, &mut broker);
@@ -87,9 +92,7 @@ fn a_fleet_on_mosquitto_with_per_device_acl_connects_applies_every_command_and_r
     }
     let dir = tempfile::tempdir().unwrap();
     let options = options(12);
-    let serials = fleet::serials(&options);
-    let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
-    let pki = Pki::generate(dir.path(), &refs).unwrap();
+    let pki = fleet_pki(dir.path(), &options);
     let mut broker = Mosquitto::start(&pki).unwrap();
     let target = Target::single(broker.host(), broker.port());
     let report = run(&options, &pki, &target, &mut broker);
@@ -103,9 +106,7 @@ fn a_fleet_on_a_nats_cluster_connects_applies_every_command_and_fails_over() {
     }
     let dir = tempfile::tempdir().unwrap();
     let options = options(12);
-    let serials = fleet::serials(&options);
-    let refs: Vec<&str> = serials.iter().map(String::as_str).collect();
-    let pki = Pki::generate(dir.path(), &refs).unwrap();
+    let pki = fleet_pki(dir.path(), &options);
     let mut cluster = NatsCluster::start(&pki).unwrap();
     let endpoints = cluster.endpoints();
     let target = Target {

@@ -22,6 +22,7 @@
 
 pub mod agent_config;
 pub mod broker;
+mod child;
 pub mod cloud;
 pub mod crash_states;
 pub mod daemon;

@@ -92,19 +92,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MosquittoError + '_ {
 
 /// The path of the mosquitto binary, if installed.
 pub fn mosquitto_binary() -> Option<PathBuf> {
-    let path_dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    path_dirs
-        .into_iter()
-        .chain(EXTRA_DIRS.iter().map(PathBuf::from))
-        .map(|dir| dir.join("mosquitto"))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    crate::skip::find_program("mosquitto", None, &EXTRA_DIRS)
 }
 
 /// True if the mosquitto binary is installed.
@@ -117,14 +105,11 @@ pub fn mosquitto_available() -> bool {
 /// skipping when the environment variable `CI` is set: there, a missing
 /// mosquitto is a failure, never a silent pass.
 pub fn skip_without_mosquitto(test: &str) -> bool {
-    if mosquitto_available() {
-        return false;
-    }
-    crate::skip::unavailable(
+    crate::skip::skip_unless(
+        mosquitto_available(),
         test,
         "mosquitto is not installed (apt-get install mosquitto)",
-    );
-    true
+    )
 }
 
 /// The TLS versions the listener offers.
@@ -294,24 +279,9 @@ impl Mosquitto {
     }
 
     fn terminate(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: kill(2) on the pid of our own child, not yet reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
+        if let Some(child) = self.child.take() {
+            crate::child::terminate(child, STOP_TIMEOUT);
         }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

