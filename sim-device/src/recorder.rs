@@ -81,6 +81,10 @@ pub struct RecorderSpec {
     /// More broker endpoints after the one [`Recorder::start`] is given:
     /// the other nodes of a cluster (`[[cloud.endpoints]]`).
     pub more_endpoints: Vec<hc_testkit::ports::BrokerAddr>,
+    /// How often the online status is re-published
+    /// (`cloud.status_refresh_secs`; a cloud takes a status older than
+    /// two of these and a margin for a device gone).
+    pub status_refresh_secs: u64,
 }
 
 impl RecorderSpec {
@@ -99,6 +103,7 @@ impl RecorderSpec {
             wall_clock_offset_secs: 0,
             home: None,
             more_endpoints: Vec::new(),
+            status_refresh_secs: 300,
         }
     }
 }
@@ -155,6 +160,7 @@ pub fn config_text(
     config.verification_code = spec.verification_code.clone();
     config.cloud.host = broker_host.into();
     agent_config::add_endpoints(&mut config, &spec.more_endpoints);
+    config.cloud.status_refresh_secs = spec.status_refresh_secs;
     config.cloud.backoff_base_ms = 200;
     config.cloud.backoff_cap_ms = 2_000;
     config.command_keys[0].id = COMMAND_KEY_ID;

@@ -9,6 +9,7 @@
 //! unless the environment variable `CI` is set: then it fails.
 
 mod flows;
+mod nats;
 mod offline;
 mod service;
 mod sharing;
@@ -31,6 +32,7 @@ use sim_device::broker::{BrokerConfig, EmbeddedBroker};
 use sim_device::cloud::driver::{command_public_key, load_or_create_seed};
 use sim_device::cloud::field::utc;
 use sim_device::mosquitto::{skip_without_mosquitto, Mosquitto};
+use sim_device::nats::NatsCluster;
 use sim_device::pki::Pki;
 use sim_device::recorder::{Recorder, RecorderSpec};
 
@@ -44,6 +46,8 @@ const SETTLE: Duration = Duration::from_secs(3);
 enum Broker {
     Embedded(EmbeddedBroker),
     Mosquitto(Mosquitto),
+    /// The commands run against node 0.
+    Nats(NatsCluster),
 }
 
 impl Broker {
@@ -51,6 +55,7 @@ impl Broker {
         match self {
             Broker::Embedded(b) => b.host(),
             Broker::Mosquitto(m) => m.host(),
+            Broker::Nats(c) => c.endpoints()[0].host(),
         }
     }
 
@@ -58,6 +63,7 @@ impl Broker {
         match self {
             Broker::Embedded(b) => b.port(),
             Broker::Mosquitto(m) => m.port(),
+            Broker::Nats(c) => c.endpoints()[0].port(),
         }
     }
 }
@@ -93,19 +99,26 @@ impl Bench {
     }
 
     fn with_broker(serials: &[&str], mosquitto: bool) -> Bench {
+        Self::on(serials, |pki| {
+            if mosquitto {
+                Broker::Mosquitto(Mosquitto::start(pki).expect("mosquitto"))
+            } else {
+                Broker::Embedded(
+                    EmbeddedBroker::start(BrokerConfig::from_pki(pki)).expect("the broker"),
+                )
+            }
+        })
+    }
+
+    /// On the broker `start` gives for the bench's PKI.
+    fn on(serials: &[&str], start: impl FnOnce(&Pki) -> Broker) -> Bench {
         let dir = tempfile::Builder::new()
             .prefix("sim-field-")
             .tempdir()
             .expect("a temporary directory");
         let pki = Pki::generate(dir.path(), serials).expect("the PKI");
         let seed = load_or_create_seed(pki.dir()).expect("the command key");
-        let broker = if mosquitto {
-            Broker::Mosquitto(Mosquitto::start(&pki).expect("mosquitto"))
-        } else {
-            Broker::Embedded(
-                EmbeddedBroker::start(BrokerConfig::from_pki(&pki)).expect("the broker"),
-            )
-        };
+        let broker = start(&pki);
         Bench {
             pki,
             broker,

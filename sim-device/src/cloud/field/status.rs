@@ -44,7 +44,7 @@ impl Presence {
     /// Why the device counts as offline, for the field engineer.
     pub fn offline_why(stale: bool) -> &'static str {
         if stale {
-            "its retained status says online but was not refreshed in time:              the device or its broker node is gone"
+            "its retained status says online but was not refreshed in time: the device or its broker node is gone"
         } else {
             "its retained status, from its last will or its shutdown, says so"
         }
