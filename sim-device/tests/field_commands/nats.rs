@@ -64,7 +64,10 @@ fn on_nats_a_device_gone_with_its_node_is_reported_offline_not_network_busy() {
     // Online first: a command published before the device's subscription
     // exists (a JetStream consumer on NATS) waits in its session.
     let run = status_until(&bench, "NVR-1", ": online", Duration::from_secs(20));
-    assert!(line_of(&run.stdout, "NVR-1").contains(": online"), "{run:?}");
+    assert!(
+        line_of(&run.stdout, "NVR-1").contains(": online"),
+        "{run:?}"
+    );
     bench.bind_owner("NVR-1", "alice");
     bench.accounts(&["bob"]);
 
