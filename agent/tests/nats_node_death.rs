@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use hc_protocol::messages::STATUS_MARGIN_SECS;
 use hc_testkit::agent_config::{self, add_endpoints};
-use hc_testkit::cloud::RecordingCloud;
+use hc_testkit::cloud::{unix_ms, RecordingCloud};
 use hc_testkit::daemon::{device_config, AgentProcess, SERIAL, WAIT};
 use hc_testkit::local::state_of;
 use hc_testkit::model::{access_of, fresh_applications, Model};
@@ -37,10 +37,9 @@ const REFRESH_SECS: u64 = 5;
 const FAILOVER_WITHIN: Duration = Duration::from_secs(15);
 const RESEND: Duration = Duration::from_millis(1_500);
 
+/// The cloud's clock, Unix seconds (what a field tool compares with).
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    unix_ms() / 1000
 }
 
 /// Waits until `cluster` reports the device connected to a node other

@@ -110,17 +110,7 @@ mod tests {
     }
 
     fn sealed(seq: u64, body: CommandBody) -> Vec<u8> {
-        let command = Command {
-            serial: Serial::new("NVR-CMD-1").unwrap(),
-            actor: AccountRef {
-                id: AccountId::new("alice").unwrap(),
-                region: Region::new("EU").unwrap(),
-            },
-            seq,
-            issued_at: T0,
-            body,
-        };
-        signer().seal(&command).unwrap()
+        sealed_by(&signer(), seq, body)
     }
 
     #[test]

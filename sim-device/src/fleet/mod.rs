@@ -204,9 +204,10 @@ pub async fn run(
     broker: Option<&mut dyn Restartable>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<FleetReport, FleetError> {
-    let signer = CommandSigner::from_seed(1, &command_seed).map_err(setup("command key"))?;
+    // The probes sign with it; each owns one (a signer is not Clone).
+    let signer = || CommandSigner::from_seed(1, &command_seed).map_err(setup("command key"));
     let mut keys = CommandKeys::new();
-    keys.pin(1, signer.public_key());
+    keys.pin(1, signer()?.public_key());
     let now = now_secs();
 
     // Devices are spawned as they are built, never held in a list first:
@@ -249,8 +250,7 @@ pub async fn run(
     }
     let mut next_seq = probe::first_seqs(fleet.serials.len());
     if options.commands > 0 {
-        let signer = CommandSigner::from_seed(1, &command_seed).map_err(setup("command key"))?;
-        let probe = LatencyProbe::connect(pki, target, signer).await?;
+        let probe = LatencyProbe::connect(pki, target, signer()?).await?;
         let commands = measure_commands(options, probe, &fleet.serials, &mut next_seq).await?;
         progress(&commands.describe(options, "commands"));
         report.commands = Some(commands);
@@ -260,9 +260,7 @@ pub async fn run(
         if options.commands > 0 {
             // What the restart (or a node's death) must not break: every
             // device takes commands again.
-            let signer =
-                CommandSigner::from_seed(1, &command_seed).map_err(setup("command key"))?;
-            let probe = LatencyProbe::connect(pki, target, signer).await?;
+            let probe = LatencyProbe::connect(pki, target, signer()?).await?;
             let commands = measure_commands(options, probe, &fleet.serials, &mut next_seq).await?;
             progress(&commands.describe(options, "commands after the restart"));
             report.commands_after_restart = Some(commands);

@@ -56,14 +56,12 @@ impl Link {
     }
 
     /// Subscribes again if a refusal's delay is over.
-    pub(super) fn resubscribe_if_due(&mut self, now: u64) -> bool {
-        match (self.phase, self.resubscribe.due) {
-            (Phase::Connected { .. }, Some(due)) if now >= due => {
+    pub(super) fn resubscribe_if_due(&mut self, now: u64) {
+        if let (Phase::Connected { .. }, Some(due)) = (self.phase, self.resubscribe.due) {
+            if now >= due {
                 self.resubscribe.due = None;
                 self.transmit(Transmit::Subscribe);
-                true
             }
-            _ => false,
         }
     }
 
