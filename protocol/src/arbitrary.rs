@@ -38,7 +38,7 @@ use crate::ddns::{
 use crate::envelope::{CommandKeys, CommandSigner, PUBLIC_KEY_LEN};
 use crate::ids::{AccountId, AccountRef, DomainName, Region, Serial, Text};
 use crate::limits::{
-    MAX_ACCOUNT_ID_LEN, MAX_AUDIT_REPLY, MAX_CHANNELS, MAX_COMMAND_KEYS, MAX_DOMAIN_LEN,
+    MAX_ACCOUNT_ID_LEN, MAX_AUDIT_REPLY, MAX_CERTIFICATE_BYTES, MAX_CHANNELS, MAX_COMMAND_KEYS, MAX_DOMAIN_LEN,
     MAX_PORT_MAPPINGS, MAX_REGION_LEN, MAX_SERIAL_LEN, MAX_SHARES, MAX_VERSION_LEN,
 };
 use crate::local::{LinkState, LocalReply, LocalRequest, RegistrationState, StatusReply};
@@ -307,6 +307,7 @@ pub const COMMAND_KINDS: &[CommandKind] = &[
     CommandKind::RestoreState,
     CommandKind::AddCommandKey,
     CommandKind::RemoveCommandKey,
+    CommandKind::InstallCertificate,
 ];
 
 /// Any `CommandKind`, each variant equally likely.
@@ -392,6 +393,8 @@ pub fn any_command_body() -> impl Strategy<Value = CommandBody> {
         (any::<u8>(), any::<[u8; PUBLIC_KEY_LEN]>())
             .prop_map(|(key_id, public_key)| CommandBody::AddCommandKey { key_id, public_key }),
         any::<u8>().prop_map(|key_id| CommandBody::RemoveCommandKey { key_id }),
+        bounded_vec::<_, MAX_CERTIFICATE_BYTES>(any::<u8>)
+            .prop_map(|certificate| CommandBody::InstallCertificate { certificate }),
     ];
     prop_oneof![7 => access.boxed(), 7 => other.boxed(), 4 => appended.boxed(), 1 => restore.boxed()]
 }
@@ -529,6 +532,7 @@ prop_compose! {
         [sessions_contested, sessions_lost] in any::<[u32; 2]>(),
         behind in any::<bool>(),
         command_key_ids in any_key_ids(),
+        certificate_not_after in option::of(any_counter()),
     ) -> StateReport {
         StateReport {
             serial,
@@ -548,6 +552,7 @@ prop_compose! {
             sessions_lost,
             behind,
             command_key_ids,
+            certificate_not_after,
         }
     }
 }
@@ -747,6 +752,7 @@ prop_compose! {
         [reports_queued, reports_dropped] in any::<[u32; 2]>(),
         clock_offset_ms in any::<Option<i64>>(),
         command_key_ids in any_key_ids(),
+        certificate_not_after in option::of(any_counter()),
     ) -> StatusReply {
         StatusReply {
             serial,
@@ -763,6 +769,7 @@ prop_compose! {
             reports_dropped,
             clock_offset_ms,
             command_key_ids,
+            certificate_not_after,
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{Action, ChannelScope, InstallerGrants, Permissions, ShareEntry, Validity};
 use crate::envelope::PUBLIC_KEY_LEN;
 use crate::ids::{AccountId, AccountRef, Serial, Text};
-use crate::limits::{MAX_AUDIT_REPLY, MAX_DOMAIN_LEN, MAX_SHARES};
+use crate::limits::{MAX_AUDIT_REPLY, MAX_CERTIFICATE_BYTES, MAX_DOMAIN_LEN, MAX_SHARES};
 use crate::messages::Binding;
 
 /// The signed content of a command envelope.
@@ -162,6 +162,15 @@ pub enum CommandBody {
         /// The id of the key to remove.
         key_id: u8,
     },
+    /// The cloud's answer to a `CertificateRequest` (SPEC §6.6): the
+    /// device's new certificate, for the key pair it generated and asked a
+    /// certificate for. The device checks that it chains to the device CA,
+    /// is valid, names its serial and carries the requested key, stores it
+    /// with that key and connects with it from the next connection on.
+    InstallCertificate {
+        /// The certificate, DER.
+        certificate: heapless::Vec<u8, MAX_CERTIFICATE_BYTES>,
+    },
 }
 
 /// The kind of a command, without its fields (for audit and logs).
@@ -205,6 +214,8 @@ pub enum CommandKind {
     AddCommandKey,
     /// [`CommandBody::RemoveCommandKey`].
     RemoveCommandKey,
+    /// [`CommandBody::InstallCertificate`].
+    InstallCertificate,
 }
 
 impl CommandBody {
@@ -230,6 +241,7 @@ impl CommandBody {
             CommandBody::RestoreState { .. } => CommandKind::RestoreState,
             CommandBody::AddCommandKey { .. } => CommandKind::AddCommandKey,
             CommandBody::RemoveCommandKey { .. } => CommandKind::RemoveCommandKey,
+            CommandBody::InstallCertificate { .. } => CommandKind::InstallCertificate,
         }
     }
 }

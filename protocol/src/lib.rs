@@ -93,6 +93,7 @@ extern crate alloc;
 mod coded;
 
 pub mod access;
+pub mod certificate;
 pub mod codec;
 pub mod command;
 pub mod ddns;

@@ -23,6 +23,9 @@ pub const MAX_CHANNELS: usize = 256;
 /// next one during a rotation, and room for a standby key (a second
 /// signing site, an emergency key) beside both.
 pub const MAX_COMMAND_KEYS: usize = 4;
+/// Bytes in a device certificate (DER) the cloud installs by command: a
+/// P-256 certificate with a serial for subject is about 500.
+pub const MAX_CERTIFICATE_BYTES: usize = 2048;
 /// Outcomes of recent commands kept to answer redeliveries identically.
 pub const RECENT_OUTCOMES: usize = 16;
 

@@ -144,6 +144,9 @@ pub struct StatusReply {
     /// The ids of the command keys the device holds, ascending (SPEC.md
     /// §6.2): set by configuration until the cloud's first key command.
     pub command_key_ids: heapless::Vec<u8, MAX_COMMAND_KEYS>,
+    /// When the device certificate in use ends, Unix seconds; `None`
+    /// without TLS or before the agent read it (SPEC.md §6.6).
+    pub certificate_not_after: Option<u64>,
 }
 
 // One reply exists per connection at a time; the inline audit list is fine.

@@ -129,6 +129,10 @@ pub struct StateReport {
     /// signs with one of them (SPEC §6.2), also after the device fell back
     /// to an older copy of its state with an older key ring.
     pub command_key_ids: heapless::Vec<u8, MAX_COMMAND_KEYS>,
+    /// When the device certificate in use ends, Unix seconds; `None` when
+    /// the device does not know (no TLS, or a certificate it cannot read).
+    /// The device renews it before then (SPEC §6.6).
+    pub certificate_not_after: Option<u64>,
 }
 
 /// How much later than its promised refreshes (`2 * refresh_s`) a cloud

@@ -120,6 +120,15 @@ reasons! {
     KeyRemovesItself = 40, "a command key cannot remove itself; sign the removal with another key";
     /// `RemoveCommandKey` of an id the device holds no key under.
     KeyNotHeld = 41, "the device holds no command key under that id";
+    /// `InstallCertificate` with a certificate that does not chain to the
+    /// device CA, is not for client authentication, or is not valid now.
+    CertificateNotTrusted = 42, "the certificate does not chain to the device CA or is not valid now";
+    /// `InstallCertificate` with a certificate whose subject is not this
+    /// device's serial.
+    CertificateNotForDevice = 43, "the certificate names another device";
+    /// `InstallCertificate` with a certificate for a key the device did not
+    /// ask a certificate for (no renewal outstanding, or another key).
+    CertificateNotRequested = 44, "the certificate is not for the key the device asked a certificate for";
 }
 
 impl core::fmt::Display for Reason {

@@ -12,6 +12,7 @@
 //! dev/{serial}/domain/result  cloud -> device  QoS 1        DomainResult
 //! dev/{serial}/time/request   device -> cloud  QoS 0        TimeRequest
 //! dev/{serial}/time/answer    cloud -> device  QoS 0        signed TimeAnswer
+//! dev/{serial}/cert/request   device -> cloud  QoS 1        CertificateRequest
 //! ```
 
 use alloc::format;
@@ -43,11 +44,14 @@ pub enum Leaf {
     TimeRequest,
     /// `time/answer`: signed `TimeAnswer`s, cloud to device.
     TimeAnswer,
+    /// `cert/request`: `CertificateRequest`s, device to cloud (the answer
+    /// is the `InstallCertificate` command).
+    CertificateRequest,
 }
 
 impl Leaf {
     /// Every leaf, in the order of SPEC.md's topic table.
-    pub const ALL: [Leaf; 9] = [
+    pub const ALL: [Leaf; 10] = [
         Leaf::Command,
         Leaf::Ack,
         Leaf::State,
@@ -57,6 +61,7 @@ impl Leaf {
         Leaf::DomainResult,
         Leaf::TimeRequest,
         Leaf::TimeAnswer,
+        Leaf::CertificateRequest,
     ];
 
     /// The leaf's path below `dev/{serial}/`.
@@ -71,6 +76,7 @@ impl Leaf {
             Leaf::DomainResult => "domain/result",
             Leaf::TimeRequest => "time/request",
             Leaf::TimeAnswer => "time/answer",
+            Leaf::CertificateRequest => "cert/request",
         }
     }
 

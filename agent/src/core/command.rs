@@ -58,6 +58,7 @@ pub fn handle_command(
                     event: AuditEvent::EnvelopeRefused,
                     outcome,
                 },
+                certificate: None,
             }
         }
     }

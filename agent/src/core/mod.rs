@@ -13,6 +13,7 @@ mod effects;
 pub mod link;
 mod local;
 pub(crate) mod outbox;
+pub mod renewal;
 pub(crate) mod state;
 pub mod time;
 pub(crate) mod watch;

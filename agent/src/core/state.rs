@@ -95,6 +95,14 @@ impl Ledger {
         let _ = self.recent.push(HandledCommand { seq, outcome });
         self.last_seq = self.last_seq.max(seq);
     }
+
+    /// Changes the recorded outcome of command `seq` (one its caller
+    /// refused after the core had accepted it; see `Applied::refuse`).
+    pub fn amend(&mut self, seq: u64, outcome: Outcome) {
+        if let Some(handled) = self.recent.iter_mut().rev().find(|h| h.seq == seq) {
+            handled.outcome = outcome;
+        }
+    }
 }
 
 /// The device's persistent state as one value: the core takes it and
@@ -258,6 +266,7 @@ impl DeviceState {
             sessions_lost: 0,
             behind: self.behind,
             command_key_ids: self.key_ring(configured).ids(),
+            certificate_not_after: None,
         }
     }
 }

@@ -79,7 +79,7 @@ pub enum TlsError {
 /// §5: client id = serial = certificate subject).
 pub fn check_subject(cert: &Path, serial: &str) -> Result<(), TlsError> {
     let chain = read_certs(cert)?;
-    let names = super::cert_subject::subject_common_names(chain[0].as_ref()).unwrap_or_default();
+    let names = super::cert_der::subject_common_names(chain[0].as_ref()).unwrap_or_default();
     if names.iter().any(|n| n == serial) {
         return Ok(());
     }

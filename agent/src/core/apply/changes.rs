@@ -67,7 +67,8 @@ fn refused_outright(state: &DeviceState, command: &Command) -> Result<(), Reason
     if command.actor.region != state.identity.region {
         return Err(Reason::CrossRegion);
     }
-    // A restore is what clears `behind`; the key ring is not access state,
+    // A restore is what clears `behind`; the key ring and the certificate
+    // are not access state,
     // and the cloud may have to bring it up to date before it can sign a
     // restore the way it means to (SPEC §6.2, §9.3).
     let restores_or_reads = matches!(
@@ -76,6 +77,7 @@ fn refused_outright(state: &DeviceState, command: &Command) -> Result<(), Reason
             | CommandBody::RequestState
             | CommandBody::AddCommandKey { .. }
             | CommandBody::RemoveCommandKey { .. }
+            | CommandBody::InstallCertificate { .. }
     );
     if state.behind && !restores_or_reads {
         return Err(Reason::StateBehind);
@@ -156,6 +158,14 @@ pub(super) fn change_for(
         CommandBody::RemoveCommandKey { key_id } => {
             keys::remove(state, &command.actor, signed, *key_id)
         }
+        // The certificate itself is checked and stored by the caller
+        // (`Applied::certificate`); it is the cloud's own answer to the
+        // device's request, so no account's rights come into it, only a
+        // signature by a key the device holds.
+        CommandBody::InstallCertificate { .. } => match signed {
+            Some(_) => Ok(Change::none()),
+            None => Err(Reason::UnknownKeyId),
+        },
         // An operation changes nothing: it is the decision, audited.
         CommandBody::Operation { action, channel } => {
             match decide(state, &actor(command), *action, *channel, now) {

@@ -46,6 +46,36 @@ pub struct Applied {
     pub effects: Effects,
     /// What to record in the audit ring.
     pub audit: AuditEntry,
+    /// For an accepted, fresh `InstallCertificate`: the certificate (DER),
+    /// which the caller checks and stores before it carries out the
+    /// effects, or refuses the command with [`Applied::refuse`]. Checking
+    /// it takes the device CA and the key the device asked a certificate
+    /// for, which the credential store holds, not the device state.
+    pub certificate: Option<Vec<u8>>,
+}
+
+impl Applied {
+    /// Turns an accepted command into a refusal for `reason` found by the
+    /// caller (a certificate that does not pass its checks): the ledger,
+    /// the acknowledgement and the audit entry say so, the state is
+    /// otherwise unchanged (the command only recorded its outcome), and the
+    /// certificate is dropped.
+    pub fn refuse(&mut self, reason: Reason) {
+        let outcome = Outcome::Refused(reason);
+        self.outcome = outcome;
+        self.audit.outcome = outcome;
+        self.certificate = None;
+        for effect in self.effects.iter_mut() {
+            if let Effect::Ack(ack) = effect {
+                ack.outcome = outcome;
+                if let Some(seq) = ack.seq {
+                    self.state.ledger.amend(seq, outcome);
+                }
+            }
+        }
+        self.effects
+            .retain(|effect| matches!(effect, Effect::Persist | Effect::Ack(_)));
+    }
 }
 
 /// Handles a command verified elsewhere at device time `now`, without
@@ -81,6 +111,7 @@ pub fn apply_signed(
             redelivered: false,
             effects: ack_only(Some(command.seq), outcome, false),
             audit: audit(outcome),
+            certificate: None,
         }
     };
 
@@ -94,6 +125,7 @@ pub fn apply_signed(
             redelivered: true,
             effects: ack_only(Some(command.seq), outcome, true),
             audit: audit(outcome),
+            certificate: None,
         };
     }
     if command.seq <= state.ledger.last_seq {
@@ -107,12 +139,19 @@ pub fn apply_signed(
     next.ledger.record(command.seq, outcome);
 
     let effects = fresh_effects(command, outcome, &mut next, result);
+    let certificate = match (&command.body, outcome) {
+        (CommandBody::InstallCertificate { certificate }, Outcome::Accepted) => {
+            Some(certificate.to_vec())
+        }
+        _ => None,
+    };
     Applied {
         state: next,
         outcome,
         redelivered: false,
         effects,
         audit: audit(outcome),
+        certificate,
     }
 }
 

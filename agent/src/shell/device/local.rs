@@ -151,6 +151,7 @@ impl<F: Flash> Agent<F> {
             reports_dropped: self.outbox.dropped(),
             clock_offset_ms: self.clock_offset_ms(),
             command_key_ids: self.key_ring().ids(),
+            certificate_not_after: self.certificate_not_after,
         }
     }
 

@@ -73,6 +73,9 @@ pub struct Agent<F: Flash> {
     offset_at_answer: Option<i64>,
     /// Contested and lost sessions since start-up (see `session_event`).
     sessions: SessionCounts,
+    /// When the certificate the device connects with ends (the credential
+    /// store tells; `None` without TLS).
+    certificate_not_after: Option<u64>,
 }
 
 impl<F: Flash> Agent<F> {
@@ -98,6 +101,17 @@ impl<F: Flash> Agent<F> {
             reading: Reading::default(),
             offset_at_answer: None,
             sessions: SessionCounts::default(),
+            certificate_not_after: None,
+        }
+    }
+
+    /// The certificate the device connects with ends at `not_after` (a
+    /// renewal switched to a new one, or the agent started): reported in
+    /// the state report and the status reply.
+    pub fn set_certificate_not_after(&mut self, not_after: Option<u64>) {
+        if self.certificate_not_after != not_after {
+            self.certificate_not_after = not_after;
+            self.queue_state_report();
         }
     }
 
@@ -347,6 +361,7 @@ impl<F: Flash> Agent<F> {
         report.clock_offset_ms = self.offset_at_answer;
         report.sessions_contested = self.sessions.contested;
         report.sessions_lost = self.sessions.lost;
+        report.certificate_not_after = self.certificate_not_after;
         report
     }
 

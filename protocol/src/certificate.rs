@@ -1,0 +1,110 @@
+//! Certificate renewal over the link (SPEC §6.6): the device's request for
+//! a certificate for a key pair it generated itself, and the proof that it
+//! holds that key's private half. The cloud answers with the signed command
+//! `InstallCertificate`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Serial;
+
+/// Bytes in a P-256 public key, uncompressed (`0x04 || x || y`).
+pub const P256_PUBLIC_KEY_LEN: usize = 65;
+/// Bytes in a P-256 ECDSA signature in the fixed form (`r || s`).
+pub const P256_SIGNATURE_LEN: usize = 64;
+
+/// Domain separator for the proof of possession, so the signature cannot
+/// be reused for anything else.
+pub const REQUEST_PROOF_CONTEXT: &[u8] = b"hc-agent/cert-request/v1";
+
+/// The device asks for a certificate for a new key pair (topic
+/// `dev/{serial}/cert/request`). Sent again, with the same key, until the
+/// certificate arrives; the cloud issues one certificate per key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateRequest {
+    /// The device; equals the topic's serial and the certificate subject to
+    /// issue.
+    pub serial: Serial,
+    /// The new P-256 public key, uncompressed (`P256_PUBLIC_KEY_LEN`
+    /// bytes; any other length is refused by the cloud).
+    pub public_key: heapless::Vec<u8, P256_PUBLIC_KEY_LEN>,
+    /// ECDSA P-256 SHA-256 signature, fixed form, by the new key over
+    /// [`request_proof_message`]: the device holds the private key.
+    pub proof: heapless::Vec<u8, P256_SIGNATURE_LEN>,
+    /// When the certificate in use ends, Unix seconds (for the cloud's
+    /// records; it does not change what is issued).
+    pub current_not_after: u64,
+}
+
+/// What the proof of possession signs: `REQUEST_PROOF_CONTEXT || 0x00 ||
+/// serial || 0x00 || public_key`.
+pub fn request_proof_message(serial: &Serial, public_key: &[u8]) -> alloc::vec::Vec<u8> {
+    let mut message = alloc::vec::Vec::with_capacity(
+        REQUEST_PROOF_CONTEXT.len() + serial.len() + public_key.len() + 2,
+    );
+    message.extend_from_slice(REQUEST_PROOF_CONTEXT);
+    message.push(0);
+    message.extend_from_slice(serial.as_bytes());
+    message.push(0);
+    message.extend_from_slice(public_key);
+    message
+}
+
+impl CertificateRequest {
+    /// Whether the key is a P-256 point and the proof is its signature over
+    /// this request (what the cloud checks before it issues anything).
+    pub fn proof_holds(&self) -> bool {
+        if self.public_key.len() != P256_PUBLIC_KEY_LEN {
+            return false;
+        }
+        let key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            &self.public_key[..],
+        );
+        key.verify(
+            &request_proof_message(&self.serial, &self.public_key),
+            &self.proof,
+        )
+        .is_ok()
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+    fn request(serial: &str) -> CertificateRequest {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                .unwrap();
+        let serial = Serial::new(serial).unwrap();
+        let public_key = pair.public_key().as_ref();
+        let proof = pair
+            .sign(&rng, &request_proof_message(&serial, public_key))
+            .unwrap();
+        CertificateRequest {
+            serial,
+            public_key: public_key.iter().copied().collect(),
+            proof: proof.as_ref().iter().copied().collect(),
+            current_not_after: 0,
+        }
+    }
+
+    #[test]
+    fn the_proof_holds_for_its_key_and_serial_only() {
+        let good = request("NVR1");
+        assert!(good.proof_holds());
+        let mut other_serial = good.clone();
+        other_serial.serial = Serial::new("NVR2").unwrap();
+        assert!(!other_serial.proof_holds());
+        let mut other_key = good.clone();
+        other_key.public_key = request("NVR1").public_key;
+        assert!(!other_key.proof_holds());
+        let mut short_key = good;
+        short_key.public_key.truncate(33);
+        assert!(!short_key.proof_holds());
+    }
+}
