@@ -100,16 +100,41 @@ enum Validity {
     Current,
     /// 2020-01-01 .. 2021-01-01: expired.
     Expired,
+    /// From .. to, Unix seconds (short-lived certificates for renewal).
+    Window(u64, u64),
 }
 
 impl Validity {
-    fn apply(self, params: &mut CertificateParams) {
+    fn apply(self, params: &mut CertificateParams) -> Result<(), PkiError> {
+        let unix = |secs: u64| {
+            i64::try_from(secs)
+                .ok()
+                .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+                .ok_or_else(|| rcgen::Error::Time)
+        };
         let (from, to) = match self {
             Validity::Current => (date_time_ymd(2024, 1, 1), date_time_ymd(2049, 12, 31)),
             Validity::Expired => (date_time_ymd(2020, 1, 1), date_time_ymd(2021, 1, 1)),
+            Validity::Window(from, to) => (unix(from)?, unix(to)?),
         };
         params.not_before = from;
         params.not_after = to;
+        Ok(())
+    }
+}
+
+/// A P-256 public key given as its uncompressed point, as a device's
+/// certificate request carries it: what the CA signs a certificate for
+/// without ever seeing the private key.
+struct P256PublicKey<'a>(&'a [u8]);
+
+impl rcgen::PublicKeyData for P256PublicKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &PKCS_ECDSA_P256_SHA256
     }
 }
 
@@ -245,6 +270,40 @@ impl Pki {
         Ok(files)
     }
 
+    /// Re-issues the client certificate (and key) of device `serial`, valid
+    /// from `not_before` to `not_after` (Unix seconds): a certificate near
+    /// its end, for renewal tests.
+    pub fn add_device_valid(
+        &mut self,
+        serial: &str,
+        not_before: u64,
+        not_after: u64,
+    ) -> Result<CertFiles, PkiError> {
+        check_serial(serial)?;
+        let files = CertFiles::in_dir(&self.dir.join("devices"), serial);
+        let window = Validity::Window(not_before, not_after);
+        issue(&self.issuer()?, &files, serial, Role::Client, window)?;
+        self.devices.insert(serial.to_owned(), files.clone());
+        Ok(files)
+    }
+
+    /// A client certificate (DER) for device `serial` and the P-256 public
+    /// key `public_key` (uncompressed point), valid from `not_before` to
+    /// `not_after` (Unix seconds): what the cloud issues in answer to a
+    /// certificate request.
+    pub fn issue_for_key(
+        &self,
+        serial: &str,
+        public_key: &[u8],
+        not_before: u64,
+        not_after: u64,
+    ) -> Result<Vec<u8>, PkiError> {
+        let mut params = leaf_params(serial, Role::Client)?;
+        Validity::Window(not_before, not_after).apply(&mut params)?;
+        let cert = params.signed_by(&P256PublicKey(public_key), &self.issuer()?)?;
+        Ok(cert.der().to_vec())
+    }
+
     /// The CA, re-opened from its files.
     fn issuer(&self) -> Result<Issuer<'static, KeyPair>, PkiError> {
         let key_pem = read_text(&self.ca.key)?;
@@ -369,7 +428,8 @@ fn ca_params(cn: &str) -> CertificateParams {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    Validity::Current.apply(&mut params);
+    // The fixed dates always convert.
+    let _ = Validity::Current.apply(&mut params);
     params
 }
 
@@ -381,6 +441,18 @@ fn issue(
     role: Role,
     validity: Validity,
 ) -> Result<(), PkiError> {
+    let mut params = leaf_params(cn, role)?;
+    validity.apply(&mut params)?;
+    let key = new_key()?;
+    let cert = params.signed_by(&key, issuer)?;
+    write_key(&files.key, &key)?;
+    write_public(&files.cert, &cert.pem())?;
+    Ok(())
+}
+
+/// A leaf certificate's parameters: subject `cn`, no CA, the usages of
+/// `role`.
+fn leaf_params(cn: &str, role: Role) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
@@ -402,12 +474,7 @@ fn issue(
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         }
     }
-    validity.apply(&mut params);
-    let key = new_key()?;
-    let cert = params.signed_by(&key, issuer)?;
-    write_key(&files.key, &key)?;
-    write_public(&files.cert, &cert.pem())?;
-    Ok(())
+    Ok(params)
 }
 
 fn read_text(path: &Path) -> Result<String, PkiError> {

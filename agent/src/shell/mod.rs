@@ -8,6 +8,7 @@ pub(crate) mod cert_der;
 pub mod clock;
 mod cloud_driver;
 pub mod config;
+mod credentials;
 pub mod ctl;
 pub mod daemon;
 pub mod device;

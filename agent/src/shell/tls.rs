@@ -173,17 +173,27 @@ impl ClientCertificateCheck {
     /// Reads the CA and the certificate chain once. `issuer`: the CA that
     /// issued the device certificate when it is not the cloud CA.
     pub fn load(files: &TlsFiles<'_>, issuer: Option<&Path>) -> Result<Self, TlsError> {
-        let roots = read_roots(issuer.unwrap_or(files.ca))?;
         let chain = read_certs(files.cert)?;
+        Self::for_chain(issuer.unwrap_or(files.ca), files.cert, chain)
+    }
+
+    /// The check of `chain` (the device's certificate first) against the
+    /// CA certificates in `issuer`; `cert` names it in errors.
+    pub fn for_chain(
+        issuer: &Path,
+        cert: &Path,
+        chain: Vec<CertificateDer<'static>>,
+    ) -> Result<Self, TlsError> {
+        let roots = read_roots(issuer)?;
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
                 .build()
                 .map_err(|e| TlsError::BadClientCertificate {
-                    path: files.cert.into(),
+                    path: cert.into(),
                     message: e.to_string(),
                 })?;
         Ok(ClientCertificateCheck {
-            cert: files.cert.into(),
+            cert: cert.into(),
             verifier,
             chain,
         })

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The file operations a state save and load need, each one a step that a
@@ -29,10 +30,13 @@ pub struct RealFlash;
 
 impl Flash for RealFlash {
     fn write_new(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        // Owner only: the state names accounts, and the credential files
+        // hold private keys.
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(path)?;
         file.write_all(bytes)
     }
