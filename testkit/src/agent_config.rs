@@ -49,6 +49,10 @@ pub fn loopback(
             connect_timeout_secs: 10,
             // The agent's default.
             status_refresh_secs: 300,
+            // The agent's defaults: test certificates live for decades.
+            renew_at_percent: 66,
+            renew_before_end_secs: 30 * 24 * 3600,
+            renew_retry_secs: 3600,
             allow_tls12: false,
             insecure_plaintext: false,
             backoff_base_ms: 100,

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use tracing::{error, info, warn};
 
 use super::clock::Clocks;
-use super::cloud_driver;
+use super::cloud_driver::{self, CertificateRenewal};
 use super::config::Config;
 use super::device::Agent;
 use super::instance_lock;
@@ -20,8 +20,6 @@ pub use super::instance_lock::LockError;
 use super::local_server::{self, LocalServerConfig, Peers, SharedService};
 use super::reload::{LoadConfig, Reload};
 use super::sd_notify::Notifier;
-use super::tls;
-use super::tls_source::TlsSource;
 use crate::core::domain::{Registrar, RegistrarPolicy};
 use crate::core::DeviceState;
 use crate::store::{Loaded, RealFlash, StateStore};
@@ -35,6 +33,9 @@ pub enum StartError {
     /// The CA, certificate or key could not be used.
     #[error("TLS: {0}")]
     Tls(#[from] super::tls::TlsError),
+    /// The credential directory (renewed certificates) could not be used.
+    #[error("credentials: {0}")]
+    Credentials(String),
     /// The state directory could not be read.
     #[error("state store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -118,8 +119,7 @@ pub async fn run_with_clocks(
         warn!("INSECURE: the cloud link runs without TLS (insecure_plaintext); tests only");
         None
     } else {
-        tls::check_subject(&config.cloud.cert, &config.serial)?;
-        Some(TlsSource::load(&config.cloud)?)
+        Some(CertificateRenewal::open(&config)?)
     };
     let mut store = StateStore::new(RealFlash, config.state_dir.clone(), "state");
     let state = load_state(&config, &mut store)?;
@@ -133,8 +133,10 @@ pub async fn run_with_clocks(
     );
     let serial = state.identity.serial.clone();
     info!(serial = %serial, bound = state.access.binding != hc_protocol::messages::Binding::Unbound, last_seq = state.ledger.last_seq, "agent starting");
+    let mut agent = Agent::new(state, store, keys, registrar);
+    agent.set_certificate_not_after(tls.as_ref().and_then(|(renewal, _)| renewal.not_after()));
     let shared = Rc::new(SharedService::new(
-        Agent::new(state, store, keys, registrar),
+        agent,
         Peers {
             allowed: config.local_socket.allowed_uids.clone(),
             admins: config.local_socket.admin_uids.clone(),

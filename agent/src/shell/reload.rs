@@ -73,7 +73,12 @@ impl Reload {
         let tls = if config.cloud.insecure_plaintext {
             None
         } else {
-            Some(TlsSource::load(&config.cloud).map_err(|e| e.to_string())?)
+            // Checks the new files; the pair connected with stays the
+            // credential store's choice (see CertificateRenewal).
+            Some(
+                TlsSource::load(&config.cloud, &config.cloud.cert, &config.cloud.key)
+                    .map_err(|e| e.to_string())?,
+            )
         };
         let restart_only = restart_only_changes(&self.applied, &config);
         if !restart_only.is_empty() {

@@ -1,5 +1,5 @@
 //! Closing the link on purpose: platform access switched off (and on
-//! again), and shutdown. Connected, it goes offline gracefully (the offline
+//! again), shutdown, and a reconnect to use a renewed certificate. Connected, it goes offline gracefully (the offline
 //! status, then DISCONNECT, forced after the grace period); otherwise it
 //! abandons the attempt in flight at once.
 
@@ -28,6 +28,21 @@ impl Link {
                     ..
                 }
         )
+    }
+
+    /// Connect again, with what the next attempt loads (a renewed
+    /// certificate): a connected link disconnects cleanly, without the
+    /// offline status since it is back at once (the broker drops the will
+    /// on a DISCONNECT), and connects again when the DISCONNECT is written
+    /// or the grace period ends. Otherwise the next attempt loads it anyway.
+    pub fn reconnect(&mut self, now: u64) {
+        if let Phase::Connected { .. } = self.phase {
+            self.transmit(Transmit::Disconnect);
+            self.phase = Phase::Closing {
+                deadline: now + millis(self.policy.close_grace),
+                then: AfterClose::Reconnect,
+            };
+        }
     }
 
     /// Shutdown: go offline gracefully if connected, then stop.
@@ -77,6 +92,7 @@ impl Link {
         self.phase = match then {
             AfterClose::Disable => Phase::Disabled,
             AfterClose::Stop => Phase::Stopped,
+            AfterClose::Reconnect => Phase::Waiting { until: 0 },
         };
         self.event(LinkEvent::Closed);
     }

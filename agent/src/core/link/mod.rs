@@ -45,6 +45,8 @@ enum AfterClose {
     Disable,
     /// Shutdown: done for good.
     Stop,
+    /// Connect again at once (a renewed certificate to use).
+    Reconnect,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

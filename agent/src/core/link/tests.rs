@@ -297,6 +297,26 @@ fn platform_access_off_goes_offline_gracefully_and_on_reconnects_at_once() {
 }
 
 #[test]
+fn a_reconnect_disconnects_cleanly_without_going_offline_and_connects_again_at_once() {
+    let mut link = connected(0);
+    link.reconnect(100);
+    assert!(link.is_enabled());
+    // No offline status: the device is back at once.
+    assert_eq!(transmits(&mut link), [Transmit::Disconnect]);
+    link.handle_disconnect_written(1);
+    assert_eq!(transmits(&mut link), [Transmit::Abort { attempt: 1 }]);
+    assert_eq!(events(&mut link), [LinkEvent::Closed]);
+    assert_eq!(link.poll_timeout(), Some(0));
+    link.handle_timeout(120, 0);
+    assert_eq!(transmits(&mut link), [connect(2)]);
+
+    // Not connected: nothing to do, the next attempt loads the new pair.
+    let mut connecting = connecting(0);
+    connecting.reconnect(10);
+    assert!(transmits(&mut connecting).is_empty());
+}
+
+#[test]
 fn a_close_whose_disconnect_never_leaves_is_forced_after_the_grace() {
     let mut link = connected(0);
     link.close(100);

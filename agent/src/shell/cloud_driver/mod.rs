@@ -18,6 +18,8 @@ use tokio::time::Instant;
 
 mod mqtt_io;
 mod reload;
+mod renewal_io;
+pub(crate) use renewal_io::CertificateRenewal;
 use tracing::info;
 
 use super::config::Config;
@@ -48,14 +50,19 @@ const LONGEST_SLEEP: Duration = Duration::from_secs(3600);
 type FactsCheck<'a> = Pin<Box<dyn Future<Output = Option<NetworkFacts>> + 'a>>;
 
 /// Runs the cloud link until `shutdown` completes and the link has closed.
-/// `tls` is `None` only with `insecure_plaintext` (tests).
+/// `tls` (the certificate renewal and the TLS configuration of the pair it
+/// picked) is `None` only with `insecure_plaintext` (tests).
 pub(crate) async fn drive(
     config: &Config,
-    tls: Option<TlsSource>,
+    tls: Option<(CertificateRenewal, TlsSource)>,
     reload: Reload,
     shared: &Rc<SharedService>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let (renewal, tls) = match tls {
+        Some((renewal, tls)) => (Some(renewal), Some(tls)),
+        None => (None, None),
+    };
     let serial = shared.agent.borrow().state().identity.serial.clone();
     let tls_config = tls.as_ref().map(TlsSource::current);
     // One set of options per broker endpoint (only the address differs).
@@ -95,6 +102,7 @@ pub(crate) async fn drive(
         facts_check: None,
         connection_error: None,
         tls,
+        renewal,
         reload,
     };
     if !enabled {
@@ -141,6 +149,8 @@ struct Driver<'a> {
     connection_error: Option<ConnectionError>,
     /// The TLS configuration, re-read before each connection attempt.
     tls: Option<TlsSource>,
+    /// Certificate renewal (with TLS only).
+    renewal: Option<CertificateRenewal>,
     reload: Reload,
 }
 
@@ -155,6 +165,7 @@ impl<'a> Driver<'a> {
                 return;
             }
             self.ask_time_if_due();
+            self.renew_if_due();
             self.hand_over();
             self.check_network_if_due();
             let wake = self.next_wakeup();
@@ -273,7 +284,20 @@ impl<'a> Driver<'a> {
             .time_request_due_at()
             .filter(|_| self.link.is_connected())
             .map(|at| now + Duration::from_millis(at.saturating_sub(reading.mono_ms)));
-        [link, checkpoint, registration, network, watch, time_request]
+        let renewal = self
+            .renewal
+            .as_ref()
+            .and_then(CertificateRenewal::poll_timeout)
+            .map(at_wall);
+        [
+            link,
+            checkpoint,
+            registration,
+            network,
+            watch,
+            time_request,
+            renewal,
+        ]
             .into_iter()
             .flatten()
             .min()

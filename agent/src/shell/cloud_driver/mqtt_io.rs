@@ -15,7 +15,6 @@ use crate::shell::device::Agent;
 use crate::shell::device::SessionEvent;
 use crate::shell::mqtt_error::MqttError;
 use crate::shell::mqtt_task::MqttEvent;
-use crate::shell::tls_source::TlsSource;
 use crate::store::RealFlash;
 
 /// A command applied in memory, waiting to be carried out: the driver
@@ -38,8 +37,12 @@ impl Driver<'_> {
                 } => {
                     debug!(attempt, clean_session, endpoint, "connecting to the cloud");
                     // A certificate renewed on disk is used from now on.
-                    if let Some(tls) = self.tls.as_mut().and_then(TlsSource::refresh) {
-                        self.mqtt.set_tls(tls);
+                    let now = self.shared.now();
+                    if let (Some(tls), Some(renewal)) = (self.tls.as_mut(), self.renewal.as_mut())
+                    {
+                        if let Some(config) = renewal.before_attempt(tls, now) {
+                            self.mqtt.set_tls(config);
+                        }
                     }
                     // The will is fixed in the CONNECT: it says offline
                     // since this connect, the last time the device is
@@ -73,6 +76,16 @@ impl Driver<'_> {
     }
 
     fn on_link_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Connected { .. } => self.renewal_on_connected(),
+            LinkEvent::ConnectFailed { .. } | LinkEvent::Lost { .. } | LinkEvent::Closed => {
+                let attempt_failed = matches!(event, LinkEvent::ConnectFailed { .. });
+                if let Some(renewal) = self.renewal.as_mut() {
+                    renewal.on_disconnected(attempt_failed);
+                }
+            }
+            _ => {}
+        }
         let error = self.connection_error.take();
         let error = error.as_ref().map(|e| e as &dyn std::error::Error);
         let mut agent = self.shared.agent.borrow_mut();
@@ -213,15 +226,18 @@ impl Driver<'_> {
     /// watched sessions its new state denies are told at once (before the
     /// state reaches flash: a notice that turns out unneeded, when the
     /// write fails, errs on the side of stopping a stream).
-    fn plan_command(&self, publish: &Publish) -> Option<crate::core::Applied> {
+    fn plan_command(&mut self, publish: &Publish) -> Option<crate::core::Applied> {
         match topics::parse(&publish.topic) {
             Some((s, Leaf::Command)) if s == self.serial => {
                 let now = self.shared.now();
-                let applied = self
+                let mut applied = self
                     .shared
                     .agent
                     .borrow_mut()
                     .plan_command(&publish.payload, now);
+                // A renewed certificate is checked and on flash before its
+                // command's outcome is.
+                self.install_certificate(&mut applied);
                 self.shared.revoke_denied_in(Some(&applied.state), now);
                 Some(applied)
             }

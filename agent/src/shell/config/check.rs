@@ -71,7 +71,7 @@ impl Config {
     /// duration, a deadline or a 16-bit wire field.
     fn check_ranges(&self) -> Result<(), ConfigError> {
         let (c, d) = (&self.cloud, &self.domain);
-        let ranges: [(&'static str, u64, RangeInclusive<u64>); 9] = [
+        let ranges: [(&'static str, u64, RangeInclusive<u64>); 12] = [
             ("cloud.keep_alive_secs", c.keep_alive_secs, 5..=65_535),
             (
                 "cloud.connect_timeout_secs",
@@ -85,6 +85,19 @@ impl Config {
                 c.status_refresh_secs,
                 5..=86_400,
             ),
+            (
+                "cloud.renew_at_percent",
+                u64::from(c.renew_at_percent),
+                1..=99,
+            ),
+            // Up to a year before the end; a longer margin would renew a
+            // ten-year certificate from its first day.
+            (
+                "cloud.renew_before_end_secs",
+                c.renew_before_end_secs,
+                0..=31_536_000,
+            ),
+            ("cloud.renew_retry_secs", c.renew_retry_secs, 1..=86_400),
             ("cloud.backoff_base_ms", c.backoff_base_ms, 1..=60_000),
             ("cloud.backoff_cap_ms", c.backoff_cap_ms, 1..=3_600_000),
             (

@@ -84,6 +84,16 @@ pub struct CloudConfig {
     /// notices that sooner, at one small publish per interval per device.
     #[serde(default = "default_status_refresh")]
     pub status_refresh_secs: u64,
+    /// Renew the device certificate once this share of its lifetime has
+    /// passed, in percent (SPEC §6.6).
+    #[serde(default = "default_renew_at_percent")]
+    pub renew_at_percent: u8,
+    /// Renew it no later than this before it ends, whatever the share.
+    #[serde(default = "default_renew_before_end")]
+    pub renew_before_end_secs: u64,
+    /// Ask for a certificate again after this long without one.
+    #[serde(default = "default_renew_retry")]
+    pub renew_retry_secs: u64,
     /// Offer TLS 1.2 (AEAD suites only) as a fallback. Off by default.
     #[serde(default)]
     pub allow_tls12: bool,
@@ -242,6 +252,15 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_status_refresh() -> u64 {
     300
+}
+fn default_renew_at_percent() -> u8 {
+    crate::core::renewal::DEFAULT_RENEWAL.lifetime_percent
+}
+fn default_renew_before_end() -> u64 {
+    crate::core::renewal::DEFAULT_RENEWAL.before_end.as_secs()
+}
+fn default_renew_retry() -> u64 {
+    crate::core::renewal::DEFAULT_RENEWAL.retry.as_secs()
 }
 fn default_backoff_base_ms() -> u64 {
     1_000

@@ -42,6 +42,10 @@ pub(crate) fn status(s: &StatusReply) -> Value {
         ("reports_queued", Number(s.reports_queued.into())),
         ("reports_dropped", Number(s.reports_dropped.into())),
         ("command_key_ids", key_ids(&s.command_key_ids)),
+        (
+            "certificate_not_after",
+            s.certificate_not_after.map_or(Null, Number),
+        ),
     ])
 }
 
@@ -153,6 +157,10 @@ pub(crate) fn access(r: &StateReport) -> Value {
             r.clock_offset_ms.map_or(Null, Value::Signed),
         ),
         ("command_key_ids", key_ids(&r.command_key_ids)),
+        (
+            "certificate_not_after",
+            r.certificate_not_after.map_or(Null, Number),
+        ),
     ])
 }
 

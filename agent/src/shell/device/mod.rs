@@ -111,7 +111,10 @@ impl<F: Flash> Agent<F> {
     pub fn set_certificate_not_after(&mut self, not_after: Option<u64>) {
         if self.certificate_not_after != not_after {
             self.certificate_not_after = not_after;
-            self.queue_state_report();
+            // Before the first connection the report goes out on connect.
+            if self.link == LinkState::Connected {
+                self.queue_state_report();
+            }
         }
     }
 
