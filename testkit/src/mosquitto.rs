@@ -43,7 +43,7 @@ const EXTRA_DIRS: [&str; 2] = ["/usr/sbin", "/usr/local/sbin"];
 
 /// The device subtree rules, `%u` being the certificate CN (the NATS
 /// cluster's permissions are converted from these, [`crate::nats`]).
-pub const DEVICE_ACL: [&str; 9] = [
+pub const DEVICE_ACL: [&str; 10] = [
     "pattern read dev/%u/cmd",
     "pattern read dev/%u/domain/result",
     "pattern read dev/%u/time/answer",
@@ -53,6 +53,7 @@ pub const DEVICE_ACL: [&str; 9] = [
     "pattern write dev/%u/audit",
     "pattern write dev/%u/domain/register",
     "pattern write dev/%u/time/request",
+    "pattern write dev/%u/cert/request",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -243,10 +243,16 @@ mod tests {
         assert_eq!(renewal.handle_timeout(due), Some(RenewalStep::Request));
         assert_eq!(renewal.poll_timeout(), Some(due + 3600));
         assert_eq!(renewal.handle_timeout(due + 3599), None);
-        assert_eq!(renewal.handle_timeout(due + 3600), Some(RenewalStep::Request));
+        assert_eq!(
+            renewal.handle_timeout(due + 3600),
+            Some(RenewalStep::Request)
+        );
 
         renewal.on_stored();
-        assert_eq!(renewal.handle_timeout(due + 3601), Some(RenewalStep::Reconnect));
+        assert_eq!(
+            renewal.handle_timeout(due + 3601),
+            Some(RenewalStep::Reconnect)
+        );
         // Waiting for the switch: nothing more is asked.
         assert_eq!(renewal.poll_timeout(), None);
         assert_eq!(renewal.handle_timeout(due + 10 * DAY), None);

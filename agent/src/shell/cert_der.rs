@@ -110,7 +110,11 @@ fn time(tag: u8, text: &[u8]) -> Option<u64> {
     let field = |at: usize| number(rest + at..rest + at + 2);
     let (month, day) = (field(0)?, field(2)?);
     let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
     {
         return None;
     }
@@ -121,7 +125,11 @@ fn time(tag: u8, text: &[u8]) -> Option<u64> {
 /// Days from 1970-01-01 to a date of the proleptic Gregorian calendar
 /// (Howard Hinnant's `days_from_civil`); `None` before 1970.
 fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
-    let year = if month <= 2 { year.checked_sub(1)? } else { year };
+    let year = if month <= 2 {
+        year.checked_sub(1)?
+    } else {
+        year
+    };
     let era = year / 400;
     let year_of_era = year - era * 400;
     let month_index = (month + 9) % 12;
@@ -181,7 +189,10 @@ mod tests {
         assert_eq!(time(UTC_TIME, b"700101000000Z"), Some(0));
         assert_eq!(time(UTC_TIME, b"260101000000Z"), Some(1_767_225_600));
         assert_eq!(time(UTC_TIME, b"491231235959Z"), Some(2_524_607_999));
-        assert_eq!(time(GENERALIZED_TIME, b"20500101000000Z"), Some(2_524_608_000));
+        assert_eq!(
+            time(GENERALIZED_TIME, b"20500101000000Z"),
+            Some(2_524_608_000)
+        );
         // Leap day, and the end of the range of UTCTime's 19xx half.
         assert_eq!(time(UTC_TIME, b"240229120000Z"), Some(1_709_208_000));
         assert_eq!(time(UTC_TIME, b"991231235959Z"), Some(946_684_799));

@@ -190,8 +190,9 @@ impl<F: Flash> Credentials<F> {
             let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &self.rng)
                 .map_err(|_| CredentialError::Key("key generation failed"))?;
             let pkcs8 = pkcs8.as_ref().to_vec();
-            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &self.rng)
-                .map_err(|_| CredentialError::Key("the generated key does not load"))?;
+            let pair =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8, &self.rng)
+                    .map_err(|_| CredentialError::Key("the generated key does not load"))?;
             self.write(PENDING, pem("PRIVATE KEY", &pkcs8).as_bytes())?;
             self.pending = Some(PendingKey { pkcs8, pair });
         }

@@ -38,7 +38,11 @@ pub(crate) struct TlsSource {
 impl TlsSource {
     /// Builds the configuration from the CA `cloud` names and the pair
     /// `cert` / `key` (the credential store's choice).
-    pub(crate) fn load(cloud: &CloudConfig, cert: &Path, key: &Path) -> Result<TlsSource, TlsError> {
+    pub(crate) fn load(
+        cloud: &CloudConfig,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<TlsSource, TlsError> {
         // Stamped before reading, so a change while reading is seen later.
         let seen = [stamp(&cloud.ca), stamp(cert), stamp(key)];
         let current = Arc::new(tls::client_config(&TlsFiles {

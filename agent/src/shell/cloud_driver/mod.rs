@@ -298,11 +298,11 @@ impl<'a> Driver<'a> {
             time_request,
             renewal,
         ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(now + LONGEST_SLEEP)
-            .min(now + LONGEST_SLEEP)
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now + LONGEST_SLEEP)
+        .min(now + LONGEST_SLEEP)
     }
 
     fn on_timer(&mut self) {

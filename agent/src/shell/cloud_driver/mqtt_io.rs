@@ -38,8 +38,7 @@ impl Driver<'_> {
                     debug!(attempt, clean_session, endpoint, "connecting to the cloud");
                     // A certificate renewed on disk is used from now on.
                     let now = self.shared.now();
-                    if let (Some(tls), Some(renewal)) = (self.tls.as_mut(), self.renewal.as_mut())
-                    {
+                    if let (Some(tls), Some(renewal)) = (self.tls.as_mut(), self.renewal.as_mut()) {
                         if let Some(config) = renewal.before_attempt(tls, now) {
                             self.mqtt.set_tls(config);
                         }

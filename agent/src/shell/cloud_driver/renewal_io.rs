@@ -13,8 +13,8 @@
 
 use std::sync::Arc;
 
-use hc_protocol::topics::{self, Leaf};
 use hc_protocol::limits::MAX_MESSAGE_BYTES;
+use hc_protocol::topics::{self, Leaf};
 use hc_protocol::{Reason, Serial};
 use rumqttc::QoS;
 use tracing::{error, info, warn};
@@ -150,7 +150,10 @@ impl CertificateRenewal {
             Identity::Next => match self.credentials.promote() {
                 Ok(()) => {
                     let validity = self.credentials.validity(Identity::Current);
-                    info!(not_after = validity.map(|v| v.not_after), "connected with the renewed certificate: it is now the one in use");
+                    info!(
+                        not_after = validity.map(|v| v.not_after),
+                        "connected with the renewed certificate: it is now the one in use"
+                    );
                     validity
                 }
                 Err(e) => {
@@ -229,7 +232,10 @@ impl Driver<'_> {
                 let current_not_after = renewal.not_after().unwrap_or(0);
                 match renewal.credentials.request(&self.serial, current_not_after) {
                     Ok(request) => {
-                        info!(current_not_after, "asking the cloud for a renewed certificate");
+                        info!(
+                            current_not_after,
+                            "asking the cloud for a renewed certificate"
+                        );
                         match hc_protocol::encode(&request, MAX_MESSAGE_BYTES) {
                             Ok(payload) => {
                                 let _ = self.client.try_publish(

@@ -136,11 +136,12 @@ fn a_certificate_that_fails_a_check_is_refused_with_its_reason_and_changes_nothi
     let unrelated = bench.pki.generate_unrelated().unwrap();
     let rng = SystemRandom::new();
     let other = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let other_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, other.as_ref(), &rng)
-        .unwrap()
-        .public_key()
-        .as_ref()
-        .to_vec();
+    let other_key =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, other.as_ref(), &rng)
+            .unwrap()
+            .public_key()
+            .as_ref()
+            .to_vec();
     let cases = [
         (
             "signed by another CA",
@@ -159,7 +160,9 @@ fn a_certificate_that_fails_a_check_is_refused_with_its_reason_and_changes_nothi
         ),
         (
             "for another device",
-            bench.pki.issue_for_key("NVR-OTHER", key, NOW - 60, NOW + YEAR),
+            bench
+                .pki
+                .issue_for_key("NVR-OTHER", key, NOW - 60, NOW + YEAR),
             Reason::CertificateNotForDevice,
         ),
         (
@@ -169,7 +172,11 @@ fn a_certificate_that_fails_a_check_is_refused_with_its_reason_and_changes_nothi
                 .issue_for_key(SERIAL, &other_key, NOW - 60, NOW + YEAR),
             Reason::CertificateNotRequested,
         ),
-        ("not a certificate", Ok(vec![0x30, 0x03, 1, 2, 3]), Reason::CertificateNotTrusted),
+        (
+            "not a certificate",
+            Ok(vec![0x30, 0x03, 1, 2, 3]),
+            Reason::CertificateNotTrusted,
+        ),
     ];
     for (what, der, reason) in cases {
         let der = der.unwrap();
