@@ -28,7 +28,8 @@ static const char *const reason_names[HC_REASON_COUNT] = {
     "Malformed", "TooLarge", "InvalidValidity", "StorageFailed", "PeerNotAllowed", "NoInstaller",
     "UnsupportedVersion", "Busy", "AlreadyAPrincipal", "SessionExists", "EmptyShare",
     "OtherInstaller", "UnexpectedTimeAnswer", "LateTimeAnswer", "StateBehind",
-    "CommandKeyIdInUse", "KeyRemovesItself", "KeyNotHeld"};
+    "CommandKeyIdInUse", "KeyRemovesItself", "KeyNotHeld", "CertificateNotTrusted",
+    "CertificateNotForDevice", "CertificateNotRequested"};
 
 static const char *const action_names[HC_ACTION_COUNT] = {
     "LiveView", "Playback", "Ptz", "TwoWayAudio", "AlarmNotifications", "ConfigRead",
@@ -405,6 +406,7 @@ static int get_enum(reader *r, uint32_t count, uint32_t *out)
 
 /* Option<i64>: the tag, then a ZigZag varint (SPEC §5). */
 static int get_clock_offset(reader *r, hc_clock_offset *out);
+static int get_cert_expiry(reader *r, hc_cert_expiry *out);
 
 /* A bool, or an Option's tag: 0 or 1, nothing else. */
 static int get_flag(reader *r, int *out)
@@ -532,6 +534,14 @@ static int get_clock_offset(reader *r, hc_clock_offset *out)
     return HC_OK;
 }
 
+/* Option<u64>: the certificate's notAfter. */
+static int get_cert_expiry(reader *r, hc_cert_expiry *out)
+{
+    out->not_after = 0;
+    TRY(get_flag(r, &out->present));
+    return out->present ? get_u64(r, &out->not_after) : HC_OK;
+}
+
 /* Vec<u8> of at most HC_MAX_COMMAND_KEYS key ids. */
 static int get_key_ids(reader *r, hc_key_ids *out)
 {
@@ -569,7 +579,8 @@ static int get_access(reader *r, hc_access *out)
     TRY(get_u32(r, &out->sessions_contested));
     TRY(get_u32(r, &out->sessions_lost));
     TRY(get_flag8(r, &out->behind));
-    return get_key_ids(r, &out->command_keys);
+    TRY(get_key_ids(r, &out->command_keys));
+    return get_cert_expiry(r, &out->certificate);
 }
 
 static int get_audit_entry(reader *r, hc_audit_entry *out)
@@ -629,7 +640,8 @@ enum field_type {
     F_LINK,
     F_REGISTRATION,
     F_OFFSET,
-    F_KEY_IDS
+    F_KEY_IDS,
+    F_CERT_EXPIRY
 };
 
 #define AT(field) offsetof(hc_status_reply, field)
@@ -644,6 +656,7 @@ static const struct status_field {
     {F_U64, AT(last_seq)},            {F_BOOL, AT(clock_trusted)},
     {F_U32, AT(reports_queued)},      {F_U32, AT(reports_dropped)},
     {F_OFFSET, AT(clock_offset)},     {F_KEY_IDS, AT(command_keys)},
+    {F_CERT_EXPIRY, AT(certificate)},
 };
 #undef AT
 
@@ -659,6 +672,7 @@ static int get_status_field(reader *r, const struct status_field *f, unsigned ch
     case F_LINK: return get_enum(r, 3, (uint32_t *)at);
     case F_OFFSET: return get_clock_offset(r, (hc_clock_offset *)at);
     case F_KEY_IDS: return get_key_ids(r, (hc_key_ids *)at);
+    case F_CERT_EXPIRY: return get_cert_expiry(r, (hc_cert_expiry *)at);
     default: {
         hc_registration *reg = (hc_registration *)at;
         reg->expires_at = 0;

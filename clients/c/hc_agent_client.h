@@ -114,7 +114,10 @@ typedef enum hc_reason {
     HC_REASON_COMMAND_KEY_ID_IN_USE = 39,
     HC_REASON_KEY_REMOVES_ITSELF = 40,
     HC_REASON_KEY_NOT_HELD = 41,
-    HC_REASON_COUNT = 42
+    HC_REASON_CERTIFICATE_NOT_TRUSTED = 42,
+    HC_REASON_CERTIFICATE_NOT_FOR_DEVICE = 43,
+    HC_REASON_CERTIFICATE_NOT_REQUESTED = 44,
+    HC_REASON_COUNT = 45
 } hc_reason;
 
 /* SPEC §7.2.1, by code. */
@@ -186,6 +189,13 @@ typedef struct hc_clock_offset {
     int64_t ms;
 } hc_clock_offset;
 
+/* When the device certificate in use ends, Unix seconds; absent without
+ * TLS (SPEC §6.6). */
+typedef struct hc_cert_expiry {
+    int present;
+    uint64_t not_after;
+} hc_cert_expiry;
+
 /* The ids of the command keys the device holds, ascending (SPEC §6.2). */
 typedef struct hc_key_ids {
     size_t count;
@@ -208,6 +218,7 @@ typedef struct hc_status_reply {
     uint32_t reports_dropped;
     hc_clock_offset clock_offset; /* the wall clock's offset from trusted time */
     hc_key_ids command_keys;      /* the cloud signs with one of these */
+    hc_cert_expiry certificate;   /* renewed before it ends */
 } hc_status_reply;
 
 typedef struct hc_account_ref {
@@ -265,6 +276,7 @@ typedef struct hc_access {
     uint32_t sessions_lost;
     uint8_t behind; /* fell back to an older state: cloud principals denied until restored */
     hc_key_ids command_keys; /* the cloud signs with one of these */
+    hc_cert_expiry certificate; /* renewed before it ends */
 } hc_access;
 
 typedef enum hc_audit_actor { HC_ACTOR_CLOUD = 0, HC_ACTOR_LOCAL = 1, HC_ACTOR_DEVICE = 2 } hc_audit_actor;
