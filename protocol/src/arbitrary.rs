@@ -38,8 +38,8 @@ use crate::ddns::{
 use crate::envelope::{CommandKeys, CommandSigner, PUBLIC_KEY_LEN};
 use crate::ids::{AccountId, AccountRef, DomainName, Region, Serial, Text};
 use crate::limits::{
-    MAX_ACCOUNT_ID_LEN, MAX_AUDIT_REPLY, MAX_CERTIFICATE_BYTES, MAX_CHANNELS, MAX_COMMAND_KEYS, MAX_DOMAIN_LEN,
-    MAX_PORT_MAPPINGS, MAX_REGION_LEN, MAX_SERIAL_LEN, MAX_SHARES, MAX_VERSION_LEN,
+    MAX_ACCOUNT_ID_LEN, MAX_AUDIT_REPLY, MAX_CERTIFICATE_BYTES, MAX_CHANNELS, MAX_COMMAND_KEYS,
+    MAX_DOMAIN_LEN, MAX_PORT_MAPPINGS, MAX_REGION_LEN, MAX_SERIAL_LEN, MAX_SHARES, MAX_VERSION_LEN,
 };
 use crate::local::{LinkState, LocalReply, LocalRequest, RegistrationState, StatusReply};
 use crate::messages::{

@@ -29,6 +29,7 @@ use hc_protocol::access::{
     Action, ChannelScope, ChannelSet, Decision, Grant, InstallerGrants, LocalLevel, Permissions,
     Principal, ShareEntry, Validity,
 };
+use hc_protocol::certificate::{self, CertificateRequest};
 use hc_protocol::codec;
 use hc_protocol::command::{self, BindRole, Command, CommandBody, CommandKind};
 use hc_protocol::ddns::{
@@ -69,6 +70,37 @@ const NEXT_SEED: [u8; 32] = [
     0x5b, 0x8a, 0x31, 0x9f, 0x35, 0xab, 0xa6, 0x24, 0xda, 0x8c, 0xf6, 0xed, 0x4f, 0xb8, 0xa6, 0xfb,
 ];
 const NEXT_KEY_ID: u8 = 2;
+/// RFC 6979 appendix A.2.5 P-256 private key: the key the story's
+/// certificate request asks a certificate for.
+const P256_PRIVATE_KEY: [u8; 32] = [
+    0xc9, 0xaf, 0xa9, 0xd8, 0x45, 0xba, 0x75, 0x16, 0x6b, 0x5c, 0x21, 0x57, 0x67, 0xb1, 0xd6, 0x93,
+    0x4e, 0x50, 0xc3, 0xdb, 0x36, 0xe8, 0x9b, 0x12, 0x7b, 0x8a, 0x62, 0x2b, 0x12, 0x0f, 0x67, 0x21,
+];
+/// Its public key (RFC 6979 A.2.5 `Ux`, `Uy`), uncompressed.
+const P256_PUBLIC_KEY: [u8; 65] = [
+    0x04, 0x60, 0xfe, 0xd4, 0xba, 0x25, 0x5a, 0x9d, 0x31, 0xc9, 0x61, 0xeb, 0x74, 0xc6, 0x35, 0x6d,
+    0x68, 0xc0, 0x49, 0xb8, 0x92, 0x3b, 0x61, 0xfa, 0x6c, 0xe6, 0x69, 0x62, 0x2e, 0x60, 0xf2, 0x9f,
+    0xb6, 0x79, 0x03, 0xfe, 0x10, 0x08, 0xb8, 0xbc, 0x99, 0xa4, 0x1a, 0xe9, 0xe9, 0x56, 0x28, 0xbc,
+    0x64, 0xf2, 0xf1, 0xb2, 0x0c, 0x2d, 0x7e, 0x9f, 0x51, 0x77, 0xa3, 0xc2, 0x94, 0xd4, 0x46, 0x22,
+    0x99,
+];
+/// One signature by that key over the request's proof message, made once
+/// and kept: ECDSA signatures are randomized, so another run (or another
+/// implementation) makes a different one, which verifies just the same.
+const P256_PROOF: [u8; 64] = [
+    0xf0, 0x5e, 0xcc, 0xa4, 0xe9, 0x25, 0x12, 0x66, 0x5d, 0x4d, 0x10, 0xce, 0x79, 0xeb, 0xb3, 0xc9,
+    0xa6, 0x68, 0x47, 0xe6, 0xa2, 0x33, 0x2e, 0x8f, 0x37, 0xdb, 0xbc, 0x71, 0xc5, 0xa9, 0x34, 0x2a,
+    0x0d, 0x16, 0xc1, 0x85, 0xdf, 0x3a, 0xc9, 0x99, 0xaf, 0x99, 0x38, 0x39, 0xb1, 0xf3, 0x3a, 0x5a,
+    0x0f, 0x96, 0xb6, 0x0c, 0x91, 0x49, 0xef, 0x44, 0x4f, 0x47, 0x64, 0x22, 0x9a, 0x4b, 0xfd, 0xcc,
+];
+/// The certificate the story's `InstallCertificate` carries: the first 16
+/// bytes of a DER certificate (SEQUENCE of 500 bytes, tbsCertificate
+/// SEQUENCE of 410 bytes, version v3, the tag and length of a 20-byte
+/// serial number and its first byte), not a whole one. A device refuses it
+/// `CertificateNotTrusted`; on the wire it is a certificate like any other.
+const CERTIFICATE_PREFIX: [u8; 16] = [
+    0x30, 0x82, 0x01, 0xf4, 0x30, 0x82, 0x01, 0x9a, 0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x14, 0x3a,
+];
 /// 2026-01-01T00:00:00Z.
 const T0: u64 = 1_767_225_600;
 const DAY: u64 = 86_400;
@@ -295,7 +327,27 @@ fn story() -> Vec<Command> {
                 key_id: TEST_KEY_ID,
             },
         ),
+        // The cloud's answer to a certificate request (SPEC.md §6.6),
+        // signed with key 2, the one key the device holds after command 19.
+        command(
+            20,
+            owner(),
+            CommandBody::InstallCertificate {
+                certificate: heapless::Vec::from_slice(&CERTIFICATE_PREFIX).unwrap(),
+            },
+        ),
     ]
+}
+
+/// The device's request for a certificate for the RFC 6979 test key, while
+/// its certificate in use ends ten years after T0.
+fn certificate_request() -> CertificateRequest {
+    CertificateRequest {
+        serial: serial(),
+        public_key: heapless::Vec::from_slice(&P256_PUBLIC_KEY).unwrap(),
+        proof: heapless::Vec::from_slice(&P256_PROOF).unwrap(),
+        current_not_after: T0 + 3650 * DAY,
+    }
 }
 
 fn state_report() -> StateReport {
@@ -322,6 +374,8 @@ fn state_report() -> StateReport {
         sessions_lost: 1,
         behind: false,
         command_key_ids: heapless::Vec::from_slice(&[TEST_KEY_ID]).unwrap(),
+        // A certificate issued for ten years from T0.
+        certificate_not_after: Some(T0 + 3650 * DAY),
     }
 }
 
@@ -430,6 +484,7 @@ fn status_reply() -> StatusReply {
         reports_dropped: 0,
         clock_offset_ms: Some(-600_250),
         command_key_ids: heapless::Vec::from_slice(&[TEST_KEY_ID]).unwrap(),
+        certificate_not_after: Some(T0 + 3650 * DAY),
     }
 }
 
@@ -502,11 +557,14 @@ where
 }
 
 /// A story command sealed as the cloud sends it: with the test key, but a
-/// key removal with the next key (a key cannot remove itself).
+/// key removal with the next key (a key cannot remove itself), and the
+/// certificate that follows it with the next key too (the only one left).
 fn envelope_vector(command: Command) -> Vector {
     let name = envelope_name(command.body.kind());
     let sealer = match command.body {
-        CommandBody::RemoveCommandKey { .. } => next_signer(),
+        CommandBody::RemoveCommandKey { .. } | CommandBody::InstallCertificate { .. } => {
+            next_signer()
+        }
         _ => signer(),
     };
     let bytes = sealer.seal(&command).expect(&name);
@@ -745,6 +803,39 @@ fn vectors() -> Vec<Vector> {
             outcome: DomainOutcome::NameTaken,
         },
     ));
+
+    // Certificate renewal (section 6.6): what the proof signs, then the
+    // request; its proof verifies with its key.
+    v.push(Vector {
+        name: "certificate_request_proof_message".to_string(),
+        bytes: certificate::request_proof_message(&serial(), &P256_PUBLIC_KEY),
+        refused: None,
+        check: Box::new(|b| {
+            same(
+                &b,
+                &&certificate::request_proof_message(&serial(), &P256_PUBLIC_KEY)[..],
+            )?;
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                &P256_PUBLIC_KEY[..],
+            )
+            .verify(b, &P256_PROOF)
+            .map_err(|_| "the proof does not verify over it".to_string())
+        }),
+    });
+    let request = message("certificate_request", certificate_request());
+    let decodes = request.check;
+    v.push(Vector {
+        check: Box::new(move |b| {
+            decodes(b)?;
+            if certificate_request().proof_holds() {
+                Ok(())
+            } else {
+                Err("its proof does not hold".into())
+            }
+        }),
+        ..request
+    });
 
     // Local socket frames.
     v.push(frame(
@@ -1173,6 +1264,7 @@ const LIMITS: &[(&str, usize)] = named_limits![
     MAX_SHARES,
     MAX_CHANNELS,
     MAX_COMMAND_KEYS,
+    MAX_CERTIFICATE_BYTES,
     RECENT_OUTCOMES,
     MAX_QUEUED_REPORTS,
     MAX_AUDIT_ENTRIES,
@@ -1210,6 +1302,18 @@ fn constant_rows() -> Vec<Vec<String>> {
         (
             "BIND_PROOF_CONTEXT",
             String::from_utf8(command::BIND_PROOF_CONTEXT.to_vec()).unwrap(),
+        ),
+        (
+            "REQUEST_PROOF_CONTEXT",
+            String::from_utf8(certificate::REQUEST_PROOF_CONTEXT.to_vec()).unwrap(),
+        ),
+        (
+            "P256_PUBLIC_KEY_LEN",
+            certificate::P256_PUBLIC_KEY_LEN.to_string(),
+        ),
+        (
+            "P256_SIGNATURE_LEN",
+            certificate::P256_SIGNATURE_LEN.to_string(),
         ),
         ("ROOT", topics::ROOT.to_string()),
         (
@@ -1352,6 +1456,7 @@ fn payload_of(leaf: Leaf) -> &'static str {
         Leaf::DomainResult => "DomainResult",
         Leaf::TimeRequest => "TimeRequest",
         Leaf::TimeAnswer => "time answer",
+        Leaf::CertificateRequest => "CertificateRequest",
     }
 }
 
@@ -1452,6 +1557,7 @@ fn max_state_report() -> StateReport {
         command_key_ids: (0..limits::MAX_COMMAND_KEYS)
             .map(|i| 255 - i as u8)
             .collect(),
+        certificate_not_after: Some(u64::MAX),
     }
 }
 
@@ -1549,6 +1655,21 @@ fn worst_cases() -> Vec<(&'static str, usize, &'static str, usize)> {
     };
     let sealed_time = signer().seal_time(&max_time_answer).unwrap().len();
     let sealed_restore = signer().seal(&max_restore()).unwrap().len();
+    let max_install = Command {
+        body: CommandBody::InstallCertificate {
+            certificate: (0..limits::MAX_CERTIFICATE_BYTES).map(|_| 0xff).collect(),
+        },
+        ..max_command()
+    };
+    let sealed_install = signer().seal(&max_install).unwrap().len();
+    let max_request = CertificateRequest {
+        serial: max_serial(),
+        public_key: (0..certificate::P256_PUBLIC_KEY_LEN)
+            .map(|_| 0xff)
+            .collect(),
+        proof: (0..certificate::P256_SIGNATURE_LEN).map(|_| 0xff).collect(),
+        current_not_after: u64::MAX,
+    };
     vec![
         (
             "envelope (RestoreState of the largest state)",
@@ -1559,6 +1680,12 @@ fn worst_cases() -> Vec<(&'static str, usize, &'static str, usize)> {
         (
             "envelope (Unshare of MAX_SHARES longest ids)",
             sealed,
+            "MAX_COMMAND_BYTES",
+            limits::MAX_COMMAND_BYTES,
+        ),
+        (
+            "envelope (InstallCertificate of MAX_CERTIFICATE_BYTES)",
+            sealed_install,
             "MAX_COMMAND_BYTES",
             limits::MAX_COMMAND_BYTES,
         ),
@@ -1604,6 +1731,12 @@ fn worst_cases() -> Vec<(&'static str, usize, &'static str, usize)> {
         (
             "signed time answer",
             sealed_time,
+            "MAX_MESSAGE_BYTES",
+            MAX_MESSAGE_BYTES,
+        ),
+        (
+            "CertificateRequest",
+            msg(&max_request),
             "MAX_MESSAGE_BYTES",
             MAX_MESSAGE_BYTES,
         ),
@@ -2083,6 +2216,7 @@ fn shapes() -> Vec<shape::Shape> {
         shape::of::<LocalReply>(),
         shape::of::<TimeRequest>(),
         shape::of::<TimeAnswer>(),
+        shape::of::<CertificateRequest>(),
     ]
 }
 
@@ -2256,6 +2390,26 @@ fn test_key_is_the_rfc8032_test_1_key() {
         to_hex(&signer().public_key()),
         "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
     );
+}
+
+#[test]
+fn p256_test_key_is_the_rfc6979_key_and_its_proof_holds() {
+    // RFC 6979, appendix A.2.5: the private key and its public key; ring
+    // refuses a pair whose halves do not match.
+    let rng = ring::rand::SystemRandom::new();
+    ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &P256_PRIVATE_KEY,
+        &P256_PUBLIC_KEY,
+        &rng,
+    )
+    .expect("the RFC 6979 A.2.5 key pair");
+    assert!(certificate_request().proof_holds());
+    let other_device = CertificateRequest {
+        serial: Serial::new("DS-7608-0002").unwrap(),
+        ..certificate_request()
+    };
+    assert!(!other_device.proof_holds());
 }
 
 /// The SPEC's table of an enum (`Reason`, `Action`) lists every value:

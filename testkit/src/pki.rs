@@ -110,7 +110,7 @@ impl Validity {
             i64::try_from(secs)
                 .ok()
                 .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
-                .ok_or_else(|| rcgen::Error::Time)
+                .ok_or(rcgen::Error::Time)
         };
         let (from, to) = match self {
             Validity::Current => (date_time_ymd(2024, 1, 1), date_time_ymd(2049, 12, 31)),

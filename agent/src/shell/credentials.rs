@@ -124,7 +124,7 @@ impl<F: Flash> Credentials<F> {
                 loaded
             }
         };
-        Ok(Credentials {
+        let mut credentials = Credentials {
             dir,
             configured_cert,
             configured_key,
@@ -132,7 +132,30 @@ impl<F: Flash> Credentials<F> {
             flash,
             rng,
             pending,
-        })
+        };
+        credentials.drop_certified_pending();
+        Ok(credentials)
+    }
+
+    /// A power cut between storing a pair and removing its pending key
+    /// leaves a key that already has its certificate: it is not asked for
+    /// again (the cloud issues one certificate per key).
+    fn drop_certified_pending(&mut self) {
+        let Some(pending) = &self.pending else {
+            return;
+        };
+        let certified = [NEXT, CURRENT].iter().any(|name| {
+            self.stored_certificate(name).is_some_and(|der| {
+                cert_der::public_key(&der) == Some(pending.pair.public_key().as_ref())
+            })
+        });
+        if certified {
+            self.pending = None;
+            let path = self.path(PENDING);
+            if let Err(e) = self.flash.remove(&path) {
+                warn!(error = %e, "the used renewal key could not be removed");
+            }
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -229,11 +252,16 @@ impl<F: Flash> Credentials<F> {
             not_before,
             not_after,
         };
+        // The same certificate again (the command redelivered after a
+        // restart, before or after the pair connected) changes nothing.
+        if [NEXT, CURRENT].iter().any(|name| {
+            self.stored_certificate(name)
+                .is_some_and(|stored| stored == der)
+        }) {
+            return Ok(validity);
+        }
         let Some(pending) = &self.pending else {
-            return match self.stored_next_certificate() {
-                Some(stored) if stored == der => Ok(validity),
-                _ => Err(Reason::CertificateNotRequested),
-            };
+            return Err(Reason::CertificateNotRequested);
         };
         if public_key != pending.pair.public_key().as_ref() {
             return Err(Reason::CertificateNotRequested);
@@ -265,8 +293,8 @@ impl<F: Flash> Credentials<F> {
         Ok(validity)
     }
 
-    fn stored_next_certificate(&self) -> Option<Vec<u8>> {
-        let der = CertificateDer::pem_file_iter(self.path(NEXT))
+    fn stored_certificate(&self, name: &str) -> Option<Vec<u8>> {
+        let der = CertificateDer::pem_file_iter(self.path(name))
             .ok()?
             .next()?
             .ok()?;

@@ -76,6 +76,19 @@ impl Applied {
         self.effects
             .retain(|effect| matches!(effect, Effect::Persist | Effect::Ack(_)));
     }
+
+    /// The caller could not store what the command carries (a certificate
+    /// write failed): as when a state cannot reach flash, nothing is kept
+    /// (the state stays `before`, so the same envelope can come again) and
+    /// the command is acknowledged `StorageFailed`.
+    pub fn fail_storage(&mut self, before: &DeviceState) {
+        let outcome = Outcome::Refused(Reason::StorageFailed);
+        self.state = before.clone();
+        self.effects = super::effects::storage_failed(&self.effects);
+        self.outcome = outcome;
+        self.audit.outcome = outcome;
+        self.certificate = None;
+    }
 }
 
 /// Handles a command verified elsewhere at device time `now`, without

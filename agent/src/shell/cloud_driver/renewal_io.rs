@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 
 use super::Driver;
 use crate::core::renewal::{CertificateValidity, Renewal, RenewalPolicy, RenewalStep};
-use crate::core::Applied;
+use crate::core::{Applied, DeviceState};
 use crate::shell::config::Config;
 use crate::shell::credentials::{Credentials, Identity};
 use crate::shell::daemon::StartError;
@@ -194,7 +194,13 @@ impl CertificateRenewal {
 
     /// Checks and stores the certificate an accepted `InstallCertificate`
     /// carries, or turns the command into a refusal with the reason.
-    pub(crate) fn install(&mut self, applied: &mut Applied, serial: &Serial, now: u64) {
+    pub(crate) fn install(
+        &mut self,
+        applied: &mut Applied,
+        before: &DeviceState,
+        serial: &Serial,
+        now: u64,
+    ) {
         let Some(der) = applied.certificate.take() else {
             return;
         };
@@ -206,6 +212,10 @@ impl CertificateRenewal {
                 );
                 self.next_failed = false;
                 self.renewal.on_stored();
+            }
+            Err(Reason::StorageFailed) => {
+                error!("the renewed certificate could not be stored; the command is refused and may be sent again");
+                applied.fail_storage(before);
             }
             Err(reason) => {
                 warn!(%reason, "renewed certificate refused");
@@ -282,7 +292,10 @@ impl Driver<'_> {
         }
         let now = self.shared.now();
         match self.renewal.as_mut() {
-            Some(renewal) => renewal.install(applied, &self.serial, now),
+            Some(renewal) => {
+                let before = self.shared.agent.borrow().state().clone();
+                renewal.install(applied, &before, &self.serial, now)
+            }
             // No TLS (tests only): nothing could use a certificate.
             None => applied.refuse(Reason::CertificateNotRequested),
         }

@@ -120,6 +120,8 @@ fn a_renewal_stores_a_usable_pair_and_switches_to_it() {
 
     credentials.promote().unwrap();
     assert_eq!(credentials.identity(), Identity::Current);
+    // Redelivered once the pair has connected: still the same answer.
+    assert_eq!(credentials.install(&issued, &serial(), NOW), Ok(validity));
     assert!(bench.usable(&credentials, Identity::Current));
     assert_eq!(credentials.validity(Identity::Current), Some(validity));
     // The next renewal asks for a fresh key.
@@ -198,6 +200,23 @@ fn a_certificate_that_fails_a_check_is_refused_with_its_reason_and_changes_nothi
         fresh.install(&issued, &serial(), NOW),
         Err(Reason::CertificateNotRequested)
     );
+}
+
+#[test]
+fn a_pending_key_left_behind_by_a_power_cut_is_not_asked_for_again() {
+    let bench = Bench::new();
+    let mut credentials = bench.open(RealFlash).unwrap();
+    let request = credentials.request(&serial(), NOW).unwrap();
+    let pending = std::fs::read(bench.credentials_dir.join(PENDING)).unwrap();
+    credentials
+        .install(&bench.issue(&request), &serial(), NOW)
+        .unwrap();
+    // The cut came before the key's removal.
+    std::fs::write(bench.credentials_dir.join(PENDING), pending).unwrap();
+    let mut rebooted = bench.open(RealFlash).unwrap();
+    assert!(!bench.credentials_dir.join(PENDING).exists());
+    let next = rebooted.request(&serial(), NOW).unwrap();
+    assert_ne!(next.public_key, request.public_key);
 }
 
 #[test]
