@@ -85,6 +85,12 @@ pub struct RecorderSpec {
     /// (`cloud.status_refresh_secs`; a cloud takes a status older than
     /// two of these and a margin for a device gone).
     pub status_refresh_secs: u64,
+    /// Renew the device certificate no later than this before it ends
+    /// (`cloud.renew_before_end_secs`; SPEC §6.6).
+    pub renew_before_end_secs: u64,
+    /// Ask for a certificate again after this long without one
+    /// (`cloud.renew_retry_secs`).
+    pub renew_retry_secs: u64,
 }
 
 impl RecorderSpec {
@@ -104,6 +110,8 @@ impl RecorderSpec {
             home: None,
             more_endpoints: Vec::new(),
             status_refresh_secs: 300,
+            renew_before_end_secs: 30 * 24 * 3600,
+            renew_retry_secs: 3600,
         }
     }
 }
@@ -161,6 +169,8 @@ pub fn config_text(
     config.cloud.host = broker_host.into();
     agent_config::add_endpoints(&mut config, &spec.more_endpoints);
     config.cloud.status_refresh_secs = spec.status_refresh_secs;
+    config.cloud.renew_before_end_secs = spec.renew_before_end_secs;
+    config.cloud.renew_retry_secs = spec.renew_retry_secs;
     config.cloud.backoff_base_ms = 200;
     config.cloud.backoff_cap_ms = 2_000;
     config.command_keys[0].id = COMMAND_KEY_ID;

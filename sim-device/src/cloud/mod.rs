@@ -10,7 +10,7 @@ pub mod driver;
 pub mod field;
 pub mod model;
 
-pub use driver::{Cloud, CloudOptions, DriverError};
+pub use driver::{Cloud, CloudOptions, DriverError, Issuer};
 pub use model::{
     CloudError, CloudModel, Contact, DeviceGrant, DeviceSelection, InstallerPermissions,
     InvitationId, Planned, ShareTerms, SiteId, SiteStatus,

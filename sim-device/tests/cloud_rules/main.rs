@@ -126,6 +126,7 @@ fn report(
         sessions_lost: 0,
         behind: false,
         command_key_ids: heapless::Vec::from_slice(&[1]).expect("one id"),
+        certificate_not_after: None,
     }
 }
 

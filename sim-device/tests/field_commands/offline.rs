@@ -158,6 +158,7 @@ fn owned_report(serial: &str, owner: &str) -> StateReport {
         sessions_lost: 0,
         behind: false,
         command_key_ids: heapless::Vec::from_slice(&[1]).expect("one id"),
+        certificate_not_after: None,
     }
 }
 

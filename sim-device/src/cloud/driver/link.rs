@@ -24,6 +24,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::certificates::{self, Issued, Issuer, DEFAULT_CERTIFICATE_LIFETIME};
 use super::restore;
 use super::seed::{load_or_create_seed, signer};
 use super::{now_secs, DriverError, DEFAULT_ACK_TIMEOUT, DEFAULT_CONNECT_TIMEOUT};
@@ -54,6 +55,9 @@ pub struct CloudOptions {
     /// [`Cloud::shutdown`], so that a finished process's session queues
     /// nothing.
     pub persistent: bool,
+    /// Answer certificate requests with certificates from this CA (SPEC
+    /// §6.6); `None`: requests are not answered.
+    pub issuer: Option<Issuer>,
 }
 
 impl CloudOptions {
@@ -83,6 +87,10 @@ impl CloudOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             client_id: hc_testkit::cloud::backend_client_id("cloud", n),
             persistent: false,
+            issuer: Some(Issuer {
+                pki: pki.clone(),
+                lifetime: DEFAULT_CERTIFICATE_LIFETIME,
+            }),
         }
     }
 }
@@ -119,6 +127,8 @@ pub(super) struct DeviceLink {
     pub(super) status: Option<DeviceStatus>,
     /// Sequence numbers sent and not yet acknowledged, oldest first.
     pub(super) pending: VecDeque<u64>,
+    /// The last certificate issued to the device.
+    pub(super) certificate: Option<Issued>,
 }
 
 impl DeviceLink {
@@ -167,12 +177,13 @@ impl Shared {
 }
 
 /// What the cloud subscribes to.
-const INBOUND: [Leaf; 5] = [
+const INBOUND: [Leaf; 6] = [
     Leaf::Ack,
     Leaf::State,
     Leaf::Status,
     Leaf::DomainRegister,
     Leaf::TimeRequest,
+    Leaf::CertificateRequest,
 ];
 
 /// The simulated cloud, connected.
@@ -227,6 +238,7 @@ impl Cloud {
             shared.clone(),
             tx,
             signer(&options.seed),
+            options.issuer.clone(),
         ));
         let mut cloud = Cloud {
             client,
@@ -454,6 +466,7 @@ async fn event_task(
     shared: Arc<Mutex<Shared>>,
     changes: watch::Sender<u64>,
     restorer: CommandSigner,
+    issuer: Option<Issuer>,
 ) {
     let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
     let bump = || changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -480,9 +493,25 @@ async fn event_task(
                 bump();
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                if let Some((serial, Leaf::TimeRequest)) = topics::parse(&publish.topic) {
-                    answer_time(&client, &time_signer, &serial, &publish.payload);
-                    continue;
+                match topics::parse(&publish.topic) {
+                    Some((serial, Leaf::TimeRequest)) => {
+                        answer_time(&client, &time_signer, &serial, &publish.payload);
+                        continue;
+                    }
+                    Some((serial, Leaf::CertificateRequest)) => {
+                        if let Some(issuer) = &issuer {
+                            certificates::answer(
+                                &client,
+                                &restorer,
+                                issuer,
+                                &mut lock(),
+                                serial,
+                                &publish.payload,
+                            );
+                        }
+                        continue;
+                    }
+                    _ => {}
                 }
                 on_publish(
                     &client,
@@ -556,8 +585,12 @@ fn on_publish(
                 on_domain_registration(client, shared, serial, registration);
             }
         }
-        Leaf::Command | Leaf::Audit | Leaf::DomainResult | Leaf::TimeRequest | Leaf::TimeAnswer => {
-        }
+        Leaf::Command
+        | Leaf::Audit
+        | Leaf::DomainResult
+        | Leaf::TimeRequest
+        | Leaf::TimeAnswer
+        | Leaf::CertificateRequest => {}
     }
 }
 

@@ -37,6 +37,7 @@
 //! key, `operations` the commands sent and their acknowledgements,
 //! `restore` the restore of a device that is behind.
 
+mod certificates;
 mod flows;
 mod link;
 mod operations;
@@ -46,6 +47,7 @@ mod seed;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use certificates::{Issuer, CERTIFICATE_ACTOR, DEFAULT_CERTIFICATE_LIFETIME};
 pub use link::{Cloud, CloudOptions};
 pub use seed::{
     command_public_key, load_or_create_seed, load_seed, signer, COMMAND_KEY_ID, SEED_FILE,

@@ -1,0 +1,121 @@
+//! The simulated cloud as certificate authority (SPEC §6.6): a device's
+//! certificate request is answered with a certificate from the PKI's CA
+//! for the requested key, subject the serial, in a signed
+//! `InstallCertificate` at the device's next sequence number. A repeated
+//! request for the same key (the device asks again until the certificate
+//! is stored) gets the same envelope again, not a second certificate.
+
+use std::time::Duration;
+
+use hc_protocol::certificate::CertificateRequest;
+use hc_protocol::codec;
+use hc_protocol::envelope::CommandSigner;
+use hc_protocol::limits::MAX_MESSAGE_BYTES;
+use hc_protocol::topics::{self, Leaf};
+use hc_protocol::{AccountId, AccountRef, Command, CommandBody, Serial};
+use rumqttc::{AsyncClient, QoS};
+
+use super::link::Shared;
+use super::now_secs;
+use crate::pki::Pki;
+
+/// The account the cloud acts as when it issues certificates (it must be
+/// of the device's region, like every actor; no rights come into it).
+pub const CERTIFICATE_ACTOR: &str = "cloud-ca";
+
+/// How long the certificates the simulated cloud issues are valid.
+pub const DEFAULT_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The CA side of the simulated cloud.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// The PKI whose CA signs.
+    pub pki: Pki,
+    /// Validity of each certificate issued, from now.
+    pub lifetime: Duration,
+}
+
+/// The last certificate issued to a device: for the key, the envelope.
+#[derive(Debug, Clone)]
+pub(super) struct Issued {
+    public_key: Vec<u8>,
+    envelope: Vec<u8>,
+}
+
+/// Answers one certificate request from `serial`.
+pub(super) fn answer(
+    client: &AsyncClient,
+    signer: &CommandSigner,
+    issuer: &Issuer,
+    shared: &mut Shared,
+    serial: Serial,
+    payload: &[u8],
+) {
+    let Ok(request) = codec::decode::<CertificateRequest>(payload, MAX_MESSAGE_BYTES) else {
+        tracing::warn!(%serial, "certificate request does not decode");
+        return;
+    };
+    if request.serial != serial || !request.proof_holds() {
+        tracing::warn!(%serial, "certificate request refused: wrong serial or no proof of the key");
+        return;
+    }
+    let topic = topics::topic(&serial, Leaf::Command);
+    let Some(region) = shared
+        .model
+        .report(serial.as_str())
+        .map(|r| r.region.clone())
+    else {
+        // Its state report (region, next sequence number) comes first.
+        return;
+    };
+    let link = shared.links.entry(serial.clone()).or_default();
+    if let Some(issued) = &link.certificate {
+        if issued.public_key == request.public_key.as_slice() {
+            let _ = client.try_publish(topic, QoS::AtLeastOnce, false, issued.envelope.clone());
+            return;
+        }
+    }
+    let Some(seq) = link.next_seq else {
+        return;
+    };
+    let now = now_secs();
+    let der = match issuer.pki.issue_for_key(
+        serial.as_str(),
+        &request.public_key,
+        now.saturating_sub(60),
+        now + issuer.lifetime.as_secs(),
+    ) {
+        Ok(der) => der,
+        Err(e) => {
+            tracing::warn!(%serial, error = %e, "certificate not issued");
+            return;
+        }
+    };
+    let Ok(actor_id) = AccountId::new(CERTIFICATE_ACTOR) else {
+        return;
+    };
+    let command = Command {
+        serial: serial.clone(),
+        actor: AccountRef {
+            id: actor_id,
+            region,
+        },
+        seq,
+        issued_at: now,
+        body: CommandBody::InstallCertificate {
+            certificate: der.iter().copied().collect(),
+        },
+    };
+    match signer.seal(&command) {
+        Ok(envelope) => {
+            link.next_seq = Some(seq + 1);
+            link.certificate = Some(Issued {
+                public_key: request.public_key.to_vec(),
+                envelope: envelope.clone(),
+            });
+            let _ = client.try_publish(topic, QoS::AtLeastOnce, false, envelope);
+            tracing::info!(%serial, seq, not_after = now + issuer.lifetime.as_secs(), "certificate issued");
+        }
+        Err(e) => tracing::warn!(%serial, error = %e, "certificate command does not seal"),
+    }
+}
