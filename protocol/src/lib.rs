@@ -102,6 +102,7 @@ pub mod ids;
 pub mod limits;
 pub mod local;
 pub mod messages;
+pub mod provisioning;
 pub mod reason;
 pub mod time;
 pub mod topics;

@@ -91,6 +91,10 @@ pub struct RecorderSpec {
     /// Ask for a certificate again after this long without one
     /// (`cloud.renew_retry_secs`).
     pub renew_retry_secs: u64,
+    /// The factory claim certificate of the recorder's batch: set, the
+    /// recorder has no certificate of its own and provisions itself with
+    /// this one first (SPEC §6.7).
+    pub claim: Option<hc_testkit::pki::CertFiles>,
 }
 
 impl RecorderSpec {
@@ -112,6 +116,7 @@ impl RecorderSpec {
             status_refresh_secs: 300,
             renew_before_end_secs: 30 * 24 * 3600,
             renew_retry_secs: 3600,
+            claim: None,
         }
     }
 }
@@ -161,8 +166,13 @@ pub fn config_text(
     broker_port: u16,
     command_key: &[u8; 32],
 ) -> Result<String, RecorderError> {
-    let mut config = agent_config::loopback(pki, &spec.serial, dir, broker_port, command_key)
-        .ok_or_else(|| RecorderError::NoCertificate(spec.serial.clone()))?;
+    let mut config = match &spec.claim {
+        Some(claim) => {
+            agent_config::loopback_claiming(pki, &spec.serial, dir, broker_port, command_key, claim)
+        }
+        None => agent_config::loopback(pki, &spec.serial, dir, broker_port, command_key)
+            .ok_or_else(|| RecorderError::NoCertificate(spec.serial.clone()))?,
+    };
     config.region = spec.region.clone();
     config.channels = spec.channels;
     config.verification_code = spec.verification_code.clone();

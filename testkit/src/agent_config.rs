@@ -12,7 +12,7 @@ use hc_agent::shell::config::{
     LocalSocketConfig, LogConfig,
 };
 
-use crate::pki::Pki;
+use crate::pki::{CertFiles, Pki};
 use crate::ports::BrokerAddr;
 
 /// The configuration of a device on loopback, as the tests run it (callers
@@ -31,7 +31,49 @@ pub fn loopback(
     command_key: &[u8; 32],
 ) -> Option<Config> {
     let device = pki.device(serial)?;
-    Some(Config {
+    Some(loopback_with(
+        pki,
+        serial,
+        dir,
+        port,
+        command_key,
+        CertFiles {
+            cert: device.cert.clone(),
+            key: device.key.clone(),
+        },
+    ))
+}
+
+/// [`loopback`] for a device that has no certificate of its own yet and
+/// provisions itself with the claim certificate `claim` (SPEC §6.7): its
+/// `cert` and `key` name files in `dir` that do not exist.
+pub fn loopback_claiming(
+    pki: &Pki,
+    serial: &str,
+    dir: &Path,
+    port: u16,
+    command_key: &[u8; 32],
+    claim: &CertFiles,
+) -> Config {
+    let own = CertFiles {
+        cert: dir.join("device.pem"),
+        key: dir.join("device.key"),
+    };
+    let mut config = loopback_with(pki, serial, dir, port, command_key, own);
+    config.cloud.claim_cert = Some(claim.cert.clone());
+    config.cloud.claim_key = Some(claim.key.clone());
+    config
+}
+
+fn loopback_with(
+    pki: &Pki,
+    serial: &str,
+    dir: &Path,
+    port: u16,
+    command_key: &[u8; 32],
+    device: CertFiles,
+) -> Config {
+    Config {
         serial: serial.into(),
         region: "EU".into(),
         channels: 8,
@@ -44,6 +86,8 @@ pub fn loopback(
             cert: device.cert.clone(),
             key: device.key.clone(),
             device_ca: None,
+            claim_cert: None,
+            claim_key: None,
             keep_alive_secs: 5,
             // The agent's default.
             connect_timeout_secs: 10,
@@ -80,7 +124,7 @@ pub fn loopback(
             level: "debug".into(),
             ..LogConfig::default()
         },
-    })
+    }
 }
 
 /// Adds `more` as further broker endpoints (`[[cloud.endpoints]]`, the

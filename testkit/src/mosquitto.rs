@@ -56,6 +56,14 @@ pub const DEVICE_ACL: [&str; 10] = [
     "pattern write dev/%u/cert/request",
 ];
 
+/// The ACL lines that let a claim certificate (user = its CN) provision
+/// devices and do nothing else (SPEC §3.2, §6.7). A claim name is never a
+/// serial, so the device patterns above open no device's topics to it.
+pub const CLAIM_ACL: [&str; 2] = [
+    "pattern write prov/%u/+/request",
+    "pattern read prov/%u/+/answer",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum MosquittoError {
     #[error("the mosquitto binary was not found (apt-get install mosquitto)")]
@@ -306,7 +314,15 @@ pub fn acl_text() -> String {
         acl.push_str(line);
         acl.push('\n');
     }
-    let _ = write!(acl, "\nuser {CLOUD_CN}\ntopic readwrite dev/#\n");
+    acl.push_str("# Claim certificates (user = claim-{batch}) on the provisioning topics only.\n");
+    for line in CLAIM_ACL {
+        acl.push_str(line);
+        acl.push('\n');
+    }
+    let _ = write!(
+        acl,
+        "\nuser {CLOUD_CN}\ntopic readwrite dev/#\ntopic readwrite prov/#\n"
+    );
     acl
 }
 
@@ -383,7 +399,7 @@ mod tests {
         let acl = acl_text();
         assert!(acl.contains("pattern read dev/%u/cmd\n"));
         assert!(acl.contains("pattern write dev/%u/domain/register\n"));
-        assert!(acl.ends_with("user cloud\ntopic readwrite dev/#\n"));
+        assert!(acl.ends_with("user cloud\ntopic readwrite dev/#\ntopic readwrite prov/#\n"));
         // Every leaf of the topic tree has exactly one rule, in the right
         // direction.
         for leaf in hc_protocol::topics::Leaf::ALL {

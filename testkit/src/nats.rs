@@ -15,7 +15,7 @@
 //!                            dev.{serial}.time.answer, $MQTT.sub.>
 //!                  publish   dev.{serial}.ack, .state, .status, .audit,
 //!                            .domain.register, .time.request
-//! cloud:           publish and subscribe dev.>, subscribe $MQTT.sub.>
+//! cloud:           publish and subscribe dev.> and prov.>, subscribe $MQTT.sub.>
 //! ```
 //!
 //! `$MQTT.sub.>` is the inbox of QoS 1 deliveries: without it in a user's
@@ -248,7 +248,7 @@ pub fn users_text(pki: &Pki) -> String {
     let _ = writeln!(
         text,
         "    {{ user: \"CN={CLOUD_CN}\", allowed_connection_types: [\"MQTT\"], \
-         permissions: {{ publish: {{ allow: [\"dev.>\"] }}, subscribe: {{ allow: [\"dev.>\", \"$MQTT.sub.>\"] }} }} }}"
+         permissions: {{ publish: {{ allow: [\"dev.>\", \"prov.>\"] }}, subscribe: {{ allow: [\"dev.>\", \"prov.>\", \"$MQTT.sub.>\"] }} }} }}"
     );
     text.push_str("  ]\n}\n");
     text
@@ -734,7 +734,7 @@ mod tests {
         assert_eq!(text.matches("\"$MQTT.sub.>\"").count(), 3, "{text}");
         assert!(text.contains("user: \"CN=NVR-2\""), "{text}");
         assert!(text.contains(
-            "user: \"CN=cloud\", allowed_connection_types: [\"MQTT\"], permissions: { publish: { allow: [\"dev.>\"] }"
+            "user: \"CN=cloud\", allowed_connection_types: [\"MQTT\"], permissions: { publish: { allow: [\"dev.>\", \"prov.>\"] }"
         ));
     }
 }

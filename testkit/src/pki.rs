@@ -287,6 +287,32 @@ impl Pki {
         Ok(files)
     }
 
+    /// The claim certificate of production batch `batch` (SPEC §6.7): a
+    /// client certificate with CN `claim-{batch}`, shared by every device
+    /// of the batch, in `{dir}/claims/claim-{batch}.{pem,key}`; issued if
+    /// missing.
+    pub fn claim(&self, batch: &str) -> Result<CertFiles, PkiError> {
+        let cn = format!("{}{batch}", hc_protocol::provisioning::CLAIM_PREFIX);
+        // Topic-safe like a serial (it is the claim's topic level).
+        hc_protocol::Serial::new(&cn).map_err(|e| PkiError::InvalidSerial {
+            serial: cn.clone(),
+            message: e.to_string(),
+        })?;
+        let dir = self.dir.join("claims");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let files = CertFiles::in_dir(&dir, &cn);
+        if files.exist().is_err() {
+            issue(
+                &self.issuer()?,
+                &files,
+                &cn,
+                Role::Client,
+                Validity::Current,
+            )?;
+        }
+        Ok(files)
+    }
+
     /// A client certificate (DER) for device `serial` and the P-256 public
     /// key `public_key` (uncompressed point), valid from `not_before` to
     /// `not_after` (Unix seconds): what the cloud issues in answer to a
@@ -408,6 +434,12 @@ fn check_serial(serial: &str) -> Result<(), PkiError> {
         return Err(PkiError::InvalidSerial {
             serial: serial.to_owned(),
             message: format!("{CLOUD_CN:?} is the cloud's certificate name"),
+        });
+    }
+    if serial.starts_with(hc_protocol::provisioning::CLAIM_PREFIX) {
+        return Err(PkiError::InvalidSerial {
+            serial: serial.to_owned(),
+            message: "claim certificates' names start so (SPEC §6.7)".into(),
         });
     }
     Ok(())

@@ -140,7 +140,7 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
 
 /// The subject's common name(s), or `None` when the DER is not a
 /// certificate this parser understands.
-pub(super) fn subject_common_names(der: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn subject_common_names(der: &[u8]) -> Option<Vec<String>> {
     let rest = element(tbs_from_validity(der)?)?.2;
     let (SEQUENCE, mut name, _) = element(rest)? else {
         return None;

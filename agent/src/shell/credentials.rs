@@ -22,7 +22,10 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use hc_protocol::certificate::{request_proof_message, CertificateRequest};
+use hc_protocol::certificate::{
+    request_proof_message, CertificateRequest, P256_PUBLIC_KEY_LEN, P256_SIGNATURE_LEN,
+};
+use hc_protocol::provisioning::{self, ProvisionRequest, PROOF_CONTEXT};
 use hc_protocol::{Reason, Serial};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -209,6 +212,38 @@ impl<F: Flash> Credentials<F> {
         serial: &Serial,
         current_not_after: u64,
     ) -> Result<CertificateRequest, CredentialError> {
+        let key = self.pending_public_key()?;
+        let (public_key, proof) = self.signed_public_key(&request_proof_message(serial, &key))?;
+        Ok(CertificateRequest {
+            serial: serial.clone(),
+            public_key,
+            proof,
+            current_not_after,
+        })
+    }
+
+    /// The request for this device's first certificate with a claim
+    /// certificate (SPEC §6.7), for the renewal key (made if there is
+    /// none), with the proof that the device knows `verification_code`.
+    pub(crate) fn provision_request(
+        &mut self,
+        serial: &Serial,
+        verification_code: &[u8],
+    ) -> Result<ProvisionRequest, CredentialError> {
+        let key = self.pending_public_key()?;
+        let (public_key, proof) =
+            self.signed_public_key(&provisioning::proof_message(PROOF_CONTEXT, serial, &key))?;
+        Ok(ProvisionRequest {
+            serial: serial.clone(),
+            code_proof: provisioning::code_proof(verification_code, serial, &key),
+            public_key,
+            proof,
+        })
+    }
+
+    /// The public key of the pending key, made and stored first if there
+    /// is none (so that a restart asks for the same key).
+    fn pending_public_key(&mut self) -> Result<Vec<u8>, CredentialError> {
         if self.pending.is_none() {
             let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &self.rng)
                 .map_err(|_| CredentialError::Key("key generation failed"))?;
@@ -219,20 +254,36 @@ impl<F: Flash> Credentials<F> {
             self.write(PENDING, pem("PRIVATE KEY", &pkcs8).as_bytes())?;
             self.pending = Some(PendingKey { pkcs8, pair });
         }
-        let Some(pending) = &self.pending else {
-            return Err(CredentialError::Key("no renewal key"));
-        };
-        let public_key = pending.pair.public_key().as_ref();
+        match &self.pending {
+            Some(pending) => Ok(pending.pair.public_key().as_ref().to_vec()),
+            None => Err(CredentialError::Key("no renewal key")),
+        }
+    }
+
+    /// The pending public key and its signature over `message`.
+    #[allow(clippy::type_complexity)]
+    fn signed_public_key(
+        &self,
+        message: &[u8],
+    ) -> Result<
+        (
+            heapless::Vec<u8, P256_PUBLIC_KEY_LEN>,
+            heapless::Vec<u8, P256_SIGNATURE_LEN>,
+        ),
+        CredentialError,
+    > {
+        let pending = self
+            .pending
+            .as_ref()
+            .ok_or(CredentialError::Key("no renewal key"))?;
         let proof = pending
             .pair
-            .sign(&self.rng, &request_proof_message(serial, public_key))
+            .sign(&self.rng, message)
             .map_err(|_| CredentialError::Key("signing the proof failed"))?;
-        Ok(CertificateRequest {
-            serial: serial.clone(),
-            public_key: public_key.iter().copied().collect(),
-            proof: proof.as_ref().iter().copied().collect(),
-            current_not_after,
-        })
+        Ok((
+            pending.pair.public_key().as_ref().iter().copied().collect(),
+            proof.as_ref().iter().copied().collect(),
+        ))
     }
 
     /// Checks the certificate `der` the cloud issued, at trusted time
@@ -273,9 +324,14 @@ impl<F: Flash> Credentials<F> {
         let chain = vec![CertificateDer::from(der.to_vec())];
         let check = ClientCertificateCheck::for_chain(&self.issuer, &self.path(NEXT), chain)
             .map_err(|_| Reason::CertificateNotTrusted)?;
+        // A clock behind the cloud's (no signed time yet, as before the
+        // first connection) must not refuse a certificate issued just now:
+        // one not valid yet by it is checked at its start. An expired one
+        // is refused all the same.
+        let at = now.max(not_before);
         check
             .valid_at(UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                now,
+                at,
             )))
             .map_err(|_| Reason::CertificateNotTrusted)?;
 

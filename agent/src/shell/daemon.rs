@@ -18,6 +18,7 @@ use super::device::Agent;
 use super::instance_lock;
 pub use super::instance_lock::LockError;
 use super::local_server::{self, LocalServerConfig, Peers, SharedService};
+use super::provisioning;
 use super::reload::{LoadConfig, Reload};
 use super::sd_notify::Notifier;
 use crate::core::domain::{Registrar, RegistrarPolicy};
@@ -36,6 +37,9 @@ pub enum StartError {
     /// The credential directory (renewed certificates) could not be used.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// Provisioning by claim certificate cannot start.
+    #[error("provisioning: {0}")]
+    Provision(String),
     /// The state directory could not be read.
     #[error("state store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -115,11 +119,17 @@ pub async fn run_with_clocks(
     config.validate()?;
     let _lock = instance_lock::acquire(&config.state_dir)?;
     let reload = Reload::new(config.clone(), load);
+    // The pair to connect with, or the claim certificate to provision with
+    // first (once the local socket answers).
     let tls = if config.cloud.insecure_plaintext {
         warn!("INSECURE: the cloud link runs without TLS (insecure_plaintext); tests only");
         None
     } else {
-        Some(CertificateRenewal::open(&config)?)
+        let credentials = CertificateRenewal::credentials(&config)?;
+        Some(match provisioning::claim_needed(&config, &credentials) {
+            Some(claim) => Err((credentials, claim)),
+            None => Ok(CertificateRenewal::open(&config, credentials)?),
+        })
     };
     let mut store = StateStore::new(RealFlash, config.state_dir.clone(), "state");
     let state = load_state(&config, &mut store)?;
@@ -133,10 +143,8 @@ pub async fn run_with_clocks(
     );
     let serial = state.identity.serial.clone();
     info!(serial = %serial, bound = state.access.binding != hc_protocol::messages::Binding::Unbound, last_seq = state.ledger.last_seq, "agent starting");
-    let mut agent = Agent::new(state, store, keys, registrar);
-    agent.set_certificate_not_after(tls.as_ref().and_then(|(renewal, _)| renewal.not_after()));
     let shared = Rc::new(SharedService::new(
-        agent,
+        Agent::new(state, store, keys, registrar),
         Peers {
             allowed: config.local_socket.allowed_uids.clone(),
             admins: config.local_socket.admin_uids.clone(),
@@ -162,7 +170,26 @@ pub async fn run_with_clocks(
         notifier.send("READY=1");
     }
 
-    cloud_driver::drive(&config, tls, reload, &shared, shutdown).await;
+    tokio::pin!(shutdown);
+    let outcome = async {
+        let tls = match tls {
+            None => None,
+            Some(Ok(ready)) => Some(ready),
+            Some(Err((mut credentials, claim))) => {
+                let provisioned = tokio::select! {
+                    provisioned = provisioning::provision(&config, &mut credentials, claim, || shared.now()) => provisioned,
+                    _ = &mut shutdown => return Ok(()),
+                };
+                provisioned.map_err(|e| StartError::Provision(e.to_string()))?;
+                Some(CertificateRenewal::open(&config, credentials)?)
+            }
+        };
+        let not_after = tls.as_ref().and_then(|(renewal, _)| renewal.not_after());
+        shared.agent.borrow_mut().set_certificate_not_after(not_after);
+        cloud_driver::drive(&config, tls, reload, &shared, &mut shutdown).await;
+        Ok::<(), StartError>(())
+    }
+    .await;
     if let Some(notifier) = &notifier {
         notifier.send("STOPPING=1");
     }
@@ -175,7 +202,7 @@ pub async fn run_with_clocks(
         error!(error = %e, "state could not be written at shutdown");
     }
     info!("agent stopped");
-    Ok(())
+    outcome
 }
 
 /// `WATCHDOG=1` from the event loop every half watchdog interval, when

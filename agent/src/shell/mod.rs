@@ -17,6 +17,7 @@ mod local_server;
 pub mod mqtt_error;
 mod mqtt_task;
 pub mod net_facts;
+mod provisioning;
 pub mod reload;
 mod sd_notify;
 pub mod syslog;

@@ -73,7 +73,13 @@ impl BrokerKind {
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
     pub broker: BrokerKind,
+    /// The recorder starts with only its batch's claim certificate and
+    /// provisions itself before the story (SPEC §6.7).
+    pub claim: bool,
 }
+
+/// The production batch of the demo's claim certificate.
+pub const CLAIM_BATCH: &str = "B2026";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -148,7 +154,10 @@ impl DemoReport {
 pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     let started = Instant::now();
     let dir = tempfile::Builder::new().prefix("sim-demo-").tempdir()?;
-    let pki = Pki::generate(dir.path().join("pki"), &[SERIAL])?;
+    // Provisioned by claim, the recorder has no certificate to start with.
+    let serials: &[&str] = if options.claim { &[] } else { &[SERIAL] };
+    let pki = Pki::generate(dir.path().join("pki"), serials)?;
+    let claim = options.claim.then(|| pki.claim(CLAIM_BATCH)).transpose()?;
     let seed = load_or_create_seed(pki.dir())?;
 
     // Keep the broker alive for the whole story.
@@ -161,6 +170,13 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         "sim-device demo: {broker_text}; simulated cloud; recorder {SERIAL} ({REGION}, 8 channels, wall clock {} min behind) running the real agent",
         CLOCK_BEHIND_SECS / 60
     );
+    if let Some(claim) = &claim {
+        let _ = writeln!(
+            out,
+            "the recorder has no certificate of its own: it provisions itself with the claim certificate {} of batch {CLAIM_BATCH}",
+            claim.cert.display()
+        );
+    }
 
     let options_broker = options.broker;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -182,6 +198,7 @@ pub fn run(options: &DemoOptions, out: &mut dyn Write) -> Result<DemoReport, Dem
         spec.verification_code = CODE.into();
         spec.wall_clock_offset_secs = -CLOCK_BEHIND_SECS;
         spec.more_endpoints = broker.more_endpoints.clone();
+        spec.claim = claim;
         let recorder = Recorder::start(&pki, host, port, cloud.public_key(), spec)?;
         let told = tell(&mut story, &cloud, &recorder, &people).await;
         cloud.shutdown().await;

@@ -49,20 +49,27 @@ fn policy(config: &Config) -> RenewalPolicy {
 }
 
 impl CertificateRenewal {
-    /// Opens the credential files in the state directory and loads the TLS
-    /// configuration of the pair to connect with: a stored new pair that
-    /// does not load is set aside for the pair in use.
-    pub(crate) fn open(config: &Config) -> Result<(CertificateRenewal, TlsSource), StartError> {
+    /// Opens the credential files in the state directory.
+    pub(crate) fn credentials(config: &Config) -> Result<Credentials<RealFlash>, StartError> {
         let cloud = &config.cloud;
         let issuer = cloud.device_ca.clone().unwrap_or_else(|| cloud.ca.clone());
-        let mut credentials = Credentials::open(
+        Credentials::open(
             config.state_dir.join("credentials"),
             cloud.cert.clone(),
             cloud.key.clone(),
             issuer,
             RealFlash,
         )
-        .map_err(|e| StartError::Credentials(e.to_string()))?;
+        .map_err(|e| StartError::Credentials(e.to_string()))
+    }
+
+    /// Loads the TLS configuration of the pair to connect with: a stored
+    /// new pair that does not load is set aside for the pair in use.
+    pub(crate) fn open(
+        config: &Config,
+        mut credentials: Credentials<RealFlash>,
+    ) -> Result<(CertificateRenewal, TlsSource), StartError> {
+        let cloud = &config.cloud;
         let mut identity = credentials.identity();
         let tls = loop {
             let (cert, key) = credentials.files(identity);

@@ -18,6 +18,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.identity()?;
         self.command_keys()?;
+        if self.cloud.claim_cert.is_some() != self.cloud.claim_key.is_some() {
+            return Err(invalid(
+                "cloud.claim_cert",
+                "claim_cert and claim_key go together",
+            ));
+        }
         if self.local_socket.allowed_uids.len() > MAX_LOCAL_PEERS {
             return Err(invalid(
                 "local_socket.allowed_uids",

@@ -69,6 +69,15 @@ pub struct CloudConfig {
     /// certificate against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_ca: Option<PathBuf>,
+    /// The factory claim certificate shared by the device's production
+    /// batch (SPEC §6.7): while the device has no certificate of its own
+    /// (`cert` missing, nothing renewed yet), it connects with this one to
+    /// the provisioning topics only and asks for its certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_cert: Option<PathBuf>,
+    /// The claim certificate's private key (0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_key: Option<PathBuf>,
     /// The MQTT keep-alive; silence for 1.5 of these is a dead link.
     #[serde(default = "default_keep_alive")]
     pub keep_alive_secs: u64,

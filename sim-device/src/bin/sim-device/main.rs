@@ -1,10 +1,11 @@
 //! `sim-device`: the simulator's command line.
 //!
 //! ```text
-//! sim-device demo [--mosquitto | --nats]
+//! sim-device demo [--mosquitto | --nats] [--claim]
 //!     The product story against the embedded TLS broker (or mosquitto, or a
 //!     three-node NATS cluster), the simulated cloud and one simulated
-//!     recorder running the real agent.
+//!     recorder running the real agent. With --claim the recorder starts
+//!     with only its batch's claim certificate and provisions itself first.
 //!     Exits non-zero if any outcome differs from what the product promises.
 //!
 //! sim-device broker --pki DIR [--port P] [--serial S]...
@@ -75,7 +76,7 @@ use sim_device::recorder::{Recorder, RecorderSpec};
 
 const USAGE: &str = "\
 usage:
-  sim-device demo [--mosquitto | --nats]
+  sim-device demo [--mosquitto | --nats] [--claim]
   sim-device broker --pki DIR [--port P] [--serial S]...
   sim-device recorder [--pki DIR] [--broker HOST:PORT] --serial S [--region R] [--channels N] [--code C] [--dir D]
   sim-device fleet [--devices N] [--commands K] [--mosquitto | --nats | --embedded | --broker HOST:PORT --pki DIR]
@@ -185,6 +186,7 @@ fn demo_command(mut parser: lexopt::Parser) -> Result<ExitCode, Fatal> {
             Long("mosquitto") => options.broker = BrokerKind::Mosquitto,
             Long("nats") => options.broker = BrokerKind::Nats,
             Long("embedded") => options.broker = BrokerKind::Embedded,
+            Long("claim") => options.claim = true,
             _ => return Err(arg.unexpected().into()),
         }
     }

@@ -4,6 +4,11 @@
 //! `InstallCertificate` at the device's next sequence number. A repeated
 //! request for the same key (the device asks again until the certificate
 //! is stored) gets the same envelope again, not a second certificate.
+//!
+//! It also provisions devices that connect with a claim certificate (SPEC
+//! §6.7): a `ProvisionRequest` of a device the cloud registered, with the
+//! proof of its key and of its verification code, is answered with its
+//! certificate on the provisioning answer topic.
 
 use std::time::Duration;
 
@@ -11,8 +16,9 @@ use hc_protocol::certificate::CertificateRequest;
 use hc_protocol::codec;
 use hc_protocol::envelope::CommandSigner;
 use hc_protocol::limits::MAX_MESSAGE_BYTES;
+use hc_protocol::provisioning::{self, ProvisionAnswer, ProvisionRequest};
 use hc_protocol::topics::{self, Leaf};
-use hc_protocol::{AccountId, AccountRef, Command, CommandBody, Serial};
+use hc_protocol::{AccountId, AccountRef, Command, CommandBody, Reason, Serial};
 use rumqttc::{AsyncClient, QoS};
 
 use super::link::Shared;
@@ -117,5 +123,70 @@ pub(super) fn answer(
             tracing::info!(%serial, seq, not_after = now + issuer.lifetime.as_secs(), "certificate issued");
         }
         Err(e) => tracing::warn!(%serial, error = %e, "certificate command does not seal"),
+    }
+}
+
+/// Answers one provisioning request of `serial` under claim `claim`: the
+/// device must be registered (its verification code known), and both
+/// proofs hold.
+pub(super) fn provision(
+    client: &AsyncClient,
+    issuer: &Issuer,
+    shared: &Shared,
+    claim: &str,
+    serial: Serial,
+    payload: &[u8],
+) {
+    let Ok(request) = codec::decode::<ProvisionRequest>(payload, MAX_MESSAGE_BYTES) else {
+        tracing::warn!(%serial, claim, "provisioning request does not decode");
+        return;
+    };
+    let answer = provision_answer(issuer, shared, &serial, &request);
+    match &answer {
+        ProvisionAnswer::Issued { .. } => {
+            tracing::info!(%serial, claim, "provisioned: certificate issued")
+        }
+        ProvisionAnswer::Refused(reason) => {
+            tracing::warn!(%serial, claim, %reason, "provisioning refused")
+        }
+    }
+    if let Ok(bytes) = codec::encode(&answer, MAX_MESSAGE_BYTES) {
+        let topic = provisioning::answer_topic(claim, &serial);
+        let _ = client.try_publish(topic, QoS::AtLeastOnce, false, bytes);
+    }
+}
+
+fn provision_answer(
+    issuer: &Issuer,
+    shared: &Shared,
+    serial: &Serial,
+    request: &ProvisionRequest,
+) -> ProvisionAnswer {
+    // An unknown serial and a wrong code are not told apart.
+    let code = shared
+        .model
+        .device(serial.as_str())
+        .ok()
+        .and_then(|record| record.verification_code.clone());
+    let (Some(code), true) = (code, request.serial == *serial) else {
+        return ProvisionAnswer::Refused(Reason::BadVerificationProof);
+    };
+    if let Err(reason) = request.check(code.as_bytes()) {
+        return ProvisionAnswer::Refused(reason);
+    }
+    let now = now_secs();
+    match issuer.pki.issue_for_key(
+        serial.as_str(),
+        &request.public_key,
+        now.saturating_sub(60),
+        now + issuer.lifetime.as_secs(),
+    ) {
+        Ok(der) => ProvisionAnswer::Issued {
+            certificate: der.iter().copied().collect(),
+        },
+        Err(e) => {
+            tracing::warn!(%serial, error = %e, "certificate not issued");
+            ProvisionAnswer::Refused(Reason::StorageFailed)
+        }
     }
 }

@@ -14,6 +14,7 @@ use hc_protocol::ddns::DomainRegistration;
 use hc_protocol::envelope::CommandSigner;
 use hc_protocol::limits::MAX_MESSAGE_BYTES;
 use hc_protocol::messages::{DeviceStatus, StateReport};
+use hc_protocol::provisioning;
 use hc_protocol::topics::{self, Leaf};
 use hc_protocol::{Ack, Serial};
 use rumqttc::{
@@ -154,7 +155,8 @@ pub(super) struct Shared {
 
 impl Shared {
     fn subscribed(&self) -> bool {
-        self.subacks >= INBOUND.len()
+        // Every device leaf, and the provisioning requests.
+        self.subacks > INBOUND.len()
     }
 
     /// Takes the device's next sequence number for a command whose
@@ -185,6 +187,9 @@ const INBOUND: [Leaf; 6] = [
     Leaf::TimeRequest,
     Leaf::CertificateRequest,
 ];
+
+/// Every provisioning request (SPEC §6.7).
+const PROVISION_REQUESTS: &str = "prov/+/+/request";
 
 /// The simulated cloud, connected.
 pub struct Cloud {
@@ -434,6 +439,7 @@ impl Cloud {
             for leaf in INBOUND {
                 let _ = self.client.unsubscribe(topics::all_devices(leaf)).await;
             }
+            let _ = self.client.unsubscribe(PROVISION_REQUESTS).await;
         }
         let _ = self.client.disconnect().await;
         if let Some(task) = self.task.take() {
@@ -477,6 +483,7 @@ async fn event_task(
                 for leaf in INBOUND {
                     let _ = client.try_subscribe(topics::all_devices(leaf), QoS::AtLeastOnce);
                 }
+                let _ = client.try_subscribe(PROVISION_REQUESTS, QoS::AtLeastOnce);
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 let mut s = lock();
@@ -493,6 +500,19 @@ async fn event_task(
                 bump();
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                if let Some((claim, serial)) = provisioning::parse_request_topic(&publish.topic) {
+                    if let Some(issuer) = &issuer {
+                        certificates::provision(
+                            &client,
+                            issuer,
+                            &lock(),
+                            claim,
+                            serial,
+                            &publish.payload,
+                        );
+                    }
+                    continue;
+                }
                 match topics::parse(&publish.topic) {
                     Some((serial, Leaf::TimeRequest)) => {
                         answer_time(&client, &time_signer, &serial, &publish.payload);
