@@ -11,8 +11,15 @@ use sim_device::mosquitto::skip_without_mosquitto;
 use sim_device::nats::skip_without_nats;
 
 fn run(broker: BrokerKind) -> (DemoReport, String) {
+    run_with(DemoOptions {
+        broker,
+        claim: false,
+    })
+}
+
+fn run_with(options: DemoOptions) -> (DemoReport, String) {
     let mut out = Vec::new();
-    let report = demo::run(&DemoOptions { broker }, &mut out).expect("the demo sets up");
+    let report = demo::run(&options, &mut out).expect("the demo sets up");
     let text = String::from_utf8_lossy(&out).into_owned();
     print!("{text}");
     (report, text)
@@ -81,6 +88,25 @@ fn the_demo_story_keeps_every_promise_on_mosquitto() {
     }
     let (report, text) = run(BrokerKind::Mosquitto);
     assert_passed(&report, &text);
+}
+
+/// A recorder with only its batch's claim certificate (its PKI holds no
+/// certificate for it) provisions itself through mosquitto's claim ACL,
+/// then the whole story runs on the certificate it was given.
+#[test]
+fn a_recorder_provisioned_by_claim_keeps_every_promise_on_mosquitto() {
+    if skip_without_mosquitto("a_recorder_provisioned_by_claim_keeps_every_promise_on_mosquitto") {
+        return;
+    }
+    let (report, text) = run_with(DemoOptions {
+        broker: BrokerKind::Mosquitto,
+        claim: true,
+    });
+    assert_passed(&report, &text);
+    assert!(
+        text.contains("provisions itself with the claim certificate"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -8,10 +8,11 @@
 //! the key) and stores it as the next pair. The daemon then starts the
 //! cloud link as usual, which connects with it.
 //!
-//! The request is sent again every `RETRY` while no answer comes, and the
-//! connection retried with the link's backoff; a refusal by the cloud (an
-//! unknown serial or a wrong code) is logged and asked again after
-//! `REFUSED_RETRY`, since the cloud may learn the device later.
+//! The request is sent again every `RETRY` (at most `renew_retry_secs`)
+//! while no answer comes, and the connection retried with the link's
+//! backoff; a refusal by the cloud (an unknown serial or a wrong code) is
+//! logged and asked again after `renew_retry_secs`, since the cloud may
+//! learn the device later.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,8 +33,6 @@ use crate::store::RealFlash;
 
 /// How long to wait for an answer before asking again.
 const RETRY: Duration = Duration::from_secs(30);
-/// How long to wait after the cloud refused before asking again.
-const REFUSED_RETRY: Duration = Duration::from_secs(300);
 
 /// Why provisioning cannot even start.
 #[derive(Debug, thiserror::Error)]
@@ -105,19 +104,21 @@ pub(crate) async fn provision(
         .network_options
         .set_connection_timeout(config.cloud.connect_timeout_secs.max(1));
     let mut backoff = Backoff::new(crate::shell::link_policy(config).backoff);
+    let refused_retry = Duration::from_secs(config.cloud.renew_retry_secs);
+    let retry = RETRY.min(refused_retry);
     let mut ask_at: Option<tokio::time::Instant> = None;
     let started = tokio::time::Instant::now();
     let millis = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     // Attempts that fail without a CONNACK wait out the backoff; one that
     // connected starts it afresh.
     loop {
-        let wake = ask_at.unwrap_or_else(|| tokio::time::Instant::now() + RETRY);
+        let wake = ask_at.unwrap_or_else(|| tokio::time::Instant::now() + retry);
         let event = tokio::select! {
             event = eventloop.poll() => event,
             _ = tokio::time::sleep_until(wake) => {
                 if ask_at.is_some() {
                     ask(&client, credentials, &serial, config, &request_topic).await;
-                    ask_at = Some(tokio::time::Instant::now() + RETRY);
+                    ask_at = Some(tokio::time::Instant::now() + retry);
                 }
                 continue;
             }
@@ -134,7 +135,7 @@ pub(crate) async fn provision(
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 ask(&client, credentials, &serial, config, &request_topic).await;
-                ask_at = Some(tokio::time::Instant::now() + RETRY);
+                ask_at = Some(tokio::time::Instant::now() + retry);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == answer_topic => {
                 let answer =
@@ -152,13 +153,13 @@ pub(crate) async fn provision(
                             }
                             Err(reason) => {
                                 warn!(%reason, "provisioning: the issued certificate is refused; asking again");
-                                ask_at = Some(tokio::time::Instant::now() + RETRY);
+                                ask_at = Some(tokio::time::Instant::now() + retry);
                             }
                         }
                     }
                     Ok(ProvisionAnswer::Refused(reason)) => {
                         error!(%reason, "provisioning refused by the cloud (is the device registered, with this verification code?); asking again later");
-                        ask_at = Some(tokio::time::Instant::now() + REFUSED_RETRY);
+                        ask_at = Some(tokio::time::Instant::now() + refused_retry);
                     }
                     Err(e) => warn!(error = %e, "provisioning: the answer does not decode"),
                 }

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hc_protocol::provisioning;
 use hc_protocol::topics::{topic, Leaf};
 use hc_protocol::Serial;
 use rumqttc::{

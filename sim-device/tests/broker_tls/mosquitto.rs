@@ -180,3 +180,76 @@ async fn mosquitto_tls12_only_refuses_a_tls13_only_client() {
     // A client that allows TLS 1.2 gets in.
     device(broker.port(), &pki, "S1").connect().await.unwrap();
 }
+
+/// A claim certificate (shared by a production batch, SPEC §6.7) reaches
+/// its provisioning topics and nothing of any device: it cannot read a
+/// device's topics (nor every device's) nor write them, while its own
+/// provisioning request reaches the cloud and the cloud's answer reaches
+/// it.
+#[tokio::test]
+async fn mosquitto_confines_a_claim_certificate_to_its_provisioning_topics() {
+    let Some((_dir, pki, broker)) = with_mosquitto(&["S1"]) else {
+        return;
+    };
+    let port = broker.port();
+    let claim_files = pki.claim("B1").unwrap();
+    let s1_serial = Serial::new("S1").unwrap();
+    let new_serial = Serial::new("NEW-1").unwrap();
+    let mut claim = Conn::tls(port, "NEW-1", pki.ca_cert(), Some(&claim_files))
+        .connect()
+        .await
+        .unwrap();
+    let answer = provisioning::answer_topic("claim-B1", &new_serial);
+    for filter in Leaf::ALL
+        .into_iter()
+        .map(|leaf| topic(&s1_serial, leaf))
+        .chain(["dev/#".to_owned(), "#".to_owned(), answer.clone()])
+    {
+        claim.subscribe(&filter).await;
+    }
+    let mut cloud = cloud(port, &pki).connect().await.unwrap();
+    cloud.subscribe("dev/#").await;
+    cloud.subscribe("prov/+/+/request").await;
+
+    // Everything the claim certificate writes on S1's subtree is dropped;
+    // its own request goes through, last.
+    for leaf in Leaf::ALL {
+        claim
+            .publish(
+                &topic(&s1_serial, leaf),
+                leaf.is_retained(),
+                b"forged".to_vec(),
+            )
+            .await;
+    }
+    let request = provisioning::request_topic("claim-B1", &new_serial);
+    claim.publish(&request, false, b"request".to_vec()).await;
+    let got = cloud.next_publish().await;
+    assert_eq!(
+        (got.topic.as_str(), got.payload.as_ref()),
+        (request.as_str(), &b"request"[..]),
+        "the first message the cloud got"
+    );
+
+    // What the cloud writes on S1's subtree never reaches the claim
+    // certificate; the answer on its own topic does, last.
+    for leaf in Leaf::ALL {
+        cloud
+            .publish(&topic(&s1_serial, leaf), false, b"for S1".to_vec())
+            .await;
+    }
+    cloud.publish(&answer, false, b"answer".to_vec()).await;
+    let got = claim.next_publish().await;
+    assert_eq!(
+        (got.topic.as_str(), got.payload.as_ref()),
+        (answer.as_str(), &b"answer"[..]),
+        "the first message the claim certificate got"
+    );
+    while let Ok(Some(packet)) =
+        tokio::time::timeout(Duration::from_millis(300), claim.rx.recv()).await
+    {
+        if let Packet::Publish(p) = packet {
+            assert_eq!(p.topic, answer, "the claim certificate read {}", p.topic);
+        }
+    }
+}
