@@ -170,7 +170,7 @@ fn a_certificate_replaced_on_disk_is_used_at_the_next_reconnect() {
         "the new certificate was not used:\n{}",
         agent.log()
     );
-    assert!(agent.log().contains("certificate files changed"));
+    assert!(agent.log().contains("client certificate (re)loaded"));
 }
 
 #[test]

@@ -51,7 +51,8 @@ impl RenewalPolicy {
         let share = (u128::from(lifetime) * u128::from(percent) / 100) as u64;
         let by_share = validity.not_before.saturating_add(share);
         let by_end = validity.not_after.saturating_sub(self.before_end.as_secs());
-        by_share.min(by_end)
+        // A certificate shorter than the margin is due from its start.
+        by_share.min(by_end).max(validity.not_before)
     }
 }
 
@@ -218,7 +219,7 @@ mod tests {
             not_before: T,
             not_after: 0,
         };
-        assert_eq!(policy(30).renew_at(backwards), 0);
+        assert_eq!(policy(30).renew_at(backwards), T);
     }
 
     #[test]
