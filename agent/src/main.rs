@@ -111,8 +111,29 @@ const CERT_WARNING: std::time::Duration = std::time::Duration::from_secs(30 * 24
 /// Everything `--check-config` verifies, without connecting anywhere and
 /// without leaving anything behind.
 fn check_config(config: &Config) -> Result<(), String> {
+    let claim = config
+        .cloud
+        .claim_cert
+        .as_deref()
+        .zip(config.cloud.claim_key.as_deref());
     if config.cloud.insecure_plaintext {
         println!("warning: cloud.insecure_plaintext is set: no TLS (tests only)");
+    } else if let (Some((claim_cert, claim_key)), false) = (claim, config.cloud.cert.is_file()) {
+        // No certificate of its own yet: the claim certificate must load
+        // (SPEC §6.7); the device's own pair comes from the cloud.
+        tls::client_config(&TlsFiles {
+            ca: &config.cloud.ca,
+            cert: claim_cert,
+            key: claim_key,
+            allow_tls12: config.cloud.allow_tls12,
+        })
+        .map_err(|e| e.to_string())?;
+        println!(
+            "ok: no device certificate at {} yet: the agent provisions itself with the claim certificate {} (key {}), unless it already did (state_dir/credentials)",
+            config.cloud.cert.display(),
+            claim_cert.display(),
+            claim_key.display()
+        );
     } else {
         let files = TlsFiles {
             ca: &config.cloud.ca,

@@ -265,3 +265,29 @@ fn bad_numbers_unknown_keys_and_bad_toml_fail_in_one_line_naming_the_key() {
         println!("{to:?} -> {line}");
     }
 }
+
+/// A device with only its batch's claim certificate (SPEC §6.7): its own
+/// certificate does not exist yet, which passes as long as the claim
+/// certificate loads; a claim without its key is a configuration error.
+#[test]
+fn a_device_without_its_certificate_passes_with_a_loadable_claim_certificate() {
+    let site = site();
+    let claim = site.pki.claim("B1").unwrap();
+    let missing = site.dir.path().join("not-yet.pem");
+    let config = site.write_agent_config("claiming.toml", |c| {
+        c.cloud.cert = missing.clone();
+        c.cloud.key = site.dir.path().join("not-yet.key");
+        c.cloud.claim_cert = Some(claim.cert.clone());
+        c.cloud.claim_key = Some(claim.key.clone());
+    });
+    let output = check(&config);
+    let all = text(&output);
+    assert!(output.status.success(), "{all}");
+    assert!(all.contains("provisions itself with the claim certificate"), "{all}");
+
+    let no_key = site.write_agent_config("claim-no-key.toml", |c| {
+        c.cloud.cert = missing.clone();
+        c.cloud.claim_cert = Some(claim.cert.clone());
+    });
+    fails_with(&check(&no_key), "claim_cert and claim_key go together");
+}
