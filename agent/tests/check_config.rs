@@ -283,7 +283,10 @@ fn a_device_without_its_certificate_passes_with_a_loadable_claim_certificate() {
     let output = check(&config);
     let all = text(&output);
     assert!(output.status.success(), "{all}");
-    assert!(all.contains("provisions itself with the claim certificate"), "{all}");
+    assert!(
+        all.contains("provisions itself with the claim certificate"),
+        "{all}"
+    );
 
     let no_key = site.write_agent_config("claim-no-key.toml", |c| {
         c.cloud.cert = missing.clone();

@@ -46,6 +46,7 @@ use hc_protocol::messages::{
     self, Ack, AuditActor, AuditEntry, AuditEvent, AuditReport, Binding, DeviceStatus, Outcome,
     StateReport,
 };
+use hc_protocol::provisioning::{self, ProvisionAnswer, ProvisionRequest};
 use hc_protocol::reason::Reason;
 use hc_protocol::time::{self, TimeAnswer, TimeRequest};
 use hc_protocol::topics::{self, Leaf};
@@ -93,6 +94,16 @@ const P256_PROOF: [u8; 64] = [
     0x0d, 0x16, 0xc1, 0x85, 0xdf, 0x3a, 0xc9, 0x99, 0xaf, 0x99, 0x38, 0x39, 0xb1, 0xf3, 0x3a, 0x5a,
     0x0f, 0x96, 0xb6, 0x0c, 0x91, 0x49, 0xef, 0x44, 0x4f, 0x47, 0x64, 0x22, 0x9a, 0x4b, 0xfd, 0xcc,
 ];
+/// One signature by the same key over the provisioning request's proof
+/// message (SPEC.md §6.7), made once and kept, like `P256_PROOF`.
+const PROVISION_PROOF: [u8; 64] = [
+    0xfd, 0xad, 0x96, 0x25, 0xf7, 0x1c, 0xe2, 0x77, 0x96, 0xf9, 0x4f, 0xd9, 0x05, 0x62, 0x62, 0xa6,
+    0x3a, 0xe9, 0xd4, 0xef, 0x00, 0x8b, 0xeb, 0x6a, 0x4a, 0xe2, 0x06, 0xef, 0xcf, 0x7c, 0x6f, 0xbe,
+    0xc8, 0x38, 0xb6, 0x0f, 0xb6, 0x06, 0xb2, 0x81, 0x3e, 0xc3, 0xd4, 0xd3, 0x55, 0xc4, 0x4a, 0x36,
+    0xee, 0xcf, 0x4c, 0xa0, 0x5f, 0x49, 0x5b, 0xf1, 0x60, 0x90, 0xb2, 0x57, 0x2b, 0x9f, 0x18, 0x25,
+];
+/// The claim name of the provisioning vectors: the claim certificate's CN.
+const CLAIM: &str = "claim-B7";
 /// The certificate the story's `InstallCertificate` carries: the first 16
 /// bytes of a DER certificate (SEQUENCE of 500 bytes, tbsCertificate
 /// SEQUENCE of 410 bytes, version v3, the tag and length of a 20-byte
@@ -348,6 +359,24 @@ fn certificate_request() -> CertificateRequest {
         proof: heapless::Vec::from_slice(&P256_PROOF).unwrap(),
         current_not_after: T0 + 3650 * DAY,
     }
+}
+
+/// The device's request, with a claim certificate, for its first
+/// certificate for the RFC 6979 test key, knowing the verification code.
+fn provision_request() -> ProvisionRequest {
+    ProvisionRequest {
+        serial: serial(),
+        public_key: heapless::Vec::from_slice(&P256_PUBLIC_KEY).unwrap(),
+        proof: heapless::Vec::from_slice(&PROVISION_PROOF).unwrap(),
+        code_proof: provisioning::code_proof(VERIFICATION_CODE, &serial(), &P256_PUBLIC_KEY),
+    }
+}
+
+/// What the cloud checks a provisioning request with: the device's code.
+fn check_provision_request(b: &[u8]) -> Result<(), Reason> {
+    codec::decode::<ProvisionRequest>(b, MAX_MESSAGE_BYTES)
+        .map_err(|e| e.reason())?
+        .check(VERIFICATION_CODE)
 }
 
 fn state_report() -> StateReport {
@@ -837,6 +866,83 @@ fn vectors() -> Vec<Vector> {
         ..request
     });
 
+    // Provisioning by claim certificate (section 6.7): the two messages the
+    // proofs cover, the code proof, the request (both proofs hold with the
+    // code), and the cloud's two kinds of answer.
+    v.push(Vector {
+        name: "provision_proof_message".to_string(),
+        bytes: provisioning::proof_message(
+            provisioning::PROOF_CONTEXT,
+            &serial(),
+            &P256_PUBLIC_KEY,
+        ),
+        refused: None,
+        check: Box::new(|b| {
+            same(
+                &b,
+                &&provisioning::proof_message(
+                    provisioning::PROOF_CONTEXT,
+                    &serial(),
+                    &P256_PUBLIC_KEY,
+                )[..],
+            )?;
+            ring::signature::UnparsedPublicKey::new(
+                &ring::signature::ECDSA_P256_SHA256_FIXED,
+                &P256_PUBLIC_KEY[..],
+            )
+            .verify(b, &PROVISION_PROOF)
+            .map_err(|_| "the proof does not verify over it".to_string())
+        }),
+    });
+    v.push(Vector {
+        name: "provision_code_proof_message".to_string(),
+        bytes: provisioning::proof_message(
+            provisioning::CODE_PROOF_CONTEXT,
+            &serial(),
+            &P256_PUBLIC_KEY,
+        ),
+        refused: None,
+        check: Box::new(|b| {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, VERIFICATION_CODE);
+            let tag = ring::hmac::sign(&key, b);
+            let proof = provisioning::code_proof(VERIFICATION_CODE, &serial(), &P256_PUBLIC_KEY);
+            same(&tag.as_ref(), &&proof[..])
+        }),
+    });
+    v.push(Vector {
+        name: "provision_code_proof".to_string(),
+        bytes: provisioning::code_proof(VERIFICATION_CODE, &serial(), &P256_PUBLIC_KEY).to_vec(),
+        refused: None,
+        check: Box::new(|b| {
+            let request = ProvisionRequest {
+                code_proof: b.try_into().map_err(|_| "not 32 bytes")?,
+                ..provision_request()
+            };
+            request
+                .check(VERIFICATION_CODE)
+                .map_err(|r| format!("refused with {r:?}"))
+        }),
+    });
+    let request = message("provision_request", provision_request());
+    let decodes = request.check;
+    v.push(Vector {
+        check: Box::new(move |b| {
+            decodes(b)?;
+            check_provision_request(b).map_err(|r| format!("refused with {r:?}"))
+        }),
+        ..request
+    });
+    v.push(message(
+        "provision_answer_issued",
+        ProvisionAnswer::Issued {
+            certificate: heapless::Vec::from_slice(&CERTIFICATE_PREFIX).unwrap(),
+        },
+    ));
+    v.push(message(
+        "provision_answer_refused",
+        ProvisionAnswer::Refused(Reason::BadVerificationProof),
+    ));
+
     // Local socket frames.
     v.push(frame(
         "local_authorize_cloud",
@@ -972,6 +1078,28 @@ fn vectors() -> Vec<Vector> {
                 .map(drop)
                 .map_err(|e| e.reason())
         },
+    ));
+    // Provisioning requests the cloud must refuse: one whose code proof
+    // was made with another code, one moved to another serial.
+    let wrong_code = ProvisionRequest {
+        code_proof: provisioning::code_proof(b"ABCDEG", &serial(), &P256_PUBLIC_KEY),
+        ..provision_request()
+    };
+    v.push(refused(
+        "reject_provision_request_wrong_code",
+        codec::encode(&wrong_code, MAX_MESSAGE_BYTES).unwrap(),
+        Reason::BadVerificationProof,
+        check_provision_request,
+    ));
+    let other_serial = ProvisionRequest {
+        serial: Serial::new("DS-7608-0002").unwrap(),
+        ..provision_request()
+    };
+    v.push(refused(
+        "reject_provision_request_other_serial",
+        codec::encode(&other_serial, MAX_MESSAGE_BYTES).unwrap(),
+        Reason::BadSignature,
+        check_provision_request,
     ));
     // Signed time (section 8.4).
     v.push(message("time_request", time_request()));
@@ -1316,6 +1444,15 @@ fn constant_rows() -> Vec<Vec<String>> {
             certificate::P256_SIGNATURE_LEN.to_string(),
         ),
         ("ROOT", topics::ROOT.to_string()),
+        ("CLAIM_PREFIX", provisioning::CLAIM_PREFIX.to_string()),
+        (
+            "PROOF_CONTEXT",
+            String::from_utf8(provisioning::PROOF_CONTEXT.to_vec()).unwrap(),
+        ),
+        (
+            "CODE_PROOF_CONTEXT",
+            String::from_utf8(provisioning::CODE_PROOF_CONTEXT.to_vec()).unwrap(),
+        ),
         (
             "SHAREABLE",
             format!("0x{:04x}", Permissions::SHAREABLE.bits()),
@@ -1478,6 +1615,29 @@ fn topic_rows() -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// The provisioning topics (not under `dev/`), from the code's topic
+/// builders with the placeholders put back.
+fn provisioning_topic_rows() -> Vec<Vec<String>> {
+    let serial = Serial::new("SERIAL").unwrap();
+    let pattern = |topic: String| topic.replace("SERIAL", "{serial}");
+    vec![
+        vec![
+            pattern(provisioning::request_topic("{claim}", &serial)),
+            "device → cloud".to_string(),
+            "1".to_string(),
+            yes(false),
+            "ProvisionRequest".to_string(),
+        ],
+        vec![
+            pattern(provisioning::answer_topic("{claim}", &serial)),
+            "cloud → device".to_string(),
+            "1".to_string(),
+            yes(false),
+            "ProvisionAnswer".to_string(),
+        ],
+    ]
 }
 
 // ---------------------------------------------------------------------------
@@ -1670,6 +1830,17 @@ fn worst_cases() -> Vec<(&'static str, usize, &'static str, usize)> {
         proof: (0..certificate::P256_SIGNATURE_LEN).map(|_| 0xff).collect(),
         current_not_after: u64::MAX,
     };
+    let max_provision_request = ProvisionRequest {
+        serial: max_serial(),
+        public_key: (0..certificate::P256_PUBLIC_KEY_LEN)
+            .map(|_| 0xff)
+            .collect(),
+        proof: (0..certificate::P256_SIGNATURE_LEN).map(|_| 0xff).collect(),
+        code_proof: [0xff; 32],
+    };
+    let max_provision_answer = ProvisionAnswer::Issued {
+        certificate: (0..limits::MAX_CERTIFICATE_BYTES).map(|_| 0xff).collect(),
+    };
     vec![
         (
             "envelope (RestoreState of the largest state)",
@@ -1737,6 +1908,18 @@ fn worst_cases() -> Vec<(&'static str, usize, &'static str, usize)> {
         (
             "CertificateRequest",
             msg(&max_request),
+            "MAX_MESSAGE_BYTES",
+            MAX_MESSAGE_BYTES,
+        ),
+        (
+            "ProvisionRequest",
+            msg(&max_provision_request),
+            "MAX_MESSAGE_BYTES",
+            MAX_MESSAGE_BYTES,
+        ),
+        (
+            "ProvisionAnswer",
+            msg(&max_provision_answer),
             "MAX_MESSAGE_BYTES",
             MAX_MESSAGE_BYTES,
         ),
@@ -2217,6 +2400,8 @@ fn shapes() -> Vec<shape::Shape> {
         shape::of::<TimeRequest>(),
         shape::of::<TimeAnswer>(),
         shape::of::<CertificateRequest>(),
+        shape::of::<ProvisionRequest>(),
+        shape::of::<ProvisionAnswer>(),
     ]
 }
 
@@ -2412,6 +2597,42 @@ fn p256_test_key_is_the_rfc6979_key_and_its_proof_holds() {
     assert!(!other_device.proof_holds());
 }
 
+#[test]
+fn provision_request_vector_holds_for_its_code_only() {
+    // The code proof is HMAC-SHA256 keyed with the code over the code proof
+    // message; the key proof an ECDSA signature by the requested key.
+    let request = provision_request();
+    assert_eq!(request.check(VERIFICATION_CODE), Ok(()));
+    assert_eq!(request.check(b"ABCDEG"), Err(Reason::BadVerificationProof));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, VERIFICATION_CODE);
+    let message = provisioning::proof_message(
+        provisioning::CODE_PROOF_CONTEXT,
+        &serial(),
+        &P256_PUBLIC_KEY,
+    );
+    assert_eq!(
+        ring::hmac::sign(&key, &message).as_ref(),
+        &request.code_proof[..]
+    );
+    // The renewal's proof is not a provisioning proof: the contexts differ.
+    let renewal_proof = ProvisionRequest {
+        proof: heapless::Vec::from_slice(&P256_PROOF).unwrap(),
+        ..provision_request()
+    };
+    assert_eq!(
+        renewal_proof.check(VERIFICATION_CODE),
+        Err(Reason::BadSignature)
+    );
+    assert_eq!(
+        provisioning::request_topic(CLAIM, &serial()),
+        "prov/claim-B7/DS-7608-0001/request"
+    );
+    assert_eq!(
+        provisioning::parse_request_topic(&provisioning::request_topic(CLAIM, &serial())),
+        Some((CLAIM, serial()))
+    );
+}
+
 /// The SPEC's table of an enum (`Reason`, `Action`) lists every value:
 /// `all` is complete (the next code does not decode) and its rows are the
 /// table's.
@@ -2449,6 +2670,7 @@ fn constant_identifier_and_topic_tables_match_the_code() {
     check_table(&tables, "constants", &constant_rows());
     check_table(&tables, "identifiers", &identifier_rows());
     check_table(&tables, "topics", &topic_rows());
+    check_table(&tables, "provisioning topics", &provisioning_topic_rows());
 }
 
 #[test]
@@ -2507,6 +2729,7 @@ fn type_tables_match_the_code() {
                 "constants",
                 "actions",
                 "topics",
+                "provisioning topics",
                 "identifiers",
                 "worst-case sizes",
             ]
@@ -2543,6 +2766,10 @@ fn print_vectors() {
     println!("{}", render("constants", &constant_rows()));
     println!("{}", render("actions", &action_rows()));
     println!("{}", render("topics", &topic_rows()));
+    println!(
+        "{}",
+        render("provisioning topics", &provisioning_topic_rows())
+    );
     println!("{}", render("identifiers", &identifier_rows()));
     println!("{}", render("worst-case sizes", &worst_case_rows()));
     for shape in shapes() {

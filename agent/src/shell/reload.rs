@@ -70,7 +70,10 @@ impl Reload {
         let load = self.load.as_ref().ok_or("no configuration to reload")?;
         let config = load()?;
         let keys = config.command_keys().map_err(|e| e.to_string())?;
-        let tls = if config.cloud.insecure_plaintext {
+        // A device provisioned by claim has no factory pair to check: its
+        // own is the credential store's, kept as it is.
+        let claimed = config.cloud.claim_cert.is_some() && !config.cloud.cert.is_file();
+        let tls = if config.cloud.insecure_plaintext || claimed {
             None
         } else {
             // Checks the new files; the pair connected with stays the
