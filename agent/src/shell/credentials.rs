@@ -184,6 +184,11 @@ impl<F: Flash> Credentials<F> {
         }
     }
 
+    /// Whether `identity`'s certificate file is there.
+    pub(crate) fn exists(&self, identity: Identity) -> bool {
+        self.files(identity).0.is_file()
+    }
+
     /// The certificate and key files of `identity` (one file holds both
     /// for a renewed pair).
     pub(crate) fn files(&self, identity: Identity) -> (PathBuf, PathBuf) {

@@ -63,6 +63,28 @@ impl CertificateRenewal {
         .map_err(|e| StartError::Credentials(e.to_string()))
     }
 
+    /// Sets aside a stored new pair that does not load (before deciding
+    /// whether the device must provision itself: without it a device
+    /// provisioned by claim has no pair at all).
+    pub(crate) fn set_aside_unusable_next(
+        config: &Config,
+        credentials: &mut Credentials<RealFlash>,
+    ) -> Result<(), StartError> {
+        if credentials.identity() != Identity::Next {
+            return Ok(());
+        }
+        let (cert, key) = credentials.files(Identity::Next);
+        let loaded = tls::check_subject(&cert, &config.serial)
+            .and_then(|()| TlsSource::load(&config.cloud, &cert, &key));
+        if let Err(e) = loaded {
+            warn!(error = %e, "the renewed certificate does not load: set aside");
+            credentials
+                .set_aside()
+                .map_err(|e| StartError::Credentials(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Loads the TLS configuration of the pair to connect with: a stored
     /// new pair that does not load is set aside for the pair in use.
     pub(crate) fn open(
@@ -123,8 +145,12 @@ impl CertificateRenewal {
         tls: &mut TlsSource,
         now: u64,
     ) -> Option<Arc<rustls::ClientConfig>> {
-        let mut identity = if self.next_failed {
-            self.credentials.fallback()
+        // After a failed attempt with the new pair, the pair in use, if
+        // there is one (a device provisioned by claim has none to fall
+        // back to: it keeps trying its new pair).
+        let fallback = self.credentials.fallback();
+        let mut identity = if self.next_failed && self.credentials.exists(fallback) {
+            fallback
         } else {
             self.credentials.identity()
         };

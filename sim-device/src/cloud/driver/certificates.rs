@@ -41,7 +41,8 @@ pub struct Issuer {
     pub lifetime: Duration,
 }
 
-/// The last certificate issued to a device: for the key, the envelope.
+/// The last certificate issued to a device: for the key, what was sent
+/// (the command envelope, or the provisioning answer).
 #[derive(Debug, Clone)]
 pub(super) struct Issued {
     public_key: Vec<u8>,
@@ -132,7 +133,7 @@ pub(super) fn answer(
 pub(super) fn provision(
     client: &AsyncClient,
     issuer: &Issuer,
-    shared: &Shared,
+    shared: &mut Shared,
     claim: &str,
     serial: Serial,
     payload: &[u8],
@@ -141,27 +142,47 @@ pub(super) fn provision(
         tracing::warn!(%serial, claim, "provisioning request does not decode");
         return;
     };
-    let answer = provision_answer(issuer, shared, &serial, &request);
+    let topic = provisioning::answer_topic(claim, &serial);
+    // One certificate per key: a repeated request gets the same answer.
+    if let Some(issued) = shared
+        .links
+        .get(&serial)
+        .and_then(|l| l.provisioned.as_ref())
+    {
+        if issued.public_key == request.public_key.as_slice() {
+            let _ = client.try_publish(topic, QoS::AtLeastOnce, false, issued.envelope.clone());
+            return;
+        }
+    }
+    let Some(answer) = provision_answer(issuer, shared, &serial, &request) else {
+        return;
+    };
+    let Ok(bytes) = codec::encode(&answer, MAX_MESSAGE_BYTES) else {
+        return;
+    };
     match &answer {
         ProvisionAnswer::Issued { .. } => {
-            tracing::info!(%serial, claim, "provisioned: certificate issued")
+            tracing::info!(%serial, claim, "provisioned: certificate issued");
+            shared.links.entry(serial.clone()).or_default().provisioned = Some(Issued {
+                public_key: request.public_key.to_vec(),
+                envelope: bytes.clone(),
+            });
         }
         ProvisionAnswer::Refused(reason) => {
             tracing::warn!(%serial, claim, %reason, "provisioning refused")
         }
     }
-    if let Ok(bytes) = codec::encode(&answer, MAX_MESSAGE_BYTES) {
-        let topic = provisioning::answer_topic(claim, &serial);
-        let _ = client.try_publish(topic, QoS::AtLeastOnce, false, bytes);
-    }
+    let _ = client.try_publish(topic, QoS::AtLeastOnce, false, bytes);
 }
 
+/// The answer, or `None` when the cloud cannot issue (its CA failed):
+/// then nothing is sent and the device asks again later.
 fn provision_answer(
     issuer: &Issuer,
     shared: &Shared,
     serial: &Serial,
     request: &ProvisionRequest,
-) -> ProvisionAnswer {
+) -> Option<ProvisionAnswer> {
     // An unknown serial and a wrong code are not told apart.
     let code = shared
         .model
@@ -169,10 +190,10 @@ fn provision_answer(
         .ok()
         .and_then(|record| record.verification_code.clone());
     let (Some(code), true) = (code, request.serial == *serial) else {
-        return ProvisionAnswer::Refused(Reason::BadVerificationProof);
+        return Some(ProvisionAnswer::Refused(Reason::BadVerificationProof));
     };
     if let Err(reason) = request.check(code.as_bytes()) {
-        return ProvisionAnswer::Refused(reason);
+        return Some(ProvisionAnswer::Refused(reason));
     }
     let now = now_secs();
     match issuer.pki.issue_for_key(
@@ -181,12 +202,12 @@ fn provision_answer(
         now.saturating_sub(60),
         now + issuer.lifetime.as_secs(),
     ) {
-        Ok(der) => ProvisionAnswer::Issued {
+        Ok(der) => Some(ProvisionAnswer::Issued {
             certificate: der.iter().copied().collect(),
-        },
+        }),
         Err(e) => {
             tracing::warn!(%serial, error = %e, "certificate not issued");
-            ProvisionAnswer::Refused(Reason::StorageFailed)
+            None
         }
     }
 }

@@ -130,6 +130,8 @@ pub(super) struct DeviceLink {
     pub(super) pending: VecDeque<u64>,
     /// The last certificate issued to the device.
     pub(super) certificate: Option<Issued>,
+    /// The provisioning answer issued to the device (by claim).
+    pub(super) provisioned: Option<Issued>,
 }
 
 impl DeviceLink {
@@ -505,7 +507,7 @@ async fn event_task(
                         certificates::provision(
                             &client,
                             issuer,
-                            &lock(),
+                            &mut lock(),
                             claim,
                             serial,
                             &publish.payload,
@@ -585,6 +587,11 @@ fn on_publish(
     let Some((serial, leaf)) = topics::parse(topic) else {
         return;
     };
+    // A claim certificate may write under `dev/claim-...` (the device
+    // patterns match its name); no device is called so (SPEC §6.7).
+    if serial.as_str().starts_with(provisioning::CLAIM_PREFIX) {
+        return;
+    }
     match leaf {
         Leaf::Ack => {
             if let Ok(ack) = codec::decode::<Ack>(payload, MAX_MESSAGE_BYTES) {
