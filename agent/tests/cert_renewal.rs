@@ -247,6 +247,22 @@ fn a_certificate_near_its_end_is_renewed_while_commands_flow_and_outlives_the_ol
         !broker_accepts(&r.pki, r.mosquitto.port(), &old.cert, &old.key),
         "mosquitto still takes the expired certificate"
     );
+    // The broker's log since its restart, after the old certificate's
+    // end: it took the device (which only the new certificate can be
+    // now), and refused the old certificate's handshake.
+    let log = r.mosquitto.log();
+    let since_restart = log.rsplit("running").next().unwrap_or("");
+    for line in since_restart.lines() {
+        eprintln!("mosquitto: {line}");
+    }
+    assert!(
+        since_restart.contains(&format!("as {SERIAL} (")),
+        "{since_restart}"
+    );
+    assert!(
+        since_restart.contains("certificate verify failed"),
+        "{since_restart}"
+    );
     r.publish_batch(&mut model, &mut stream);
     r.acks(&mut acked);
 
