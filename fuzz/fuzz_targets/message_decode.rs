@@ -7,11 +7,13 @@
 
 use core::fmt::Debug;
 
+use hc_protocol::certificate::CertificateRequest;
 use hc_protocol::codec::{self, DecodeError};
 use hc_protocol::ddns::{DomainRegistration, DomainResult};
 use hc_protocol::limits::{MAX_COMMAND_BYTES, MAX_LOCAL_FRAME_BYTES, MAX_MESSAGE_BYTES};
 use hc_protocol::local::{LocalReply, LocalRequest, StatusReply};
 use hc_protocol::messages::{Ack, AuditEntry, AuditReport, DeviceStatus, StateReport};
+use hc_protocol::provisioning::{ProvisionAnswer, ProvisionRequest};
 use hc_protocol::{Command, CommandBody};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
@@ -41,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&kind, payload)) = data.split_first() else {
         return;
     };
-    match kind % 12 {
+    match kind % 15 {
         0 => check::<Command>(payload, MAX_COMMAND_BYTES),
         1 => check::<CommandBody>(payload, MAX_COMMAND_BYTES),
         2 => check::<Ack>(payload, MAX_MESSAGE_BYTES),
@@ -53,6 +55,9 @@ fuzz_target!(|data: &[u8]| {
         8 => check::<DomainResult>(payload, MAX_MESSAGE_BYTES),
         9 => check::<LocalRequest>(payload, MAX_LOCAL_FRAME_BYTES),
         10 => check::<LocalReply>(payload, MAX_LOCAL_FRAME_BYTES),
-        _ => check::<StatusReply>(payload, MAX_LOCAL_FRAME_BYTES),
+        11 => check::<StatusReply>(payload, MAX_LOCAL_FRAME_BYTES),
+        12 => check::<CertificateRequest>(payload, MAX_MESSAGE_BYTES),
+        13 => check::<ProvisionRequest>(payload, MAX_MESSAGE_BYTES),
+        _ => check::<ProvisionAnswer>(payload, MAX_MESSAGE_BYTES),
     }
 });

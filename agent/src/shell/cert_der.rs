@@ -57,7 +57,7 @@ fn tbs_from_validity(der: &[u8]) -> Option<&[u8]> {
 }
 
 /// The certificate's `notBefore` and `notAfter`, Unix seconds.
-pub(crate) fn validity(der: &[u8]) -> Option<(u64, u64)> {
+pub fn validity(der: &[u8]) -> Option<(u64, u64)> {
     let (SEQUENCE, validity, _) = element(tbs_from_validity(der)?)? else {
         return None;
     };
@@ -69,7 +69,7 @@ pub(crate) fn validity(der: &[u8]) -> Option<(u64, u64)> {
 
 /// The subject public key: the bits of the subject public key info (for a
 /// P-256 key, the uncompressed point).
-pub(crate) fn public_key(der: &[u8]) -> Option<&[u8]> {
+pub fn public_key(der: &[u8]) -> Option<&[u8]> {
     let rest = element(tbs_from_validity(der)?)?.2;
     let rest = element(rest)?.2;
     let (SEQUENCE, info, _) = element(rest)? else {
@@ -140,7 +140,7 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
 
 /// The subject's common name(s), or `None` when the DER is not a
 /// certificate this parser understands.
-pub(crate) fn subject_common_names(der: &[u8]) -> Option<Vec<String>> {
+pub fn subject_common_names(der: &[u8]) -> Option<Vec<String>> {
     let rest = element(tbs_from_validity(der)?)?.2;
     let (SEQUENCE, mut name, _) = element(rest)? else {
         return None;

@@ -4,7 +4,7 @@
 //! daemon's start and stop with its hygiene (single-instance lock, SIGHUP
 //! reload, syslog, systemd notifications), and `hc-agent ctl`. Only here are clocks read and sockets touched.
 
-pub(crate) mod cert_der;
+pub mod cert_der;
 pub mod clock;
 mod cloud_driver;
 pub mod config;
