@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::process::Command as Process;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -155,12 +154,7 @@ fn a_device_with_only_a_claim_certificate_provisions_itself_and_stays_provisione
     );
 
     // A reload keeps the provisioned pair (there is no factory one).
-    let hangup = Process::new("kill")
-        .arg("-HUP")
-        .arg(agent.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(hangup.success());
+    agent.hangup();
     agent.wait_logged("configuration reloaded", 1, WAIT);
 
     // A restart connects with it at once; the claim is not used again.

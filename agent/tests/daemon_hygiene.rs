@@ -21,15 +21,6 @@ use hc_testkit::daemon::*;
 use hc_testkit::local::wait_local;
 use support::{agent_binary, site};
 
-fn hangup(agent: &AgentProcess) {
-    let status = Command::new("kill")
-        .arg("-HUP")
-        .arg(agent.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// A datagram socket named `name` in the site's directory, where the
 /// agent finds syslog or systemd; a read gives up after `WAIT`.
 fn datagram_socket(site: &Site, name: &str) -> (PathBuf, UnixDatagram) {
@@ -66,7 +57,7 @@ fn sighup_applies_a_valid_configuration_without_dropping_the_cloud_session() {
     // This process is no longer an admin: the switch is refused after the
     // reload, on the same connection, while everything else goes on.
     site.write_agent_config("agent.toml", |c| c.local_socket.admin_uids.clear());
-    hangup(&agent);
+    agent.hangup();
     agent.wait_logged("configuration reloaded", 1, WAIT);
     let refused = client.set_platform_access(LocalLevel::Admin, true);
     assert!(
@@ -94,11 +85,11 @@ fn sighup_with_a_broken_configuration_keeps_the_old_one_and_logs_why() {
     let config = site.default_config();
     let (cloud, agent) = site.start_online(&config);
     site.write_agent_config("agent.toml", |c| c.local_socket.mode = 0o666);
-    hangup(&agent);
+    agent.hangup();
     agent.wait_logged("reload refused", 1, WAIT);
     assert!(agent.log().contains("local_socket.mode"), "{}", agent.log());
     std::fs::write(&config, "serial = [broken").unwrap();
-    hangup(&agent);
+    agent.hangup();
     agent.wait_logged("reload refused", 2, WAIT);
     let mut client = wait_local(&site.socket());
     client.set_platform_access(LocalLevel::Admin, true).unwrap();

@@ -146,12 +146,7 @@ fn keys_rotate_by_command_while_commands_flow_and_the_ring_survives_a_restart() 
 
     // A reload of the configuration, which still pins key 1 alone, does
     // not undo the cloud's rotation.
-    let hangup = Process::new("kill")
-        .arg("-HUP")
-        .arg(agent.child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(hangup.success());
+    agent.hangup();
     agent.wait_logged("configuration reloaded", 1, WAIT);
     let stale = cloud.command("alice", CommandBody::RequestState);
     cloud.publish_raw(old.seal(&stale).unwrap());

@@ -68,17 +68,24 @@ impl CertificateRequest {
     }
 }
 
+/// A fresh P-256 key pair for the tests of the requests that prove one.
+#[cfg(all(test, feature = "std"))]
+pub(crate) fn test_key_pair() -> (ring::signature::EcdsaKeyPair, ring::rand::SystemRandom) {
+    use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    (pair, rng)
+}
+
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
-    use ring::rand::SystemRandom;
-    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use ring::signature::KeyPair;
 
     fn request(serial: &str) -> CertificateRequest {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
+        let (pair, rng) = test_key_pair();
         let serial = Serial::new(serial).unwrap();
         let public_key = pair.public_key().as_ref();
         let proof = pair

@@ -141,14 +141,11 @@ impl ProvisionRequest {
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
-    use ring::rand::SystemRandom;
-    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use crate::certificate::test_key_pair;
+    use ring::signature::KeyPair;
 
     fn request(serial: &str, code: &[u8]) -> ProvisionRequest {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
+        let (pair, rng) = test_key_pair();
         let serial = Serial::new(serial).unwrap();
         let public_key = pair.public_key().as_ref();
         let proof = pair

@@ -223,6 +223,16 @@ impl AgentProcess {
         }
     }
 
+    /// Sends SIGHUP: the agent reloads its configuration.
+    pub fn hangup(&self) {
+        let status = Process::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {}", self.child.id());
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
