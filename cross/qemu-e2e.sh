@@ -34,6 +34,10 @@ declare -A CROSS_CC=(
   [armv7-unknown-linux-gnueabihf]=arm-linux-gnueabihf-gcc
 )
 C_CLIENT_TEST=the_c_client_authorizes_reads_status_and_gets_a_revocation_notice_from_the_agent
+# Provisioning by claim certificate against the ARM binary (key generation
+# with ring on the target, the claim ACL of mosquitto, the issued
+# certificate checked and used): agent/tests/claim_provisioning.rs.
+CLAIM_TEST=a_device_with_only_a_claim_certificate_provisions_itself_and_stays_provisioned
 
 # The daemon tests run against each ARM binary (all of agent/tests/daemon.rs;
 # names as printed by `cargo test -p hc-agent --test daemon -- --list`).
@@ -74,8 +78,8 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # ---------------------------------------------------------------------------
 # The host side: build the test binary once and check the test names.
 # ---------------------------------------------------------------------------
-echo "== cargo test -p hc-agent --test daemon --test c_client --locked --no-run"
-cargo test -p hc-agent --test daemon --test c_client --locked --no-run
+echo "== cargo test -p hc-agent --test daemon --test c_client --test claim_provisioning --locked --no-run"
+cargo test -p hc-agent --test daemon --test c_client --test claim_provisioning --locked --no-run
 listed=$(cargo test -q -p hc-agent --test daemon --locked -- --list 2>/dev/null |
   sed -n 's/^\(.*\): test$/\1/p')
 unknown=()
@@ -124,6 +128,19 @@ run_c_client() {
     HC_C_CLIENT_RUNNER="${QEMU[$t]} -cpu ${CPU[$t]}" \
     cargo test -p hc-agent --test c_client --locked -- --exact "$C_CLIENT_TEST" \
     >>"$log" 2>&1 && grep -q "^test $C_CLIENT_TEST ... ok$" "$log"
+}
+
+# run_claim TARGET LOG CALLS: the claim provisioning test against the
+# target's agent under QEMU (mosquitto on the host).
+run_claim() {
+  local t=$1 log=$2 calls=$3
+  echo "==== qemu-e2e: claim provisioning" >>"$log"
+  HC_AGENT_BIN=$WRAPPER \
+    HC_CROSS_TARGET=$t \
+    HC_CROSS_BIN=$TARGET_DIR/cross/$t/release/hc-agent \
+    HC_CROSS_CALL_LOG=$calls \
+    cargo test -p hc-agent --test claim_provisioning --locked -- --exact "$CLAIM_TEST" \
+    >>"$log" 2>&1 && grep -q "^test $CLAIM_TEST ... ok$" "$log"
 }
 
 declare -A VERDICT DETAIL
@@ -188,6 +205,11 @@ for t in "${TARGETS[@]}"; do
     c_client=FAILED
     final+=("C-client:$C_CLIENT_TEST")
   fi
+  claim=passed
+  if ! run_claim "$t" "$log" "$calls"; then
+    claim=FAILED
+    final+=("$CLAIM_TEST")
+  fi
   secs=$(elapsed "$started")
   starts=$(wc -l <"$calls")
 
@@ -204,7 +226,7 @@ for t in "${TARGETS[@]}"; do
     overall=1
   else
     VERDICT[$t]=PASS
-    DETAIL[$t]="${#TESTS[@]}/${#TESTS[@]} passed and the C client $c_client in ${secs}s ($starts agent starts under $q)"
+    DETAIL[$t]="${#TESTS[@]}/${#TESTS[@]} passed, the C client $c_client, claim provisioning $claim, in ${secs}s ($starts agent starts under $q)"
     if [ "${#flaky[@]}" -gt 0 ]; then
       DETAIL[$t]+="; FLAKY (failed, then passed on a retry): ${flaky[*]}"
     fi
