@@ -35,13 +35,13 @@ pub struct CertificateRequest {
     pub current_not_after: u64,
 }
 
-/// What the proof of possession signs: `REQUEST_PROOF_CONTEXT || 0x00 ||
-/// serial || 0x00 || public_key`.
-pub fn request_proof_message(serial: &Serial, public_key: &[u8]) -> alloc::vec::Vec<u8> {
-    let mut message = alloc::vec::Vec::with_capacity(
-        REQUEST_PROOF_CONTEXT.len() + serial.len() + public_key.len() + 2,
-    );
-    message.extend_from_slice(REQUEST_PROOF_CONTEXT);
+/// What a proof over a device's new key covers: `context || 0x00 ||
+/// serial || 0x00 || public_key` (the renewal's proof of possession here,
+/// and both proofs of a provisioning request, each with its own context).
+pub fn proof_message(context: &[u8], serial: &Serial, public_key: &[u8]) -> alloc::vec::Vec<u8> {
+    let mut message =
+        alloc::vec::Vec::with_capacity(context.len() + serial.len() + public_key.len() + 2);
+    message.extend_from_slice(context);
     message.push(0);
     message.extend_from_slice(serial.as_bytes());
     message.push(0);
@@ -49,22 +49,36 @@ pub fn request_proof_message(serial: &Serial, public_key: &[u8]) -> alloc::vec::
     message
 }
 
+/// What the proof of possession signs: [`proof_message`] with
+/// `REQUEST_PROOF_CONTEXT`.
+pub fn request_proof_message(serial: &Serial, public_key: &[u8]) -> alloc::vec::Vec<u8> {
+    proof_message(REQUEST_PROOF_CONTEXT, serial, public_key)
+}
+
+/// Whether `public_key` is a P-256 point and `proof` its ECDSA P-256
+/// SHA-256 signature (fixed form) over [`proof_message`] with `context`.
+pub fn key_proof_holds(context: &[u8], serial: &Serial, public_key: &[u8], proof: &[u8]) -> bool {
+    if public_key.len() != P256_PUBLIC_KEY_LEN {
+        return false;
+    }
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_FIXED,
+        public_key,
+    );
+    key.verify(&proof_message(context, serial, public_key), proof)
+        .is_ok()
+}
+
 impl CertificateRequest {
     /// Whether the key is a P-256 point and the proof is its signature over
     /// this request (what the cloud checks before it issues anything).
     pub fn proof_holds(&self) -> bool {
-        if self.public_key.len() != P256_PUBLIC_KEY_LEN {
-            return false;
-        }
-        let key = ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_FIXED,
-            &self.public_key[..],
-        );
-        key.verify(
-            &request_proof_message(&self.serial, &self.public_key),
+        key_proof_holds(
+            REQUEST_PROOF_CONTEXT,
+            &self.serial,
+            &self.public_key,
             &self.proof,
         )
-        .is_ok()
     }
 }
 

@@ -19,7 +19,8 @@ use alloc::string::String;
 
 use serde::{Deserialize, Serialize};
 
-use crate::certificate::{P256_PUBLIC_KEY_LEN, P256_SIGNATURE_LEN};
+pub use crate::certificate::proof_message;
+use crate::certificate::{key_proof_holds, P256_PUBLIC_KEY_LEN, P256_SIGNATURE_LEN};
 use crate::ids::Serial;
 use crate::limits::MAX_CERTIFICATE_BYTES;
 use crate::reason::Reason;
@@ -90,19 +91,6 @@ pub enum ProvisionAnswer {
     Refused(Reason),
 }
 
-/// What both proofs cover: `context || 0x00 || serial || 0x00 ||
-/// public_key`.
-pub fn proof_message(context: &[u8], serial: &Serial, public_key: &[u8]) -> alloc::vec::Vec<u8> {
-    let mut message =
-        alloc::vec::Vec::with_capacity(context.len() + serial.len() + public_key.len() + 2);
-    message.extend_from_slice(context);
-    message.push(0);
-    message.extend_from_slice(serial.as_bytes());
-    message.push(0);
-    message.extend_from_slice(public_key);
-    message
-}
-
 /// The verification code proof of `serial` for `public_key`.
 pub fn code_proof(verification_code: &[u8], serial: &Serial, public_key: &[u8]) -> [u8; 32] {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, verification_code);
@@ -116,18 +104,9 @@ impl ProvisionRequest {
     /// What the cloud checks before it issues anything: the proof of the
     /// key (`BadSignature`), then the code's (`BadVerificationProof`).
     pub fn check(&self, verification_code: &[u8]) -> Result<(), Reason> {
-        if self.public_key.len() != P256_PUBLIC_KEY_LEN {
+        if !key_proof_holds(PROOF_CONTEXT, &self.serial, &self.public_key, &self.proof) {
             return Err(Reason::BadSignature);
         }
-        let key = ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_FIXED,
-            &self.public_key[..],
-        );
-        key.verify(
-            &proof_message(PROOF_CONTEXT, &self.serial, &self.public_key),
-            &self.proof,
-        )
-        .map_err(|_| Reason::BadSignature)?;
         let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, verification_code);
         ring::hmac::verify(
             &hmac,

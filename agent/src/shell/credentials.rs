@@ -34,7 +34,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use tracing::warn;
 
 use super::cert_der;
-use super::tls::ClientCertificateCheck;
+use super::tls::{self, ClientCertificateCheck};
 use crate::core::renewal::CertificateValidity;
 use crate::store::Flash;
 
@@ -201,8 +201,7 @@ impl<F: Flash> Credentials<F> {
 
     /// The validity of `identity`'s certificate, if it can be read.
     pub(crate) fn validity(&self, identity: Identity) -> Option<CertificateValidity> {
-        let (cert, _) = self.files(identity);
-        let der = CertificateDer::pem_file_iter(&cert).ok()?.next()?.ok()?;
+        let der = tls::own_certificate(&self.files(identity).0).ok()?;
         let (not_before, not_after) = cert_der::validity(der.as_ref())?;
         Some(CertificateValidity {
             not_before,
@@ -355,10 +354,7 @@ impl<F: Flash> Credentials<F> {
     }
 
     fn stored_certificate(&self, name: &str) -> Option<Vec<u8>> {
-        let der = CertificateDer::pem_file_iter(self.path(name))
-            .ok()?
-            .next()?
-            .ok()?;
+        let der = tls::own_certificate(&self.path(name)).ok()?;
         Some(der.as_ref().to_vec())
     }
 

@@ -125,8 +125,7 @@ pub async fn run_with_clocks(
         warn!("INSECURE: the cloud link runs without TLS (insecure_plaintext); tests only");
         None
     } else {
-        let mut credentials = CertificateRenewal::credentials(&config)?;
-        CertificateRenewal::set_aside_unusable_next(&config, &mut credentials)?;
+        let credentials = CertificateRenewal::credentials(&config)?;
         Some(match provisioning::claim_needed(&config, &credentials) {
             Some(claim) => Err((credentials, claim)),
             None => Ok(CertificateRenewal::open(&config, credentials)?),

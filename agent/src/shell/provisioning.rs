@@ -25,6 +25,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Tr
 use tracing::{error, info, warn};
 
 use super::cert_der;
+use super::cloud_driver::random_u32;
 use super::config::Config;
 use super::credentials::{Credentials, Identity};
 use super::tls::{self, TlsError, TlsFiles};
@@ -104,6 +105,7 @@ pub(crate) async fn provision(
         .network_options
         .set_connection_timeout(config.cloud.connect_timeout_secs.max(1));
     let mut backoff = Backoff::new(crate::shell::link_policy(config).backoff);
+    let rng = ring::rand::SystemRandom::new();
     let refused_retry = Duration::from_secs(config.cloud.renew_retry_secs);
     let retry = RETRY.min(refused_retry);
     let mut ask_at: Option<tokio::time::Instant> = None;
@@ -166,7 +168,7 @@ pub(crate) async fn provision(
             }
             Ok(_) => {}
             Err(e) => {
-                let delay = backoff.on_connect_failed(random());
+                let delay = backoff.on_connect_failed(random_u32(&rng));
                 warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "provisioning: connection failed");
                 ask_at = None;
                 tokio::time::sleep(delay).await;
@@ -208,19 +210,8 @@ async fn ask(
 
 /// The claim name: the claim certificate's CN, if it is one.
 fn claim_name(cert: &std::path::Path) -> Option<String> {
-    use rustls_pki_types::pem::PemObject;
-    let der = rustls_pki_types::CertificateDer::pem_file_iter(cert)
-        .ok()?
-        .next()?
-        .ok()?;
+    let der = tls::own_certificate(cert).ok()?;
     cert_der::subject_common_names(der.as_ref())?
         .into_iter()
         .find(|name| name.starts_with(CLAIM_PREFIX) && Serial::new(name).is_ok())
-}
-
-fn random() -> u32 {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 4];
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    u32::from_le_bytes(bytes)
 }

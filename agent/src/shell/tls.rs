@@ -78,8 +78,8 @@ pub enum TlsError {
 /// The device certificate's subject common name must be `serial` (DESIGN
 /// §5: client id = serial = certificate subject).
 pub fn check_subject(cert: &Path, serial: &str) -> Result<(), TlsError> {
-    let chain = read_certs(cert)?;
-    let names = super::cert_der::subject_common_names(chain[0].as_ref()).unwrap_or_default();
+    let own = own_certificate(cert)?;
+    let names = super::cert_der::subject_common_names(own.as_ref()).unwrap_or_default();
     if names.iter().any(|n| n == serial) {
         return Ok(());
     }
@@ -133,6 +133,12 @@ pub fn check_key_permissions(path: &Path) -> Result<(), TlsError> {
         });
     }
     Ok(())
+}
+
+/// The first certificate of a PEM file: the device's own in a chain.
+pub(crate) fn own_certificate(path: &Path) -> Result<CertificateDer<'static>, TlsError> {
+    // read_certs refuses a file without a certificate.
+    Ok(read_certs(path)?.swap_remove(0))
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

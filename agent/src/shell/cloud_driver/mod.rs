@@ -209,10 +209,7 @@ impl<'a> Driver<'a> {
     }
 
     fn random(&self) -> u32 {
-        let mut bytes = [0u8; 4];
-        // The kernel's random source failing leaves zero: less jitter, no harm.
-        let _ = self.rng.fill(&mut bytes);
-        u32::from_le_bytes(bytes)
+        random_u32(&self.rng)
     }
 
     /// The device admin's switch, as the agent holds it, opens or closes
@@ -312,6 +309,14 @@ impl<'a> Driver<'a> {
         self.shared.agent.borrow_mut().observe_clock(now);
         self.shared.revoke_denied(now);
     }
+}
+
+/// A random number for backoff jitter and the like.
+pub(crate) fn random_u32(rng: &SystemRandom) -> u32 {
+    let mut bytes = [0u8; 4];
+    // The kernel's random source failing leaves zero: less jitter, no harm.
+    let _ = rng.fill(&mut bytes);
+    u32::from_le_bytes(bytes)
 }
 
 async fn poll_facts(check: &mut Option<FactsCheck<'_>>) -> Option<NetworkFacts> {

@@ -20,7 +20,7 @@ use rumqttc::QoS;
 use tracing::{error, info, warn};
 
 use super::Driver;
-use crate::core::renewal::{CertificateValidity, Renewal, RenewalPolicy, RenewalStep};
+use crate::core::renewal::{Renewal, RenewalPolicy, RenewalStep};
 use crate::core::{Applied, DeviceState};
 use crate::shell::config::Config;
 use crate::shell::credentials::{Credentials, Identity};
@@ -49,66 +49,41 @@ fn policy(config: &Config) -> RenewalPolicy {
 }
 
 impl CertificateRenewal {
-    /// Opens the credential files in the state directory.
+    /// Opens the credential files in the state directory, ready to pick
+    /// a pair from: a stored new pair that does not load (or names
+    /// another device) is set aside first, so that neither the decision to
+    /// provision by claim nor the link ever counts on it.
     pub(crate) fn credentials(config: &Config) -> Result<Credentials<RealFlash>, StartError> {
         let cloud = &config.cloud;
         let issuer = cloud.device_ca.clone().unwrap_or_else(|| cloud.ca.clone());
-        Credentials::open(
+        let mut credentials = Credentials::open(
             config.state_dir.join("credentials"),
             cloud.cert.clone(),
             cloud.key.clone(),
             issuer,
             RealFlash,
         )
-        .map_err(|e| StartError::Credentials(e.to_string()))
+        .map_err(|e| StartError::Credentials(e.to_string()))?;
+        if credentials.identity() == Identity::Next {
+            if let Err(e) = load_pair(config, &credentials, Identity::Next) {
+                warn!(error = %e, "the renewed certificate does not load: set aside, the certificate in use stays");
+                credentials
+                    .set_aside()
+                    .map_err(|e| StartError::Credentials(e.to_string()))?;
+            }
+        }
+        Ok(credentials)
     }
 
-    /// Sets aside a stored new pair that does not load (before deciding
-    /// whether the device must provision itself: without it a device
-    /// provisioned by claim has no pair at all).
-    pub(crate) fn set_aside_unusable_next(
-        config: &Config,
-        credentials: &mut Credentials<RealFlash>,
-    ) -> Result<(), StartError> {
-        if credentials.identity() != Identity::Next {
-            return Ok(());
-        }
-        let (cert, key) = credentials.files(Identity::Next);
-        let loaded = tls::check_subject(&cert, &config.serial)
-            .and_then(|()| TlsSource::load(&config.cloud, &cert, &key));
-        if let Err(e) = loaded {
-            warn!(error = %e, "the renewed certificate does not load: set aside");
-            credentials
-                .set_aside()
-                .map_err(|e| StartError::Credentials(e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    /// Loads the TLS configuration of the pair to connect with: a stored
-    /// new pair that does not load is set aside for the pair in use.
+    /// Loads the TLS configuration of the pair to connect with, from
+    /// `credentials` as [`CertificateRenewal::credentials`] opened them
+    /// (and provisioning may have added a pair to).
     pub(crate) fn open(
         config: &Config,
-        mut credentials: Credentials<RealFlash>,
+        credentials: Credentials<RealFlash>,
     ) -> Result<(CertificateRenewal, TlsSource), StartError> {
-        let cloud = &config.cloud;
-        let mut identity = credentials.identity();
-        let tls = loop {
-            let (cert, key) = credentials.files(identity);
-            let loaded = tls::check_subject(&cert, &config.serial)
-                .and_then(|()| TlsSource::load(cloud, &cert, &key));
-            match loaded {
-                Ok(tls) => break tls,
-                Err(e) if identity == Identity::Next => {
-                    warn!(error = %e, "the renewed certificate does not load: set aside, the certificate in use stays");
-                    credentials
-                        .set_aside()
-                        .map_err(|e| StartError::Credentials(e.to_string()))?;
-                    identity = credentials.identity();
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let identity = credentials.identity();
+        let tls = load_pair(config, &credentials, identity)?;
         let in_use = credentials.validity(credentials.fallback());
         let renewal = Renewal::new(policy(config), in_use, identity == Identity::Next);
         info!(
@@ -178,7 +153,7 @@ impl CertificateRenewal {
     /// The attempt connected: a new pair that did becomes the pair in use;
     /// the pair in use connecting after the new one failed sets the new
     /// one aside.
-    pub(crate) fn on_connected(&mut self, now: u64) -> Option<CertificateValidity> {
+    pub(crate) fn on_connected(&mut self, now: u64) {
         let switched = match self.attempt_with {
             Identity::Next => match self.credentials.promote() {
                 Ok(()) => {
@@ -203,7 +178,6 @@ impl CertificateRenewal {
         };
         self.next_failed = false;
         self.renewal.on_connected(switched);
-        switched
     }
 
     /// The attempt failed, or the connection was lost.
@@ -256,6 +230,18 @@ impl CertificateRenewal {
             }
         }
     }
+}
+
+/// The TLS configuration of `identity`'s pair, checked to name this
+/// device.
+fn load_pair(
+    config: &Config,
+    credentials: &Credentials<RealFlash>,
+    identity: Identity,
+) -> Result<TlsSource, TlsError> {
+    let (cert, key) = credentials.files(identity);
+    tls::check_subject(&cert, &config.serial)?;
+    TlsSource::load(&config.cloud, &cert, &key)
 }
 
 fn warn_unusable(e: &TlsError) {

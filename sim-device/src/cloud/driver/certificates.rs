@@ -49,6 +49,18 @@ pub(super) struct Issued {
     envelope: Vec<u8>,
 }
 
+/// One certificate per key: a repeated request for the key `issued` was
+/// for gets what was sent then, again on `topic`. Whether it did.
+fn resent(client: &AsyncClient, topic: &str, issued: Option<&Issued>, public_key: &[u8]) -> bool {
+    match issued {
+        Some(issued) if issued.public_key == public_key => {
+            let _ = client.try_publish(topic, QoS::AtLeastOnce, false, issued.envelope.clone());
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Answers one certificate request from `serial`.
 pub(super) fn answer(
     client: &AsyncClient,
@@ -76,11 +88,13 @@ pub(super) fn answer(
         return;
     };
     let link = shared.links.entry(serial.clone()).or_default();
-    if let Some(issued) = &link.certificate {
-        if issued.public_key == request.public_key.as_slice() {
-            let _ = client.try_publish(topic, QoS::AtLeastOnce, false, issued.envelope.clone());
-            return;
-        }
+    if resent(
+        client,
+        &topic,
+        link.certificate.as_ref(),
+        &request.public_key,
+    ) {
+        return;
     }
     let Some(seq) = link.next_seq else {
         return;
@@ -143,16 +157,12 @@ pub(super) fn provision(
         return;
     };
     let topic = provisioning::answer_topic(claim, &serial);
-    // One certificate per key: a repeated request gets the same answer.
-    if let Some(issued) = shared
+    let provisioned = shared
         .links
         .get(&serial)
-        .and_then(|l| l.provisioned.as_ref())
-    {
-        if issued.public_key == request.public_key.as_slice() {
-            let _ = client.try_publish(topic, QoS::AtLeastOnce, false, issued.envelope.clone());
-            return;
-        }
+        .and_then(|l| l.provisioned.as_ref());
+    if resent(client, &topic, provisioned, &request.public_key) {
+        return;
     }
     let Some(answer) = provision_answer(issuer, shared, &serial, &request) else {
         return;
