@@ -55,8 +55,8 @@ pub(super) enum DeviceEvent {
     Subscribed { device: usize },
     /// Device `device` lost its established connection.
     Disconnected { device: usize },
-    /// An attempt to connect failed, and how.
-    Failed(&'static str),
+    /// An attempt to connect failed, how, and `took` from its start.
+    Failed { kind: &'static str, took: Duration },
 }
 
 /// A short name for why a connection attempt failed, for the report.
@@ -245,7 +245,10 @@ impl Device {
                 }
                 Err(error) => {
                     if !connected {
-                        let _ = events.send(DeviceEvent::Failed(failure_kind(&error)));
+                        let _ = events.send(DeviceEvent::Failed {
+                            kind: failure_kind(&error),
+                            took: attempt_started.elapsed(),
+                        });
                     }
                     if permit.is_some() {
                         // Give the slot to another device while this one waits.

@@ -327,7 +327,9 @@ async fn connect_all(
                     subscribed += 1;
                 }
             }
-            Ok(Some(DeviceEvent::Failed(kind))) => report_failure(&mut connect_failures, kind),
+            Ok(Some(DeviceEvent::Failed { kind, took })) => {
+                report_failure(&mut connect_failures, kind, took)
+            }
             Ok(Some(DeviceEvent::Disconnected { .. })) => {}
             Ok(None) | Err(_) => break,
         }
@@ -343,7 +345,9 @@ async fn connect_all(
                     subscribed += 1;
                 }
             }
-            Ok(Some(DeviceEvent::Failed(kind))) => report_failure(&mut connect_failures, kind),
+            Ok(Some(DeviceEvent::Failed { kind, took })) => {
+                report_failure(&mut connect_failures, kind, took)
+            }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }
@@ -435,8 +439,8 @@ async fn measure_reconnect(
                     reconnect_times.push(at.saturating_duration_since(back));
                 }
             }
-            Ok(Some(DeviceEvent::Failed(kind))) => {
-                report_failure(&mut report.reconnect_failures, kind)
+            Ok(Some(DeviceEvent::Failed { kind, took })) => {
+                report_failure(&mut report.reconnect_failures, kind, took)
             }
             Ok(Some(DeviceEvent::Disconnected { device })) => {
                 if !expected[device] {
@@ -454,8 +458,10 @@ async fn measure_reconnect(
     ));
     let curve = ReconnectCurve::from_times(reconnect_times, CURVE_BUCKET);
     progress(&format!(
-        "{}/{dropped} reconnected, the last {:.2} s after the {}; peak {} per {} ms, mean {:.1}, peak/mean {:.2}",
+        "{}/{dropped} reconnected, the first {:.2} s, 95 % by {:.2} s and the last {:.2} s after the {}; peak {} per {} ms, mean {:.1}, peak/mean {:.2}",
         report.reconnected,
+        curve.first_back.as_secs_f64(),
+        curve.back_after(0.95).as_secs_f64(),
         curve.all_back_after.as_secs_f64(),
         match outage {
             Outage::All => "broker was back",

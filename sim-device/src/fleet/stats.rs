@@ -54,6 +54,8 @@ pub struct ReconnectCurve {
     pub counts: Vec<usize>,
     /// From the broker listening again to the last device back.
     pub all_back_after: Duration,
+    /// From the broker listening again to the first device back.
+    pub first_back: Duration,
 }
 
 impl ReconnectCurve {
@@ -74,6 +76,7 @@ impl ReconnectCurve {
             bucket,
             counts,
             all_back_after: last,
+            first_back: first,
         }
     }
 
@@ -87,6 +90,24 @@ impl ReconnectCurve {
 
     pub fn peak(&self) -> usize {
         self.counts.iter().copied().max().unwrap_or(0)
+    }
+
+    /// How long after the outage `fraction` (0 to 1) of the devices were
+    /// back: beside `all_back_after`, it tells a herd that came back late
+    /// from a few stragglers that did (their long tail lowers the mean).
+    pub fn back_after(&self, fraction: f64) -> Duration {
+        let total: usize = self.counts.iter().sum();
+        let wanted = ((total as f64 * fraction).ceil() as usize).clamp(1, total.max(1));
+        let mut seen = 0;
+        for (index, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= wanted {
+                // The end of the bucket that holds it (the last device's time for the last).
+                return (self.first_back + self.bucket * (index as u32 + 1))
+                    .min(self.all_back_after);
+            }
+        }
+        self.all_back_after
     }
 
     /// Peak over mean: 1.0 is a perfectly even spread.
@@ -153,26 +174,52 @@ pub struct FleetReport {
     /// not cut it (a killed node's neighbours).
     pub unexpected_losses: usize,
     /// Failed attempts by kind while the fleet first connected.
-    pub connect_failures: Vec<(&'static str, usize)>,
+    pub connect_failures: Vec<FailureCount>,
     /// Failed attempts by kind after the broker restart.
-    pub reconnect_failures: Vec<(&'static str, usize)>,
+    pub reconnect_failures: Vec<FailureCount>,
 }
 
-pub(super) fn report_failure(counts: &mut Vec<(&'static str, usize)>, kind: &'static str) {
-    match counts.iter_mut().find(|(k, _)| *k == kind) {
-        Some((_, n)) => *n += 1,
-        None => counts.push((kind, 1)),
+/// Failed connection attempts of one kind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FailureCount {
+    pub kind: &'static str,
+    pub count: usize,
+    /// The longest time from an attempt's start to its failure: a broker
+    /// that holds a connect before closing it (a NATS node waiting for a
+    /// JetStream leader) shows here, a refused one does not.
+    pub longest: Duration,
+}
+
+pub(super) fn report_failure(counts: &mut Vec<FailureCount>, kind: &'static str, took: Duration) {
+    match counts.iter_mut().find(|c| c.kind == kind) {
+        Some(c) => {
+            c.count += 1;
+            c.longest = c.longest.max(took);
+        }
+        None => counts.push(FailureCount {
+            kind,
+            count: 1,
+            longest: took,
+        }),
     }
 }
 
-/// "3 timed out, 1 connection refused", or "none".
-pub fn describe_failures(counts: &[(&'static str, usize)]) -> String {
+/// "3 timed out (each after up to 10.0 s), 1 connection refused (...)",
+/// or "none".
+pub fn describe_failures(counts: &[FailureCount]) -> String {
     if counts.is_empty() {
         return "none".into();
     }
     counts
         .iter()
-        .map(|(kind, n)| format!("{n} {kind}"))
+        .map(|c| {
+            format!(
+                "{} {} (each after up to {:.1} s)",
+                c.count,
+                c.kind,
+                c.longest.as_secs_f64()
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -216,6 +263,34 @@ mod tests {
         let curve = ReconnectCurve::from_times(times, Duration::from_millis(250));
         assert_eq!(curve.counts, vec![25, 25, 25, 25]);
         assert_eq!(curve.peak_to_mean(), 1.0);
+    }
+
+    #[test]
+    fn a_few_stragglers_show_in_when_most_were_back_not_in_the_herd() {
+        // 95 devices over the first second from 2 s on, five more up to 20 s later.
+        let mut times: Vec<Duration> = (0..95)
+            .map(|i| Duration::from_millis(2_000 + i * 10))
+            .collect();
+        times.extend((1..=5).map(|i| Duration::from_secs(2 + 4 * i)));
+        let curve = ReconnectCurve::from_times(times, Duration::from_millis(250));
+        assert_eq!(curve.back_after(0.95), Duration::from_millis(3_000));
+        assert_eq!(curve.back_after(0.5), Duration::from_millis(2_500));
+        assert_eq!(curve.back_after(1.0), Duration::from_millis(22_000));
+        assert_eq!(curve.all_back_after, Duration::from_secs(22));
+        assert!(curve.peak_to_mean() > 2.0, "the tail lowers the mean");
+    }
+
+    #[test]
+    fn failures_count_by_kind_and_keep_the_longest_hold() {
+        let mut counts = Vec::new();
+        report_failure(&mut counts, "connection refused", Duration::from_millis(2));
+        report_failure(&mut counts, "connection lost", Duration::from_secs(5));
+        report_failure(&mut counts, "connection refused", Duration::from_millis(1));
+        assert_eq!(
+            describe_failures(&counts),
+            "2 connection refused (each after up to 0.0 s), 1 connection lost (each after up to 5.0 s)"
+        );
+        assert_eq!(describe_failures(&[]), "none");
     }
 
     #[test]

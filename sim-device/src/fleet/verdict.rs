@@ -134,6 +134,7 @@ mod tests {
                 bucket: Duration::from_millis(250),
                 counts: vec![4, 0, 0, 0],
                 all_back_after: Duration::from_secs(1),
+                first_back: Duration::ZERO,
             }),
             ..FleetReport::default()
         };
