@@ -4,6 +4,12 @@
 
 use std::time::Duration;
 
+/// The nearest-rank method: the 1-based rank of quantile `q` (0 to 1) of
+/// `len` ordered values (1 for an empty set).
+fn nearest_rank(len: usize, q: f64) -> usize {
+    ((len as f64 * q).ceil() as usize).clamp(1, len.max(1))
+}
+
 /// Percentiles of a set of durations, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Percentiles {
@@ -21,10 +27,7 @@ impl Percentiles {
             return Percentiles::default();
         }
         samples.sort_unstable();
-        let at = |q: f64| {
-            let index = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
-            samples[index].as_secs_f64() * 1000.0
-        };
+        let at = |q: f64| samples[nearest_rank(samples.len(), q) - 1].as_secs_f64() * 1000.0;
         Percentiles {
             count: samples.len(),
             p50: at(0.50),
@@ -96,8 +99,7 @@ impl ReconnectCurve {
     /// back: beside `all_back_after`, it tells a herd that came back late
     /// from a few stragglers that did (their long tail lowers the mean).
     pub fn back_after(&self, fraction: f64) -> Duration {
-        let total: usize = self.counts.iter().sum();
-        let wanted = ((total as f64 * fraction).ceil() as usize).clamp(1, total.max(1));
+        let wanted = nearest_rank(self.counts.iter().sum(), fraction);
         let mut seen = 0;
         for (index, count) in self.counts.iter().enumerate() {
             seen += count;
