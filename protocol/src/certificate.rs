@@ -35,18 +35,47 @@ pub struct CertificateRequest {
     pub current_not_after: u64,
 }
 
-/// What a proof over a device's new key covers: `context || 0x00 ||
-/// serial || 0x00 || public_key` (the renewal's proof of possession here,
-/// and both proofs of a provisioning request, each with its own context).
-pub fn proof_message(context: &[u8], serial: &Serial, public_key: &[u8]) -> alloc::vec::Vec<u8> {
+/// What a proof for a device covers: `context || 0x00 || serial || 0x00
+/// || bytes` (the renewal's proof of possession of a new key here, both
+/// proofs of a provisioning request, and the bind proof over an account
+/// id, each with its own context).
+pub fn proof_message(context: &[u8], serial: &Serial, bytes: &[u8]) -> alloc::vec::Vec<u8> {
     let mut message =
-        alloc::vec::Vec::with_capacity(context.len() + serial.len() + public_key.len() + 2);
+        alloc::vec::Vec::with_capacity(context.len() + serial.len() + bytes.len() + 2);
     message.extend_from_slice(context);
     message.push(0);
     message.extend_from_slice(serial.as_bytes());
     message.push(0);
-    message.extend_from_slice(public_key);
+    message.extend_from_slice(bytes);
     message
+}
+
+/// The proof of knowing a device's verification code: HMAC-SHA256 keyed
+/// with the code's ASCII bytes over [`proof_message`] (the bind proof, and
+/// a provisioning request's code proof).
+pub fn code_mac(
+    verification_code: &[u8],
+    context: &[u8],
+    serial: &Serial,
+    bytes: &[u8],
+) -> [u8; 32] {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, verification_code);
+    let tag = ring::hmac::sign(&key, &proof_message(context, serial, bytes));
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Whether `mac` is the [`code_mac`] of these, checked in constant time.
+pub fn code_mac_holds(
+    verification_code: &[u8],
+    context: &[u8],
+    serial: &Serial,
+    bytes: &[u8],
+    mac: &[u8],
+) -> bool {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, verification_code);
+    ring::hmac::verify(&key, &proof_message(context, serial, bytes), mac).is_ok()
 }
 
 /// What the proof of possession signs: [`proof_message`] with

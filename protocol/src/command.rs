@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::access::{Action, ChannelScope, InstallerGrants, Permissions, ShareEntry, Validity};
+use crate::certificate::{code_mac, code_mac_holds};
 use crate::envelope::PUBLIC_KEY_LEN;
 use crate::ids::{AccountId, AccountRef, Serial, Text};
 use crate::limits::{MAX_AUDIT_REPLY, MAX_CERTIFICATE_BYTES, MAX_DOMAIN_LEN, MAX_SHARES};
@@ -258,13 +259,12 @@ pub const BIND_PROOF_CONTEXT: &[u8] = b"hc-agent/bind/v1";
 /// The bind proof: HMAC-SHA256 keyed with the verification code's ASCII
 /// bytes over `BIND_PROOF_CONTEXT || 0x00 || serial || 0x00 || account id`.
 pub fn bind_proof(verification_code: &[u8], serial: &Serial, account: &AccountId) -> [u8; 32] {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, verification_code);
-    let mut ctx = ring::hmac::Context::with_key(&key);
-    bind_proof_message(&mut |part| ctx.update(part), serial, account);
-    let tag = ctx.sign();
-    let mut out = [0u8; 32];
-    out.copy_from_slice(tag.as_ref());
-    out
+    code_mac(
+        verification_code,
+        BIND_PROOF_CONTEXT,
+        serial,
+        account.as_bytes(),
+    )
 }
 
 /// Checks a bind proof in constant time.
@@ -274,18 +274,13 @@ pub fn verify_bind_proof(
     account: &AccountId,
     proof: &[u8; 32],
 ) -> bool {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, verification_code);
-    let mut message = alloc::vec::Vec::with_capacity(64 + serial.len() + account.len());
-    bind_proof_message(&mut |part| message.extend_from_slice(part), serial, account);
-    ring::hmac::verify(&key, &message, proof).is_ok()
-}
-
-fn bind_proof_message(feed: &mut dyn FnMut(&[u8]), serial: &Serial, account: &AccountId) {
-    feed(BIND_PROOF_CONTEXT);
-    feed(&[0]);
-    feed(serial.as_bytes());
-    feed(&[0]);
-    feed(account.as_bytes());
+    code_mac_holds(
+        verification_code,
+        BIND_PROOF_CONTEXT,
+        serial,
+        account.as_bytes(),
+        proof,
+    )
 }
 
 #[cfg(test)]

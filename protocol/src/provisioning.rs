@@ -20,7 +20,9 @@ use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
 pub use crate::certificate::proof_message;
-use crate::certificate::{key_proof_holds, P256_PUBLIC_KEY_LEN, P256_SIGNATURE_LEN};
+use crate::certificate::{
+    code_mac, code_mac_holds, key_proof_holds, P256_PUBLIC_KEY_LEN, P256_SIGNATURE_LEN,
+};
 use crate::ids::Serial;
 use crate::limits::MAX_CERTIFICATE_BYTES;
 use crate::reason::Reason;
@@ -93,11 +95,7 @@ pub enum ProvisionAnswer {
 
 /// The verification code proof of `serial` for `public_key`.
 pub fn code_proof(verification_code: &[u8], serial: &Serial, public_key: &[u8]) -> [u8; 32] {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, verification_code);
-    let tag = ring::hmac::sign(&key, &proof_message(CODE_PROOF_CONTEXT, serial, public_key));
-    let mut out = [0u8; 32];
-    out.copy_from_slice(tag.as_ref());
-    out
+    code_mac(verification_code, CODE_PROOF_CONTEXT, serial, public_key)
 }
 
 impl ProvisionRequest {
@@ -107,13 +105,16 @@ impl ProvisionRequest {
         if !key_proof_holds(PROOF_CONTEXT, &self.serial, &self.public_key, &self.proof) {
             return Err(Reason::BadSignature);
         }
-        let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, verification_code);
-        ring::hmac::verify(
-            &hmac,
-            &proof_message(CODE_PROOF_CONTEXT, &self.serial, &self.public_key),
+        if !code_mac_holds(
+            verification_code,
+            CODE_PROOF_CONTEXT,
+            &self.serial,
+            &self.public_key,
             &self.code_proof,
-        )
-        .map_err(|_| Reason::BadVerificationProof)
+        ) {
+            return Err(Reason::BadVerificationProof);
+        }
+        Ok(())
     }
 }
 
