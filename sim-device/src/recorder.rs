@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use hc_agent::client::{ClientError, LocalClient};
+use hc_agent::core::renewal::DEFAULT_RENEWAL;
 use hc_agent::shell::clock::Clocks;
 use hc_agent::shell::config::Config;
 use hc_protocol::access::{Action, Decision, Principal};
@@ -114,8 +115,8 @@ impl RecorderSpec {
             home: None,
             more_endpoints: Vec::new(),
             status_refresh_secs: 300,
-            renew_before_end_secs: 30 * 24 * 3600,
-            renew_retry_secs: 3600,
+            renew_before_end_secs: DEFAULT_RENEWAL.before_end.as_secs(),
+            renew_retry_secs: DEFAULT_RENEWAL.retry.as_secs(),
             claim: None,
         }
     }

@@ -7,6 +7,7 @@
 use std::io;
 use std::path::Path;
 
+use hc_agent::core::renewal::DEFAULT_RENEWAL;
 use hc_agent::shell::config::{
     encode_hex, CloudConfig, CommandKeyConfig, Config, DomainConfig, EndpointConfig,
     LocalSocketConfig, LogConfig,
@@ -37,10 +38,7 @@ pub fn loopback(
         dir,
         port,
         command_key,
-        CertFiles {
-            cert: device.cert.clone(),
-            key: device.key.clone(),
-        },
+        device.clone(),
     ))
 }
 
@@ -94,9 +92,9 @@ fn loopback_with(
             // The agent's default.
             status_refresh_secs: 300,
             // The agent's defaults: test certificates live for decades.
-            renew_at_percent: 66,
-            renew_before_end_secs: 30 * 24 * 3600,
-            renew_retry_secs: 3600,
+            renew_at_percent: DEFAULT_RENEWAL.lifetime_percent,
+            renew_before_end_secs: DEFAULT_RENEWAL.before_end.as_secs(),
+            renew_retry_secs: DEFAULT_RENEWAL.retry.as_secs(),
             allow_tls12: false,
             insecure_plaintext: false,
             backoff_base_ms: 100,
