@@ -192,7 +192,7 @@ impl Pki {
             devices: BTreeMap::new(),
         };
         for serial in serials {
-            pki.issue_device(&issuer, serial)?;
+            pki.issue_device(&issuer, serial, Validity::Current)?;
         }
         Ok(pki)
     }
@@ -256,16 +256,17 @@ impl Pki {
     pub fn add_device(&mut self, serial: &str) -> Result<CertFiles, PkiError> {
         check_serial(serial)?;
         let issuer = self.issuer()?;
-        self.issue_device(&issuer, serial)
+        self.issue_device(&issuer, serial, Validity::Current)
     }
 
     fn issue_device(
         &mut self,
         issuer: &Issuer<'_, KeyPair>,
         serial: &str,
+        validity: Validity,
     ) -> Result<CertFiles, PkiError> {
         let files = CertFiles::in_dir(&self.dir.join("devices"), serial);
-        issue(issuer, &files, serial, Role::Client, Validity::Current)?;
+        issue(issuer, &files, serial, Role::Client, validity)?;
         self.devices.insert(serial.to_owned(), files.clone());
         Ok(files)
     }
@@ -280,11 +281,8 @@ impl Pki {
         not_after: u64,
     ) -> Result<CertFiles, PkiError> {
         check_serial(serial)?;
-        let files = CertFiles::in_dir(&self.dir.join("devices"), serial);
-        let window = Validity::Window(not_before, not_after);
-        issue(&self.issuer()?, &files, serial, Role::Client, window)?;
-        self.devices.insert(serial.to_owned(), files.clone());
-        Ok(files)
+        let issuer = self.issuer()?;
+        self.issue_device(&issuer, serial, Validity::Window(not_before, not_after))
     }
 
     /// The claim certificate of production batch `batch` (SPEC §6.7): a
@@ -294,10 +292,7 @@ impl Pki {
     pub fn claim(&self, batch: &str) -> Result<CertFiles, PkiError> {
         let cn = format!("{}{batch}", hc_protocol::provisioning::CLAIM_PREFIX);
         // Topic-safe like a serial (it is the claim's topic level).
-        hc_protocol::Serial::new(&cn).map_err(|e| PkiError::InvalidSerial {
-            serial: cn.clone(),
-            message: e.to_string(),
-        })?;
+        check_topic_name(&cn)?;
         let dir = self.dir.join("claims");
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let files = CertFiles::in_dir(&dir, &cn);
@@ -425,11 +420,17 @@ impl Pki {
 
 /// A serial must be a valid device serial (topic-safe, so also a safe file
 /// name and MQTT client id) and must not collide with the cloud's name.
-fn check_serial(serial: &str) -> Result<(), PkiError> {
-    hc_protocol::Serial::new(serial).map_err(|e| PkiError::InvalidSerial {
-        serial: serial.to_owned(),
+/// `name` can stand as a topic level: a valid serial's syntax.
+fn check_topic_name(name: &str) -> Result<(), PkiError> {
+    hc_protocol::Serial::new(name).map_err(|e| PkiError::InvalidSerial {
+        serial: name.to_owned(),
         message: e.to_string(),
     })?;
+    Ok(())
+}
+
+fn check_serial(serial: &str) -> Result<(), PkiError> {
+    check_topic_name(serial)?;
     if serial == CLOUD_CN {
         return Err(PkiError::InvalidSerial {
             serial: serial.to_owned(),
