@@ -41,6 +41,30 @@ pub struct Issuer {
     pub lifetime: Duration,
 }
 
+impl Issuer {
+    /// A certificate for `public_key`, subject `serial`, valid from a
+    /// minute before `now` (clocks differ) to [`Issuer::not_after`]; `None`
+    /// when the CA fails (logged).
+    fn issue(&self, serial: &Serial, public_key: &[u8], now: u64) -> Option<Vec<u8>> {
+        let not_before = now.saturating_sub(60);
+        match self
+            .pki
+            .issue_for_key(serial.as_str(), public_key, not_before, self.not_after(now))
+        {
+            Ok(der) => Some(der),
+            Err(e) => {
+                tracing::warn!(%serial, error = %e, "certificate not issued");
+                None
+            }
+        }
+    }
+
+    /// The end of a certificate issued at `now`.
+    fn not_after(&self, now: u64) -> u64 {
+        now + self.lifetime.as_secs()
+    }
+}
+
 /// The last certificate issued to a device: for the key, what was sent
 /// (the command envelope, or the provisioning answer).
 #[derive(Debug, Clone)]
@@ -100,17 +124,8 @@ pub(super) fn answer(
         return;
     };
     let now = now_secs();
-    let der = match issuer.pki.issue_for_key(
-        serial.as_str(),
-        &request.public_key,
-        now.saturating_sub(60),
-        now + issuer.lifetime.as_secs(),
-    ) {
-        Ok(der) => der,
-        Err(e) => {
-            tracing::warn!(%serial, error = %e, "certificate not issued");
-            return;
-        }
+    let Some(der) = issuer.issue(&serial, &request.public_key, now) else {
+        return;
     };
     let Ok(actor_id) = AccountId::new(CERTIFICATE_ACTOR) else {
         return;
@@ -135,7 +150,7 @@ pub(super) fn answer(
                 envelope: envelope.clone(),
             });
             let _ = client.try_publish(topic, QoS::AtLeastOnce, false, envelope);
-            tracing::info!(%serial, seq, not_after = now + issuer.lifetime.as_secs(), "certificate issued");
+            tracing::info!(%serial, seq, not_after = issuer.not_after(now), "certificate issued");
         }
         Err(e) => tracing::warn!(%serial, error = %e, "certificate command does not seal"),
     }
@@ -205,19 +220,8 @@ fn provision_answer(
     if let Err(reason) = request.check(code.as_bytes()) {
         return Some(ProvisionAnswer::Refused(reason));
     }
-    let now = now_secs();
-    match issuer.pki.issue_for_key(
-        serial.as_str(),
-        &request.public_key,
-        now.saturating_sub(60),
-        now + issuer.lifetime.as_secs(),
-    ) {
-        Ok(der) => Some(ProvisionAnswer::Issued {
-            certificate: der.iter().copied().collect(),
-        }),
-        Err(e) => {
-            tracing::warn!(%serial, error = %e, "certificate not issued");
-            None
-        }
-    }
+    let der = issuer.issue(serial, &request.public_key, now_secs())?;
+    Some(ProvisionAnswer::Issued {
+        certificate: der.iter().copied().collect(),
+    })
 }

@@ -533,15 +533,18 @@ async fn event_task(
                         }
                         continue;
                     }
-                    _ => {}
+                    Some((serial, leaf)) => {
+                        on_publish(
+                            &client,
+                            &restorer,
+                            &mut lock(),
+                            serial,
+                            leaf,
+                            &publish.payload,
+                        );
+                    }
+                    None => {}
                 }
-                on_publish(
-                    &client,
-                    &restorer,
-                    &mut lock(),
-                    &publish.topic,
-                    &publish.payload,
-                );
                 bump();
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) if lock().stopping => return,
@@ -581,12 +584,10 @@ fn on_publish(
     client: &AsyncClient,
     restorer: &CommandSigner,
     shared: &mut Shared,
-    topic: &str,
+    serial: Serial,
+    leaf: Leaf,
     payload: &[u8],
 ) {
-    let Some((serial, leaf)) = topics::parse(topic) else {
-        return;
-    };
     // A claim certificate may write under `dev/claim-...` (the device
     // patterns match its name); no device is called so (SPEC §6.7).
     if serial.as_str().starts_with(provisioning::CLAIM_PREFIX) {
